@@ -1,0 +1,1 @@
+"""EEG P300 selection through BrainFlow."""

@@ -1,0 +1,1 @@
+"""Tobii (or any LSL) gaze: fixations, dwell and focus."""

@@ -1,0 +1,322 @@
+"""The client API every adapter and renderer uses: ``publish(body)`` and ``async for msg in client``.
+
+No other module opens ZeroMQ sockets. The client
+
+* stamps and (optionally) signs what it sends, through :class:`~razvilka.protocol.codec.Codec`;
+* decodes what it receives, skipping unknown types and counting bad messages (never raising);
+* counts sequence gaps per sender and type;
+* sends heartbeats and tracks peers' heartbeats, warning when a peer misses 3 beats;
+* fetches a snapshot for late joiners and drops live messages the snapshot already covered.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from razvilka.protocol import curve
+from razvilka.protocol.codec import Codec
+from razvilka.protocol.config import BusConfig
+from razvilka.protocol.discovery import Endpoints, read_discovery
+from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.protocol.messages import Body, Header, Heartbeat, Message
+
+log = logging.getLogger("razvilka.client")
+
+
+@dataclass
+class Peer:
+    """A sender seen through its heartbeats."""
+
+    name: str
+    role: str
+    interval_ms: int
+    last_seen: float
+    state: str = "ok"
+    silent: bool = False
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    published: int = 0
+    gaps: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    last_error: ProtocolError | None = None
+    errors_by_code: dict[int, int] = field(default_factory=dict)
+
+
+class BusClient:
+    """One connection to the bus, for one named sender.
+
+    ``subscribe`` lists topic prefixes (``"fork."``, ``"input."``); ``""`` means everything.
+    Use as ``async with BusClient(...) as bus:``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        endpoints: Endpoints,
+        *,
+        role: str = "tool",
+        subscribe: Iterable[str] = (),
+        heartbeat_ms: int = 1000,
+        missed_beats: int = 3,
+        curve_secret_file: Path | None = None,
+        max_frame: int = 1 << 20,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self.name = name
+        self.role = role
+        self.endpoints = endpoints
+        self.codec = Codec(name, key=endpoints.hmac_key.encode() or None, max_frame=max_frame)
+        self.topics = list(subscribe)
+        self.heartbeat_ms = heartbeat_ms
+        self.missed_beats = missed_beats
+        self.curve_secret_file = curve_secret_file
+        self.ctx = context or zmq.asyncio.Context.instance()
+        self.stats = Stats()
+        self.peers: dict[str, Peer] = {}
+        self._last_seq: dict[tuple[str, str, str], int] = {}
+        self._covered: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.pub: zmq.asyncio.Socket | None = None
+        self.sub: zmq.asyncio.Socket | None = None
+        self.state = "ok"
+
+    @classmethod
+    def from_config(cls, name: str, config: BusConfig, **kwargs: object) -> "BusClient":
+        """Join the bus named in the discovery file of ``config``."""
+        endpoints = read_discovery(config.resolved_discovery_file())
+        if endpoints.curve_server_public and "curve_secret_file" not in kwargs:
+            kwargs["curve_secret_file"] = config.resolved_curve_dir() / "client.key_secret"
+        kwargs.setdefault("heartbeat_ms", config.heartbeat_ms)
+        kwargs.setdefault("missed_beats", config.missed_beats)
+        kwargs.setdefault("max_frame", config.max_frame_bytes)
+        return cls(name, endpoints, **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ life cycle
+    def _socket(self, kind: int) -> zmq.asyncio.Socket:
+        sock = self.ctx.socket(kind)
+        sock.linger = 0
+        if self.endpoints.curve_server_public:
+            if self.curve_secret_file is None:
+                raise ProtocolError(ErrorCode.BAD_CONFIG, "the bus requires CURVE: give a client secret key file")
+            curve.make_client(sock, self.endpoints.curve_server_public.encode(), self.curve_secret_file)
+        return sock
+
+    async def start(self) -> "BusClient":
+        self._loop = asyncio.get_running_loop()
+        self.pub = self._socket(zmq.PUB)
+        self.pub.sndhwm = 100_000
+        self.pub.connect(self.endpoints.pub)
+        self.sub = self._socket(zmq.SUB)
+        self.sub.rcvhwm = 100_000
+        for topic in self.topics:
+            self.sub.subscribe(topic.encode())
+        if self.topics and "" not in self.topics and not any("heartbeat.".startswith(t) for t in self.topics):
+            self.sub.subscribe(b"heartbeat.")
+        self.sub.connect(self.endpoints.sub)
+        if self.heartbeat_ms > 0:
+            self._tasks.append(asyncio.create_task(self._beat(), name=f"{self.name}-heartbeat"))
+        return self
+
+    async def close(self, *, goodbye: bool = True) -> None:
+        """Stop heartbeats; send a final 'stopped' beat so peers know this was no crash."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        if goodbye and self.pub is not None and not self.pub.closed and self.heartbeat_ms > 0:
+            try:
+                self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms, state="stopped"))  # type: ignore[arg-type]
+            except zmq.ZMQError:
+                pass
+        for sock in (self.pub, self.sub):
+            if sock is not None and not sock.closed:
+                sock.close(linger=0)
+
+    async def __aenter__(self) -> "BusClient":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def wait_connected(self, timeout: float = 5.0) -> bool:
+        """Wait until our own heartbeat comes back through the proxy (both directions are up).
+
+        PUB/SUB drops what is sent before subscriptions propagate; tests and tools that
+        publish at once call this first.
+        """
+        assert self.sub is not None and self.pub is not None
+        probe = self.ctx.socket(zmq.SUB)
+        probe.linger = 0
+        deadline = time.monotonic() + timeout
+        try:
+            if self.endpoints.curve_server_public:
+                assert self.curve_secret_file is not None
+                curve.make_client(probe, self.endpoints.curve_server_public.encode(), self.curve_secret_file)
+            token = f"_probe.{os.getpid()}.{id(self)}."
+            probe.subscribe(token.encode())
+            probe.connect(self.endpoints.sub)
+            while time.monotonic() < deadline:
+                self.pub.send_multipart([token.encode(), b"", b""])
+                if await probe.poll(50):
+                    await probe.recv_multipart()
+                    return True
+            return False
+        finally:
+            probe.close(linger=0)
+
+    # ------------------------------------------------------------------ sending
+    def publish(self, body: Body, *, fork_id: str | None = None, subtopic: Sequence[str] = ()) -> Header:
+        """Send one message; returns its header (id, seq, ts). Call from the loop's thread."""
+        assert self.pub is not None, "call start() first"
+        frames = self.codec.encode(body, fork_id=fork_id, subtopic=subtopic)
+        self.pub.send_multipart(frames, copy=False)
+        self.stats.published += 1
+        return msgspec.msgpack.decode(frames[1], type=Header)
+
+    def publish_threadsafe(self, body: Body, *, fork_id: str | None = None, subtopic: Sequence[str] = ()) -> None:
+        """For callbacks on foreign threads (pynput, evdev): hand the send to the loop."""
+        assert self._loop is not None, "call start() first"
+        self._loop.call_soon_threadsafe(lambda: self.publish(body, fork_id=fork_id, subtopic=subtopic))
+
+    def send_raw(self, frames: Sequence[bytes]) -> None:
+        """Send frames as they are (bridges forwarding foreign messages, tests of bad input)."""
+        assert self.pub is not None
+        self.pub.send_multipart(list(frames))
+
+    async def _beat(self) -> None:
+        while True:
+            self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms, state=self.state))  # type: ignore[arg-type]
+            self._check_peers()
+            await asyncio.sleep(self.heartbeat_ms / 1000)
+
+    # ------------------------------------------------------------------ receiving
+    async def recv(self, timeout: float | None = None) -> Message | None:
+        """The next known message, or None after ``timeout`` seconds."""
+        assert self.sub is not None, "call start() first"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if wait is not None and not await self.sub.poll(wait * 1000):
+                return None
+            frames = await self.sub.recv_multipart()
+            msg = self.accept(frames)
+            if msg is not None:
+                return msg
+
+    def accept(self, frames: Sequence[bytes]) -> Message | None:
+        """Decode, account and filter one received message (None: dropped)."""
+        try:
+            msg = self.codec.decode(frames)
+        except ProtocolError as exc:
+            if frames and bytes(frames[0]).startswith(b"_probe."):
+                return None
+            self.stats.rejected += 1
+            self.stats.last_error = exc
+            self.stats.errors_by_code[int(exc.code)] = self.stats.errors_by_code.get(int(exc.code), 0) + 1
+            if self.stats.rejected <= 10 or self.stats.rejected % 1000 == 0:
+                log.warning("%s: rejected a message (%d so far): %s", self.name, self.stats.rejected, exc)
+            return None
+        h = msg.header
+        key = (h.sender, h.session, h.type)
+        covered = self._covered.get(f"{h.sender}/{h.session}/{h.type}")
+        if covered is not None and h.seq <= covered:
+            return None
+        last = self._last_seq.get(key)
+        if last is not None and h.seq > last + 1:
+            self.stats.gaps += h.seq - last - 1
+        self._last_seq[key] = h.seq
+        if isinstance(msg.body, Heartbeat):
+            self._note_heartbeat(h, msg.body)
+        if not msg.known:
+            self.stats.unknown += 1
+            return None
+        self.stats.received += 1
+        return msg
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        while True:
+            msg = await self.recv()
+            if msg is not None:
+                yield msg
+
+    async def snapshot(self, timeout: float = 2.0) -> list[Message]:
+        """The retained state (current fork, text, status, layouts, peers), oldest first.
+
+        Subscribe first, then call this: live messages the snapshot covers are dropped later.
+        """
+        req = self._socket(zmq.DEALER)
+        try:
+            req.connect(self.endpoints.snapshot)
+            await req.send_multipart([b"", b"SNAPSHOT"])
+            if not await req.poll(timeout * 1000):
+                raise ProtocolError(ErrorCode.NOT_READY, f"no snapshot from {self.endpoints.snapshot} in {timeout}s")
+            reply = await req.recv_multipart()
+        finally:
+            req.close(linger=0)
+        if len(reply) < 3 or reply[1] != b"STATE":
+            raise ProtocolError(ErrorCode.MALFORMED, f"bad snapshot reply: {reply[1:3]!r}")
+        meta = msgspec.msgpack.decode(reply[2])
+        self._covered.update(meta.get("last_seq", {}))
+        frames = reply[3:]
+        out: list[Message] = []
+        pos = 0
+        for size in meta.get("sizes", []):
+            chunk = frames[pos:pos + size]
+            pos += size
+            try:
+                msg = self.codec.decode(chunk)
+            except ProtocolError as exc:
+                log.warning("%s: snapshot held a bad message: %s", self.name, exc)
+                continue
+            if isinstance(msg.body, Heartbeat):
+                self._note_heartbeat(msg.header, msg.body)
+            if msg.known:
+                out.append(msg)
+        return out
+
+    # ------------------------------------------------------------------ liveness
+    def _note_heartbeat(self, header: Header, beat: Heartbeat) -> None:
+        peer = self.peers.get(header.sender)
+        now = time.monotonic()
+        if peer is None:
+            self.peers[header.sender] = Peer(header.sender, beat.role, beat.interval_ms, now, beat.state)
+            return
+        if peer.silent and beat.state != "stopped":
+            log.info("%s: %s is back", self.name, header.sender)
+        peer.last_seen, peer.state, peer.interval_ms, peer.silent = now, beat.state, beat.interval_ms, False
+
+    def _check_peers(self) -> None:
+        now = time.monotonic()
+        for peer in self.peers.values():
+            if peer.state == "stopped" or peer.silent:
+                continue
+            if now - peer.last_seen > self.missed_beats * peer.interval_ms / 1000:
+                peer.silent = True
+                log.warning("%s: %s (%s) went silent: %d heartbeats missed", self.name, peer.name, peer.role, self.missed_beats)
+
+    def alive(self) -> dict[str, str]:
+        """Peer name -> "alive" | "silent" | "stopped" (checks the clock now)."""
+        self._check_peers()
+        return {
+            p.name: ("stopped" if p.state == "stopped" else "silent" if p.silent else "alive")
+            for p in self.peers.values()
+            if p.name != self.name
+        }

@@ -1,0 +1,297 @@
+"""Protocol v1 message definitions: the header and one body type per message type.
+
+These classes are the single source of truth: the JSON Schema (``protocol/schema.json``)
+and the conformance vectors are generated from them, and ``docs/protocol.md`` describes them.
+
+Receivers ignore unknown fields (structs do not forbid them) and unknown types
+(the codec hands those back as plain maps, and clients skip them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
+
+NonNeg = Annotated[int, Meta(ge=0)]
+Prob = Annotated[float, Meta(ge=0.0, le=1.0)]
+Index = Annotated[int, Meta(ge=0, le=255)]
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class Header(Struct, kw_only=True):
+    """Every message's second frame."""
+
+    version: Annotated[str, Meta(pattern=r"^[0-9]+\.[0-9]+$")]
+    type: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$", max_length=64)]
+    id: Annotated[str, Meta(min_length=1, max_length=64)]
+    sender: Name
+    session: Annotated[str, Meta(min_length=1, max_length=64)]
+    seq: NonNeg
+    ts_ns: NonNeg
+    fork_id: str | None = None
+
+
+class Body(Struct, kw_only=True):
+    """Base of all bodies. ``TYPE`` is the message type; the topic starts with ``TYPE + '.'``."""
+
+    TYPE: ClassVar[str] = ""
+    NEEDS_FORK: ClassVar[bool] = False
+
+
+# ---------------------------------------------------------------- daemon: forks
+class Candidate(Struct, kw_only=True):
+    index: Index
+    word: str
+    prob: Prob
+    lookahead: list[str] = field(default_factory=list)
+
+
+class ForkOpen(Body):
+    """A fork: the model is unsure and asks the human. Words first; look-aheads follow."""
+
+    TYPE: ClassVar[str] = "fork.open"
+    NEEDS_FORK: ClassVar[bool] = True
+    candidates: list[Candidate]
+    context: str = ""
+    position: NonNeg = 0
+    prefix: str = ""
+    reason: str = "uncertain"
+    entropy: float = 0.0
+    margin: float = 0.0
+    page: NonNeg = 0
+    pregenerated: bool = False
+    compute_ms: float = 0.0
+
+
+class Lookahead(Struct, kw_only=True):
+    index: Index
+    phrases: list[str]
+    long: bool = False
+
+
+class ForkLookahead(Body):
+    """Look-ahead phrases arriving for candidates of an open fork."""
+
+    TYPE: ClassVar[str] = "fork.lookahead"
+    NEEDS_FORK: ClassVar[bool] = True
+    entries: list[Lookahead]
+    done: bool = False
+    compute_ms: float = 0.0
+
+
+class ForkDecided(Body):
+    """The fork's outcome: which candidate, from which sources, and how long it took."""
+
+    TYPE: ClassVar[str] = "fork.decided"
+    NEEDS_FORK: ClassVar[bool] = True
+    index: int | None
+    words: list[str]
+    sources: list[str]
+    rule: str = ""
+    latency_ms: float = 0.0
+    decision_id: str = ""
+    phrase: bool = False
+    typed: bool = False
+
+
+# ---------------------------------------------------------------- daemon: text
+class Span(Struct, kw_only=True, array_like=False):
+    start: NonNeg
+    end: NonNeg
+    origin: Literal["prompt", "human", "model"]
+
+
+class TextAuto(Body):
+    """Words the model wrote on its own while it was confident."""
+
+    TYPE: ClassVar[str] = "text.auto"
+    text: str
+    words: list[str]
+    position: NonNeg = 0
+
+
+class TextUndo(Body):
+    """A backtrack: the last decision (and the auto-text after it) was removed."""
+
+    TYPE: ClassVar[str] = "text.undo"
+    removed: str
+    position: NonNeg = 0
+    decisions_undone: NonNeg = 1
+
+
+class TextState(Body):
+    """The whole document, who wrote which part; retained for late joiners."""
+
+    TYPE: ClassVar[str] = "text.state"
+    text: str
+    spans: list[Span] = field(default_factory=list)
+    document: str = ""
+    position: NonNeg = 0
+
+
+# ---------------------------------------------------------------- daemon: itself
+class DaemonStatus(Body):
+    TYPE: ClassVar[str] = "daemon.status"
+    state: Literal["loading", "ready", "generating", "waiting", "paused", "error", "stopping", "stopped"]
+    model: str = ""
+    mode: str = ""
+    k: NonNeg = 0
+    progress: float | None = None
+    last_fork_ms: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    detail: str = ""
+
+
+class DaemonError(Body):
+    """A refused request or an internal failure; the daemon keeps serving."""
+
+    TYPE: ClassVar[str] = "daemon.error"
+    code: int
+    name: str
+    message: str
+    ref_id: str | None = None
+
+
+# ---------------------------------------------------------------- inputs
+class Focus(Body):
+    """Attention on a candidate (gaze fixation, hover, arrows); ``index`` null = none."""
+
+    TYPE: ClassVar[str] = "input.focus"
+    NEEDS_FORK: ClassVar[bool] = True
+    index: Index | None
+    source: Name
+    confidence: Prob = 1.0
+    dwell: Prob | None = None
+    x: float | None = None
+    y: float | None = None
+
+
+class Confirm(Body):
+    """Confirm the focused candidate (key, pedal, dwell, P300 posterior)."""
+
+    TYPE: ClassVar[str] = "input.confirm"
+    NEEDS_FORK: ClassVar[bool] = True
+    source: Name
+    confidence: Prob = 1.0
+    index: Index | None = None
+    posterior: list[float] | None = None
+
+
+class Select(Body):
+    """Choose a candidate directly (number key, click, confident P300)."""
+
+    TYPE: ClassVar[str] = "input.select"
+    NEEDS_FORK: ClassVar[bool] = True
+    index: Index
+    source: Name
+    confidence: Prob = 1.0
+    phrase: bool = False
+    posterior: list[float] | None = None
+
+
+COMMANDS = ("back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new")
+
+
+class Command(Body):
+    """Back, more candidates, type my own word, pause, regenerate, bias a word, new text."""
+
+    TYPE: ClassVar[str] = "input.command"
+    command: Literal["back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new"]
+    source: Name
+    text: str = ""
+    bias: float = 0.0
+
+
+# ---------------------------------------------------------------- renderers
+class Box(Struct, kw_only=True):
+    index: Index
+    x: float
+    y: float
+    w: Annotated[float, Meta(ge=0)]
+    h: Annotated[float, Meta(ge=0)]
+
+
+class Layout(Body):
+    """Where each candidate is on screen (screen pixels), for gaze hit-testing."""
+
+    TYPE: ClassVar[str] = "render.layout"
+    NEEDS_FORK: ClassVar[bool] = True
+    boxes: list[Box]
+    screen_w: Annotated[float, Meta(gt=0)]
+    screen_h: Annotated[float, Meta(gt=0)]
+    renderer: Name
+
+
+class Stimulus(Body):
+    """A P300 flash: which candidates lit up, and when the frame was drawn (bus clock)."""
+
+    TYPE: ClassVar[str] = "render.stimulus"
+    NEEDS_FORK: ClassVar[bool] = True
+    indices: list[Index]
+    onset_ns: NonNeg
+    duration_ms: Annotated[float, Meta(ge=0)] = 100.0
+    flash: NonNeg = 0
+    renderer: str = ""
+
+
+# ---------------------------------------------------------------- every sender
+class Heartbeat(Body):
+    TYPE: ClassVar[str] = "heartbeat"
+    role: Literal["bus", "daemon", "input", "renderer", "tool"]
+    interval_ms: Annotated[int, Meta(gt=0)]
+    state: str = "ok"
+
+
+class SourceStatus(Body):
+    """An input device's health: lost, recovered, calibrated, stopped."""
+
+    TYPE: ClassVar[str] = "source.status"
+    source: Name
+    state: Literal["ok", "lost", "recovered", "stopped", "calibrating", "error"]
+    detail: str = ""
+
+
+BODY_TYPES: dict[str, type[Body]] = {
+    cls.TYPE: cls
+    for cls in (
+        ForkOpen, ForkLookahead, ForkDecided,
+        TextAuto, TextUndo, TextState,
+        DaemonStatus, DaemonError,
+        Focus, Confirm, Select, Command,
+        Layout, Stimulus,
+        Heartbeat, SourceStatus,
+    )
+}
+
+
+def topic_for(body_type: str, *suffix: str) -> str:
+    """``fork.open`` -> ``fork.open.``; extra segments refine it: ``input.focus.gaze.``."""
+    return ".".join((body_type, *suffix)) + "."
+
+
+@dataclass(slots=True)
+class Message:
+    """A decoded message. ``body`` is a typed struct, or a plain map for an unknown type."""
+
+    topic: str
+    header: Header
+    body: Body | dict[str, Any]
+    frames: list[bytes] | None = None
+
+    @property
+    def type(self) -> str:
+        return self.header.type
+
+    @property
+    def known(self) -> bool:
+        return not isinstance(self.body, dict)
+
+
+def to_builtins(obj: object) -> object:
+    return msgspec.to_builtins(obj)

@@ -1,0 +1,73 @@
+"""The ``razvilka`` command. Each area registers its own subcommands; heavy imports stay inside handlers."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable
+
+from razvilka.config import Config, ConfigError, load_config
+
+#: Modules that expose ``register(subparsers)``; each adds its subcommands.
+AREAS = (
+    "razvilka.protocol.cli",
+    "razvilka.daemon.cli",
+    "razvilka.inputs.cli",
+    "razvilka.renderers.cli",
+)
+
+Handler = Callable[[Config, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="razvilka", description="Steer a local LLM at its forks.")
+    parser.add_argument("--config", help="TOML configuration file (default: ~/.config/razvilka/config.toml)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one configuration value; repeatable")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    cfg = sub.add_parser("config", help="print the effective configuration as TOML-like text")
+    cfg.set_defaults(handler=_show_config)
+    for name in AREAS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def _show_config(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    from razvilka.config import to_toml_dict
+
+    print(json.dumps(to_toml_dict(config), indent=2))
+    return 0
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * min(verbosity + 1, 2)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        config = load_config(args.config, overrides=args.set)
+    except ConfigError as exc:
+        print(f"razvilka: {exc}", file=sys.stderr)
+        return 2
+    handler: Handler = args.handler
+    try:
+        return int(handler(config, args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Browser renderer: HTTP/WebSocket bridge and page."""
