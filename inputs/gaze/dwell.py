@@ -1,0 +1,186 @@
+"""Dwell: focus follows fixations; enough fixation time on one candidate confirms it.
+
+Per sample the tracker gets the sample's label (fixation / saccade / lost) and the candidate
+its fixation hits. It
+
+* moves the focus once a fixation has stayed ``min_fixation_ms`` on another candidate (or on
+  none), and says so at once;
+* counts only time between consecutive fixation samples on the focused candidate, so
+  saccades and blinks add nothing, and a confirm can only happen on a valid fixation sample
+  (gaze lost never confirms);
+* holds focus and progress through short losses (blinks up to ``blink_hold_ms``), and drops
+  them after longer ones;
+* reports progress ``progress_hz`` times a second while dwelling, and re-sends a held focus
+  every ``refresh_ms`` so it never goes stale;
+* confirms once per visit: the same candidate is confirmed again only after the focus left it;
+* counts no dwell for a fixation that began before the fork opened (the caller says which are
+  ``fresh``), so a confirm is never chained onto the next fork's word under a resting gaze.
+
+With cascading dwell each candidate's dwell is ``dwell_ms - (dwell_ms - cascade_min_ms) * prob``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+from razvilka.inputs.gaze.fixation import FIXATION
+
+#: Longest step between two samples that still counts as dwell time (a dropped sample or two).
+MAX_STEP_S = 0.05
+
+
+@dataclass(frozen=True)
+class FocusEvent:
+    """Focus on a candidate (``index`` None = on none); ``dwell`` is progress 0..1 or None."""
+
+    t: float
+    index: int | None
+    dwell: float | None = None
+    x: float | None = None
+    y: float | None = None
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class ConfirmEvent:
+    t: float
+    index: int
+    confidence: float = 1.0
+
+
+GazeEvent = Union[FocusEvent, ConfirmEvent]
+
+
+def dwell_for(prob: float, dwell_ms: float, cascade: bool, cascade_min_ms: float) -> float:
+    """Dwell time (ms) for a candidate of probability ``prob``; shorter for likely words with cascade."""
+    if not cascade or dwell_ms <= 0:
+        return dwell_ms
+    p = min(max(prob, 0.0), 1.0)
+    return max(cascade_min_ms, dwell_ms - (dwell_ms - cascade_min_ms) * p)
+
+
+class DwellTracker:
+    """Focus and dwell state of one fork (pure: samples in, events out)."""
+
+    def __init__(
+        self,
+        dwell_ms: float = 600.0,
+        min_fixation_ms: float = 50.0,
+        blink_hold_ms: float = 300.0,
+        progress_hz: float = 10.0,
+        refresh_ms: float = 500.0,
+        cascade: bool = False,
+        cascade_min_ms: float = 300.0,
+    ) -> None:
+        self.dwell_ms = dwell_ms
+        self.min_fix_s = min_fixation_ms / 1000
+        self.hold_s = blink_hold_ms / 1000
+        self.progress_s = 1.0 / progress_hz if progress_hz > 0 else math.inf
+        self.refresh_s = refresh_ms / 1000 if refresh_ms > 0 else math.inf
+        self.cascade = cascade
+        self.cascade_min_ms = cascade_min_ms
+        self.thresholds: dict[int, float] = {}
+        self.reset()
+
+    def reset(self, probs: dict[int, float] | None = None) -> None:
+        """Start afresh (a new fork or layout); ``probs`` are the candidates' probabilities."""
+        self.focus: int | None = None
+        self.progress_s_acc = 0.0
+        self.armed = True
+        self.pending: tuple[int | None, float] | None = None  # (candidate a fixation moved to, since when)
+        self.prev_on_focus = False
+        self.prev_t = math.nan
+        self.last_fix_t = math.nan
+        self.last_emit_t = -math.inf
+        self.x: float | None = None
+        self.y: float | None = None
+        if probs is not None:
+            self.thresholds = {
+                i: dwell_for(p, self.dwell_ms, self.cascade, self.cascade_min_ms) for i, p in probs.items()
+            }
+
+    def threshold_ms(self, index: int) -> float:
+        return self.thresholds.get(index, self.dwell_ms)
+
+    def progress(self) -> float | None:
+        """Dwell progress 0..1 of the focused candidate (None: nothing focused or dwell off)."""
+        if self.focus is None or self.threshold_ms(self.focus) <= 0:
+            return None
+        if not self.armed:
+            return 1.0
+        return min(1.0, self.progress_s_acc * 1000 / self.threshold_ms(self.focus))
+
+    def _focus_event(self, t: float, confidence: float) -> FocusEvent:
+        self.last_emit_t = t
+        return FocusEvent(t, self.focus, self.progress(), self.x, self.y, confidence)
+
+    def drop(self, t: float) -> list[GazeEvent]:
+        """Gaze is gone (stream lost, fork closed): unfocus if focused."""
+        was = self.focus
+        self.focus, self.pending, self.progress_s_acc, self.armed = None, None, 0.0, True
+        self.prev_on_focus = False
+        self.x = self.y = None
+        return [self._focus_event(t, 1.0)] if was is not None else []
+
+    def step(
+        self,
+        t: float,
+        label: int,
+        hit: int | None,
+        x: float | None = None,
+        y: float | None = None,
+        confidence: float = 1.0,
+        fresh: bool = True,
+    ) -> list[GazeEvent]:
+        """One sample. ``hit`` matters only for FIXATION samples; x/y (screen px) go into the events.
+
+        ``fresh`` False: the fixation began before this fork opened. It moves focus but adds no
+        dwell, so a gaze resting where a new fork's word appears does not confirm it unbidden.
+        """
+        out: list[GazeEvent] = []
+        if label != FIXATION:
+            self.prev_on_focus = False
+            self.pending = None
+            gone_since = self.last_fix_t if not math.isnan(self.last_fix_t) else t
+            if self.focus is not None and t - gone_since > self.hold_s:
+                out += self.drop(t)
+            elif self.focus is not None and t - self.last_emit_t >= self.refresh_s:
+                out.append(self._focus_event(t, confidence))
+            self.prev_t = t
+            return out
+        self.last_fix_t = t
+        if x is not None:
+            self.x, self.y = x, y
+        if hit == self.focus:
+            self.pending = None
+            if self.prev_on_focus and self.focus is not None and fresh:
+                self.progress_s_acc += min(t - self.prev_t, MAX_STEP_S)
+            self.prev_on_focus = True
+        else:
+            self.prev_on_focus = False
+            if self.pending is None or self.pending[0] != hit:
+                self.pending = (hit, t)
+            if t - self.pending[1] >= self.min_fix_s:
+                # the fixation stayed long enough on another candidate (or on none): move focus at once
+                credit = t - self.pending[1] if fresh else 0.0
+                self.focus, self.pending = hit, None
+                self.armed = True
+                self.progress_s_acc = credit if hit is not None else 0.0
+                self.prev_on_focus = hit is not None
+                out.append(self._focus_event(t, confidence))
+                self.prev_t = t
+                return out
+        self.prev_t = t
+        if self.focus is None:
+            return out
+        limit = self.threshold_ms(self.focus)
+        if self.armed and limit > 0 and self.progress_s_acc * 1000 >= limit:
+            self.armed = False
+            out.append(self._focus_event(t, confidence))
+            out.append(ConfirmEvent(t, self.focus, confidence))
+        elif self.armed and limit > 0 and t - self.last_emit_t >= self.progress_s:
+            out.append(self._focus_event(t, confidence))
+        elif t - self.last_emit_t >= self.refresh_s:
+            out.append(self._focus_event(t, confidence))
+        return out
