@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -98,6 +99,11 @@ class BusHost:
         cfg = self.config
         if not cfg.loopback and not cfg.curve_required:  # pragma: no cover - guarded by curve_required
             raise ProtocolError(ErrorCode.BAD_CONFIG, "a non-loopback bus needs CURVE")
+        other = read_pid(self.discovery_path)
+        if other and other != os.getpid() and _pid_alive(other):
+            # Binding ipc paths would silently take them over from the running bus.
+            raise ProtocolError(ErrorCode.BAD_CONFIG, f"a bus is already running (pid {other}, "
+                                f"{self.discovery_path}); stop it first or use another runtime_dir")
         if cfg.transport == "ipc":
             rd = cfg.resolved_runtime_dir()
             rd.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -116,7 +122,7 @@ class BusHost:
             keys = cfg.resolved_curve_dir()
             curve.ensure_keys(keys)
             self._auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("razvilka.bus.auth"))
-            self._auth.start()
+            _start_authenticator(self._auth)
             self._auth.configure_curve(domain="*", location=str(keys / "authorized"))
             for s in (self.xsub, self.xpub, self.router):
                 curve.make_server(s, keys)
@@ -155,16 +161,22 @@ class BusHost:
 
     def stop(self) -> None:
         self._stop.set()
+        ctl = None
         try:
             ctl = self.ctx.socket(zmq.PAIR)
             ctl.linger = 0
             ctl.connect(self._ctl)
             ctl.send(b"TERMINATE")
-            ctl.close()
         except zmq.ZMQError:  # pragma: no cover
             pass
+        # Keep the control socket open until the proxy has read TERMINATE: closing it at
+        # once with linger=0 could drop the command, leaving the proxy thread running.
         for t in self._threads:
             t.join(timeout=5)
+            if t.is_alive():  # pragma: no cover
+                log.error("bus thread %s did not stop within 5 s", t.name)
+        if ctl is not None:
+            ctl.close(linger=0)
         self._close_sockets()
         if self._auth is not None:
             self._auth.stop()
@@ -253,6 +265,36 @@ class BusHost:
             )
             flat = [frame for m in msgs for frame in m]
             self.router.send_multipart([identity, b"", b"STATE", meta, *flat])
+
+
+def _start_authenticator(auth: ThreadAuthenticator, attempts: int = 100) -> None:
+    """Start the ZAP handler, waiting out a previous one's endpoint.
+
+    There is one ZAP endpoint per context (``inproc://zeromq.zap.01``), and libzmq releases
+    it only when the old socket is reaped, shortly after ``close()``: a bus restarted in the
+    same process (tests, a daemon restarting its bus) could otherwise fail with EADDRINUSE.
+    """
+    for attempt in range(attempts):
+        try:
+            auth.start()
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or attempt == attempts - 1:
+                raise
+            if auth.zap_socket is not None:  # created but not bound: close it before retrying
+                auth.zap_socket.close(linger=0)
+                auth.zap_socket = None  # type: ignore[assignment]
+            time.sleep(0.02)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def read_pid(path: Path) -> int:

@@ -14,7 +14,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,10 @@ class BusClient:
         curve_secret_file: Path | None = None,
         max_frame: int = 1 << 20,
         context: zmq.asyncio.Context | None = None,
+        on_reject: Callable[[ProtocolError, Sequence[bytes]], None] | None = None,
     ) -> None:
         self.name = name
+        self.on_reject = on_reject
         self.role = role
         self.endpoints = endpoints
         self.codec = Codec(name, key=endpoints.hmac_key.encode() or None, max_frame=max_frame)
@@ -89,6 +92,10 @@ class BusClient:
         self._last_seq: dict[tuple[str, str, str], int] = {}
         self._covered: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._pending: deque[list[bytes]] = deque()  # received while wait_connected() probed
+        self._pub_sync: zmq.Socket | None = None
+        self._sub_sync: zmq.Socket | None = None
+        self._burst = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pub: zmq.asyncio.Socket | None = None
         self.sub: zmq.asyncio.Socket | None = None
@@ -127,6 +134,10 @@ class BusClient:
         if self.topics and "" not in self.topics and not any("heartbeat.".startswith(t) for t in self.topics):
             self.sub.subscribe(b"heartbeat.")
         self.sub.connect(self.endpoints.sub)
+        # Plain (sync) views of the same sockets for the hot path: a non-blocking call costs
+        # a fraction of an awaited one. PUB never blocks (it drops at the HWM).
+        self._pub_sync = zmq.Socket.shadow(self.pub.underlying)
+        self._sub_sync = zmq.Socket.shadow(self.sub.underlying)
         if self.heartbeat_ms > 0:
             self._tasks.append(asyncio.create_task(self._beat(), name=f"{self.name}-heartbeat"))
         return self
@@ -146,6 +157,7 @@ class BusClient:
                 self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms, state="stopped"))  # type: ignore[arg-type]
             except zmq.ZMQError:
                 pass
+        self._pub_sync = self._sub_sync = None  # views of the handles closed below: never reuse them
         for sock in (self.pub, self.sub):
             if sock is not None and not sock.closed:
                 sock.close(linger=0)
@@ -157,39 +169,49 @@ class BusClient:
         await self.close()
 
     async def wait_connected(self, timeout: float = 5.0) -> bool:
-        """Wait until our own heartbeat comes back through the proxy (both directions are up).
+        """Wait until a probe we publish comes back on our own SUB socket.
 
         PUB/SUB drops what is sent before subscriptions propagate; tests and tools that
-        publish at once call this first.
+        publish at once call this first. The probe travels on the same SUB connection as
+        our subscriptions, after them, so when it is back those are active at the proxy
+        (a separate probe socket proved nothing about them). Messages that arrive
+        meanwhile are kept for :meth:`recv`.
         """
         assert self.sub is not None and self.pub is not None
-        probe = self.ctx.socket(zmq.SUB)
-        probe.linger = 0
+        token = f"_probe.{os.getpid()}.{id(self)}.".encode()
+        self.sub.subscribe(token)
         deadline = time.monotonic() + timeout
         try:
-            if self.endpoints.curve_server_public:
-                assert self.curve_secret_file is not None
-                curve.make_client(probe, self.endpoints.curve_server_public.encode(), self.curve_secret_file)
-            token = f"_probe.{os.getpid()}.{id(self)}."
-            probe.subscribe(token.encode())
-            probe.connect(self.endpoints.sub)
             while time.monotonic() < deadline:
-                self.pub.send_multipart([token.encode(), b"", b""])
-                if await probe.poll(50):
-                    await probe.recv_multipart()
-                    return True
+                self.pub.send_multipart([token, b"", b""])
+                until = time.monotonic() + 0.05
+                while (wait := until - time.monotonic()) > 0 and await self.sub.poll(wait * 1000):
+                    frames = await self.sub.recv_multipart()
+                    if bytes(frames[0]) == token:
+                        # Announce ourselves now: the beat sent at start() was likely dropped
+                        # (PUB drops what it sends before it is connected).
+                        if self.heartbeat_ms > 0:
+                            self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms,  # type: ignore[arg-type]
+                                                   state=self.state))
+                        return True
+                    self._pending.append(frames)
             return False
         finally:
-            probe.close(linger=0)
+            self.sub.unsubscribe(token)
 
     # ------------------------------------------------------------------ sending
     def publish(self, body: Body, *, fork_id: str | None = None, subtopic: Sequence[str] = ()) -> Header:
         """Send one message; returns its header (id, seq, ts). Call from the loop's thread."""
-        assert self.pub is not None, "call start() first"
-        frames = self.codec.encode(body, fork_id=fork_id, subtopic=subtopic)
-        self.pub.send_multipart(frames, copy=False)
+        header, frames = self.codec.build(body, fork_id=fork_id, subtopic=subtopic)
+        self._sender().send_multipart(frames)
         self.stats.published += 1
-        return msgspec.msgpack.decode(frames[1], type=Header)
+        return header
+
+    def _sender(self) -> zmq.Socket:
+        if self._pub_sync is None:
+            assert self.pub is not None, "call start() first"
+            raise zmq.ZMQError(zmq.ENOTSOCK)  # closed: what the socket itself would say
+        return self._pub_sync
 
     def publish_threadsafe(self, body: Body, *, fork_id: str | None = None, subtopic: Sequence[str] = ()) -> None:
         """For callbacks on foreign threads (pynput, evdev): hand the send to the loop."""
@@ -198,8 +220,7 @@ class BusClient:
 
     def send_raw(self, frames: Sequence[bytes]) -> None:
         """Send frames as they are (bridges forwarding foreign messages, tests of bad input)."""
-        assert self.pub is not None
-        self.pub.send_multipart(list(frames))
+        self._sender().send_multipart(list(frames))
 
     async def _beat(self) -> None:
         while True:
@@ -209,14 +230,45 @@ class BusClient:
 
     # ------------------------------------------------------------------ receiving
     async def recv(self, timeout: float | None = None) -> Message | None:
-        """The next known message, or None after ``timeout`` seconds."""
+        """The next known message, or None after ``timeout`` seconds.
+
+        Reads what is already queued without awaiting (an await per message cost more than
+        decoding it), and yields to the loop every 64 messages so a busy stream cannot starve it.
+        """
         assert self.sub is not None, "call start() first"
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None  # set when we first have to wait
         while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if wait is not None and not await self.sub.poll(wait * 1000):
-                return None
-            frames = await self.sub.recv_multipart()
+            if self._pending:
+                frames = self._pending.popleft()
+            else:
+                sub = self._sub_sync
+                if sub is None:
+                    raise zmq.ZMQError(zmq.ENOTSOCK)  # closed meanwhile
+                try:
+                    frames = sub.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    self._burst = 0
+                    wait = None
+                    if timeout is not None:
+                        if deadline is None:
+                            deadline = time.monotonic() + timeout
+                        wait = deadline - time.monotonic()
+                        if wait <= 0:
+                            return None
+                    # One awaited recv (its timeout is RCVTIMEO): fewer loop hops than poll + recv.
+                    sub.rcvtimeo = -1 if wait is None else max(1, int(wait * 1000))
+                    try:
+                        frames = await self.sub.recv_multipart()
+                    except zmq.Again:
+                        return None
+                    finally:
+                        if self._sub_sync is not None:
+                            sub.rcvtimeo = -1
+                else:
+                    self._burst += 1
+                    if self._burst >= 64:
+                        self._burst = 0
+                        await asyncio.sleep(0)
             msg = self.accept(frames)
             if msg is not None:
                 return msg
@@ -233,12 +285,18 @@ class BusClient:
             self.stats.errors_by_code[int(exc.code)] = self.stats.errors_by_code.get(int(exc.code), 0) + 1
             if self.stats.rejected <= 10 or self.stats.rejected % 1000 == 0:
                 log.warning("%s: rejected a message (%d so far): %s", self.name, self.stats.rejected, exc)
+            if self.on_reject is not None:
+                self.on_reject(exc, frames)
             return None
         h = msg.header
         key = (h.sender, h.session, h.type)
-        covered = self._covered.get(f"{h.sender}/{h.session}/{h.type}")
-        if covered is not None and h.seq <= covered:
-            return None
+        if self._covered:  # only after a snapshot, until each covered stream has moved past it
+            ckey = f"{h.sender}/{h.session}/{h.type}"
+            covered = self._covered.get(ckey)
+            if covered is not None:
+                if h.seq <= covered:
+                    return None
+                del self._covered[ckey]
         last = self._last_seq.get(key)
         if last is not None and h.seq > last + 1:
             self.stats.gaps += h.seq - last - 1

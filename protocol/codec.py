@@ -27,6 +27,8 @@ from razvilka.protocol.messages import (
     BODY_TYPES,
     PROTOCOL_MAJOR,
     PROTOCOL_VERSION,
+    TYPE_PATTERN,
+    VERSION_PATTERN,
     Body,
     Header,
     Message,
@@ -39,7 +41,10 @@ _TOPIC_RE = re.compile(r"^[a-z0-9_]+(\.[a-zA-Z0-9_\-]+)*\.$")
 _FIELD_RE = re.compile(r"at `\$\.?([^`]*)`")
 
 _encoder = msgspec.msgpack.Encoder()
-_header_decoder = msgspec.msgpack.Decoder(Header)
+_header_decoder = msgspec.msgpack.Decoder(Header)  # version/type patterns are checked in _decode_header
+_TYPE_RE = re.compile(TYPE_PATTERN)
+_VERSION_RE = re.compile(VERSION_PATTERN)
+_good_topics: set[str] = set()  # topics already matched against _TOPIC_RE (bounded below)
 _raw_decoder = msgspec.msgpack.Decoder()
 _body_decoders = {name: msgspec.msgpack.Decoder(cls) for name, cls in BODY_TYPES.items()}
 
@@ -61,19 +66,26 @@ def _validation_error(part: str, exc: msgspec.ValidationError) -> ProtocolError:
     return ProtocolError(ErrorCode.WRONG_TYPE, f"{at}: {text}")
 
 
+def _too_deep(part: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.MALFORMED, f"{part} frame nests too deeply to decode")
+
+
 def _loads_map(frame: bytes, part: str) -> dict[str, Any]:
     try:
         value = _raw_decoder.decode(frame)
     except msgspec.DecodeError as exc:
         raise ProtocolError(ErrorCode.MALFORMED, f"{part} frame is not valid msgpack: {exc}") from None
+    except RecursionError:  # msgspec raises it for hostile nesting (~thousands of levels)
+        raise _too_deep(part) from None
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.NOT_A_MAP, f"{part} must be a map, got {type(value).__name__}")
     return value
 
 
 def check_version(version: object) -> tuple[int, int]:
-    if not isinstance(version, str) or not re.fullmatch(r"[0-9]+\.[0-9]+", version):
-        raise ProtocolError(ErrorCode.BAD_VERSION, f"header.version must be 'MAJOR.MINOR', got {version!r}")
+    # Bounded digits: int() refuses strings over 4300 digits, and no real version is that long.
+    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
+        raise ProtocolError(ErrorCode.BAD_VERSION, f"header.version must be 'MAJOR.MINOR', got {repr(version)[:40]}")
     major, minor = (int(x) for x in version.split("."))
     if major != PROTOCOL_MAJOR:
         raise ProtocolError(
@@ -102,16 +114,22 @@ class Codec:
         self.session = session or uuid.uuid4().hex
         self.key = key or None
         self.max_frame = max_frame
-        self._seq = itertools.count()
+        self._seq: dict[str, itertools.count[int]] = {}
+        self._ids = itertools.count()
+        self._topics: dict[Any, bytes] = {}  # (type, *subtopic) -> checked topic bytes
         self._id_prefix = os.urandom(6).hex()
 
     # ------------------------------------------------------------------ send
     def header(self, body_type: str, fork_id: str | None = None) -> Header:
-        seq = next(self._seq)
+        """A fresh header. ``seq`` counts per message type, so a subscriber to one type sees no false gaps."""
+        counter = self._seq.get(body_type)
+        if counter is None:
+            counter = self._seq[body_type] = itertools.count()
+        seq = next(counter)
         return Header(
             version=PROTOCOL_VERSION,
             type=body_type,
-            id=f"{self._id_prefix}-{seq}",
+            id=f"{self._id_prefix}-{next(self._ids)}",
             sender=self.sender,
             session=self.session,
             seq=seq,
@@ -121,12 +139,30 @@ class Codec:
 
     def encode(self, body: Body, *, fork_id: str | None = None, subtopic: Sequence[str] = ()) -> list[bytes]:
         """Frames for ``body``, with a fresh header (next sequence number, current time)."""
+        return self.build(body, fork_id=fork_id, subtopic=subtopic)[1]
+
+    def build(
+        self, body: Body, *, fork_id: str | None = None, subtopic: Sequence[str] = ()
+    ) -> tuple[Header, list[bytes]]:
+        """Like :meth:`encode`, and also the header it stamped (no need to decode it back)."""
         kind = type(body).TYPE
         if kind not in BODY_TYPES:
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{type(body).__name__} is not a registered message type")
         if body.NEEDS_FORK and not fork_id:
             raise ProtocolError(ErrorCode.MISSING_FIELD, f"{kind} needs header.fork_id")
-        return self.encode_parts(topic_for(kind, *subtopic), self.header(kind, fork_id), body)
+        key = (kind, *subtopic) if subtopic else kind
+        topic = self._topics.get(key)
+        if topic is None:
+            text = topic_for(kind, *subtopic)
+            if not _TOPIC_RE.fullmatch(text) or len(text) > MAX_TOPIC:
+                raise ProtocolError(ErrorCode.BAD_TOPIC, f"subtopic {tuple(subtopic)!r} makes topic {text!r}, which "
+                                    "receivers refuse: segments are letters, digits, '_' or '-'")
+            topic = self._topics[key] = text.encode()
+        header = self.header(kind, fork_id)
+        frames = [topic, _encoder.encode(header), _encoder.encode(body)]
+        if self.key:
+            frames.append(self.sign(frames))
+        return header, frames
 
     def encode_parts(self, topic: str, header: Header | dict[str, Any], body: Body | dict[str, Any]) -> list[bytes]:
         frames = [topic.encode(), _encoder.encode(header), _encoder.encode(body)]
@@ -146,9 +182,9 @@ class Codec:
         n = len(frames)
         if n not in (3, 4):
             raise ProtocolError(ErrorCode.FRAME_COUNT, f"expected 3 frames (4 when signed), got {n}")
-        for i, frame in enumerate(frames):
-            if len(frame) > self.max_frame:
-                raise ProtocolError(ErrorCode.OVERSIZE, f"frame {i} is {len(frame)} bytes (limit {self.max_frame})")
+        if max(map(len, frames)) > self.max_frame:
+            i, size = next((i, len(f)) for i, f in enumerate(frames) if len(f) > self.max_frame)
+            raise ProtocolError(ErrorCode.OVERSIZE, f"frame {i} is {size} bytes (limit {self.max_frame})")
         raw_topic, raw_header, raw_body = bytes(frames[0]), bytes(frames[1]), bytes(frames[2])
         if self.key:
             if n != 4:
@@ -161,8 +197,11 @@ class Codec:
             topic = raw_topic.decode()
         except UnicodeDecodeError:
             raise ProtocolError(ErrorCode.BAD_TOPIC, "topic is not UTF-8") from None
-        if not _TOPIC_RE.match(topic):
-            raise ProtocolError(ErrorCode.BAD_TOPIC, f"topic {topic!r} must be dotted lowercase words ending in '.'")
+        if topic not in _good_topics:
+            if not _TOPIC_RE.fullmatch(topic):  # fullmatch: "$" alone would accept a trailing newline
+                raise ProtocolError(ErrorCode.BAD_TOPIC, f"topic {topic!r} must be dotted lowercase words ending in '.'")
+            if len(_good_topics) < 4096:
+                _good_topics.add(topic)
         header = self._decode_header(raw_header)
         if not topic.startswith(header.type + "."):
             raise ProtocolError(ErrorCode.TOPIC_MISMATCH, f"topic {topic!r} does not start with type {header.type!r}")
@@ -177,13 +216,17 @@ class Codec:
                 raise _validation_error("body", exc) from None
             except msgspec.DecodeError as exc:
                 raise ProtocolError(ErrorCode.MALFORMED, f"body frame is not valid msgpack: {exc}") from None
+            except RecursionError:
+                raise _too_deep("body") from None
             if body.NEEDS_FORK and not header.fork_id:
                 raise ProtocolError(ErrorCode.MISSING_FIELD, f"{header.type} needs header.fork_id")
-        return Message(topic=topic, header=header, body=body, frames=list(frames) if keep_frames else None)
+        return Message(topic, header, body, list(frames) if keep_frames else None)
 
     def _decode_header(self, raw: bytes) -> Header:
         try:
             header = _header_decoder.decode(raw)
+        except RecursionError:
+            raise _too_deep("header") from None
         except msgspec.DecodeError as exc:
             if not isinstance(exc, msgspec.ValidationError):
                 raise ProtocolError(ErrorCode.MALFORMED, f"header frame is not valid msgpack: {exc}") from None
@@ -194,5 +237,8 @@ class Codec:
                 raise ProtocolError(ErrorCode.MISSING_FIELD, "header is missing required field 'version'") from None
             check_version(raw_map["version"])
             raise _validation_error("header", exc) from None
-        check_version(header.version)
+        if header.version != PROTOCOL_VERSION:
+            check_version(header.version)
+        if header.type not in BODY_TYPES and not _TYPE_RE.fullmatch(header.type):
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"header.type {header.type!r} must match {_TYPE_RE.pattern}")
         return header

@@ -24,11 +24,20 @@ Index = Annotated[int, Meta(ge=0, le=255)]
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-class Header(Struct, kw_only=True):
-    """Every message's second frame."""
+VERSION_PATTERN = r"^[0-9]{1,6}\.[0-9]{1,6}$"
+TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 
-    version: Annotated[str, Meta(pattern=r"^[0-9]+\.[0-9]+$")]
-    type: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$", max_length=64)]
+
+class Header(Struct, kw_only=True):
+    """Every message's second frame.
+
+    ``version`` and ``type`` carry their patterns as JSON Schema only: the codec checks them
+    by hand (an equality or a set lookup for the usual values), since msgspec would run Python
+    regexes on every header (a third of its decoding time).
+    """
+
+    version: Annotated[str, Meta(extra_json_schema={"pattern": VERSION_PATTERN})]  # "MAJOR.MINOR"
+    type: Annotated[str, Meta(max_length=64, extra_json_schema={"pattern": TYPE_PATTERN})]
     id: Annotated[str, Meta(min_length=1, max_length=64)]
     sender: Name
     session: Annotated[str, Meta(min_length=1, max_length=64)]
@@ -46,6 +55,8 @@ class Body(Struct, kw_only=True):
 
 # ---------------------------------------------------------------- daemon: forks
 class Candidate(Struct, kw_only=True):
+    """One word offered at a fork, with its probability and (maybe) look-ahead phrases."""
+
     index: Index
     word: str
     prob: Prob
@@ -70,6 +81,8 @@ class ForkOpen(Body):
 
 
 class Lookahead(Struct, kw_only=True):
+    """Look-ahead phrases for the candidate ``index``; ``long`` marks the focused one's longer look-ahead."""
+
     index: Index
     phrases: list[str]
     long: bool = False
@@ -102,6 +115,8 @@ class ForkDecided(Body):
 
 # ---------------------------------------------------------------- daemon: text
 class Span(Struct, kw_only=True, array_like=False):
+    """Characters ``[start, end)`` of the text, and who wrote them."""
+
     start: NonNeg
     end: NonNeg
     origin: Literal["prompt", "human", "model"]
@@ -137,6 +152,8 @@ class TextState(Body):
 
 # ---------------------------------------------------------------- daemon: itself
 class DaemonStatus(Body):
+    """The daemon's state, model and input sources; retained for late joiners."""
+
     TYPE: ClassVar[str] = "daemon.status"
     state: Literal["loading", "ready", "generating", "waiting", "paused", "error", "stopping", "stopped"]
     model: str = ""
@@ -167,8 +184,8 @@ class Focus(Body):
     index: Index | None
     source: Name
     confidence: Prob = 1.0
-    dwell: Prob | None = None
-    x: float | None = None
+    dwell: Prob | None = None  # progress towards a dwell confirm, 0..1
+    x: float | None = None     # where the gaze is, in screen pixels (the layout's coordinates)
     y: float | None = None
 
 
@@ -210,6 +227,8 @@ class Command(Body):
 
 # ---------------------------------------------------------------- renderers
 class Box(Struct, kw_only=True):
+    """Candidate ``index`` drawn at ``(x, y)`` (top-left), ``w`` x ``h``, in screen pixels."""
+
     index: Index
     x: float
     y: float
@@ -242,6 +261,8 @@ class Stimulus(Body):
 
 # ---------------------------------------------------------------- every sender
 class Heartbeat(Body):
+    """Sent by every client each ``interval_ms``; 3 missed beats = silent; ``state="stopped"`` = goodbye."""
+
     TYPE: ClassVar[str] = "heartbeat"
     role: Literal["bus", "daemon", "input", "renderer", "tool"]
     interval_ms: Annotated[int, Meta(gt=0)]

@@ -15,6 +15,7 @@ AREAS = (
     "razvilka.daemon.cli",
     "razvilka.inputs.cli",
     "razvilka.renderers.cli",
+    "razvilka.up",
 )
 
 Handler = Callable[[Config, argparse.Namespace], int]
@@ -26,9 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one configuration value; repeatable")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    cfg = sub.add_parser("config", help="print the effective configuration as TOML-like text")
+    cfg = sub.add_parser("config", help="print the effective configuration (every default included) as JSON")
     cfg.set_defaults(handler=_show_config)
     for name in AREAS:
         importlib.import_module(name).register(sub)
@@ -44,19 +46,31 @@ def _show_config(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def setup_logging(verbosity: int) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for journald/log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+               "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(verbosity: int, json_lines: bool = False) -> None:
     level = logging.WARNING - 10 * min(verbosity + 1, 2)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_lines else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.log_json)
     try:
         config = load_config(args.config, overrides=args.set)
     except ConfigError as exc:

@@ -1,0 +1,653 @@
+"""The generation daemon: hosts the bus, runs the engine on one thread, opens forks, fuses input.
+
+Three asyncio tasks and one engine thread:
+
+* the **writer** writes with the model while it is confident, opens a fork when it is not, then
+  waits for an action (a decision or a command) and applies it;
+* the **reader** takes input messages off the bus, checks them against the open fork, feeds the
+  decider, and queues actions for the writer; bad requests get a ``daemon.error`` and change nothing;
+* the **fork worker** streams look-aheads for the open fork, then pre-generates the fork that
+  follows the focused candidate; focus changes cancel work for candidates no longer focused;
+* the engine (llama.cpp) runs only on a single-thread executor, so it is never used concurrently.
+
+Every decision is written to the store before it is acknowledged on the bus.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from razvilka.config import Config
+from razvilka.daemon.decider import Decider, Decision
+from razvilka.daemon.engine import Aborted, Engine, WordCandidate, WordDistribution
+from razvilka.daemon.gating import should_fork
+from razvilka.daemon.store import Document, Entry, Store
+from razvilka.protocol.bus import BusHost
+from razvilka.protocol.client import BusClient
+from razvilka.protocol.clock import now_ns
+from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.protocol.messages import (
+    Body,
+    Candidate,
+    Command,
+    Confirm,
+    DaemonError,
+    DaemonStatus,
+    Focus,
+    ForkDecided,
+    ForkLookahead,
+    ForkOpen,
+    Lookahead,
+    Message,
+    Select,
+    Span,
+    TextAuto,
+    TextState,
+    TextUndo,
+)
+
+log = logging.getLogger("razvilka.daemon")
+T = TypeVar("T")
+
+CONTEXT_CHARS = 200
+
+
+@dataclass
+class Action:
+    """What resolves an open fork: a decision, or a command."""
+
+    decision: Decision | None = None
+    command: Command | None = None
+    ts_ns: int = 0
+
+
+@dataclass
+class OpenFork:
+    id: str
+    dist: WordDistribution
+    position: int
+    opened_ns: int
+    prefix: str = ""
+    page: int = 0
+    reason: str = "uncertain"
+    resolved: bool = False
+    tasks: deque[tuple[str, int]] = field(default_factory=deque)
+    running: tuple[str, int] | None = None
+    abort: threading.Event = field(default_factory=threading.Event)
+    after: dict[int, WordDistribution] = field(default_factory=dict)
+    long_done: set[int] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Reopen:
+    """How the next fork must open: forced (no auto-writing), with a prefix or a page of candidates."""
+
+    reason: str
+    prefix: str = ""
+    page: int = 0
+
+
+class Daemon:
+    """One daemon: ``await daemon.start()``, ``await daemon.run_until(stop_event)``, ``await daemon.close()``."""
+
+    def __init__(self, config: Config, *, engine: Engine | None = None, host_bus: bool = True,
+                 resume: bool = True) -> None:
+        self.config = config
+        self.resume = resume
+        self.engine = engine
+        self._own_engine = engine is None
+        self.host_bus = host_bus
+        self.bus: BusHost | None = None
+        self.client: BusClient | None = None
+        self.store = Store(config.store.path)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self.decider = Decider(stale_focus_ms=config.daemon.stale_focus_ms)
+        self.actions: asyncio.Queue[Action] = asyncio.Queue()
+        self.doc: Document | None = None
+        self.fork: OpenFork | None = None
+        self.known_forks: set[str] = set()
+        self.fork_counter = 0
+        self.reopen: Reopen | None = None
+        self.paused = asyncio.Event()
+        self.unpaused = asyncio.Event()
+        self.unpaused.set()
+        self.state = "loading"
+        self.last_fork_ms: float | None = None
+        self.focus_index: int | None = None
+        self.pregen_hits = 0
+        self.decisions = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.marks: list[int] = []
+        self.prompt_mark = 0
+        self.ready = asyncio.Event()
+        self.fatal: BaseException | None = None
+
+    # ================================================================== life cycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        cfg = self.config
+        if self.host_bus:
+            self.bus = BusHost(cfg.bus)
+            endpoints = self.bus.start()
+            self.client = BusClient(
+                cfg.daemon.name, endpoints, role="daemon", subscribe=["input.", "heartbeat.", "source.status."],
+                heartbeat_ms=cfg.bus.heartbeat_ms, missed_beats=cfg.bus.missed_beats,
+                curve_secret_file=cfg.bus.resolved_curve_dir() / "client.key_secret" if endpoints.curve_server_public else None,
+                max_frame=cfg.bus.max_frame_bytes, on_reject=self._on_reject,
+            )
+        else:
+            self.client = BusClient.from_config(cfg.daemon.name, cfg.bus, role="daemon",
+                                                subscribe=["input.", "heartbeat.", "source.status."],
+                                                on_reject=self._on_reject)
+        await self.client.start()
+        await self.client.wait_connected(5.0)
+        self._tasks.append(asyncio.create_task(self._read(), name="daemon-reader"))
+        if self.engine is None:
+            self._status("loading", progress=0.0, detail="loading model")
+            self.engine = await self._load_engine()
+        self._tasks.append(asyncio.create_task(self._status_loop(), name="daemon-status"))
+        await self._open_document()
+        self._tasks.append(asyncio.create_task(self._write(), name="daemon-writer"))
+        self.ready.set()
+
+    async def _load_engine(self) -> Engine:
+        loop = asyncio.get_running_loop()
+
+        def progress(p: float) -> None:
+            loop.call_soon_threadsafe(lambda: self._status("loading", progress=round(p, 3), detail="loading model"))
+
+        return await loop.run_in_executor(self.pool, lambda: Engine(self.config.model, progress=progress))
+
+    async def close(self) -> None:
+        """Flush the store, say goodbye on the bus, close the sockets."""
+        self._status("stopping")
+        await self._stop_worker()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        self._status("stopped", detail="goodbye")
+        if self.client is not None:
+            await asyncio.sleep(0.05)  # let the goodbye leave before the socket closes
+            await self.client.close()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+        if self.bus is not None:
+            self.bus.stop()
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                self.fatal = task.exception()
+                log.error("daemon task failed: %r", self.fatal)
+        waiter.cancel()
+
+    # ================================================================== helpers
+    async def _eng(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run ``fn`` on the engine thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, lambda: fn(*args, **kw))
+
+    def _publish(self, body: Body, fork_id: str | None = None) -> None:
+        assert self.client is not None
+        try:
+            self.client.publish(body, fork_id=fork_id)
+        except Exception as exc:  # the daemon keeps serving even if one publish fails
+            log.error("publish %s failed: %s", type(body).__name__, exc)
+
+    def _error(self, exc: ProtocolError, ref_id: str | None = None) -> None:
+        log.info("refused: %s", exc)
+        self._publish(DaemonError(code=int(exc.code), name=exc.code.name, message=exc.detail, ref_id=ref_id))
+
+    def _on_reject(self, exc: ProtocolError, frames: Any) -> None:
+        self._error(exc)
+
+    def _status(self, state: str | None = None, **kw: Any) -> None:
+        if state is not None:
+            self.state = state
+        if self.client is None or self.client.pub is None:
+            return
+        sources = {name: st for name, st in self.client.alive().items()}
+        self._publish(DaemonStatus(
+            state=self.state,  # type: ignore[arg-type]
+            model=getattr(self.engine, "model_name", "") or "",
+            mode=f"{self.config.gating.mode}/{self.config.daemon.input_cost}",
+            k=self.config.gating.k,
+            last_fork_ms=self.last_fork_ms,
+            sources=sources,
+            **kw,
+        ))
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            self._status()
+
+    # ================================================================== document
+    async def _open_document(self) -> None:
+        cfg = self.config.daemon
+        assert self.engine is not None
+        doc = self.store.open_document(cfg.user) if self.resume else None
+        if doc is not None:
+            entries = self.store.entries(doc.id)
+            await self._eng(self._replay, doc.prompt, entries)
+            self.doc = doc
+            log.info("resumed document %s at %d entries", doc.id, len(entries))
+        else:
+            await self._new_document(cfg.prompt)
+        self._publish_text()
+
+    def _replay(self, prompt: str, entries: list[Entry]) -> None:
+        """Rebuild the engine state of a stored document (resume after a restart or crash)."""
+        assert self.engine is not None
+        self.engine.reset(prompt)
+        self.prompt_mark = self.engine.checkpoint()
+        self.marks = []
+        for e in entries:
+            if e.tokens:
+                self.engine.commit(WordCandidate(word=" ".join(e.words), text=e.text, tokens=list(e.tokens), prob=1.0))
+            else:
+                self.engine.commit(e.text)
+            self.marks.append(self.engine.checkpoint())
+
+    def _commit(self, item: WordCandidate | str, *, extend: bool = False) -> "asyncio.Future[None]":
+        """Append to the engine on its thread; record the token mark that ``back`` rewinds to."""
+        assert self.engine is not None
+        engine = self.engine
+
+        def run() -> None:
+            engine.commit(item)
+            if extend and self.marks:
+                self.marks[-1] = engine.checkpoint()
+            else:
+                self.marks.append(engine.checkpoint())
+
+        return asyncio.get_running_loop().run_in_executor(self.pool, run)
+
+    async def _new_document(self, prompt: str) -> None:
+        assert self.engine is not None
+        await self._eng(self._replay, prompt, [])
+        self.doc = self.store.new_document(self.config.daemon.user, prompt, self.engine.model_name)
+        self.known_forks.clear()
+
+    def _spans(self) -> tuple[str, list[Span]]:
+        assert self.doc is not None
+        text = self.doc.prompt
+        spans = [Span(start=0, end=len(text), origin="prompt")] if text else []
+        for e in self.store.entries(self.doc.id):
+            start = len(text)
+            text += e.text
+            origin = "human" if e.kind == "human" else "model"
+            if spans and spans[-1].origin == origin and spans[-1].end == start:
+                spans[-1].end = len(text)
+            else:
+                spans.append(Span(start=start, end=len(text), origin=origin))
+        return text, spans
+
+    def _publish_text(self) -> None:
+        text, spans = self._spans()
+        assert self.doc is not None
+        words = len(text[len(self.doc.prompt):].split())
+        self._publish(TextState(text=text, spans=spans, document=self.doc.id, position=words))
+
+    def _position(self) -> int:
+        assert self.doc is not None
+        return sum(len(e.words) for e in self.store.entries(self.doc.id))
+
+    # ================================================================== writer
+    async def _write(self) -> None:
+        while True:
+            await self.unpaused.wait()
+            if self.fork is None or self.fork.resolved:
+                try:
+                    await self._advance()
+                except ProtocolError as exc:
+                    self._error(exc)
+                    await asyncio.sleep(0.5)
+                    continue
+            action = await self.actions.get()
+            try:
+                await self._apply(action)
+            except ProtocolError as exc:
+                self._error(exc)
+            except Exception as exc:  # keep serving: report and reopen the fork
+                log.exception("applying %r failed", action)
+                self._error(ProtocolError(ErrorCode.MODEL_ERROR, f"internal error: {exc}"))
+                self.reopen = Reopen("error")
+
+    async def _advance(self) -> None:
+        """Write on while the model is confident, then open a fork."""
+        assert self.engine is not None and self.doc is not None
+        g = self.config.gating
+        reopen, self.reopen = self.reopen, None
+        auto: list[WordCandidate] = []
+        self._status("generating")
+        while True:
+            started = time.perf_counter()
+            dist = await self._eng(self.engine.words, g.k, prefix=reopen.prefix if reopen else "",
+                                   page=reopen.page if reopen else 0)
+            compute_ms = (time.perf_counter() - started) * 1000
+            if not dist.candidates:
+                raise ProtocolError(ErrorCode.MODEL_ERROR, "the model offered no candidates here")
+            if reopen is not None:
+                reason = reopen.reason
+                break
+            fork, reason = should_fork(dist, g, self.config.daemon.input_cost, auto_words=len(auto))
+            if fork:
+                break
+            if not self.unpaused.is_set():
+                await self.unpaused.wait()
+            top = dist.candidates[0]
+            self.store.add_entry(self.doc.id, Entry(uuid.uuid4().hex, 0, "model", top.text, list(top.tokens), [top.word]))
+            await self._commit(top)
+            auto.append(top)
+            self._publish(TextAuto(text=top.text, words=[top.word], position=self._position()))
+        if auto:
+            self._publish_text()
+        self._open_fork(dist, reason, compute_ms, pregenerated=False,
+                        prefix=reopen.prefix if reopen else "", page=reopen.page if reopen else 0)
+
+    def _open_fork(self, dist: WordDistribution, reason: str, compute_ms: float, *, pregenerated: bool,
+                   prefix: str, page: int) -> None:
+        assert self.doc is not None and self.engine is not None
+        self.fork_counter += 1
+        fork_id = f"{self.doc.id}-{self.fork_counter}"
+        text, _ = self._spans()
+        position = self._position()
+        cands = [Candidate(index=i, word=c.word, prob=min(1.0, max(0.0, float(c.prob))), lookahead=list(c.lookahead))
+                 for i, c in enumerate(dist.candidates)]
+        self.store.add_fork(self.doc.id, fork_id, position=position, context=text, prefix=prefix, page=page,
+                            reason=reason, entropy=dist.entropy_bits, margin=dist.margin,
+                            candidates=[{"index": c.index, "word": c.word, "prob": c.prob, "lookahead": c.lookahead}
+                                        for c in cands])
+        fork = OpenFork(fork_id, dist, position, now_ns(), prefix, page, reason)
+        self.fork = fork
+        self.known_forks.add(fork_id)
+        self.decider.open(fork_id, len(cands), fork.opened_ns)
+        self.focus_index = None
+        self.last_fork_ms = round(compute_ms, 2)
+        self._publish(ForkOpen(candidates=cands, context=text[-CONTEXT_CHARS:], position=position, prefix=prefix,
+                               reason=reason, entropy=dist.entropy_bits, margin=dist.margin, page=page,
+                               pregenerated=pregenerated, compute_ms=round(compute_ms, 3)), fork_id)
+        self._status("paused" if not self.unpaused.is_set() else "waiting")
+        fork.tasks.append(("short", -1))
+        if self.config.daemon.pregenerate:
+            fork.tasks.append(("after", 0))
+        self._worker = asyncio.create_task(self._fork_worker(fork), name=f"fork-{fork_id}")
+
+    # ================================================================== fork worker
+    async def _fork_worker(self, fork: OpenFork) -> None:
+        """Look-aheads for the open fork, then pre-generation for the focused candidate."""
+        assert self.engine is not None
+        g = self.config.gating
+        loop = asyncio.get_running_loop()
+        while not fork.resolved:
+            if not fork.tasks:
+                fork.wake.clear()
+                await fork.wake.wait()
+                continue
+            kind, idx = fork.tasks.popleft()
+            fork.running, fork.abort = (kind, idx), threading.Event()
+            abort = fork.abort
+            try:
+                if kind == "short":
+                    def on_step(step: int, phrases: list[str]) -> None:
+                        loop.call_soon_threadsafe(self._publish_lookahead, fork, phrases, False, None, False)
+                    started = time.perf_counter()
+                    phrases = await self._eng(self.engine.lookahead, fork.dist.candidates, g.lookahead_tokens,
+                                              abort=abort, on_step=on_step)
+                    if not abort.is_set():
+                        self._publish_lookahead(fork, phrases, False, None, True, (time.perf_counter() - started) * 1000)
+                        self.store.update_fork_candidates(fork.id, [
+                            {"index": i, "word": c.word, "prob": c.prob, "lookahead": list(c.lookahead)}
+                            for i, c in enumerate(fork.dist.candidates)])
+                elif kind == "long":
+                    cand = fork.dist.candidates[idx]
+                    saved = list(cand.lookahead)
+                    started = time.perf_counter()
+                    phrases = await self._eng(self.engine.lookahead, [cand], g.long_lookahead_tokens, abort=abort)
+                    cand.lookahead = saved
+                    if not abort.is_set() and phrases:
+                        fork.long_done.add(idx)
+                        self._publish_lookahead(fork, phrases, True, idx, True, (time.perf_counter() - started) * 1000)
+                elif kind == "after" and idx not in fork.after:
+                    dist = await self._eng(self.engine.after, fork.dist.candidates[idx], g.k, abort=abort)
+                    if not abort.is_set():
+                        fork.after[idx] = dist
+            except Aborted:  # cancelled on purpose: the focus moved or the fork was decided
+                pass
+            except Exception as exc:  # look-ahead failure must not take the daemon down
+                log.exception("fork work %s failed", kind)
+                self._error(ProtocolError(ErrorCode.MODEL_ERROR, f"{kind} look-ahead failed: {exc}"))
+            finally:
+                fork.running = None
+
+    def _publish_lookahead(self, fork: OpenFork, phrases: list[str], long: bool, idx: int | None, done: bool,
+                           compute_ms: float = 0.0) -> None:
+        if fork.resolved:
+            return
+        if long and idx is not None:
+            entries = [Lookahead(index=idx, phrases=[phrases[0]], long=True)]
+        else:
+            entries = [Lookahead(index=i, phrases=[p]) for i, p in enumerate(phrases)]
+        self._publish(ForkLookahead(entries=entries, done=done, compute_ms=round(compute_ms, 3)), fork.id)
+
+    def _refocus(self, fork: OpenFork, index: int | None) -> None:
+        """Prepare the focused candidate first; cancel work for one no longer focused."""
+        if index is None or fork.resolved:
+            return
+        fork.tasks = deque(t for t in fork.tasks if t[0] == "short")
+        wanted: list[tuple[str, int]] = []
+        if self.config.daemon.pregenerate and index not in fork.after:
+            wanted.append(("after", index))
+        if index not in fork.long_done:
+            wanted.append(("long", index))
+        running = fork.running
+        if running is not None and running[0] != "short" and running[1] != index:
+            fork.abort.set()
+        for task in reversed(wanted):
+            if task != running:
+                fork.tasks.appendleft(task)
+        fork.wake.set()
+
+    async def _stop_worker(self) -> None:
+        fork, worker = self.fork, self._worker
+        if fork is not None:
+            fork.resolved = True
+            fork.abort.set()
+            fork.tasks.clear()
+            fork.wake.set()
+        if worker is not None:
+            try:
+                await asyncio.wait_for(worker, timeout=30)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                pass
+        self._worker = None
+
+    # ================================================================== reader
+    async def _read(self) -> None:
+        assert self.client is not None
+        while True:
+            msg = await self.client.recv()
+            if msg is None:
+                continue
+            try:
+                self._handle(msg)
+            except ProtocolError as exc:
+                self._error(exc, msg.header.id)
+            except Exception as exc:
+                log.exception("handling %s failed", msg.type)
+                self._error(ProtocolError(ErrorCode.BAD_COMMAND, f"{msg.type}: {exc}"), msg.header.id)
+
+    def _check_fork(self, msg: Message) -> OpenFork:
+        fid = msg.header.fork_id
+        fork = self.fork
+        if fork is not None and fid == fork.id and not fork.resolved:
+            return fork
+        if fid in self.known_forks:
+            raise ProtocolError(ErrorCode.STALE_FORK, f"fork {fid} is already decided or superseded")
+        raise ProtocolError(ErrorCode.UNKNOWN_FORK, f"no fork {fid!r} was opened by this daemon")
+
+    def _handle(self, msg: Message) -> None:
+        body = msg.body
+        ts = msg.header.ts_ns
+        if isinstance(body, Command):
+            self._command(body, msg)
+            return
+        if not isinstance(body, (Focus, Confirm, Select)):
+            return
+        if not self.ready.is_set():
+            raise ProtocolError(ErrorCode.NOT_READY, "the model is still loading")
+        fork = self._check_fork(msg)
+        if not self.unpaused.is_set():
+            raise ProtocolError(ErrorCode.NOT_READY, f"paused: {msg.type} from {body.source} ignored")
+        if isinstance(body, Focus):
+            index = self.decider.on_focus(body, ts)
+            if index != self.focus_index:
+                self.focus_index = index
+                self._refocus(fork, index)
+            return
+        decision = self.decider.on_select(body, ts) if isinstance(body, Select) else self.decider.on_confirm(body, ts)
+        fork.resolved = True
+        self.actions.put_nowait(Action(decision=decision, ts_ns=ts))
+
+    def _command(self, cmd: Command, msg: Message) -> None:
+        if msg.header.fork_id and msg.header.fork_id not in self.known_forks:
+            raise ProtocolError(ErrorCode.UNKNOWN_FORK, f"no fork {msg.header.fork_id!r} was opened by this daemon")
+        name = cmd.command
+        if name in ("pause", "resume", "toggle_pause"):
+            pause = name == "pause" or (name == "toggle_pause" and self.unpaused.is_set())
+            if pause:
+                self.unpaused.clear()
+            else:
+                self.unpaused.set()
+            self._status("paused" if pause else ("waiting" if self.fork and not self.fork.resolved else "generating"))
+            return
+        if not self.ready.is_set():
+            raise ProtocolError(ErrorCode.NOT_READY, "the model is still loading")
+        if name == "bias" and not cmd.text.strip():
+            raise ProtocolError(ErrorCode.BAD_COMMAND, "bias needs the word in `text` and a value in `bias`")
+        if name == "back" and not self.marks:
+            raise ProtocolError(ErrorCode.BAD_COMMAND, "back: nothing to undo")
+        if self.fork is not None:
+            self.fork.resolved = True
+        self.actions.put_nowait(Action(command=cmd, ts_ns=msg.header.ts_ns))
+
+    # ================================================================== applying actions
+    async def _apply(self, action: Action) -> None:
+        assert self.engine is not None and self.doc is not None
+        fork = self.fork
+        await self._stop_worker()
+        if action.decision is not None and fork is not None:
+            await self._decide(fork, action.decision)
+            return
+        cmd = action.command
+        assert cmd is not None
+        name = cmd.command
+        if name == "back":
+            await self._back()
+            self.reopen = Reopen("back")
+        elif name == "more":
+            self.reopen = Reopen("more", prefix=fork.prefix if fork else "", page=(fork.page + 1) if fork else 0)
+        elif name == "type":
+            text = cmd.text
+            if text.strip() and text != text.rstrip():  # trailing space: the typed word is complete
+                await self._commit_typed(fork, text.strip())
+            else:
+                self.reopen = Reopen("prefix" if text.strip() else "regenerate", prefix=text.strip())
+        elif name == "regenerate":
+            self.reopen = Reopen("regenerate")
+        elif name == "bias":
+            await self._eng(self.engine.set_bias, cmd.text.strip(), cmd.bias)
+            self.reopen = Reopen("bias", prefix=fork.prefix if fork else "")
+        elif name == "new":
+            await self._new_document(cmd.text)
+            self._publish_text()
+        else:
+            raise ProtocolError(ErrorCode.BAD_COMMAND, f"command {name!r} cannot be applied now")
+
+    async def _decide(self, fork: OpenFork, decision: Decision) -> None:
+        assert self.engine is not None and self.doc is not None
+        cand = fork.dist.candidates[decision.index]
+        phrase_text = cand.lookahead[0] if decision.phrase and cand.lookahead else ""
+        text = cand.text + phrase_text
+        words = [cand.word] + phrase_text.split()
+        entry = Entry(uuid.uuid4().hex, 0, "human", text, list(cand.tokens) if not phrase_text else [], words,
+                      fork_id=fork.id, idx=decision.index, sources=decision.sources, rule=decision.rule,
+                      latency_ms=decision.latency_ms, phrase=bool(phrase_text))
+        self.store.add_entry(self.doc.id, entry)  # durable before it is acknowledged
+        self.decisions += 1
+        self._publish(ForkDecided(index=decision.index, words=words, sources=decision.sources, rule=decision.rule,
+                                  latency_ms=round(decision.latency_ms, 3), decision_id=entry.id,
+                                  phrase=bool(phrase_text)), fork.id)
+        log.info("fork %s decided: %r by %s (%s, %.0f ms)", fork.id, " ".join(words), "+".join(decision.sources),
+                 decision.rule, decision.latency_ms)
+        pre = fork.after.get(decision.index) if not phrase_text else None
+        opened = False
+        if pre is not None:
+            self.pregen_hits += 1
+            fork_now, reason = should_fork(pre, self.config.gating, self.config.daemon.input_cost)
+            if fork_now:  # pre-generation hit: the next fork goes out before the engine even commits
+                committing = self._commit(cand)  # queued on the engine thread ahead of the new fork's work
+                self._open_fork(pre, reason, 0.0, pregenerated=True, prefix="", page=0)
+                opened = True
+                await committing
+        if not opened:
+            await self._commit(cand)
+        if phrase_text:
+            await self._commit(phrase_text, extend=True)
+        self._publish_text()
+
+    async def _commit_typed(self, fork: OpenFork | None, word: str) -> None:
+        assert self.engine is not None and self.doc is not None
+        if not word:
+            raise ProtocolError(ErrorCode.BAD_COMMAND, "type: empty word")
+        text_before, _ = self._spans()
+        lead = "" if not text_before or text_before[-1].isspace() else " "
+        text = lead + word
+        entry = Entry(uuid.uuid4().hex, 0, "human", text, [], [word], fork_id=fork.id if fork else None,
+                      idx=None, sources=["typed"], rule="typed", typed=True,
+                      latency_ms=(now_ns() - fork.opened_ns) / 1e6 if fork else 0.0)
+        self.store.add_entry(self.doc.id, entry)
+        if fork is not None:
+            self._publish(ForkDecided(index=None, words=[word], sources=["typed"], rule="typed",
+                                      latency_ms=round(entry.latency_ms, 3), decision_id=entry.id, typed=True), fork.id)
+        await self._commit(text)
+        self._publish_text()
+
+    async def _back(self) -> None:
+        """Undo the model's trailing auto-text if any, else the last human decision; then fork there."""
+        assert self.engine is not None and self.doc is not None
+        entries = self.store.entries(self.doc.id)
+        if not entries:
+            raise ProtocolError(ErrorCode.BAD_COMMAND, "back: nothing to undo")
+        undone: list[Entry] = []
+        if entries[-1].kind == "model":
+            while entries and entries[-1].kind == "model":
+                undone.append(self.store.undo_last(self.doc.id))  # type: ignore[arg-type]
+                entries.pop()
+        else:
+            undone.append(self.store.undo_last(self.doc.id))  # type: ignore[arg-type]
+            entries.pop()
+        del self.marks[len(entries):]
+        await self._eng(self.engine.rewind, self.marks[-1] if self.marks else self.prompt_mark)
+        removed = "".join(e.text for e in reversed(undone))
+        self._publish(TextUndo(removed=removed, position=self._position(), decisions_undone=len(undone)))
+        self._publish_text()
+

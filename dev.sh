@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The two commands of the README:
+#   ./dev.sh run    set up what is missing, then start the daemon (embedded model), the terminal view
+#                   and keyboard input
+#   ./dev.sh test   set up what is missing (apt packages, virtualenv, llama.cpp build, model, Node
+#                   packages), then run the whole test suite
+# Extra arguments after `test` go to pytest; after `run` they go to `razvilka up`.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+say() { printf '\033[1m[razvilka]\033[0m %s\n' "$*" >&2; }
+
+apt_packages_for() {
+  case "$1" in
+    run)  echo "python3-venv" ;;
+    test) echo "python3-venv xvfb xdotool x11-utils chromium" ;;
+  esac
+}
+
+ensure_apt() {
+  local missing=()
+  for pkg in $(apt_packages_for "$1"); do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "missing Debian packages: ${missing[*]}"
+    say "install them with: sudo apt-get install ${missing[*]}"
+    exit 1
+  fi
+}
+
+ensure_venv() {
+  local stamp="$VENV/.razvilka-installed" want
+  want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+  [ -x "$PY" ] || { say "creating virtualenv .venv"; python3 -m venv "$VENV"; }
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing Python packages (the first llama-cpp-python build compiles llama.cpp: ~10-15 min on 2 cores; pip caches the wheel)"
+    "$PY" -m pip install -q --upgrade pip wheel setuptools
+    CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$PY" -m pip install --progress-bar off -e ".[test]"
+    echo "$want" > "$stamp"
+  fi
+  say "assembling the embedded model (once)"
+  "$PY" -c "from razvilka.daemon.engine import embedded_model_path; print(embedded_model_path())" >/dev/null
+}
+
+ensure_node() {
+  local dir="$ROOT/renderers/examples/node"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    say "installing the Node example's packages (npm ci)"
+    bash "$dir/setup.sh"
+  fi
+}
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  run)
+    ensure_apt run; ensure_venv
+    exec "$VENV/bin/razvilka" up "$@"
+    ;;
+  test)
+    ensure_apt test; ensure_venv; ensure_node
+    set +e
+    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    rc=$?
+    set -e
+    if [ $rc -eq 5 ]; then say "pytest collected no tests: that is a failure"; exit 1; fi
+    exit $rc
+    ;;
+  *)
+    echo "usage: ./dev.sh run | test [pytest args]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,467 @@
+"""Conformance vectors: exact frames (hex) and what a receiver must make of them.
+
+A decoder in any language checks itself against ``protocol/vectors/*.json``; the format
+is specified in docs/protocol.md ("Conformance vectors"). Everything here is deterministic
+(fixed ids, sessions, timestamps), so ``razvilka protocol vectors --check`` and the tests
+can tell when the checked-in files are stale.
+
+Files:
+
+* ``valid.json``   - every message type, full and minimal, plus the compatibility cases
+                     (unknown fields, unknown type, newer minor version, subtopics);
+* ``invalid.json`` - one fault per vector, each with the error code a receiver must raise;
+* ``signed.json``  - HMAC-signed messages under :data:`TEST_KEY`, and the forged/unsigned ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import msgspec
+
+from razvilka.protocol.codec import DEFAULT_MAX_FRAME, MAX_TOPIC, Codec
+from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.protocol.messages import (
+    BODY_TYPES,
+    PROTOCOL_VERSION,
+    Body,
+    Box,
+    Candidate,
+    Command,
+    Confirm,
+    DaemonError,
+    DaemonStatus,
+    Focus,
+    ForkDecided,
+    ForkLookahead,
+    ForkOpen,
+    Header,
+    Heartbeat,
+    Layout,
+    Lookahead,
+    Select,
+    SourceStatus,
+    Span,
+    Stimulus,
+    TextAuto,
+    TextState,
+    TextUndo,
+    topic_for,
+)
+from razvilka.protocol.schema import message_to_json
+
+VECTORS_DIR = Path(__file__).with_name("vectors")
+FORMAT = 1
+#: The documented HMAC key of the signed vectors (its UTF-8 bytes are the key). Never use it on a real bus.
+TEST_KEY = "razvilka-conformance-test-key"
+OTHER_KEY = "not-the-bus-key"
+SENDER = "vectors"
+SESSION = "5e55105e55105e55105e55105e551050"
+BASE_TS = 123_456_789_000_000  # ~34 h of uptime, in ns: below 2**53, exact in JavaScript numbers
+FORK = "f-0001"
+TOO_DEEP = 2000  # nesting levels; receivers must refuse (MALFORMED) anything deeper than 1000
+
+_pack = msgspec.msgpack.encode
+
+
+def sample_bodies() -> dict[str, Body]:
+    """One realistic body per message type, every field set."""
+    return {
+        "fork.open": ForkOpen(
+            candidates=[
+                Candidate(index=0, word="river", prob=0.375, lookahead=["river ran dry", "river bank"]),
+                Candidate(index=1, word="road", prob=0.25),
+                Candidate(index=2, word="forest", prob=0.125, lookahead=[]),
+            ],
+            context="She walked down to the", position=5, prefix="", reason="uncertain",
+            entropy=1.75, margin=0.125, page=0, pregenerated=True, compute_ms=24.5,
+        ),
+        "fork.lookahead": ForkLookahead(
+            entries=[Lookahead(index=1, phrases=["road home", "road to town"]),
+                     Lookahead(index=0, phrases=["river ran dry and then the rain came"], long=True)],
+            done=True, compute_ms=560.25,
+        ),
+        "fork.decided": ForkDecided(
+            index=1, words=["road"], sources=["gaze", "footswitch"], rule="focus+confirm",
+            latency_ms=1830.5, decision_id="d-0001", phrase=False, typed=False,
+        ),
+        "text.auto": TextAuto(text=" and then", words=["and", "then"], position=7),
+        "text.undo": TextUndo(removed=" road and then", position=5, decisions_undone=1),
+        "text.state": TextState(
+            text="She walked down to the road",
+            spans=[Span(start=0, end=22, origin="prompt"), Span(start=22, end=27, origin="human")],
+            document="doc-1", position=6,
+        ),
+        "daemon.status": DaemonStatus(
+            state="waiting", model="gemma-3-270m-q4_k_m", mode="auto", k=8, progress=None,
+            last_fork_ms=24.5, sources={"gaze": "ok", "eeg": "lost"}, detail="",
+        ),
+        "daemon.error": DaemonError(
+            code=int(ErrorCode.STALE_FORK), name=ErrorCode.STALE_FORK.name,
+            message="fork f-0000 was already decided", ref_id="a1b2c3-7",
+        ),
+        "input.focus": Focus(index=2, source="gaze", confidence=0.875, dwell=0.5, x=812.5, y=440.0),
+        "input.confirm": Confirm(source="footswitch", confidence=1.0, index=2, posterior=None),
+        "input.select": Select(index=3, source="eeg", confidence=0.75, phrase=True,
+                               posterior=[0.125, 0.0625, 0.0625, 0.75]),
+        "input.command": Command(command="type", source="keyboard", text="lake", bias=0.0),
+        "render.layout": Layout(
+            boxes=[Box(index=0, x=100.0, y=400.0, w=180.0, h=64.0),
+                   Box(index=1, x=300.0, y=400.0, w=180.0, h=64.0)],
+            screen_w=1920.0, screen_h=1080.0, renderer="web",
+        ),
+        "render.stimulus": Stimulus(indices=[0, 3], onset_ns=BASE_TS + 5_000_000, duration_ms=100.0,
+                                    flash=17, renderer="web"),
+        "heartbeat": Heartbeat(role="input", interval_ms=1000, state="ok"),
+        "source.status": SourceStatus(source="gaze", state="lost", detail="no samples for 2.0 s"),
+    }
+
+
+def minimal_bodies() -> dict[str, dict[str, Any]]:
+    """Only the required fields: the decoder must fill in every default."""
+    return {
+        "fork.open": {"candidates": [{"index": 0, "word": "the", "prob": 0.5}]},
+        "fork.lookahead": {"entries": [{"index": 0, "phrases": ["the end"]}]},
+        "fork.decided": {"index": None, "words": ["lake"], "sources": ["keyboard"]},
+        "text.auto": {"text": " it", "words": ["it"]},
+        "text.undo": {"removed": " it"},
+        "text.state": {"text": ""},
+        "daemon.status": {"state": "loading"},
+        "daemon.error": {"code": 105, "name": "NOT_READY", "message": "model loading"},
+        "input.focus": {"index": None, "source": "mouse"},
+        "input.confirm": {"source": "keyboard"},
+        "input.select": {"index": 0, "source": "keyboard"},
+        "input.command": {"command": "back", "source": "keyboard"},
+        "render.layout": {"boxes": [], "screen_w": 800, "screen_h": 600, "renderer": "tui"},
+        "render.stimulus": {"indices": [1], "onset_ns": 0},
+        "heartbeat": {"role": "bus", "interval_ms": 1000},
+        "source.status": {"source": "eeg", "state": "ok"},
+    }
+
+
+def make_header(kind: str, seq: int = 0, *, fork_id: str | None = None, **over: Any) -> dict[str, Any]:
+    """A header map in field order; ``over`` replaces or adds fields (for the invalid vectors)."""
+    needs_fork = getattr(BODY_TYPES.get(kind), "NEEDS_FORK", False)
+    h: dict[str, Any] = {
+        "version": PROTOCOL_VERSION,
+        "type": kind,
+        "id": f"vec-{kind}-{seq}",
+        "sender": SENDER,
+        "session": SESSION,
+        "seq": seq,
+        "ts_ns": BASE_TS + 1_000_000 * seq,
+        "fork_id": fork_id if fork_id is not None else (FORK if needs_fork else None),
+    }
+    h.update(over)
+    return h
+
+
+def _hex(frames: Sequence[bytes]) -> list[str]:
+    return [bytes(f).hex() for f in frames]
+
+
+def _sign(frames: Sequence[bytes], key: str) -> bytes:
+    mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
+    for frame in frames[:3]:
+        mac.update(frame)
+    return mac.hexdigest().encode()
+
+
+class _Builder:
+    """Collects vectors, running each through the real codec so a file never lies."""
+
+    def __init__(self) -> None:
+        self.vectors: list[dict[str, Any]] = []
+
+    def frames(self, topic: str, header: dict[str, Any] | Header, body: Any, *, key: str | None = None) -> list[bytes]:
+        codec = Codec(SENDER, key=key.encode() if key else None, session=SESSION)
+        return codec.encode_parts(topic, header, body)
+
+    def ok(self, name: str, description: str, frames: list[bytes], *, key: str | None = None,
+           max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        codec = Codec("receiver", key=key.encode() if key else None, max_frame=max_frame)
+        msg = codec.decode(frames)  # raises if the vector is wrong: the generator refuses to lie
+        wire = {
+            "topic": bytes(frames[0]).decode(),
+            "header": msgspec.msgpack.decode(frames[1]),
+            "body": msgspec.msgpack.decode(frames[2]),
+        }
+        vector: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "key": key,
+            "max_frame": max_frame,
+            "frames": _hex(frames),
+            "result": "ok" if msg.known else "ignore",
+            "wire": wire,
+            "decoded": message_to_json(msg),
+        }
+        if msg.known:
+            again = Codec(SENDER, key=key.encode() if key else None).encode_parts(msg.topic, msg.header, msg.body)
+            vector["canonical"] = again == [bytes(f) for f in frames]
+        self.vectors.append(vector)
+
+    def error(self, name: str, description: str, frames: Sequence[bytes], code: ErrorCode, *,
+              key: str | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        codec = Codec("receiver", key=key.encode() if key else None, max_frame=max_frame)
+        try:
+            codec.decode(frames)
+        except ProtocolError as exc:
+            if exc.code != code:
+                raise AssertionError(f"vector {name}: codec says {exc.code.name}, vector says {code.name}") from None
+            message = exc.detail
+        else:
+            raise AssertionError(f"vector {name}: codec accepted it, vector says {code.name}")
+        self.vectors.append({
+            "name": name,
+            "description": description,
+            "key": key,
+            "max_frame": max_frame,
+            "frames": _hex(frames),
+            "result": "error",
+            "error": {"code": int(code), "name": code.name},
+            "message": message,
+        })
+
+
+def build_valid() -> list[dict[str, Any]]:
+    b = _Builder()
+    for kind, body in sample_bodies().items():
+        header = Header(**make_header(kind, seq=1))
+        b.ok(f"{kind}/full", f"a {kind} message with every field set", b.frames(topic_for(kind), header, body))
+    for kind, body in minimal_bodies().items():
+        b.ok(f"{kind}/minimal", f"a {kind} message with only its required fields: the decoder fills the defaults",
+             b.frames(topic_for(kind), make_header(kind, seq=2), body))
+    b.ok("subtopic", "a topic refined by extra segments (type + '.' + 'gaze.'); subscribers to 'input.focus.' get it",
+         b.frames("input.focus.gaze.", make_header("input.focus", 3),
+                  {"index": 1, "source": "gaze", "x": 10.5, "y": 20.25}))
+    b.ok("unknown-fields", "unknown fields in header, body and a nested struct are ignored (a later minor version may add them)",
+         b.frames("fork.open.", make_header("fork.open", 4, priority=7, trace={"hop": 1}),
+                  {"candidates": [{"index": 0, "word": "yes", "prob": 0.5, "color": "red"}],
+                   "temperature": 0.75, "context": "Say"}))
+    b.ok("minor-version", "a newer minor version (1.7) of the same major is accepted: minors only add",
+         b.frames("heartbeat.", make_header("heartbeat", 5, version="1.7"), {"role": "tool", "interval_ms": 500}))
+    b.ok("unknown-type", "a type this receiver does not know: valid, ignored (not delivered, not an error)",
+         b.frames("gaze.calibration.", make_header("gaze.calibration", 0), {"points": [[0.1, 0.2]], "ok": True}))
+    b.ok("unknown-type-unknown-major-field", "an unknown type with a body of any shape of map is still ignored",
+         b.frames("future.thing.sub.", make_header("future.thing", 9), {}))
+    signed = b.frames("heartbeat.", make_header("heartbeat", 6), {"role": "tool", "interval_ms": 1000}, key=TEST_KEY)
+    b.ok("signed-to-unsigned-receiver", "a receiver with signing off accepts a 4th (signature) frame and ignores it",
+         signed)
+    b.ok("null-fork-id", "fork_id may be null (or absent) for types that do not refer to a fork",
+         b.frames("text.auto.", make_header("text.auto", 7), {"text": " so", "words": ["so"]}))
+    b.ok("max-ints", "the largest seq and ts_ns (uint64) decode exactly; JavaScript needs BigInt for them",
+         b.frames("heartbeat.", make_header("heartbeat", 2**64 - 1, ts_ns=2**64 - 1), {"role": "tool", "interval_ms": 1}))
+    return b.vectors
+
+
+def build_invalid() -> list[dict[str, Any]]:
+    b = _Builder()
+    E = ErrorCode
+    hb_h, hb_b = make_header("heartbeat", 1), {"role": "tool", "interval_ms": 1000}
+    fo_h = make_header("fork.open", 1)
+    fo_b = {"candidates": [{"index": 0, "word": "the", "prob": 0.5}]}
+    good = b.frames("heartbeat.", hb_h, hb_b)
+
+    # frame count
+    b.error("frames/one", "a single frame", good[:1], E.FRAME_COUNT)
+    b.error("frames/two", "topic and header, no body", good[:2], E.FRAME_COUNT)
+    b.error("frames/five", "five frames", [*good, b"", b""], E.FRAME_COUNT)
+    b.error("frames/zero-length-all", "three empty frames: the topic check fails first", [b"", b"", b""], E.BAD_TOPIC)
+    # size
+    b.error("oversize/body", "a 353-byte body over the receiver's limit (max_frame=200 here; 1 MiB by default)",
+            b.frames("fork.open.", fo_h, {**fo_b, "context": "x" * 300}), E.OVERSIZE, max_frame=200)
+    b.error("oversize/header", "a 183-byte header over the limit (max_frame=160)",
+            b.frames("heartbeat.", make_header("heartbeat", 1, id="i" * 64), hb_b), E.OVERSIZE, max_frame=160)
+    b.error("oversize/topic", f"a topic over {MAX_TOPIC} bytes", [b"heartbeat." + b"a." * 130, good[1], good[2]],
+            E.OVERSIZE)
+    # topic
+    b.error("topic/no-trailing-dot", "topic 'heartbeat' does not end in '.'", [b"heartbeat", good[1], good[2]], E.BAD_TOPIC)
+    b.error("topic/uppercase-first", "the first topic segment must be lowercase", [b"Heartbeat.", good[1], good[2]],
+            E.BAD_TOPIC)
+    b.error("topic/empty-segment", "'heartbeat..' has an empty segment", [b"heartbeat..", good[1], good[2]], E.BAD_TOPIC)
+    b.error("topic/not-utf8", "the topic bytes are not UTF-8", [b"heartbeat.\xff.", good[1], good[2]], E.BAD_TOPIC)
+    b.error("topic/trailing-newline", "'heartbeat.\\n': the whole topic must match (a regex '$' alone allows a final newline)",
+            [b"heartbeat.\n", good[1], good[2]], E.BAD_TOPIC)
+    b.error("topic/space", "spaces are not allowed in a topic", [b"heartbeat. x.", good[1], good[2]], E.BAD_TOPIC)
+    # malformed msgpack
+    b.error("malformed/header-reserved-byte", "0xc1 is never valid msgpack", [good[0], b"\xc1", good[2]], E.MALFORMED)
+    b.error("malformed/header-truncated", "the header map is cut short", [good[0], good[1][:-3], good[2]], E.MALFORMED)
+    b.error("malformed/header-trailing", "extra bytes after the header map", [good[0], good[1] + b"\x00", good[2]],
+            E.MALFORMED)
+    b.error("malformed/header-empty", "an empty header frame", [good[0], b"", good[2]], E.MALFORMED)
+    b.error("malformed/body-truncated", "the body map is cut short", [good[0], good[1], good[2][:-1]], E.MALFORMED)
+    b.error("malformed/body-unknown-type", "even an unknown type's body must be msgpack",
+            b.frames("future.thing.", make_header("future.thing", 1), {})[:2] + [b"\xc1"], E.MALFORMED)
+    b.error("malformed/too-deep", f"arrays nested {TOO_DEEP} deep in an unknown field (limit: 1000 levels)",
+            [good[0], good[1], b"\x81\xa2zz" + b"\x91" * TOO_DEEP + b"\x00"], E.MALFORMED)
+    # not a map
+    b.error("not-a-map/header-array", "the header is an array", [good[0], _pack(list(hb_h.values())), good[2]],
+            E.NOT_A_MAP)
+    b.error("not-a-map/body-string", "the body is a string", [good[0], good[1], _pack("ok")], E.NOT_A_MAP)
+    b.error("not-a-map/unknown-type-body", "an unknown type's body must still be a map",
+            b.frames("future.thing.", make_header("future.thing", 1), [1, 2]), E.NOT_A_MAP)
+    # missing fields
+    h = dict(hb_h)
+    del h["version"]
+    b.error("missing/header-version", "the header has no version", b.frames("heartbeat.", h, hb_b), E.MISSING_FIELD)
+    h = dict(hb_h)
+    del h["seq"]
+    b.error("missing/header-seq", "the header has no seq", b.frames("heartbeat.", h, hb_b), E.MISSING_FIELD)
+    b.error("missing/body-field", "fork.open without candidates", b.frames("fork.open.", fo_h, {"context": "x"}),
+            E.MISSING_FIELD)
+    b.error("missing/nested-field", "a candidate without its word",
+            b.frames("fork.open.", fo_h, {"candidates": [{"index": 0, "prob": 0.5}]}), E.MISSING_FIELD)
+    b.error("missing/fork-id", "input.focus needs header.fork_id (null here)",
+            b.frames("input.focus.", {**make_header("input.focus", 1), "fork_id": None},
+                     {"index": 0, "source": "gaze"}), E.MISSING_FIELD)
+    b.error("missing/fork-id-empty", "an empty fork_id counts as missing",
+            b.frames("input.confirm.", make_header("input.confirm", 1, fork_id=""), {"source": "key"}),
+            E.MISSING_FIELD)
+    # wrong types
+    b.error("wrong-type/header-seq-string", "seq is a string", b.frames("heartbeat.", {**hb_h, "seq": "1"}, hb_b),
+            E.WRONG_TYPE)
+    b.error("wrong-type/header-ts-float", "ts_ns is a float", b.frames("heartbeat.", {**hb_h, "ts_ns": 1.5}, hb_b),
+            E.WRONG_TYPE)
+    b.error("wrong-type/header-id-int", "id is an integer", b.frames("heartbeat.", {**hb_h, "id": 7}, hb_b),
+            E.WRONG_TYPE)
+    b.error("wrong-type/body-prob-string", "a probability given as text",
+            b.frames("fork.open.", fo_h, {"candidates": [{"index": 0, "word": "a", "prob": "0.5"}]}), E.WRONG_TYPE)
+    b.error("wrong-type/body-words-string", "words is a string, not an array",
+            b.frames("text.auto.", make_header("text.auto", 1), {"text": " a", "words": "a"}), E.WRONG_TYPE)
+    b.error("wrong-type/body-bool-as-int", "a boolean where an integer index belongs",
+            b.frames("input.select.", make_header("input.select", 1), {"index": True, "source": "k"}), E.WRONG_TYPE)
+    # versions
+    b.error("version/one-number", "version '1' lacks the minor", b.frames("heartbeat.", {**hb_h, "version": "1"}, hb_b),
+            E.BAD_VERSION)
+    b.error("version/float", "version sent as the number 1.0", b.frames("heartbeat.", {**hb_h, "version": 1.0}, hb_b),
+            E.BAD_VERSION)
+    b.error("version/prefixed", "version 'v1.0'", b.frames("heartbeat.", {**hb_h, "version": "v1.0"}, hb_b),
+            E.BAD_VERSION)
+    b.error("version/too-long", "a version with 5000 digits",
+            b.frames("heartbeat.", {**hb_h, "version": "1" * 5000 + ".0"}, hb_b), E.BAD_VERSION)
+    b.error("version/trailing-newline", "version '1.0\\n'", b.frames("heartbeat.", {**hb_h, "version": "1.0\n"}, hb_b),
+            E.BAD_VERSION)
+    b.error("version/major-2", "major version 2 is a different contract",
+            b.frames("heartbeat.", {**hb_h, "version": "2.0"}, hb_b), E.UNSUPPORTED_VERSION)
+    b.error("version/major-0", "major version 0", b.frames("heartbeat.", {**hb_h, "version": "0.9"}, hb_b),
+            E.UNSUPPORTED_VERSION)
+    b.error("version/major-2-other-shape", "a major-2 header of another shape is still reported as the version",
+            b.frames("heartbeat.", {"version": "2.0", "kind": "heartbeat"}, hb_b), E.UNSUPPORTED_VERSION)
+    # topic vs type
+    b.error("topic-mismatch/other-type", "topic fork.decided. carries a fork.open header",
+            b.frames("fork.decided.", fo_h, fo_b), E.TOPIC_MISMATCH)
+    b.error("topic-mismatch/longer-word", "topic 'fork.opening.' does not start with 'fork.open.' (why topics end in '.')",
+            b.frames("fork.opening.", fo_h, fo_b), E.TOPIC_MISMATCH)
+    # values out of range
+    b.error("bad-value/negative-seq", "seq -1", b.frames("heartbeat.", {**hb_h, "seq": -1}, hb_b), E.BAD_VALUE)
+    b.error("bad-value/empty-sender", "an empty sender name", b.frames("heartbeat.", {**hb_h, "sender": ""}, hb_b),
+            E.BAD_VALUE)
+    b.error("bad-value/prob-above-1", "probability 1.5",
+            b.frames("fork.open.", fo_h, {"candidates": [{"index": 0, "word": "a", "prob": 1.5}]}), E.BAD_VALUE)
+    b.error("bad-value/index-256", "candidate index 256 (0..255)",
+            b.frames("input.select.", make_header("input.select", 1), {"index": 256, "source": "k"}), E.BAD_VALUE)
+    b.error("bad-value/unknown-command", "command 'fly' is not one of the commands",
+            b.frames("input.command.", make_header("input.command", 1), {"command": "fly", "source": "k"}),
+            E.BAD_VALUE)
+    b.error("bad-value/heartbeat-interval-0", "interval_ms must be > 0",
+            b.frames("heartbeat.", hb_h, {"role": "tool", "interval_ms": 0}), E.BAD_VALUE)
+    b.error("bad-value/screen-zero", "screen_w must be > 0",
+            b.frames("render.layout.", make_header("render.layout", 1),
+                     {"boxes": [], "screen_w": 0.0, "screen_h": 600.0, "renderer": "web"}), E.BAD_VALUE)
+    b.error("bad-value/type-pattern", "header.type 'fork..open' is not dotted words",
+            b.frames("fork.open.", {**fo_h, "type": "fork..open"}, fo_b), E.BAD_VALUE)
+    b.error("bad-value/type-trailing-newline", "header.type 'heartbeat\\n'",
+            b.frames("heartbeat.", {**hb_h, "type": "heartbeat\n"}, hb_b), E.BAD_VALUE)
+    return b.vectors
+
+
+def build_signed() -> list[dict[str, Any]]:
+    b = _Builder()
+    E = ErrorCode
+    for kind, body in sample_bodies().items():
+        b.ok(f"signed/{kind}", f"{kind}, signed with the test key", b.frames(topic_for(kind), Header(**make_header(kind, 1)), body, key=TEST_KEY),
+             key=TEST_KEY)
+    hb_h, hb_b = make_header("heartbeat", 2), {"role": "input", "interval_ms": 1000}
+    good = b.frames("heartbeat.", hb_h, hb_b, key=TEST_KEY)
+    b.error("unsigned", "signing is on and the message has 3 frames", good[:3], E.UNSIGNED, key=TEST_KEY)
+    b.error("forged/other-key", "signed with another key",
+            b.frames("heartbeat.", hb_h, hb_b, key=OTHER_KEY), E.BAD_SIGNATURE, key=TEST_KEY)
+    b.error("forged/tampered-body", "the body changed after signing (interval 1000 -> 10)",
+            [good[0], good[1], _pack({"role": "input", "interval_ms": 10}), good[3]], E.BAD_SIGNATURE, key=TEST_KEY)
+    b.error("forged/tampered-topic", "the topic changed after signing (a subtopic added)",
+            [b"heartbeat.x.", good[1], good[2], good[3]], E.BAD_SIGNATURE, key=TEST_KEY)
+    b.error("forged/uppercase-hex", "the signature is compared as exact bytes: uppercase hex is wrong",
+            [*good[:3], good[3].upper()], E.BAD_SIGNATURE, key=TEST_KEY)
+    b.error("forged/raw-digest", "the signature is the lowercase hex text of the digest, not the raw 32 bytes",
+            [*good[:3], hmac.new(TEST_KEY.encode(), b"".join(good[:3]), hashlib.sha256).digest()],
+            E.BAD_SIGNATURE, key=TEST_KEY)
+    b.error("forged/wrong-order", "HMAC over header, topic, body (wrong order)",
+            [*good[:3], _sign([good[1], good[0], good[2]], TEST_KEY)], E.BAD_SIGNATURE, key=TEST_KEY)
+    b.error("forged/empty", "an empty signature frame", [*good[:3], b""], E.BAD_SIGNATURE, key=TEST_KEY)
+    bad_topic = [b"Heartbeat.", good[1], good[2]]
+    b.error("signed-then-checked", "the signature is checked before the topic: a validly signed bad topic is BAD_TOPIC",
+            [*bad_topic, _sign(bad_topic, TEST_KEY)], E.BAD_TOPIC, key=TEST_KEY)
+    return b.vectors
+
+
+FILES = {
+    "valid.json": ("Valid messages: every type (full and minimal) and the compatibility cases.", build_valid),
+    "invalid.json": ("Invalid messages, one fault each, with the error a receiver must raise.", build_invalid),
+    "signed.json": (f"HMAC-SHA256 signing with the test key {TEST_KEY!r}: valid, unsigned and forged.", build_signed),
+}
+
+
+def render_vectors() -> dict[str, str]:
+    """File name -> exact file text."""
+    out = {}
+    for name, (description, build) in FILES.items():
+        doc = {
+            "format": FORMAT,
+            "protocol": PROTOCOL_VERSION,
+            "description": description,
+            "test_key": TEST_KEY,
+            "default_max_frame": DEFAULT_MAX_FRAME,
+            "error_codes": {code.name: int(code) for code in ErrorCode if int(code) < 100},
+            "vectors": build(),
+        }
+        out[name] = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    return out
+
+
+def write_vectors(directory: Path = VECTORS_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in render_vectors().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def stale_vectors(directory: Path = VECTORS_DIR) -> list[str]:
+    """Names of the files that differ from what the definitions generate now (empty: current)."""
+    stale = []
+    for name, text in render_vectors().items():
+        try:
+            if (directory / name).read_text(encoding="utf-8") != text:
+                stale.append(name)
+        except FileNotFoundError:
+            stale.append(name)
+    return stale
+
+
+def load_vectors(directory: Path = VECTORS_DIR) -> list[dict[str, Any]]:
+    """All vectors of all files, each with its file name under ``"file"``."""
+    out = []
+    for name in FILES:
+        doc = json.loads((directory / name).read_text(encoding="utf-8"))
+        out.extend({**v, "file": name} for v in doc["vectors"])
+    return out
+
+
+def vector_frames(vector: dict[str, Any]) -> list[bytes]:
+    return [bytes.fromhex(h) for h in vector["frames"]]

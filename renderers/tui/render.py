@@ -1,0 +1,216 @@
+"""ViewState -> Rich text for each panel of the terminal view (Rich only, no Textual).
+
+A terminal cannot change font size, so a candidate's probability is shown in bands:
+padding, weight and colour grow with it, and the percentage is written beside it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.text import Text
+
+from razvilka.renderers.tui.state import ViewState
+
+#: Lower bounds of the probability bands, lowest first (band 0 is below the first bound).
+BANDS = (0.05, 0.15, 0.35)
+BAND_STYLES = ("#8a8a8a", "#d0d0d0", "bold #ffd75f", "bold #ffffff on #005f87")
+BAND_PAD = ("", "", " ", "  ")
+ORIGIN_STYLES = {"prompt": "italic #8a8a8a", "model": "#d0d0d0", "human": "bold underline #5fd7ff"}
+FOCUS_STYLE = "bold reverse"
+STATE_STYLES = {"alive": "bold green", "ok": "bold green", "recovered": "bold green", "silent": "bold red",
+                "lost": "bold red", "error": "bold red", "stopped": "dim", "calibrating": "yellow"}
+
+
+def band(prob: float) -> int:
+    """0 (unlikely) .. 3 (likely)."""
+    return sum(prob >= bound for bound in BANDS)
+
+
+def text_view(state: ViewState) -> Text:
+    """The document so far; the human's words stand apart from the model's and the prompt."""
+    out = Text()
+    for piece, origin in state.segments():
+        body = piece.lstrip()
+        out.append(piece[: len(piece) - len(body)])  # no underline under the space before a word
+        out.append(body, style=ORIGIN_STYLES.get(origin, ""))
+    if state.typed:
+        out.append(" " if out.plain and not out.plain.endswith((" ", "\n")) else "")
+        out.append(state.typed + "▏", style="bold #ffaf00")
+    if not out.plain:
+        out.append("(no text yet)", style="dim")
+    return out
+
+
+def legend() -> Text:
+    out = Text("text: ", style="dim")
+    for origin, label in (("human", "your words"), ("model", "the model's"), ("prompt", "prompt")):
+        out.append(label, style=ORIGIN_STYLES[origin])
+        out.append("  ")
+    return out
+
+
+def cloud(state: ViewState, show_probs: bool = True) -> Text:
+    """The candidates of the open fork in shown order, numbered for the number keys."""
+    fork = state.fork
+    out = Text(justify="center")
+    if fork is None:
+        if state.last_decision is not None:
+            d = state.last_decision
+            out.append("decided ", style="dim")
+            out.append(" ".join(w.strip() for w in d.words) or "(typed)", style=ORIGIN_STYLES["human"])
+            out.append(f"  by {', '.join(d.sources) or '?'} in {d.latency_ms:.0f} ms", style="dim")
+            out.append("\nwaiting for the next fork…", style="dim")
+        else:
+            out.append("no fork open: the model is writing, or the daemon is not there", style="dim")
+        return out
+    for pos, cand in enumerate(fork.candidates):
+        if pos:
+            out.append("   ")
+        level = band(cand.prob)
+        focused = cand.index == state.focus
+        key = str((pos + 1) % 10) if pos < 10 else " "
+        out.append(f"{key}", style="bold #ffaf00" if focused else "#808080")
+        out.append("▸" if focused else " ", style="bold #ffaf00")
+        style = f"{BAND_STYLES[level]} {FOCUS_STYLE}" if focused else BAND_STYLES[level]
+        out.append(f"{BAND_PAD[level]}{cand.word.strip()}{BAND_PAD[level]}", style=style)
+        if show_probs:
+            out.append(f" {cand.prob * 100:.0f}%", style="#808080")
+    return out
+
+
+def cloud_title(state: ViewState) -> str:
+    fork = state.fork
+    if fork is None:
+        return "fork"
+    parts = [f"fork {fork.fork_id}"]
+    if fork.page:
+        parts.append(f"page {fork.page + 1}")
+    if fork.compute_ms:
+        parts.append(f"{fork.compute_ms:.0f} ms")
+    if fork.pregenerated:
+        parts.append("pre-generated")
+    if fork.prefix:
+        parts.append(f"prefix '{fork.prefix}'")
+    return " · ".join(parts)
+
+
+def lookaheads(state: ViewState) -> Text:
+    """One line per candidate: its look-ahead phrase ("look into the future")."""
+    fork = state.fork
+    out = Text(no_wrap=True, overflow="ellipsis")
+    if fork is None:
+        return out
+    for pos, cand in enumerate(fork.candidates):
+        if pos:
+            out.append("\n")
+        focused = cand.index == state.focus
+        out.append(f"{(pos + 1) % 10 if pos < 10 else ' '} ", style="#808080")
+        out.append(cand.word.strip(), style="bold #ffaf00" if focused else BAND_STYLES[band(cand.prob)])
+        phrases = fork.phrases(cand.index)
+        out.append("  ")
+        out.append(phrases[0].strip() if phrases else "…", style="#d0d0d0" if phrases else "dim")
+    return out
+
+
+def focused_detail(state: ViewState, lines: int) -> Text:
+    """The focused candidate with its longer look-ahead phrases."""
+    fork = state.fork
+    out = Text()
+    if fork is None or state.focus is None:
+        out.append("nothing focused", style="dim")
+        return out
+    pos = fork.position_of(state.focus)
+    if pos is None:
+        return out
+    cand = fork.candidates[pos]
+    out.append(cand.word.strip(), style="bold #ffaf00")
+    out.append(f"  {cand.prob * 100:.1f}%", style="#808080")
+    if state.focus_source and state.focus_source != state.me:
+        out.append(f"  (focus from {state.focus_source})", style="dim")
+    phrases = fork.long_phrases(cand.index)[:lines]
+    for phrase in phrases:
+        out.append("\n→ ")
+        out.append(continued(cand.word, phrase), style="#d0d0d0")
+    if not phrases:
+        out.append("\n→ (look-ahead not here yet)", style="dim")
+    return out
+
+
+def continued(word: str, phrase: str) -> str:
+    """The word and what may follow it; phrases may or may not repeat the word itself."""
+    word, phrase = word.strip(), phrase.strip()
+    return phrase if not word or phrase.startswith(word) else f"{word} {phrase}"
+
+
+def status_line(state: ViewState) -> Text:
+    """Model, mode, daemon state and the latency of the last fork."""
+    st = state.status
+    out = Text(no_wrap=True, overflow="ellipsis")
+    if st is None:
+        out.append("daemon: no status yet", style="bold red")
+    else:
+        out.append("daemon ", style="dim")
+        out.append(st.state, style=STATE_STYLES.get(st.state, "bold"))
+        out.append("  model ", style="dim")
+        out.append(st.model or "?", style="bold")
+        out.append("  mode ", style="dim")
+        out.append(st.mode or "?", style="bold")
+        if st.k:
+            out.append(f"  k {st.k}", style="dim")
+        if st.state == "loading" and st.progress is not None:
+            out.append(f"  loading {st.progress * 100:.0f}%", style="yellow")
+    out.append("  last fork ", style="dim")
+    out.append(f"{state.last_fork_ms:.0f} ms" if state.last_fork_ms is not None else "–", style="bold")
+    if state.last_decision is not None:
+        out.append("  last decision ", style="dim")
+        out.append(f"{state.last_decision.latency_ms:.0f} ms", style="bold")
+    if state.last_error is not None:
+        out.append(f"  error {state.last_error.name}: {state.last_error.message}", style="bold red")
+    return out
+
+
+def sources_view(state: ViewState, alive: Mapping[str, str], roles: Mapping[str, str], keys_on: bool) -> Text:
+    """Input sources and their liveness: heartbeats first, then what sources said of themselves."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    out.append("inputs ", style="dim")
+    entries: dict[str, str] = {}
+    if keys_on:
+        entries[state.me] = "alive"
+    for name, live in alive.items():
+        if roles.get(name) == "input":
+            entries[name] = live
+    if state.status is not None:
+        for name, st in state.status.sources.items():
+            entries.setdefault(name, st)
+    for name, status in state.sources.items():
+        live = entries.get(name)
+        if live in ("silent", "stopped"):
+            continue  # the heartbeats' word wins: the process itself is gone
+        if status.state in ("ok", "recovered"):
+            entries.setdefault(name, status.state)
+        else:
+            entries[name] = status.state  # alive, but its device is lost, failing or calibrating
+    if not entries:
+        out.append("none", style="bold red")
+    for i, (name, live) in enumerate(sorted(entries.items())):
+        if i:
+            out.append("  ")
+        out.append("● ", style=STATE_STYLES.get(live, "yellow"))
+        out.append(f"{name} ", style="bold")
+        out.append(live, style=STATE_STYLES.get(live, "yellow"))
+    others = [f"{n} {v}" for n, v in sorted(alive.items()) if roles.get(n) != "input"]
+    if others:
+        out.append("   peers ", style="dim")
+        out.append(", ".join(others), style="#808080")
+    return out
+
+
+def help_line(state: ViewState, keys_on: bool) -> Text:
+    if not keys_on:
+        return Text("view only (keys off)   ctrl+q quit", style="dim")
+    text = "1-9 select  ←→ focus  enter confirm  ⌫ back  +/tab more  a-z type  esc pause  ctrl+q quit"
+    out = Text(text, style="dim", no_wrap=True, overflow="ellipsis")
+    if state.typed:
+        out = Text(f"typing '{state.typed}'  ⌫ deletes a letter  space/enter: this word  ", style="bold #ffaf00") + out
+    return out
+

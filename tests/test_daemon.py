@@ -1,0 +1,273 @@
+"""The daemon end to end: a real model, a real bus, real messages in and out."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from daemon_fixtures import RunningDaemon, StartDaemon, next_of
+from razvilka.protocol.codec import Codec
+from razvilka.protocol.errors import ErrorCode
+from razvilka.protocol.messages import (
+    Command,
+    Confirm,
+    DaemonError,
+    Focus,
+    ForkDecided,
+    ForkLookahead,
+    ForkOpen,
+    Select,
+    TextState,
+    TextUndo,
+)
+
+pytestmark = pytest.mark.model
+
+
+async def open_fork(client, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    msg = await next_of(client, "fork.open", timeout)
+    assert isinstance(msg.body, ForkOpen)
+    return msg
+
+
+async def lookahead_done(client, fork_id: str):  # type: ignore[no-untyped-def]
+    return await next_of(client, "fork.lookahead", 60,
+                         where=lambda m: m.header.fork_id == fork_id and m.body.done and not m.body.entries[0].long)
+
+
+async def error_of(client, code: ErrorCode):  # type: ignore[no-untyped-def]
+    msg = await next_of(client, "daemon.error", 20, where=lambda m: m.body.code == int(code))
+    assert isinstance(msg.body, DaemonError)
+    return msg.body
+
+
+async def test_fork_words_first_then_lookaheads_stream(daemon: RunningDaemon) -> None:
+    bus = await daemon.client("t", ["fork."])
+    snap = await bus.snapshot()
+    forks = [m for m in snap if m.type == "fork.open"]
+    fork = forks[-1] if forks else await open_fork(bus)
+    body = fork.body
+    assert 2 <= len(body.candidates) <= 5
+    words = [c.word for c in body.candidates]
+    assert len(set(words)) == len(words), "same words must merge"
+    probs = [c.prob for c in body.candidates]
+    assert probs == sorted(probs, reverse=True) and all(0 < p <= 1 for p in probs)
+    assert body.context.endswith("weekend is")
+    done = await lookahead_done(bus, fork.header.fork_id)
+    assert {e.index for e in done.body.entries} == set(range(len(words)))
+    assert all(e.phrases and e.phrases[0].strip() for e in done.body.entries)
+
+
+async def test_select_commits_word_and_opens_next_fork(daemon: RunningDaemon) -> None:
+    bus = await daemon.client("t", ["fork.", "text.", "daemon.error."])
+    fork = await _current_fork(bus)
+    chosen = fork.body.candidates[1].word
+    bus.publish(Select(index=1, source="keyboard"), fork_id=fork.header.fork_id)
+    decided = await next_of(bus, "fork.decided")
+    assert isinstance(decided.body, ForkDecided)
+    assert decided.header.fork_id == fork.header.fork_id
+    assert decided.body.index == 1 and decided.body.words == [chosen]
+    assert decided.body.sources == ["keyboard"] and decided.body.rule == "select"
+    assert decided.body.latency_ms > 0
+    state = await next_of(bus, "text.state", where=lambda m: chosen in m.body.text)
+    assert isinstance(state.body, TextState)
+    assert state.body.text.endswith(chosen) or state.body.text.rstrip().endswith(chosen)
+    human = [s for s in state.body.spans if s.origin == "human"]
+    assert human and state.body.text[human[-1].start:human[-1].end].strip() == chosen
+    nxt = await open_fork(bus)
+    assert nxt.header.fork_id != fork.header.fork_id
+    # the decision is in the store before it was acknowledged
+    entries = daemon.daemon.store.entries(daemon.daemon.doc.id)
+    assert entries[-1].fork_id == fork.header.fork_id and entries[-1].words == [chosen]
+
+
+async def _current_fork(bus):  # type: ignore[no-untyped-def]
+    """The open fork: from the snapshot if it already went out, else the next one."""
+    snap = [m for m in await bus.snapshot() if m.type == "fork.open"]
+    return snap[-1] if snap else await open_fork(bus)
+
+
+async def test_fusion_rules(start_daemon: StartDaemon) -> None:
+    d = await start_daemon(daemon={"stale_focus_ms": 400})
+    bus = await d.client("t", ["fork.", "daemon.error."])
+    fork = await _current_fork(bus)
+    fid = fork.header.fork_id
+    # confirm with no focus: nothing happens, and it says why
+    bus.publish(Confirm(source="footswitch"), fork_id=fid)
+    err = await error_of(bus, ErrorCode.NO_FOCUS)
+    assert "nothing is focused" in err.message
+    # a stale focus does not count
+    bus.publish(Focus(index=2, source="keyboard"), fork_id=fid)
+    await asyncio.sleep(0.6)
+    bus.publish(Confirm(source="footswitch"), fork_id=fid)
+    err = await error_of(bus, ErrorCode.NO_FOCUS)
+    assert "older than" in err.message
+    # gaze focus and a physical key focus at once: the key wins
+    bus.publish(Focus(index=0, source="gaze", confidence=0.8), fork_id=fid)
+    bus.publish(Focus(index=3, source="keyboard"), fork_id=fid)
+    await asyncio.sleep(0.05)
+    bus.publish(Focus(index=1, source="gaze", confidence=0.8), fork_id=fid)  # gaze moves later; key still wins
+    bus.publish(Confirm(source="footswitch"), fork_id=fid)
+    decided = await next_of(bus, "fork.decided")
+    assert decided.body.index == 3
+    assert decided.body.sources == ["keyboard", "footswitch"] and decided.body.rule == "focus+confirm"
+
+
+async def test_gaze_dwell_and_gaze_eeg(start_daemon: StartDaemon) -> None:
+    d = await start_daemon()
+    bus = await d.client("t", ["fork."])
+    fork = await _current_fork(bus)
+    bus.publish(Focus(index=2, source="gaze", dwell=0.5), fork_id=fork.header.fork_id)
+    bus.publish(Confirm(source="gaze"), fork_id=fork.header.fork_id)  # dwell complete
+    decided = await next_of(bus, "fork.decided")
+    assert (decided.body.index, decided.body.rule, decided.body.sources) == (2, "dwell", ["gaze"])
+    fork = await open_fork(bus)
+    k = len(fork.body.candidates)
+    posterior = [0.05] * k
+    posterior[1] = 1 - 0.05 * (k - 1)
+    bus.publish(Focus(index=1, source="gaze"), fork_id=fork.header.fork_id)
+    bus.publish(Confirm(source="eeg", index=1, confidence=posterior[1], posterior=posterior), fork_id=fork.header.fork_id)
+    decided = await next_of(bus, "fork.decided")
+    assert (decided.body.index, decided.body.rule) == (1, "gaze+eeg")
+    assert decided.body.sources == ["gaze", "eeg"]
+
+
+async def test_back_more_type_bias_regenerate(daemon: RunningDaemon) -> None:
+    bus = await daemon.client("t", ["fork.", "text.", "daemon.error."])
+    fork = await _current_fork(bus)
+    first_words = [c.word for c in fork.body.candidates]
+    before = daemon.daemon._spans()[0]
+    bus.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
+    await next_of(bus, "fork.decided")
+    await open_fork(bus)
+    # back: the decision is undone and the same fork opens again
+    bus.publish(Command(command="back", source="keyboard"))
+    undo = await next_of(bus, "text.undo")
+    assert isinstance(undo.body, TextUndo) and undo.body.removed.strip() == first_words[0]
+    again = await open_fork(bus)
+    assert again.body.reason == "back"
+    assert [c.word for c in again.body.candidates] == first_words
+    assert daemon.daemon._spans()[0] == before
+    # more: the next page of candidates, none of them already shown
+    bus.publish(Command(command="more", source="keyboard"))
+    more = await open_fork(bus)
+    assert more.body.page == 1 and more.body.reason == "more"
+    assert not set(c.word for c in more.body.candidates) & set(first_words)
+    # type a prefix: candidates are constrained to it
+    bus.publish(Command(command="type", source="keyboard", text="th"))
+    typed = await open_fork(bus)
+    assert typed.body.prefix == "th" and typed.body.candidates
+    assert all(c.word.lower().startswith("th") for c in typed.body.candidates)
+    # a complete typed word (trailing space) is committed as the human's own word
+    bus.publish(Command(command="type", source="keyboard", text="thunderstorms "), fork_id=typed.header.fork_id)
+    decided = await next_of(bus, "fork.decided")
+    assert decided.body.typed and decided.body.words == ["thunderstorms"] and decided.body.index is None
+    after_typed = await open_fork(bus)
+    assert "thunderstorms" in after_typed.body.context
+    # ban the top word: it is gone from the reopened fork
+    top = after_typed.body.candidates[0].word
+    bus.publish(Command(command="bias", source="keyboard", text=top, bias=-100.0))
+    biased = await open_fork(bus)
+    assert biased.body.reason == "bias" and top not in [c.word for c in biased.body.candidates]
+    # regenerate: the fork at the same place, computed afresh
+    bus.publish(Command(command="regenerate", source="keyboard"))
+    regen = await open_fork(bus)
+    assert regen.body.reason == "regenerate" and regen.body.position == biased.body.position
+
+
+async def test_phrase_selection_commits_several_words(daemon: RunningDaemon) -> None:
+    bus = await daemon.client("t", ["fork."])
+    fork = await _current_fork(bus)
+    done = await lookahead_done(bus, fork.header.fork_id)
+    phrase = done.body.entries[0].phrases[0]
+    bus.publish(Select(index=0, source="web", phrase=True), fork_id=fork.header.fork_id)
+    decided = await next_of(bus, "fork.decided")
+    assert decided.body.phrase
+    assert decided.body.words == [fork.body.candidates[0].word] + phrase.split()
+    assert len(decided.body.words) >= 2
+    nxt = await open_fork(bus)
+    assert nxt.body.context.endswith(fork.body.candidates[0].word + phrase) or phrase.strip() in nxt.body.context
+
+
+async def test_pause_and_resume(daemon: RunningDaemon) -> None:
+    bus = await daemon.client("t", ["fork.", "daemon."])
+    fork = await _current_fork(bus)
+    bus.publish(Command(command="pause", source="keyboard"))
+    await next_of(bus, "daemon.status", where=lambda m: m.body.state == "paused")
+    bus.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
+    err = await error_of(bus, ErrorCode.NOT_READY)
+    assert "paused" in err.message
+    bus.publish(Command(command="resume", source="keyboard"))
+    await next_of(bus, "daemon.status", where=lambda m: m.body.state != "paused")
+    bus.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
+    decided = await next_of(bus, "fork.decided")
+    assert decided.header.fork_id == fork.header.fork_id
+
+
+async def test_new_text_from_prompt(daemon: RunningDaemon) -> None:
+    bus = await daemon.client("t", ["fork.", "text."])
+    await _current_fork(bus)
+    bus.publish(Command(command="new", source="keyboard", text="Dear Anna, thank you for"))
+    state = await next_of(bus, "text.state", where=lambda m: m.body.text == "Dear Anna, thank you for")
+    assert [s.origin for s in state.body.spans] == ["prompt"]
+    fork = await open_fork(bus)
+    assert fork.body.context.endswith("thank you for")
+
+
+async def test_bad_requests_get_errors_and_daemon_keeps_serving(daemon: RunningDaemon) -> None:
+    bus = await daemon.client("t", ["fork.", "daemon.error."])
+    fork = await _current_fork(bus)
+    fid = fork.header.fork_id
+    k = len(fork.body.candidates)
+    bus.publish(Select(index=0, source="keyboard"), fork_id="no-such-fork")
+    assert (await error_of(bus, ErrorCode.UNKNOWN_FORK)).ref_id
+    bus.publish(Select(index=k + 2, source="keyboard"), fork_id=fid)
+    assert "outside this fork" in (await error_of(bus, ErrorCode.OUT_OF_RANGE)).message
+    # a malformed message on the bus: the daemon says so
+    codec = Codec("vandal")
+    frames = codec.encode(Select(index=0, source="keyboard"), fork_id=fid)
+    bus.send_raw([frames[0], frames[1], b"\xc1not msgpack"])
+    await error_of(bus, ErrorCode.MALFORMED)
+    bus.send_raw([b"input.command.", frames[1]])
+    await error_of(bus, ErrorCode.FRAME_COUNT)
+    bus.publish(Command(command="bias", source="keyboard"))
+    await error_of(bus, ErrorCode.BAD_COMMAND)
+    # and the fork is still open and decidable
+    bus.publish(Select(index=0, source="keyboard"), fork_id=fid)
+    await next_of(bus, "fork.decided", where=lambda m: m.header.fork_id == fid)
+    # now it is stale
+    bus.publish(Select(index=0, source="keyboard"), fork_id=fid)
+    await error_of(bus, ErrorCode.STALE_FORK)
+
+
+async def test_pregeneration_hit_and_cancel(daemon: RunningDaemon) -> None:
+    bus = await daemon.client("t", ["fork."])
+    fork = await _current_fork(bus)
+    fid = fork.header.fork_id
+    await lookahead_done(bus, fid)
+    # focus 1, then move to 3 at once: work for 1 is cancelled, 3 is prepared
+    bus.publish(Focus(index=1, source="keyboard"), fork_id=fid)
+    bus.publish(Focus(index=3, source="keyboard"), fork_id=fid)
+    long = await next_of(bus, "fork.lookahead", where=lambda m: m.body.entries[0].long)
+    assert long.body.entries[0].index == 3
+    assert len(long.body.entries[0].phrases[0]) >= len(fork.body.candidates[3].lookahead[0] if fork.body.candidates[3].lookahead else "")
+    open_fork_state = daemon.daemon.fork
+    assert 3 in open_fork_state.after
+    bus.publish(Select(index=3, source="keyboard"), fork_id=fid)
+    nxt = await open_fork(bus)
+    assert nxt.body.pregenerated
+    assert daemon.daemon.pregen_hits >= 1
+
+
+async def test_auto_mode_writes_while_sure_and_forks_when_unsure(start_daemon: StartDaemon) -> None:
+    d = await start_daemon(gating={"mode": "auto", "max_auto_words": 6},
+                           daemon={"prompt": "One, two, three, four, five, six, seven,"})
+    bus = await d.client("t", ["fork.", "text."])
+    fork = await _current_fork(bus)
+    state = d.daemon._spans()
+    written = state[0][len("One, two, three, four, five, six, seven,"):]
+    assert "eight" in written.split()[0], written  # the model is sure of the count, so it wrote on alone
+    assert [s.origin for s in state[1]][-1] == "model"
+    assert fork.body.reason  # and it stopped: either unsure, or the auto-write cap
+    entries = d.daemon.store.entries(d.daemon.doc.id)
+    assert entries and all(e.kind == "model" for e in entries)

@@ -1,0 +1,395 @@
+"""The terminal renderer, driven headless with Textual's pilot against a real bus.
+
+A test client plays the daemon's part by publishing real protocol messages; the app's
+key presses are read back off the bus by an observer and decoded by the Python codec.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from razvilka.config import Config
+from razvilka.protocol.client import BusClient
+from razvilka.protocol.config import BusConfig
+from razvilka.protocol.messages import (
+    Candidate,
+    Command,
+    Confirm,
+    DaemonStatus,
+    Focus,
+    ForkDecided,
+    ForkLookahead,
+    ForkOpen,
+    Lookahead,
+    Select,
+    SourceStatus,
+    Span,
+    TextAuto,
+    TextState,
+    TextUndo,
+)
+from razvilka.renderers.config import RenderersConfig, TuiConfig
+from razvilka.renderers.tui import app as tui_cli
+from razvilka.renderers.tui.state import ViewState
+from razvilka.renderers.tui.view import SUBSCRIBE, TuiApp
+
+from conftest import ROOT
+
+SIZE = (120, 36)
+PROMPT = "Dear Anna, "
+MODEL = "thank you for the"
+HUMAN = " lovely"
+WORDS = [("flowers", 0.46), ("letter", 0.27), ("dinner", 0.12), ("gift", 0.04)]
+PHRASES = ["you sent me", "from last week", "at your place", "for my birthday"]
+
+
+def screen_text(app: TuiApp) -> str:
+    """What a person would read: the composited screen, line by line."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def screen_segments(app: TuiApp) -> list:
+    return [seg for strip in app.screen._compositor.render_strips() for seg in strip]
+
+
+async def until(pilot, cond: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.03)
+        if cond():
+            return
+    raise AssertionError(f"timed out waiting for {what or cond}")
+
+
+def fork_body(words=WORDS, **kw) -> ForkOpen:  # type: ignore[no-untyped-def]
+    return ForkOpen(
+        candidates=[Candidate(index=i, word=w, prob=p) for i, (w, p) in enumerate(words)],
+        context=PROMPT + MODEL + HUMAN, **kw,
+    )
+
+
+def publish_scene(daemon: BusClient, fork_id: str = "f-1") -> None:
+    """A daemon mid-session: status, text with all three origins, an open fork and its look-aheads."""
+    daemon.publish(DaemonStatus(state="waiting", model="gemma-3-270m-q4", mode="keys", k=4, last_fork_ms=87.0))
+    text = PROMPT + MODEL + HUMAN
+    a, b = len(PROMPT), len(PROMPT) + len(MODEL)
+    daemon.publish(TextState(text=text, spans=[
+        Span(start=0, end=a, origin="prompt"), Span(start=a, end=b, origin="model"),
+        Span(start=b, end=len(text), origin="human"),
+    ]))
+    daemon.publish(fork_body(compute_ms=123.0), fork_id=fork_id)
+    daemon.publish(ForkLookahead(entries=[Lookahead(index=i, phrases=[p]) for i, p in enumerate(PHRASES)]),
+                   fork_id=fork_id)
+    daemon.publish(ForkLookahead(entries=[Lookahead(index=0, long=True, phrases=[
+        "you sent me on Sunday morning", "you picked in the garden"])], done=True), fork_id=fork_id)
+
+
+async def make_app(ipc_clients, **cfg) -> TuiApp:  # type: ignore[no-untyped-def]
+    client = await ipc_clients("tui", role="renderer", subscribe=list(SUBSCRIBE))
+    return TuiApp(client, TuiConfig(refresh_ms=100, **cfg))
+
+
+async def next_input(observer: BusClient, timeout: float = 3.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = await observer.recv(timeout=max(0.0, deadline - time.monotonic()))
+        if msg is not None and msg.header.sender == "tui" and msg.type.startswith("input."):
+            return msg
+    raise AssertionError("the TUI published nothing")
+
+
+async def test_draws_text_fork_lookahead_and_status(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    daemon = await ipc_clients("daemon", role="daemon")
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None, what="snapshot")
+        publish_scene(daemon)
+        await until(pilot, lambda: "from last week" in screen_text(app) and "Sunday" in screen_text(app),
+                    what="the fork and its look-aheads")
+        screen = screen_text(app)
+        # the cloud: every candidate, numbered, with its probability
+        for n, (word, prob) in enumerate(WORDS, start=1):
+            assert word in screen
+            assert f"{prob * 100:.0f}%" in screen
+        assert "1▸" in screen  # the first candidate is focused by default
+        # the look-ahead of each candidate, and the longer one for the focused candidate
+        for phrase in PHRASES:
+            assert phrase in screen
+        assert "you sent me on Sunday morning" in screen and "you picked in the garden" in screen
+        # the daemon's status: model, mode, fork latency
+        assert "gemma-3-270m-q4" in screen and "mode keys" in screen and "123 ms" in screen
+        assert "fork f-1" in screen
+        # the text: the human's word is drawn unlike the model's words and the prompt
+        assert (PROMPT + MODEL + HUMAN).strip() in screen
+        segs = screen_segments(app)
+        human = next(s for s in segs if "lovely" in s.text)
+        model = next(s for s in segs if "thank you" in s.text)
+        prompt = next(s for s in segs if "Dear Anna" in s.text)
+        assert human.style.bold and human.style.underline
+        assert not model.style.bold and not model.style.underline
+        assert prompt.style.italic and not model.style.italic
+        # probability bands: the likeliest word is drawn heavier than the least likely one
+        top = next(s for s in segs if "flowers" in s.text and s.style and s.style.bgcolor)
+        low = next(s for s in segs if s.text.strip() == "gift")
+        assert top.style.bold and not low.style.bold and not low.style.bgcolor == top.style.bgcolor
+        assert sum(low.style.color.triplet) < sum(top.style.color.triplet)
+
+
+async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    daemon = await ipc_clients("daemon", role="daemon")
+    observer = await ipc_clients("observer", subscribe=["input."])
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None)
+        publish_scene(daemon, fork_id="f-7")
+        await until(pilot, lambda: app.state.fork is not None, what="fork")
+
+        await pilot.press("2")
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Select) and msg.body.index == 1 and msg.body.source == "tui"
+        assert msg.header.fork_id == "f-7" and msg.topic == "input.select."
+
+        await pilot.press("right")
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Focus) and msg.body.index == 1 and msg.header.fork_id == "f-7"
+        await until(pilot, lambda: "2▸" in screen_text(app), what="focus drawn")
+        assert "from last week" in app.query_one("#detail").render().plain  # type: ignore[attr-defined]
+        await pilot.press("left")
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Focus) and msg.body.index == 0
+        await pilot.press("left")  # wraps to the last candidate
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Focus) and msg.body.index == 3
+
+        await pilot.press("enter")
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Confirm) and msg.body.index == 3 and msg.header.fork_id == "f-7"
+
+        await pilot.press("backspace")
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Command) and msg.body.command == "back"
+
+        for key in ("plus", "tab"):
+            await pilot.press(key)
+            msg = await next_input(observer)
+            assert isinstance(msg.body, Command) and msg.body.command == "more", key
+
+        await pilot.press("f", "l")
+        first, second = await next_input(observer), await next_input(observer)
+        assert (first.body.command, first.body.text) == ("type", "f")
+        assert (second.body.command, second.body.text) == ("type", "fl")
+        await until(pilot, lambda: "typing 'fl'" in screen_text(app), what="typed prefix drawn")
+        await pilot.press("backspace")  # while typing, Backspace drops a letter
+        msg = await next_input(observer)
+        assert (msg.body.command, msg.body.text) == ("type", "f")
+
+        await pilot.press("space")  # the typed word as it is: no candidate is "f", so it is typed
+        msg = await next_input(observer)
+        assert (msg.body.command, msg.body.text) == ("type", "f ")
+
+        await pilot.press("escape")
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Command) and msg.body.command == "toggle_pause"
+
+        # the daemon decides, then opens the next fork: typing starts afresh
+        daemon.publish(ForkDecided(index=None, words=["f"], sources=["tui"], typed=True), fork_id="f-7")
+        daemon.publish(fork_body(), fork_id="f-8")
+        await until(pilot, lambda: app.state.fork is not None and app.state.fork.fork_id == "f-8" and not app.state.typed)
+        await pilot.press("g", "i", "f", "t")
+        for prefix in ("g", "gi", "gif", "gift"):
+            msg = await next_input(observer)
+            assert (msg.body.command, msg.body.text, msg.header.fork_id) == ("type", prefix, "f-8")
+        await pilot.press("enter")  # a typed word that is a candidate selects it
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Select) and msg.body.index == 3 and msg.header.fork_id == "f-8"
+        assert app.published == 18
+
+
+async def test_view_only_publishes_nothing(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    daemon = await ipc_clients("daemon", role="daemon")
+    observer = await ipc_clients("observer", subscribe=["input.", "source."])
+    app = await make_app(ipc_clients, keys=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None)
+        publish_scene(daemon)
+        await until(pilot, lambda: app.state.fork is not None)
+        await pilot.press("1", "enter", "backspace", "a")
+        with pytest.raises(AssertionError, match="published nothing"):
+            await next_input(observer, timeout=0.5)
+        assert "view only" in screen_text(app)
+
+
+async def test_late_join_draws_the_open_fork_from_the_snapshot(ipc_bus, ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    daemon = await ipc_clients("daemon", role="daemon")
+    publish_scene(daemon, fork_id="f-early")
+    # wait until the bus has retained the scene, so the app cannot have seen it live
+    probe = await ipc_clients("probe", subscribe=["fork."])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if sum(m.type.startswith("fork.") for m in await probe.snapshot()) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None, what="snapshot")
+        assert app.snapshot_ok is True
+        await until(pilot, lambda: "flowers" in screen_text(app), what="the fork from the snapshot")
+        screen = screen_text(app)
+        assert "fork f-early" in screen and "for my birthday" in screen and "gemma-3-270m-q4" in screen
+        assert "lovely" in screen
+        assert app.state.fork is not None and app.state.fork.lookahead_done
+        # and it keeps following the live stream afterwards
+        daemon.publish(ForkDecided(index=0, words=["flowers"], sources=["keyboard"], latency_ms=640.0),
+                       fork_id="f-early")
+        await until(pilot, lambda: "decided flowers" in screen_text(app), what="the decision")
+        assert "by keyboard in 640 ms" in screen_text(app)
+
+
+async def test_text_follows_auto_decided_and_undo(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    daemon = await ipc_clients("daemon", role="daemon")
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None)
+        daemon.publish(TextState(text="Hello", spans=[Span(start=0, end=5, origin="prompt")]))
+        daemon.publish(TextAuto(text=" there, it is", words=["there,", "it", "is"]))
+        await until(pilot, lambda: "Hello there, it is" in screen_text(app), what="auto text")
+        daemon.publish(fork_body(), fork_id="f-2")
+        await until(pilot, lambda: app.state.fork is not None)
+        daemon.publish(ForkDecided(index=1, words=["letter"], sources=["gaze", "keyboard"], latency_ms=910.0),
+                       fork_id="f-2")
+        await until(pilot, lambda: app.state.fork is None, what="fork closed")
+        assert "decided letter" in screen_text(app) and "by gaze, keyboard in 910 ms" in screen_text(app)
+        assert "last decision 910 ms" in screen_text(app)
+        daemon.publish(TextUndo(removed=" it is"))
+        await until(pilot, lambda: "Hello there," in screen_text(app) and "it is" not in screen_text(app),
+                    what="undo")
+
+
+async def test_shows_which_sources_are_alive(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    daemon = await ipc_clients("daemon", role="daemon")
+    keyboard = await ipc_clients("keyboard", role="input")
+    gaze = await ipc_clients("gaze", role="input")
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "keyboard alive" in screen_text(app) and "gaze alive" in screen_text(app),
+                    what="inputs alive")
+        assert "tui alive" in screen_text(app), screen_text(app)
+        assert "daemon alive" in screen_text(app)  # other peers are listed apart
+        gaze.publish(SourceStatus(source="gaze", state="lost", detail="tracker unplugged"))
+        await until(pilot, lambda: "gaze lost" in screen_text(app), what="gaze lost")
+        await keyboard.close(goodbye=False)  # a crash: no goodbye, the beats just stop
+        await until(pilot, lambda: "keyboard silent" in screen_text(app), timeout=6, what="keyboard silent")
+        daemon.publish(Focus(index=2, source="gaze"), fork_id="none")  # focus for no open fork: ignored
+        await pilot.pause(0.2)
+        assert app.state.focus is None
+
+
+async def test_focus_from_another_source_moves_the_detail(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    daemon = await ipc_clients("daemon", role="daemon")
+    gaze = await ipc_clients("gaze", role="input")
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None)
+        publish_scene(daemon, fork_id="f-3")
+        await until(pilot, lambda: "Sunday" in screen_text(app))
+        gaze.publish(Focus(index=2, source="gaze", dwell=0.4), fork_id="f-3")
+        await until(pilot, lambda: "3▸" in screen_text(app), what="gaze focus")
+        detail = screen_text(app)
+        assert "focus from gaze" in detail and "at your place" in detail
+
+
+async def test_screenshot(ipc_clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An SVG of the full view; RAZVILKA_SAVE_SCREENSHOTS=1 refreshes docs/img/tui.svg."""
+    daemon = await ipc_clients("daemon", role="daemon")
+    await ipc_clients("keyboard", role="input")
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None)
+        publish_scene(daemon, fork_id="f-12")
+        await until(pilot, lambda: "Sunday" in screen_text(app) and "keyboard alive" in screen_text(app))
+        await pilot.press("o")
+        await until(pilot, lambda: "typing 'o'" in screen_text(app))
+        await pilot.press("backspace")
+        await until(pilot, lambda: "typing" not in screen_text(app))
+        path = Path(app.save_screenshot("tui.svg", str(tmp_path)))
+        svg = path.read_text()
+        assert svg.startswith("<svg") and "flowers" in svg
+        if os.environ.get("RAZVILKA_SAVE_SCREENSHOTS"):
+            (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+            (ROOT / "docs" / "img" / "tui.svg").write_text(svg)
+
+
+# ---------------------------------------------------------------- pieces without a terminal
+def test_state_ignores_look_aheads_of_another_fork() -> None:
+    from razvilka.protocol.codec import Codec
+
+    codec = Codec("daemon")
+    state = ViewState()
+    state.apply(codec.decode(codec.encode(fork_body(), fork_id="a")))
+    stale = codec.decode(codec.encode(ForkLookahead(entries=[Lookahead(index=0, phrases=["old"])]), fork_id="b"))
+    assert state.apply(stale) is False and state.fork is not None and state.fork.phrases(0) == []
+    # a new page of the same fork keeps the focused candidate when it is still there
+    state.focus = 2
+    state.apply(codec.decode(codec.encode(fork_body(page=1), fork_id="a")))
+    assert state.focus == 2
+
+
+def test_cli_without_a_bus_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = Config(bus=BusConfig(runtime_dir=str(tmp_path)), renderers=RenderersConfig())
+    code = tui_cli.run(config, argparse.Namespace(name=None, view_only=False, no_probabilities=False))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no bus discovery file" in err and "razvilka daemon" in err
+
+
+def test_cli_module_does_not_import_textual() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, razvilka.renderers.tui.app; sys.exit('textual' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+
+
+# ---------------------------------------------------------------- with the real daemon and model
+@pytest.mark.model
+async def test_tui_with_the_real_daemon(daemon) -> None:  # type: ignore[no-untyped-def]
+    """Join while the daemon's first fork is open, draw it from the snapshot, pick with a number key."""
+    from daemon_fixtures import next_of
+    from renderer_helpers import open_fork
+
+    observer = await daemon.client("observer", subscribe=["fork.", "text.state."])
+    first = await open_fork(observer)
+    client = await daemon.client("tui", subscribe=list(SUBSCRIBE), role="renderer")
+    app = TuiApp(client, TuiConfig(refresh_ms=100))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.fork is not None, timeout=30, what="the open fork")
+        fork = app.state.fork
+        assert fork is not None and fork.fork_id == first.header.fork_id  # drawn from the snapshot
+        screen = screen_text(app)
+        for cand in fork.candidates:
+            assert cand.word.strip() in screen
+        status = app.state.status
+        assert status is not None and status.model and status.model[:20] in screen
+        await until(pilot, lambda: bool(fork.short), timeout=60, what="look-aheads")
+
+        chosen = fork.candidates[1]
+        await pilot.press("2")
+        decided = await next_of(observer, "fork.decided", timeout=60,
+                                where=lambda m: m.header.fork_id == fork.fork_id)
+        assert decided.body.index == chosen.index and decided.body.sources == ["tui"]
+        # the chosen word joins the text as the person's, and the next fork opens
+        await until(pilot, lambda: any(origin == "human" and chosen.word.strip() in piece
+                                       for piece, origin in app.state.segments()), timeout=60, what="human word")
+        await until(pilot, lambda: app.state.fork is not None and app.state.fork.fork_id != fork.fork_id,
+                    timeout=120, what="the next fork")
+        human = [s for s in screen_segments(app) if chosen.word.strip() in s.text and s.style and s.style.underline]
+        assert human, "the chosen word is not drawn as the person's"
+        assert "last decision" in screen_text(app)
