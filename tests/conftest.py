@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -97,3 +98,30 @@ async def ipc_clients(ipc_bus: BusHost) -> AsyncIterator[ClientFactory]:
     factory = ClientFactory(ipc_bus)
     yield factory
     await factory.close()
+
+
+# Real-daemon fixtures (need the `engine` fixture below): start_daemon, daemon, and the next_of helper.
+from daemon_fixtures import daemon, start_daemon  # noqa: E402,F401
+
+
+# ------------------------------------------------------------------------------ the real model, once per session
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The embedded Gemma 3 270M GGUF, assembled into the cache once (sha256 checked)."""
+    from razvilka.daemon.engine import embedded_model_path
+
+    return embedded_model_path()
+
+
+@pytest.fixture(scope="session")
+def engine(model_path: Path) -> Iterator[Any]:
+    """One real llama.cpp engine for the whole test session (tests reset it to their own prompt)."""
+    from razvilka.daemon.config import ModelConfig
+    from razvilka.daemon.engine import Engine
+
+    # one thread: on a shared 2-core machine, two llama.cpp threads that spin-wait on each other slow
+    # down by 10x whenever another process holds a core; one thread degrades gracefully
+    threads = int(os.environ.get("RAZVILKA_TEST_THREADS", "1"))
+    eng = Engine(ModelConfig(path=str(model_path), n_threads=threads))
+    yield eng
+    eng.close()
