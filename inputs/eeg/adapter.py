@@ -1,0 +1,596 @@
+"""``razvilka input eeg``: P300 selection. Flashes in, Select/Confirm with a posterior out.
+
+The adapter follows forks (``fork.``) for their candidates and LM probabilities, and the
+renderer's flashes (``render.stimulus.``) for which candidate lit up when. It epochs the
+board's EEG after each flash once the whole window is in, scores the epoch, and updates the
+fork's posterior. It publishes ``input.select`` when the posterior passes ``threshold`` and
+``input.confirm`` (with the posterior, for gaze+EEG fusion) when it passes
+``confirm_threshold``. Board health goes out as ``source.status``. Bad input (a flash for an
+unknown fork, a corrupt or foreign calibration, a missing board) is logged, reported, and
+survived.
+
+With ``--calibrate`` the adapter learns instead: the target of each fork is the candidate in
+focus (``input.focus.``, e.g. the highlighted word the person is asked to attend to), and
+after ``calibration_targets`` target epochs it trains, saves the user's model and switches
+to selecting. ``--calibrate-from`` trains from recordings instead (see docs/eeg.md).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # heavy modules load inside functions: the CLI imports this module for --help
+    import numpy as np
+
+    from razvilka.config import Config
+    from razvilka.inputs.eeg.acquisition import BoardLink
+    from razvilka.inputs.eeg.bayes import Accumulator
+    from razvilka.inputs.eeg.classifier import Montage, P300Model
+    from razvilka.inputs.eeg.config import EegConfig
+    from razvilka.inputs.eeg.epochs import EpochBuffer, EpochSpec
+    from razvilka.inputs.eeg.lsl import LslOutlets
+    from razvilka.protocol.client import BusClient
+    from razvilka.protocol.messages import Message
+
+log = logging.getLogger("razvilka.eeg")
+
+#: Flashes whose onset is this far ahead of the bus clock are refused (clock confusion).
+MAX_FUTURE_S = 5.0
+#: Flashes kept while waiting for their data (about 30 min of flashing at 175 ms).
+MAX_PENDING = 10_000
+
+
+@dataclass
+class ForkState:
+    fork_id: str
+    acc: "Accumulator"
+    first_flash: float | None = None     # monotonic time of the first flash
+    done: str = ""                       # "", "selected", "confirmed", "timeout", "decided"
+    confirmed: set[int] = field(default_factory=set)
+    target: int | None = None            # calibration: the candidate in focus
+    warned_no_model: bool = False
+
+
+@dataclass
+class Flash:
+    fork_id: str
+    indices: list[int]
+    onset_s: float
+    flash: int
+
+
+@dataclass
+class AdapterStats:
+    stimuli: int = 0
+    scored: int = 0
+    skipped: Counter = field(default_factory=Counter)   # artefact / gap / expired
+    ignored: Counter = field(default_factory=Counter)   # ErrorCode name -> count
+    selects: int = 0
+    confirms: int = 0
+    timeouts: int = 0
+    lost: int = 0
+    recovered: int = 0
+
+
+class EegAdapter:
+    """One adapter on one bus client. ``await run(stop)`` until ``stop`` is set."""
+
+    def __init__(self, cfg: "EegConfig", client: "BusClient", *, model: "P300Model | None" = None,
+                 calibrate: bool = False, load_model: bool = True) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.model = model
+        self.calibrating = calibrate
+        self.load_model = load_model and model is None and not calibrate
+        self.forks: dict[str, ForkState] = {}
+        self.pending: list[Flash] = []
+        self.link: BoardLink | None = None
+        self.buffer: EpochBuffer | None = None
+        self.montage: Montage | None = None
+        self.lsl: LslOutlets | None = None
+        self.stats = AdapterStats()
+        self.status: tuple[str, str] = ("", "")
+        self.state = "starting"          # board: starting, ok, error, lost
+        self.calib_epochs: list[np.ndarray] = []
+        self.calib_labels: list[int] = []
+        self._training = False
+
+    # ------------------------------------------------------------------ life cycle
+    async def run(self, stop: asyncio.Event) -> None:
+        self._report("calibrating" if self.calibrating else "ok", "starting")
+        if self.load_model:
+            self._load_model()
+        await self._catch_up()
+        tasks = [asyncio.create_task(self._bus_loop(stop), name="eeg-bus"),
+                 asyncio.create_task(self._board_loop(stop), name="eeg-board")]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.link is not None:
+                await asyncio.to_thread(self.link.close)
+            if self.lsl is not None:
+                self.lsl.close()
+            self._report("stopped", "adapter stopped")
+
+    def _load_model(self) -> None:
+        from razvilka.inputs.eeg.classifier import P300Model
+        from razvilka.protocol.errors import ProtocolError
+
+        try:
+            self.model = P300Model.load(self.cfg.model_path())
+            log.info("loaded calibration of %r: %s", self.model.user, self.model.report.line())
+        except ProtocolError as exc:
+            log.error("%s", exc)
+            self._report("error", str(exc))
+
+    async def _catch_up(self) -> None:
+        """A late joiner asks the bus for the open fork."""
+        from razvilka.protocol.errors import ProtocolError
+
+        try:
+            for msg in await self.client.snapshot(timeout=1.0):
+                self._on_message(msg)
+        except ProtocolError as exc:
+            log.info("no snapshot (%s); waiting for the next fork", exc)
+
+    def _report(self, state: str, detail: str) -> None:
+        """Publish ``source.status`` when it changes."""
+        from razvilka.protocol.messages import SourceStatus
+
+        if (state, detail) == self.status:
+            return
+        self.status = (state, detail)
+        log.info("status %s: %s", state, detail)
+        self.client.publish(SourceStatus(source=self.cfg.name, state=state, detail=detail),  # type: ignore[arg-type]
+                            subtopic=(self.cfg.name,))
+
+    # ------------------------------------------------------------------ bus side
+    async def _bus_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            msg = await self.client.recv(timeout=0.25)
+            if msg is not None:
+                try:
+                    self._on_message(msg)
+                except Exception:  # one bad message must never stop the adapter
+                    log.exception("failed to handle %s", msg.type)
+
+    def _on_message(self, msg: "Message") -> None:
+        from razvilka.protocol.messages import Focus, ForkDecided, ForkOpen, Stimulus
+
+        body, fork_id = msg.body, msg.header.fork_id
+        if isinstance(body, ForkOpen) and fork_id:
+            self._open_fork(fork_id, body)
+        elif isinstance(body, ForkDecided) and fork_id:
+            state = self.forks.get(fork_id)
+            if state is not None and not state.done:
+                state.done = "decided"
+            self._marker({"event": "fork.decided", "fork": fork_id, "index": body.index, "sources": body.sources},
+                         msg.header.ts_ns / 1e9)
+        elif isinstance(body, Stimulus):
+            self._on_stimulus(fork_id, body)
+        elif isinstance(body, Focus) and fork_id and fork_id in self.forks and self.calibrating:
+            self.forks[fork_id].target = body.index
+
+    def _open_fork(self, fork_id: str, body: Any) -> None:
+        import numpy as np
+
+        from razvilka.inputs.eeg.bayes import Accumulator, lm_prior
+
+        k = max(c.index for c in body.candidates) + 1 if body.candidates else 0
+        if k < 2:
+            log.info("fork %s has %d candidate(s): nothing to choose by P300", fork_id, k)
+            return
+        probs = np.zeros(k)
+        for c in body.candidates:
+            probs[c.index] = c.prob
+        prior = lm_prior(probs, self.cfg.prior_weight, self.cfg.prior_floor)
+        self.pending = [f for f in self.pending if f.fork_id != fork_id]   # a re-opened fork starts afresh
+        self.forks[fork_id] = ForkState(fork_id, Accumulator(prior, self.cfg.threshold, self.cfg.min_repetitions,
+                                                             self.cfg.max_repetitions, self.cfg.null_prior))
+        while len(self.forks) > 64:  # forget old forks
+            self.forks.pop(next(iter(self.forks)))
+        self._marker({"event": "fork.open", "fork": fork_id, "words": [c.word for c in body.candidates]},
+                     None)
+
+    def _ignore(self, code: Any, message: str) -> None:
+        from razvilka.protocol.errors import ProtocolError
+
+        self.stats.ignored[code.name] += 1
+        n = self.stats.ignored[code.name]
+        if n <= 10 or n % 100 == 0:
+            log.warning("ignored (%d so far): %s", n, ProtocolError(code, message))
+
+    def _on_stimulus(self, fork_id: str | None, body: Any) -> None:
+        from razvilka.protocol.clock import now_ns
+        from razvilka.protocol.errors import ErrorCode
+
+        self.stats.stimuli += 1
+        state = self.forks.get(fork_id or "")
+        if state is None:
+            self._ignore(ErrorCode.UNKNOWN_FORK, f"flash {body.flash} of {body.renderer or 'a renderer'} is for fork "
+                         f"{fork_id!r}, which this adapter never saw open")
+            return
+        if state.done:
+            return
+        bad = [i for i in body.indices if i >= state.acc.k]
+        if bad or not body.indices:
+            self._ignore(ErrorCode.OUT_OF_RANGE, f"flash {body.flash} of fork {fork_id} lights {body.indices}; "
+                         f"the fork has candidates 0..{state.acc.k - 1}")
+            return
+        onset = body.onset_ns / 1e9
+        if onset - now_ns() / 1e9 > MAX_FUTURE_S:
+            self._ignore(ErrorCode.BAD_VALUE, f"flash {body.flash} of fork {fork_id} has its onset "
+                         f"{onset - now_ns() / 1e9:.1f} s in the future: is the renderer on the bus clock?")
+            return
+        if self.model is None and not self.calibrating:
+            if not state.warned_no_model:
+                state.warned_no_model = True
+                log.warning("fork %s flashes, but no calibration is loaded: nothing can be selected "
+                            "(razvilka input eeg --calibrate)", fork_id)
+            return
+        if state.first_flash is None:
+            state.first_flash = time.monotonic()
+        self.pending.append(Flash(fork_id or "", list(body.indices), onset, body.flash))
+        del self.pending[:-MAX_PENDING]   # no board for a long time: keep only the newest
+        self._marker({"event": "flash", "fork": fork_id, "indices": list(body.indices), "flash": body.flash}, onset)
+        self._process()
+
+    # ------------------------------------------------------------------ board side
+    async def _board_loop(self, stop: asyncio.Event) -> None:
+        from razvilka.inputs.eeg.acquisition import BoardLink
+        from razvilka.protocol.errors import ErrorCode, ProtocolError
+
+        while not stop.is_set():
+            try:
+                if self.link is None:
+                    self.link = BoardLink(self.cfg)
+                if not self.link.connected:
+                    await asyncio.to_thread(self.link.connect)
+                    self._on_connected()
+                chunk = self.link.read()
+                if chunk is not None:
+                    self._on_samples(chunk)
+                elif self.link.silent_for() > self.cfg.lost_after_s:
+                    raise ProtocolError(ErrorCode.DEVICE_LOST, f"{self.link.info.name} sent nothing for "
+                                        f"{self.link.silent_for():.1f} s")
+                self._check_timeouts()
+                await asyncio.sleep(self.cfg.poll_ms / 1000)
+            except asyncio.CancelledError:
+                raise
+            except ProtocolError as exc:
+                await self._on_board_error(exc)
+                await asyncio.sleep(self.cfg.reconnect_s)
+
+    async def _on_board_error(self, exc: Any) -> None:
+        from razvilka.protocol.errors import ErrorCode
+
+        if exc.code == ErrorCode.DEVICE_LOST or (self.state in ("ok", "lost") and exc.code == ErrorCode.DEVICE_MISSING):
+            if self.state != "lost":
+                self.stats.lost += 1
+            self.state = "lost"
+            self._report("lost", str(exc))
+        else:
+            self.state = "error"
+            self._report("error", str(exc))
+        if self.link is not None:
+            await asyncio.to_thread(self.link.close)
+
+    def _on_connected(self) -> None:
+        from razvilka.inputs.eeg.classifier import Montage
+        from razvilka.protocol.errors import ProtocolError
+
+        assert self.link is not None
+        info = self.link.info
+        self.montage = Montage(info.name, self.link.channels, info.sampling_rate)
+        refused = None
+        if self.model is not None:
+            try:
+                self.model.check(self.montage)
+            except ProtocolError as exc:
+                log.error("%s", exc)
+                self.model, refused = None, exc
+        self._ensure_buffer()
+        if self.cfg.lsl and self.lsl is None:
+            from razvilka.inputs.eeg.lsl import LslOutlets
+
+            self.lsl = LslOutlets(self.cfg.lsl_eeg_name, self.cfg.lsl_marker_name, info.name, self.link.channels,
+                                  info.sampling_rate)
+        was = self.state
+        self.state = "ok"
+        if refused is not None:
+            self._report("error", str(refused))
+        elif was in ("lost", "error"):
+            self.stats.recovered += 1
+            self._report("recovered", f"{info.name} streaming again")
+        else:
+            self._report("calibrating" if self.calibrating else "ok",
+                         f"{info.name}: {','.join(self.link.channels)} at {info.sampling_rate} Hz")
+
+    def _spec(self) -> "EpochSpec":
+        from razvilka.inputs.eeg.epochs import EpochSpec
+
+        if self.model is not None:
+            return self.model.spec
+        assert self.montage is not None
+        c = self.cfg
+        return EpochSpec(self.montage.sampling_rate, c.low_hz, c.high_hz, c.filter_order, c.epoch_start_ms,
+                         c.epoch_end_ms, c.reject_uv)
+
+    def _ensure_buffer(self) -> None:
+        from razvilka.inputs.eeg.epochs import EpochBuffer
+
+        assert self.montage is not None
+        spec = self._spec()
+        if self.buffer is None or self.buffer.spec != spec or self.buffer.n_channels != len(self.montage.channels):
+            self.buffer = EpochBuffer(spec, len(self.montage.channels), buffer_s=self.cfg.buffer_s,
+                                      gap_tolerance_s=self.cfg.gap_tolerance_ms / 1000)
+
+    def _on_samples(self, chunk: Any) -> None:
+        assert self.buffer is not None
+        self.buffer.add(chunk.eeg, chunk.ts)
+        if self.lsl is not None:
+            self.lsl.push_eeg(chunk.eeg, chunk.ts)
+        self._process()
+
+    # ------------------------------------------------------------------ epochs -> evidence
+    def _process(self) -> None:
+        """Cut every flash whose window is complete, score them, and update their forks in onset order."""
+        import numpy as np
+
+        if self.buffer is None or not self.pending:
+            return
+        self.pending.sort(key=lambda f: f.onset_s)
+        waiting: list[Flash] = []
+        done: list[tuple[Flash, Any]] = []
+        for fl in self.pending:
+            state = self.forks.get(fl.fork_id)
+            if state is None or state.done:
+                continue
+            cut = self.buffer.cut(fl.onset_s)
+            if cut.status == "wait":
+                waiting.append(fl)
+            else:
+                done.append((fl, cut))
+        self.pending = waiting
+        if not done:
+            return
+        ready = [i for i, (_, cut) in enumerate(done) if cut.status == "ready"]
+        llrs: dict[int, float] = {}
+        if ready and self.model is not None and not self.calibrating:
+            scores = self.model.score(np.stack([done[i][1].epoch for i in ready]))
+            llrs = {i: float(v) for i, v in zip(ready, self.model.scores.llr(scores))}
+        for i, (fl, cut) in enumerate(done):
+            state = self.forks[fl.fork_id]
+            if state.done:
+                continue
+            if cut.status != "ready":
+                self.stats.skipped[cut.status] += 1
+                level = logging.WARNING if cut.status == "expired" else logging.DEBUG
+                log.log(level, "flash %d of fork %s gives no evidence: %s", fl.flash, fl.fork_id,
+                        {"expired": "its onset is older than the buffer (a very late stimulus event)",
+                         "gap": "samples were dropped in its window",
+                         "artefact": f"peak-to-peak over {self.buffer.spec.reject_uv} µV"}[cut.status])
+            if self.calibrating:
+                self._collect(state, fl, cut)
+                continue
+            if cut.status == "ready":
+                self.stats.scored += 1
+            state.acc.add(fl.indices, llrs.get(i))
+            self._decide(state)
+
+    def _decide(self, state: ForkState) -> None:
+        from razvilka.protocol.messages import Confirm, Select
+
+        acc = state.acc
+        verdict = acc.state()
+        post = acc.posterior
+        best = acc.best
+        posterior = [round(float(p), 6) for p in post]
+        conf = min(1.0, float(post[best]))
+        if verdict == "confident" and self.cfg.mode in ("select", "both"):
+            state.done = "selected"
+            self.stats.selects += 1
+            self.client.publish(Select(index=best, source=self.cfg.name, confidence=conf, posterior=posterior),
+                                fork_id=state.fork_id, subtopic=(self.cfg.name,))
+            log.info("fork %s: select %d (posterior %.3f after %d flashes, %d scored)", state.fork_id, best,
+                     conf, int(acc.flashes.sum()), acc.scored)
+            self._marker({"event": "select", "fork": state.fork_id, "index": best, "posterior": posterior}, None)
+            return
+        if self.cfg.mode in ("confirm", "both") and conf >= self.cfg.confirm_threshold and best not in state.confirmed:
+            state.confirmed.add(best)
+            self.stats.confirms += 1
+            self.client.publish(Confirm(source=self.cfg.name, confidence=conf, index=best, posterior=posterior),
+                                fork_id=state.fork_id, subtopic=(self.cfg.name,))
+            log.info("fork %s: confirm %d (posterior %.3f)", state.fork_id, best, conf)
+        if verdict == "confident":
+            state.done = "confirmed"
+        elif verdict == "timeout":
+            self._time_out(state, f"{acc.repetitions} rounds")
+
+    def _timeout_s(self, state: ForkState) -> float:
+        c = self.cfg
+        if c.fork_timeout_s > 0:
+            return c.fork_timeout_s
+        return c.max_repetitions * state.acc.k * (c.flash_on_ms + c.flash_off_ms) / 1000 + c.epoch_end_ms / 1000 + 2.0
+
+    def _check_timeouts(self) -> None:
+        if self.calibrating:   # calibration forks are not choices: they end when the targets are in
+            return
+        now = time.monotonic()
+        for state in self.forks.values():
+            if not state.done and state.first_flash is not None and now - state.first_flash > self._timeout_s(state):
+                self._time_out(state, f"{self._timeout_s(state):.1f} s")
+
+    def _time_out(self, state: ForkState, after: str) -> None:
+        state.done = "timeout"
+        self.stats.timeouts += 1
+        post = state.acc.posterior
+        detail = (f"fork {state.fork_id}: no confident choice after {after} ({int(state.acc.flashes.sum())} flashes); "
+                  f"best {state.acc.best} at {post.max():.2f}, none of them {state.acc.none:.2f}, "
+                  f"threshold {self.cfg.threshold}")
+        log.info("timed out: %s", detail)
+        self._report("ok", detail)
+
+    # ------------------------------------------------------------------ calibration
+    def _collect(self, state: ForkState, fl: Flash, cut: Any) -> None:
+        if state.target is None or cut.status not in ("ready", "artefact"):
+            return
+        self.calib_epochs.append(cut.epoch)
+        self.calib_labels.append(int(state.target in fl.indices))
+        n_target = sum(self.calib_labels)
+        if self.calib_labels[-1]:
+            self._report("calibrating", f"{n_target}/{self.cfg.calibration_targets} target epochs")
+        if n_target >= self.cfg.calibration_targets and not self._training:
+            self._training = True
+            asyncio.get_running_loop().create_task(self._train())
+
+    async def _train(self) -> None:
+        import numpy as np
+
+        from razvilka.inputs.eeg.classifier import calibrate
+        from razvilka.protocol.errors import ProtocolError
+
+        assert self.montage is not None and self.buffer is not None
+        spec = self.buffer.spec
+        epochs = np.stack(self.calib_epochs)
+        kept = np.array([not spec.artefact(e) for e in epochs])
+        try:
+            model = await asyncio.to_thread(calibrate, epochs, np.array(self.calib_labels), montage=self.montage,
+                                            spec=spec, kept=kept, user=self.cfg.user, llr_clip=self.cfg.llr_clip)
+            path = model.save(self.cfg.model_path())
+        except ProtocolError as exc:
+            self._training = False
+            self._want_more_targets()
+            self._report("calibrating", f"{exc}; collecting more")
+            return
+        self.model, self.calibrating = model, False
+        self.calib_epochs.clear()
+        self.calib_labels.clear()
+        for state in self.forks.values():
+            state.done = state.done or "decided"   # calibration forks are not choices
+        self._report("ok", f"calibrated user {self.cfg.user!r}: {model.report.line()}; saved {path}")
+
+    def _want_more_targets(self) -> None:
+        """After a failed fit, wait for another half batch of targets before trying again."""
+        import msgspec
+
+        self.cfg = msgspec.structs.replace(self.cfg, calibration_targets=self.cfg.calibration_targets
+                                           + max(4, self.cfg.calibration_targets // 2))
+
+    # ------------------------------------------------------------------ LSL markers
+    def _marker(self, event: dict[str, Any], ts: float | None) -> None:
+        if self.lsl is not None:
+            from razvilka.protocol.clock import now_s
+
+            self.lsl.push_marker(event, ts if ts is not None else now_s())
+
+
+# ---------------------------------------------------------------------- offline calibration
+def calibrate_from_files(cfg: "EegConfig", files: list[str], *, board_id: int | None = None) -> "P300Model":
+    """Train the user's model from recordings with target/non-target markers (Muse CSV or BrainFlow files)."""
+    import numpy as np
+
+    from razvilka.inputs.eeg.classifier import Montage, calibrate
+    from razvilka.inputs.eeg.epochs import EpochSpec, epochs_from_recording
+    from razvilka.inputs.eeg.recording import load_brainflow_file, load_muse_csv
+    from razvilka.protocol.errors import ErrorCode, ProtocolError
+
+    recs = []
+    for name in files:
+        with open(name, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+        if first.startswith("timestamps,"):
+            recs.append((load_muse_csv(name), "Muse2016"))
+        else:
+            bid = board_id if board_id is not None else (cfg.master_board if cfg.board_id in (-2, -3) else cfg.board_id)
+            from razvilka.inputs.eeg.boards import board_info
+
+            recs.append((load_brainflow_file(name, bid, cfg.channels), board_info(bid).name))
+    if not recs:
+        raise ProtocolError(ErrorCode.BAD_CALIBRATION, "no recordings given")
+    rec0, board = recs[0]
+    if any(r.channels != rec0.channels or r.sampling_rate != rec0.sampling_rate for r, _ in recs):
+        raise ProtocolError(ErrorCode.BAD_CALIBRATION, "the recordings do not share one montage")
+    spec = EpochSpec(rec0.sampling_rate, cfg.low_hz, cfg.high_hz, cfg.filter_order, cfg.epoch_start_ms,
+                     cfg.epoch_end_ms, cfg.reject_uv)
+    parts = [epochs_from_recording(r, spec) for r, _ in recs]
+    X = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    kept = np.concatenate([p[2] for p in parts])
+    groups = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
+    return calibrate(X, y, montage=Montage(board, rec0.channels, rec0.sampling_rate), spec=spec,
+                     groups=groups if len(parts) > 1 else None, kept=kept, user=cfg.user, llr_clip=cfg.llr_clip)
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--board-id", type=int, help="BrainFlow board id (default inputs.eeg.board_id; -1 synthetic)")
+    parser.add_argument("--serial-port", help="serial port of the dongle (Cyton, Ganglion, BLED112)")
+    parser.add_argument("--mac-address", help="Bluetooth address of the headset")
+    parser.add_argument("--playback-file", help="replay this BrainFlow file (with --board-id -3 --master-board ID)")
+    parser.add_argument("--master-board", type=int, help="the board that recorded --playback-file")
+    parser.add_argument("--user", help="whose calibration to use/make (default inputs.eeg.user)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="learn from this session: the focused candidate of each fork is the target")
+    parser.add_argument("--calibrate-from", nargs="+", metavar="FILE",
+                        help="train from recordings with target(2)/non-target(1) markers, save, and exit")
+    parser.add_argument("--lsl", action="store_true", help="also publish raw EEG and markers over LSL")
+
+
+def _apply_flags(cfg: "EegConfig", args: argparse.Namespace) -> "EegConfig":
+    import msgspec
+
+    changes: dict[str, Any] = {}
+    for flag, key in (("board_id", "board_id"), ("serial_port", "serial_port"), ("mac_address", "mac_address"),
+                      ("playback_file", "playback_file"), ("master_board", "master_board"), ("user", "user")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[key] = value
+    if getattr(args, "lsl", False):
+        changes["lsl"] = True
+    return msgspec.structs.replace(cfg, **changes) if changes else cfg
+
+
+def run(config: "Config", args: argparse.Namespace) -> int:
+    import sys
+
+    from razvilka.protocol.errors import ProtocolError
+
+    cfg = _apply_flags(config.inputs.eeg, args)
+    if getattr(args, "calibrate_from", None):
+        try:
+            model = calibrate_from_files(cfg, args.calibrate_from)
+            path = model.save(cfg.model_path())
+        except (ProtocolError, OSError) as exc:
+            print(f"razvilka input eeg: {exc}", file=sys.stderr)
+            return 2
+        print(f"calibrated user {cfg.user!r} on {model.montage.describe()}: {model.report.line()}\nsaved {path}")
+        return 0
+    return asyncio.run(_serve(config, cfg, calibrate=bool(getattr(args, "calibrate", False))))
+
+
+async def _serve(config: "Config", cfg: "EegConfig", *, calibrate: bool) -> int:
+    from razvilka.protocol.client import BusClient
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = BusClient.from_config(cfg.name, config.bus, role="input",
+                                   subscribe=["fork.", "render.stimulus.", "input.focus."])
+    async with client:
+        await client.wait_connected()
+        await EegAdapter(cfg, client, calibrate=calibrate).run(stop)
+    return 0
+
+
+__all__ = ["EegAdapter", "add_arguments", "run", "calibrate_from_files"]

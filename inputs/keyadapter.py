@@ -1,0 +1,122 @@
+"""The process around a key source: follow forks on the bus, publish what keys mean, report health.
+
+Shared by ``razvilka input keyboard`` and ``razvilka input footswitch``; the two differ
+only in their source (X11 or evdev) and key map. Messages go out on
+``input.<type>.<name>.`` (e.g. ``input.select.keyboard.``) and health on
+``source.status.<name>.``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from razvilka.inputs.keymap import KeyEvent, KeyInterpreter, StatusEvent
+from razvilka.protocol.errors import ProtocolError
+from razvilka.protocol.messages import SourceStatus
+
+if TYPE_CHECKING:
+    from razvilka.protocol.client import BusClient
+
+log = logging.getLogger("razvilka.inputs.keys")
+
+#: What a key adapter listens to on the bus: forks, and other sources' focus.
+SUBSCRIBE = ("fork.", "input.focus.")
+
+
+class KeySource(Protocol):
+    def events(self) -> AsyncIterator[KeyEvent | StatusEvent]: ...
+
+
+class KeyAdapter:
+    """Runs one key source against the bus until ``stop`` is set or the source ends."""
+
+    def __init__(self, client: BusClient, source: KeySource, interpreter: KeyInterpreter, *, name: str) -> None:
+        self.client = client
+        self.source = source
+        self.interp = interpreter
+        self.name = name
+        self.state = ""
+        self.ready = asyncio.Event()
+
+    def _status(self, state: str, detail: str) -> None:
+        self.state = state
+        self.client.state = "lost" if state == "lost" else "ok"
+        self.client.publish(SourceStatus(source=self.name, state=state, detail=detail),  # type: ignore[arg-type]
+                            subtopic=(self.name,))
+        level = logging.WARNING if state in ("lost", "error") else logging.INFO
+        log.log(level, "source=%s state=%s detail=%s", self.name, state, detail)
+
+    async def _follow_bus(self) -> None:
+        try:
+            for msg in await self.client.snapshot(timeout=2.0):
+                self.interp.observe(msg)
+        except ProtocolError as exc:
+            log.warning("no snapshot (%s); following live forks only", exc.detail)
+        self.ready.set()
+        async for msg in self.client:
+            self.interp.observe(msg)
+
+    async def _follow_keys(self) -> None:
+        await self.ready.wait()
+        # aclosing: on stop, the source's finally runs now (ungrab and close the device).
+        async with contextlib.aclosing(self.source.events()) as events:
+            async for ev in events:
+                self._handle(ev)
+
+    def _handle(self, ev: KeyEvent | StatusEvent) -> None:
+        if isinstance(ev, StatusEvent):
+            if ev.state == "lost":
+                self.interp.release_all()
+            self._status(ev.state, ev.detail)
+            return
+        reaction = self.interp.feed(ev)
+        for emit in reaction.emits:
+            header = self.client.publish(emit.body, fork_id=emit.fork_id, subtopic=(self.name,))
+            log.info("key=%s action=%s sent=%s fork=%s seq=%d %s", ev.name, reaction.action or "-",
+                     emit.body.TYPE, emit.fork_id, header.seq, reaction.note)
+        if not reaction.emits and reaction.note:
+            log.info("key=%s %s", ev.name, reaction.note)
+
+    async def run(self, stop: asyncio.Event | None = None) -> int:
+        """0 when stopped or the source ran out; 1 when the source failed."""
+        stop = stop or asyncio.Event()
+        bus = asyncio.create_task(self._follow_bus(), name=f"{self.name}-bus")
+        keys = asyncio.create_task(self._follow_keys(), name=f"{self.name}-keys")
+        stopper = asyncio.create_task(stop.wait(), name=f"{self.name}-stop")
+        lost = False
+        try:
+            done, _ = await asyncio.wait({bus, keys, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            lost = keys in done and self.state == "lost"
+        finally:
+            for task in (bus, keys, stopper):
+                task.cancel()
+            for task in (bus, keys, stopper):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            with contextlib.suppress(Exception):
+                self._status("stopped", "adapter stopped")
+        for task in done:
+            if task is not stopper and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return 1 if lost else 0
+
+
+async def serve_until_signal(make: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+    """Run ``make(stop)`` with SIGINT/SIGTERM setting ``stop``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return await make(stop)
+
+
+def fail(command: str, exc: ProtocolError) -> int:
+    """Print a clear one-paragraph error for the CLI and return its exit status."""
+    print(f"{command}: {exc.detail} [{exc.code.name}]", file=sys.stderr)
+    return 2

@@ -1,0 +1,89 @@
+"""``razvilka input keyboard``: steer forks from the keyboard.
+
+Defaults: 1-9 select a candidate, arrows move focus, Enter/Space confirm, Backspace goes
+back (or deletes a typed letter), Tab/+ asks for more candidates, Esc/F12 toggle pause,
+letters type "my own word". The key logic lives in :mod:`razvilka.inputs.keymap`; the
+events come from X (pynput, default) or from ``/dev/input`` (``--backend evdev``).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from razvilka.inputs.keyadapter import SUBSCRIBE, KeyAdapter, KeySource, fail, serve_until_signal
+from razvilka.inputs.keymap import DEFAULT_KEYBOARD_KEYS, X11_NAMES, KeyInterpreter, KeyMap
+from razvilka.protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from razvilka.config import Config
+    from razvilka.inputs.config import KeyboardConfig
+
+COMMAND = "razvilka input keyboard"
+log = logging.getLogger("razvilka.inputs.keyboard")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("x11", "evdev"),
+                        help="x11: global listener on $DISPLAY (default); evdev: read /dev/input directly")
+    parser.add_argument("--device", help="evdev: vendor:product, /dev/input/eventN or part of the name")
+    parser.add_argument("--no-typing", action="store_true", help="letters do not start 'my own word'")
+
+
+def build_keymap(cfg: "KeyboardConfig", backend: str) -> KeyMap:
+    """The validated key map for ``backend`` (``ProtocolError(BAD_CONFIG)`` on unknown names)."""
+    if backend == "evdev":
+        from razvilka.inputs.evdevkeys import evdev_names
+
+        names = evdev_names()
+    else:
+        names = X11_NAMES
+    return KeyMap.build(cfg.keys, names, where="inputs.keyboard.keys",
+                        defaults=DEFAULT_KEYBOARD_KEYS if cfg.defaults else None)
+
+
+def make_interpreter(cfg: "KeyboardConfig", keymap: KeyMap, typing: bool | None = None) -> KeyInterpreter:
+    return KeyInterpreter(keymap, source=cfg.name, debounce_ms=cfg.debounce_ms,
+                          typing=cfg.typing if typing is None else typing)
+
+
+def make_source(cfg: "KeyboardConfig", keymap: KeyMap, backend: str, device: str, typing: bool) -> KeySource:
+    if backend == "evdev":
+        from razvilka.inputs.evdevkeys import DeviceSpec, EvdevSource
+
+        spec = DeviceSpec.parse(device)
+        # With no device named, take the first real keyboard (letters and Enter), never a pedal.
+        named = spec != DeviceSpec()
+        return EvdevSource(spec, keymap.keys(), grab=cfg.grab, typing=typing,
+                           require_names=() if named else ("a", "enter"))
+    from razvilka.inputs.x11keys import X11KeySource
+
+    return X11KeySource(COMMAND)
+
+
+async def _main(config: "Config", args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from razvilka.protocol.client import BusClient
+
+    cfg = config.inputs.keyboard
+    backend = args.backend or cfg.backend
+    typing = cfg.typing and not args.no_typing
+    keymap = build_keymap(cfg, backend)
+    source = make_source(cfg, keymap, backend, args.device if args.device is not None else cfg.device, typing)
+    if hasattr(source, "open"):
+        await source.open()  # fail now, with what to do, if there is no X display
+    try:
+        client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=list(SUBSCRIBE))
+        async with client:
+            adapter = KeyAdapter(client, source, make_interpreter(cfg, keymap, typing), name=cfg.name)
+            return await adapter.run(stop)
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+
+
+def run(config: "Config", args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(serve_until_signal(lambda stop: _main(config, args, stop)))
+    except ProtocolError as exc:
+        return fail(COMMAND, exc)
