@@ -1,0 +1,575 @@
+"""The browser renderer in real headless Chromium, against a real bus and the bridge in-process.
+
+A test client plays the daemon by publishing real protocol messages (fork.open, fork.lookahead,
+text.state, fork.decided); the end-to-end test at the bottom runs the real daemon and model.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from razvilka.protocol.client import BusClient
+from razvilka.protocol.clock import now_ns
+from razvilka.protocol.messages import (
+    Candidate,
+    DaemonStatus,
+    Focus,
+    ForkDecided,
+    ForkLookahead,
+    ForkOpen,
+    Lookahead,
+    Message,
+    Span,
+    TextState,
+)
+from razvilka.renderers.config import WebConfig
+from razvilka.renderers.web.bridge import SUBSCRIBE, WebBridge
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "img" / "web.png"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+PROMPT = "Dear Anna,"
+TEXT = [(PROMPT, "prompt"), (" thank", "human"), (" you for the", "model"), (" tulips", "human"), (". ", "model")]
+WORDS = [("They", 0.46), ("The", 0.27), ("I", 0.14), ("Your", 0.08), ("It", 0.05)]
+LOOKS = {
+    0: ["made my whole week", "are on the kitchen table"],
+    1: ["tulips are still fresh", "colours are lovely"],
+    2: ["put them by the window", "was so surprised"],
+    3: ["card made me smile", "timing was perfect"],
+    4: ["was such a kind thought", "really cheered me up"],
+}
+LONG = {0: ["made my whole week, and the kitchen smells like spring"]}
+
+
+# ---------------------------------------------------------------------- fixtures
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+class Rig:
+    """A bus with a stand-in daemon, an observer of everything, and a way to start the bridge."""
+
+    def __init__(self, clients: Any) -> None:
+        self.clients = clients
+        self.bridge: WebBridge | None = None
+        self.web: BusClient | None = None
+        self.daemon: BusClient
+        self.observer: BusClient
+
+    async def setup(self) -> "Rig":
+        self.daemon = await self.clients("daemon", role="daemon", subscribe=["input.", "render."])
+        self.observer = await self.clients("observer", subscribe=[""])
+        return self
+
+    async def start_bridge(self, **config: Any) -> str:
+        if self.web is None:
+            self.web = await self.clients("web", role="renderer", subscribe=list(SUBSCRIBE))
+        config.setdefault("port", 0)
+        self.bridge = WebBridge(WebConfig(**config), self.web)
+        return await self.bridge.start()
+
+    def open_fork(self, fork_id: str, words: list[tuple[str, float]] = WORDS, looks: dict[int, list[str]] = LOOKS) -> None:
+        cands = [Candidate(index=i, word=w, prob=p) for i, (w, p) in enumerate(words)]
+        self.daemon.publish(ForkOpen(candidates=cands, context=PROMPT, reason="uncertain"), fork_id=fork_id)
+        entries = [Lookahead(index=i, phrases=ph) for i, ph in looks.items() if i < len(words)]
+        self.daemon.publish(ForkLookahead(entries=entries, done=True), fork_id=fork_id)
+
+    def text(self, parts: list[tuple[str, str]]) -> None:
+        text, spans, at = "", [], 0
+        for chunk, origin in parts:
+            spans.append(Span(start=at, end=at + len(chunk), origin=origin))  # type: ignore[arg-type]
+            text += chunk
+            at += len(chunk)
+        self.daemon.publish(TextState(text=text, spans=spans, position=at))
+
+    async def close(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.close()
+
+
+@pytest.fixture
+async def rig(ipc_clients: Any) -> AsyncIterator[Rig]:
+    r = await Rig(ipc_clients).setup()
+    yield r
+    await r.close()
+
+
+async def next_msg(client: BusClient, type_: str, where: Callable[[Message], bool] | None = None, timeout: float = 10.0) -> Message:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        msg = await client.recv(left)
+        if msg is not None and (not type_ or msg.header.type == type_) and (where is None or where(msg)):
+            return msg
+    raise AssertionError(f"no {type_} within {timeout}s")
+
+
+async def drain(client: BusClient) -> None:
+    while await client.recv(0.05) is not None:
+        pass
+
+
+OpenPage = Callable[..., Awaitable[Page]]
+
+
+@pytest.fixture
+async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
+    """``await open_page(url, viewport=..., **context)``: a connected page; any JS error fails the test."""
+    errors: list[str] = []
+
+    async def open_(url: str, **context: Any) -> Page:
+        ctx = await browser.new_context(viewport=context.pop("viewport", {"width": 1280, "height": 800}), **context)
+        page = await ctx.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        await page.goto(url)
+        await expect(page.locator("#conn")).to_have_text("connected")
+        return page
+
+    yield open_
+    assert errors == [], f"the page logged errors: {errors}"
+
+
+async def page_rects(page: Page) -> dict[int, dict[str, float]]:
+    return {
+        int(k): v
+        for k, v in (await page.evaluate(
+            """() => Object.fromEntries([...document.querySelectorAll('#cloud .cand')].map(b => {
+                 const r = b.getBoundingClientRect();
+                 return [b.dataset.index, {left: r.left, top: r.top, width: r.width, height: r.height}];
+               }))"""
+        )).items()
+    }
+
+
+# ---------------------------------------------------------------------- the cloud, hover, click, decide
+async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, browser: Browser, open_page: OpenPage) -> None:
+    # The fork is open before the bridge starts: the bridge seeds itself from the bus snapshot.
+    rig.daemon.publish(DaemonStatus(state="waiting", model="gemma-3-270m", mode="entropy", k=5, last_fork_ms=84.0))
+    rig.text(TEXT)
+    rig.open_fork("f1")
+    await asyncio.sleep(0.2)
+    url = await rig.start_bridge()
+    assert url.startswith("http://127.0.0.1:")
+    page = await open_page(url)
+
+    cands = page.locator("#cloud .cand")
+    await expect(cands).to_have_count(len(WORDS))
+    await expect(page.locator("#daemon")).to_contain_text("gemma-3-270m")
+    await expect(page.locator("#text .origin-prompt")).to_have_text(PROMPT)
+    await expect(page.locator("#text .origin-human")).to_have_text(["thank", "tulips"])
+    await expect(page.locator("#text .origin-model")).to_have_text(["you for the", "."])
+    sizes = await page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('#cloud .cand')].map(b => [b.dataset.index, parseFloat(b.style.fontSize)]))"
+    )
+    by_prob = [sizes[str(i)] for i in range(len(WORDS))]  # WORDS is sorted by probability
+    assert by_prob == sorted(by_prob, reverse=True) and by_prob[0] > by_prob[-1], by_prob
+
+    # Hover: focus on the bus, look-ahead beside the word.
+    await drain(rig.observer)
+    word = page.locator('#cloud .cand[data-index="2"]')
+    await word.hover()
+    focus = await next_msg(rig.observer, "input.focus", lambda m: m.header.sender == "web")
+    assert isinstance(focus.body, Focus) and focus.body.index == 2 and focus.body.source == "web"
+    assert focus.header.fork_id == "f1"
+    peek = page.locator("#peek")
+    await expect(peek).to_be_visible()
+    await expect(page.locator("#peek-short li")).to_have_text([f"I {p}" for p in LOOKS[2]])
+    # Beside its word (under it), covering no candidate: gaze users must still see them all.
+    w, p = await word.bounding_box(), await peek.bounding_box()
+    assert w and p and p["y"] >= w["y"] + w["height"] and p["x"] < w["x"] + w["width"] and w["x"] < p["x"] + p["width"]
+    for r in (await page_rects(page)).values():
+        assert r["top"] + r["height"] <= p["y"] or p["x"] + p["width"] <= r["left"] or r["left"] + r["width"] <= p["x"]
+
+    # The daemon's longer look-ahead for the focused word appears when it arrives.
+    await page.locator('#cloud .cand[data-index="0"]').hover()
+    rig.daemon.publish(ForkLookahead(entries=[Lookahead(index=0, phrases=LONG[0], long=True)]), fork_id="f1")
+    await expect(page.locator("#peek-long")).to_have_text(f"They {LONG[0][0]}")
+    await save_screenshot(page, browser)
+
+    # Click: a select on the bus; the daemon decides; the page draws the decision, the text and the next fork.
+    await page.locator('#cloud .cand[data-index="0"]').click()
+    sel = await next_msg(rig.daemon, "input.select")
+    assert sel.body.index == 0 and sel.body.source == "web" and sel.header.fork_id == "f1"  # type: ignore[union-attr]
+    assert sel.header.sender == "web" and sel.topic == "input.select.web."
+    rig.daemon.publish(ForkDecided(index=0, words=["They"], sources=["web"], rule="select"), fork_id="f1")
+    await expect(page.locator("#cloud .cand.decided")).to_have_text("1They")
+    rig.text(TEXT + [("They", "human"), (" are lovely, and", "model")])
+    rig.open_fork("f2", [("the", 0.5), ("so", 0.3), ("very", 0.2)], {0: ["whole flat smells of them"]})
+    await expect(cands).to_have_count(3)
+    await expect(page.locator("#cloud .cand .word")).to_have_text(["so", "the", "very"])
+    await expect(page.locator("#text .origin-human").last).to_have_text("They")
+    await expect(page.locator("#text .origin-model").last).to_have_text("are lovely, and")
+
+    # Back and More are commands on the bus, tied to the open fork.
+    await page.locator("#more").click()
+    more = await next_msg(rig.daemon, "input.command")
+    assert more.body.command == "more" and more.header.fork_id == "f2"  # type: ignore[union-attr]
+    await page.locator("#back").click()
+    back = await next_msg(rig.daemon, "input.command")
+    assert back.body.command == "back" and back.body.source == "web"  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------- layout boxes
+async def test_layout_boxes_are_the_elements_screen_positions(rig: Rig, open_page: OpenPage) -> None:
+    url = await rig.start_bridge()
+    page = await open_page(url, viewport={"width": 1000, "height": 700}, device_scale_factor=2)
+    rig.open_fork("f1")
+
+    async def check(where: Callable[[Message], bool] = lambda m: True) -> Message:
+        msg = await next_msg(rig.observer, "render.layout", where)
+        env = await page.evaluate(
+            "() => ({sx: screenX, sy: screenY, ow: outerWidth, iw: innerWidth, oh: outerHeight, ih: innerHeight,"
+            " dpr: devicePixelRatio, sw: screen.width, sh: screen.height})"
+        )
+        rects = await page_rects(page)
+        # Headless Chromium has no window chrome: the documented offset reduces to screenX/screenY.
+        assert env["ow"] == env["iw"] and env["oh"] == env["ih"]
+        assert env["dpr"] == 2
+        body = msg.body
+        assert msg.header.fork_id == "f1" and body.renderer == "web"  # type: ignore[union-attr]
+        assert (body.screen_w, body.screen_h) == (env["sw"] * 2, env["sh"] * 2)  # type: ignore[union-attr]
+        assert sorted(b.index for b in body.boxes) == list(range(len(WORDS)))  # type: ignore[union-attr]
+        for box in body.boxes:  # type: ignore[union-attr]
+            r = rects[box.index]
+            assert box.x == pytest.approx((env["sx"] + r["left"]) * 2, abs=0.5)
+            assert box.y == pytest.approx((env["sy"] + r["top"]) * 2, abs=0.5)
+            assert box.w == pytest.approx(r["width"] * 2, abs=0.5)
+            assert box.h == pytest.approx(r["height"] * 2, abs=0.5)
+        return msg
+
+    first = await check()
+    # Resize: the cloud re-centres and a new layout follows.
+    await page.set_viewport_size({"width": 700, "height": 600})
+    await check(lambda m: m.body.boxes != first.body.boxes)  # type: ignore[union-attr]
+    # Scroll: a short window scrolls; the boxes move up by the scrolled distance (device pixels).
+    await page.set_viewport_size({"width": 700, "height": 300})
+    await asyncio.sleep(0.5)
+    await drain(rig.observer)
+    before = await page_rects(page)
+    sy = await page.evaluate("() => screenY")
+    scrolled_by = await page.evaluate("() => { window.scrollTo(0, 120); return window.scrollY; }")
+    assert scrolled_by > 0
+    moved = await check()
+    for box in moved.body.boxes:  # type: ignore[union-attr]
+        assert box.y == pytest.approx((sy + before[box.index]["top"] - scrolled_by) * 2, abs=1)
+
+
+# ---------------------------------------------------------------------- P300 flashes
+async def test_p300_flashes_cover_candidates_with_sane_timing_on_the_bus_clock(rig: Rig, open_page: OpenPage) -> None:
+    rounds, on_ms, off_ms = 3, 100.0, 75.0
+    url = await rig.start_bridge()
+    page = await open_page(url + f"?p300=1&rounds={rounds}&flash={on_ms:g}&isi={off_ms:g}")
+    rig.open_fork("f1")
+    k = len(WORDS)
+    stimuli: list[tuple[Message, int]] = []
+    while len(stimuli) < rounds * k:
+        msg = await next_msg(rig.observer, "render.stimulus", timeout=10)
+        stimuli.append((msg, now_ns()))
+    extra = await next_msg_or_none(rig.observer, "render.stimulus", timeout=4 * (on_ms + off_ms) / 1000)
+    assert extra is None, "flashing went on past the configured rounds"
+
+    bodies = [m.body for m, _ in stimuli]
+    assert [b.flash for b in bodies] == list(range(rounds * k))  # type: ignore[union-attr]
+    for r in range(rounds):  # each round flashes every candidate once, in some order
+        assert sorted(b.indices[0] for b in bodies[r * k:(r + 1) * k]) == list(range(k))  # type: ignore[union-attr]
+    orders = {tuple(b.indices[0] for b in bodies[r * k:(r + 1) * k]) for r in range(rounds)}  # type: ignore[union-attr]
+    for m, received in stimuli:
+        assert m.header.fork_id == "f1" and m.body.renderer == "web" and m.body.duration_ms == on_ms  # type: ignore[union-attr]
+        # Another clock domain would be off by minutes or days; a loaded machine only by a little.
+        lag_ms = (received - m.body.onset_ns) / 1e6  # type: ignore[union-attr]
+        assert -5 < lag_ms < 2000, f"onset {lag_ms:.1f} ms before arrival: not on the bus clock"
+    onsets = [b.onset_ns for b in bodies]  # type: ignore[union-attr]
+    gaps_ms = [(b - a) / 1e6 for a, b in zip(onsets, onsets[1:])]
+    assert min(gaps_ms) > on_ms * 0.8, gaps_ms
+    assert statistics.median(gaps_ms) == pytest.approx(on_ms + off_ms, abs=40), gaps_ms
+    assert statistics.mean(gaps_ms) == pytest.approx(on_ms + off_ms, abs=35), gaps_ms  # (a stalled frame lengthens one gap)
+    clock = await page.evaluate("() => ({offset: razvilka.clock.offsetMs, rtt: razvilka.clock.rttMs})")
+    assert clock["rtt"] < 50, clock
+    # The page's idea of "now" on the bus clock falls between two bus-clock readings around it.
+    before = now_ns()
+    page_now = await page.evaluate("() => razvilka.busNs(performance.now())")
+    after = now_ns()
+    slack = (clock["rtt"] / 2 + 1) * 1e6  # the offset is known to within half the best round trip
+    assert before - slack <= page_now <= after + slack, ((page_now - before) / 1e6, (after - before) / 1e6, clock)
+    print(f"\nP300: {len(gaps_ms) + 1} flashes, inter-onset median {statistics.median(gaps_ms):.1f} ms, mean {statistics.mean(gaps_ms):.1f} ms "
+          f"(min {min(gaps_ms):.1f}, max {max(gaps_ms):.1f}), clock RTT {clock['rtt']:.2f} ms, orders {len(orders)}")
+
+
+async def next_msg_or_none(client: BusClient, type_: str, timeout: float) -> Message | None:
+    try:
+        return await next_msg(client, type_, timeout=timeout)
+    except AssertionError:
+        return None
+
+
+# ---------------------------------------------------------------------- bad input from the page
+async def test_forged_and_malformed_events_get_errors_and_publish_nothing(rig: Rig, open_page: OpenPage) -> None:
+    url = await rig.start_bridge()
+    page = await open_page(url)
+    rig.open_fork("f1")
+    await expect(page.locator("#cloud .cand")).to_have_count(len(WORDS))
+    await next_msg(rig.observer, "render.layout")
+    await drain(rig.observer)
+
+    async def ask(event: dict[str, Any]) -> dict[str, Any]:
+        return await page.evaluate("(ev) => razvilka.request(ev)", event)
+
+    forged = await ask({"type": "input.select", "fork_id": "no-such-fork", "body": {"index": 0}})
+    assert forged["type"] == "error" and forged["name"] == "UNKNOWN_FORK" and "no-such-fork" in forged["message"]
+    cases = {
+        "OUT_OF_RANGE": {"type": "input.select", "fork_id": "f1", "body": {"index": 9}},
+        "WRONG_TYPE": {"type": "input.select", "fork_id": "f1", "body": {"index": "first"}},
+        "MISSING_FIELD": {"type": "input.select", "body": {"index": 0}},
+        "BAD_VALUE": {"type": "input.command", "body": {"command": "self-destruct"}},
+        "BAD_LAYOUT": {"type": "render.layout", "fork_id": "f1", "body": {
+            "boxes": [{"index": 0, "x": 0, "y": 0, "w": 9, "h": 9}] * 2, "screen_w": 100, "screen_h": 100}},
+        "UNKNOWN_TYPE": {"type": "fork.decided", "fork_id": "f1", "body": {"index": 0, "words": ["They"], "sources": []}},
+    }
+    for name, event in cases.items():
+        reply = await ask(event)
+        assert reply["type"] == "error" and reply["name"] == name, (name, reply)
+    raw = await page.evaluate(
+        """() => new Promise(resolve => {
+             const ws = new WebSocket(`ws://${location.host}/ws`);
+             ws.onmessage = (e) => { const m = JSON.parse(e.data); if (m.type === 'error') { resolve(m); ws.close(); } };
+             ws.onopen = () => ws.send('{"type": "input.select", "fork_id": "f1" body: {}}');
+           })"""
+    )
+    assert raw["name"] == "MALFORMED"
+    assert rig.bridge is not None and rig.bridge.rejected == len(cases) + 2
+
+    # Nothing reached the bus: the first input event anyone sees is the valid one sent after them.
+    # A page also cannot pose as another source: the bridge stamps its own name.
+    ok = await ask({"type": "input.focus", "fork_id": "f1", "body": {"index": 1, "source": "gaze"}})
+    assert ok["type"] == "ack"
+    first = await next_msg(rig.observer, "input.focus", lambda m: True)
+    assert first.header.id == ok["id"] and first.body.source == "web" and first.body.index == 1  # type: ignore[union-attr]
+    # The page stays connected and working after the refusals.
+    await page.locator('#cloud .cand[data-index="3"]').click()
+    sel = await next_msg(rig.daemon, "input.select")
+    assert sel.body.index == 3  # type: ignore[union-attr]
+
+
+async def test_late_page_draws_open_fork_and_decided_fork_is_stale(rig: Rig, open_page: OpenPage) -> None:
+    url = await rig.start_bridge()
+    rig.open_fork("f1")
+    await next_msg(rig.observer, "fork.lookahead")
+    await asyncio.sleep(0.1)
+    page = await open_page(url)  # opened mid-fork: drawn from the bridge's retained state
+    await expect(page.locator("#cloud .cand")).to_have_count(len(WORDS))
+    await page.locator('#cloud .cand[data-index="4"]').hover()
+    await expect(page.locator("#peek-short li")).to_have_text([f"It {p}" for p in LOOKS[4]])
+    rig.daemon.publish(ForkDecided(index=1, words=["The"], sources=["keyboard"]), fork_id="f1")
+    await expect(page.locator("#cloud .cand.decided")).to_have_count(1)
+    reply = await page.evaluate("() => razvilka.request({type: 'input.select', fork_id: 'f1', body: {index: 0}})")
+    assert reply["name"] == "STALE_FORK"
+
+
+async def test_page_reconnects_after_a_bridge_restart_and_draws_the_current_fork(rig: Rig, open_page: OpenPage) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = await rig.start_bridge(port=port)
+    page = await open_page(url)
+    rig.open_fork("f1")
+    await expect(page.locator("#cloud .cand")).to_have_count(len(WORDS))
+    assert rig.bridge is not None
+    await rig.bridge.close()
+    await expect(page.locator("#conn")).to_have_text("reconnecting…")
+    rig.daemon.publish(ForkDecided(index=2, words=["I"], sources=["keyboard"]), fork_id="f1")
+    rig.open_fork("f2", [("am", 0.6), ("was", 0.4)], {})
+    await rig.start_bridge(port=port)
+    await expect(page.locator("#conn")).to_have_text("connected", timeout=10_000)
+    await expect(page.locator("#cloud .cand .word")).to_have_text(["was", "am"])
+    await page.locator('#cloud .cand[data-index="1"]').click()
+    sel = await next_msg(rig.daemon, "input.select")
+    assert sel.header.fork_id == "f2" and sel.body.index == 1  # type: ignore[union-attr]
+
+
+async def test_touch_long_press_peeks_and_tap_selects_once(rig: Rig, open_page: OpenPage) -> None:
+    url = await rig.start_bridge()
+    page = await open_page(url, has_touch=True)
+    rig.open_fork("f1")
+    word = page.locator('#cloud .cand[data-index="1"]')
+    await expect(word).to_be_visible()
+    box = await word.bounding_box()
+    assert box
+    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point]})
+    await expect(page.locator("#peek-short li")).to_have_text([f"The {p}" for p in LOOKS[1]])
+    await asyncio.sleep(0.7)  # held past touch_peek_ms (450 ms): a peek, not a choice
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    await page.locator('#cloud .cand[data-index="3"]').tap()
+    await page.locator("#back").tap()
+    got = []
+    while len(got) < 2:
+        msg = await next_msg(rig.daemon, "", lambda m: m.header.type in ("input.select", "input.command"))
+        got.append((msg.header.type, getattr(msg.body, "index", None) if msg.header.type == "input.select" else msg.body.command))  # type: ignore[union-attr]
+    assert got == [("input.select", 3), ("input.command", "back")]
+
+
+# ---------------------------------------------------------------------- gaze feedback
+async def test_gaze_focus_draws_dwell_ring_and_cursor(rig: Rig, open_page: OpenPage) -> None:
+    url = await rig.start_bridge()
+    page = await open_page(url + "?cursor=1")
+    rig.open_fork("f1")
+    layout = await next_msg(rig.observer, "render.layout")
+    box = next(b for b in layout.body.boxes if b.index == 3)  # type: ignore[union-attr]
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    gaze = await rig.clients("gaze", role="input")
+    gaze.publish(Focus(index=3, source="gaze", dwell=0.5, x=cx, y=cy), fork_id="f1", subtopic=("gaze",))
+    await expect(page.locator("#ring")).to_be_visible()
+    await expect(page.locator('#cloud .cand[data-index="3"]')).to_have_class("cand focused")
+    await expect(page.locator("#peek-short li")).to_have_text([f"Your {p}" for p in LOOKS[3]])
+    assert float(await page.locator("#ring-bar").evaluate("e => e.style.strokeDashoffset")) == pytest.approx(50)
+    cursor = await page.locator("#cursor").bounding_box()
+    word = await page.locator('#cloud .cand[data-index="3"]').bounding_box()
+    assert cursor and word
+    assert cursor["x"] + cursor["width"] / 2 == pytest.approx(word["x"] + word["width"] / 2, abs=1.5)
+    assert cursor["y"] + cursor["height"] / 2 == pytest.approx(word["y"] + word["height"] / 2, abs=1.5)
+    gaze.publish(Focus(index=None, source="gaze"), fork_id="f1", subtopic=("gaze",))
+    await expect(page.locator("#ring")).to_be_hidden()
+    await expect(page.locator("#peek")).to_be_hidden()
+
+
+# ---------------------------------------------------------------------- the HTTP guard
+async def test_foreign_host_and_cross_origin_websocket_are_refused(rig: Rig) -> None:
+    url = await rig.start_bridge()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as ok:
+            assert ok.status == 200 and "razvilka" in await ok.text()
+            assert "default-src 'self'" in ok.headers["Content-Security-Policy"]
+        async with http.get(url, headers={"Host": "attacker.example:8765"}) as rebound:
+            assert rebound.status == 403
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url + "ws", headers={"Origin": "http://attacker.example"})
+        assert refused.value.status == 403
+        async with http.ws_connect(url + "ws", headers={"Origin": url.rstrip("/")}) as ws:
+            hello = await ws.receive_json(timeout=5)
+            assert hello["type"] == "hello" and hello["config"]["name"] == "web"
+
+
+# ---------------------------------------------------------------------- the command line
+async def test_cli_serves_the_page_and_stops_on_sigterm(ipc_bus: Any, runtime_dir: Path) -> None:
+    env = dict(os.environ, RAZVILKA_BUS__RUNTIME_DIR=str(runtime_dir), RAZVILKA_CONFIG=str(runtime_dir / "none.toml"))
+    (runtime_dir / "none.toml").write_text("")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "razvilka.cli", "render", "web", "--port", "0",
+        env=env, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url, said = "", []
+        while not url:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()  # type: ignore[union-attr]
+            said.append(line)
+            assert line, "razvilka render web exited before serving:\n" + "".join(said[-15:])
+            if "open http" in line:
+                url = line.split("open ", 1)[1].strip()
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 15)
+    assert rc == 0
+
+
+# ---------------------------------------------------------------------- end to end with the real daemon
+@pytest.mark.model
+async def test_end_to_end_with_the_real_daemon(daemon: Any, open_page: OpenPage) -> None:
+    from daemon_fixtures import next_of
+
+    watcher = await daemon.client("watcher", subscribe=["fork.", "input."])
+    web = await daemon.client("web", subscribe=list(SUBSCRIBE), role="renderer")
+    bridge = WebBridge(WebConfig(port=0), web)
+    url = await bridge.start()
+    try:
+        page = await open_page(url)
+        cands = page.locator("#cloud .cand")
+        await expect(cands.first).to_be_visible(timeout=60_000)
+        fork_id = await page.evaluate("() => razvilka.state.fork.id")
+        count = await cands.count()
+        assert count >= 2
+        await cands.nth(0).hover()
+        await expect(page.locator("#peek")).to_be_visible()
+        await expect(page.locator("#peek-short li").first).not_to_have_class("thinking", timeout=60_000)
+        index = int(await cands.nth(0).get_attribute("data-index"))  # type: ignore[arg-type]
+        await cands.nth(0).click()
+        decided = await next_of(watcher, "fork.decided", 60, lambda m: m.header.fork_id == fork_id)
+        assert decided.body.index == index and "web" in decided.body.sources  # type: ignore[union-attr]
+        await expect(page.locator("#text .origin-human")).to_have_count(1, timeout=60_000)
+        await page.wait_for_function("(old) => razvilka.state.fork && razvilka.state.fork.id !== old", arg=fork_id, timeout=60_000)
+        await expect(cands.first).to_be_visible()
+    finally:
+        await bridge.close()
+
+
+# ---------------------------------------------------------------------- the screenshot kept in docs/img
+async def save_screenshot(page: Page, browser: Browser) -> None:
+    """Write docs/img/web.png when the picture changed meaningfully (pixels of a downscaled copy differ).
+
+    The clock line is hidden: its jitter figure changes on every run.
+    """
+    clock = page.locator("#clock")
+    await clock.evaluate("e => { e.style.visibility = 'hidden'; }")  # (the page's CSP refuses injected <style>)
+    png = await page.screenshot(animations="disabled")
+    await clock.evaluate("e => { e.style.visibility = ''; }")
+    if SCREENSHOT.exists():
+        changed = await changed_pixels(browser, SCREENSHOT.read_bytes(), png)
+        if changed < 4:
+            return
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    SCREENSHOT.write_bytes(png)
+
+
+async def changed_pixels(browser: Browser, old: bytes, new: bytes) -> int:
+    """How many pixels differ (by more than 16 of 255 in a channel) once both pictures are shrunk to 160x100."""
+    page = await browser.new_page()
+    try:
+        return await page.evaluate(
+            """async ([a, b]) => {
+                 const load = (src) => new Promise((ok, bad) => { const i = new Image(); i.onload = () => ok(i); i.onerror = bad; i.src = src; });
+                 const [ia, ib] = await Promise.all([load(a), load(b)]);
+                 if (ia.naturalWidth !== ib.naturalWidth || ia.naturalHeight !== ib.naturalHeight) return 160 * 100;
+                 const px = (img) => { const c = document.createElement('canvas'); c.width = 160; c.height = 100;
+                   const g = c.getContext('2d'); g.drawImage(img, 0, 0, 160, 100); return g.getImageData(0, 0, 160, 100).data; };
+                 const da = px(ia), db = px(ib);
+                 let n = 0;
+                 for (let i = 0; i < da.length; i += 4) {
+                   if (Math.max(Math.abs(da[i] - db[i]), Math.abs(da[i+1] - db[i+1]), Math.abs(da[i+2] - db[i+2])) > 16) n++;
+                 }
+                 return n;
+               }""",
+            [
+                "data:image/png;base64," + base64.b64encode(old).decode(),
+                "data:image/png;base64," + base64.b64encode(new).decode(),
+            ],
+        )
+    finally:
+        await page.close()
