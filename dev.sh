@@ -38,14 +38,16 @@ ensure_apt() {
 }
 
 ensure_venv() {
-  local stamp="$VENV/.razvilka-installed" want
-  want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+  # $1: the extras to install ("" for running, "test,learn,bench" for the test suite)
+  local extras="$1" stamp="$VENV/.razvilka-installed" want
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1) [$extras]"
   [ -x "$PY" ] || { say "creating virtualenv .venv"; python3 -m venv "$VENV"; }
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
     say "installing Python packages (the first llama-cpp-python build compiles llama.cpp: ~10-15 min on 2 cores; pip caches the wheel)"
     "$PY" -m pip install -q --upgrade pip wheel setuptools
-    CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$PY" -m pip install --progress-bar off -e ".[test]"
-    echo "$want" > "$stamp"
+    # torch==2.13.0 (the learn extra) is the CPU build that lies on these machines' disk
+    CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$PY" -m pip install --progress-bar off -e ".${extras:+[$extras]}"
+    echo "$want" >> "$stamp"
   fi
   say "assembling the embedded model (once)"
   "$PY" -c "from razvilka.daemon.engine import embedded_model_path; print(embedded_model_path())" >/dev/null
@@ -62,11 +64,11 @@ ensure_node() {
 cmd="${1:-}"; shift || true
 case "$cmd" in
   run)
-    ensure_apt run; ensure_venv
+    ensure_apt run; ensure_venv ""
     exec "$VENV/bin/razvilka" up "$@"
     ;;
   test)
-    ensure_apt test; ensure_venv; ensure_node
+    ensure_apt test; ensure_venv "test,learn,bench"; ensure_node
     set +e
     "$PY" -m pytest -q -p no:cacheprovider "$@"
     rc=$?
