@@ -49,7 +49,8 @@ _raw_decoder = msgspec.msgpack.Decoder()
 _body_decoders = {name: msgspec.msgpack.Decoder(cls) for name, cls in BODY_TYPES.items()}
 
 
-def _validation_error(part: str, exc: msgspec.ValidationError) -> ProtocolError:
+def validation_error(part: str, exc: msgspec.ValidationError) -> ProtocolError:
+    """A msgspec validation failure as the protocol error a receiver must raise (shared with bridges)."""
     text = str(exc)
     where = _FIELD_RE.search(text)
     at = f"{part}.{where.group(1)}" if where and where.group(1) else part
@@ -213,7 +214,7 @@ class Codec:
             try:
                 body = decoder.decode(raw_body)
             except msgspec.ValidationError as exc:
-                raise _validation_error("body", exc) from None
+                raise validation_error("body", exc) from None
             except msgspec.DecodeError as exc:
                 raise ProtocolError(ErrorCode.MALFORMED, f"body frame is not valid msgpack: {exc}") from None
             except RecursionError:
@@ -236,7 +237,7 @@ class Codec:
             if "version" not in raw_map:
                 raise ProtocolError(ErrorCode.MISSING_FIELD, "header is missing required field 'version'") from None
             check_version(raw_map["version"])
-            raise _validation_error("header", exc) from None
+            raise validation_error("header", exc) from None
         if header.version != PROTOCOL_VERSION:
             check_version(header.version)
         if header.type not in BODY_TYPES and not _TYPE_RE.fullmatch(header.type):

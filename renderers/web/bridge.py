@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.clock import now_ns
-from razvilka.protocol.codec import _validation_error
+from razvilka.protocol.codec import validation_error
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import (
     Body,
@@ -335,7 +335,7 @@ class WebBridge:
             try:
                 event = _event_decoder.decode(text)
             except msgspec.ValidationError as exc:
-                raise _validation_error("event", exc) from None
+                raise validation_error("event", exc) from None
             except (msgspec.DecodeError, RecursionError) as exc:
                 raise ProtocolError(ErrorCode.MALFORMED, f"not a JSON event: {exc}") from None
             ref = event.ref
@@ -368,7 +368,7 @@ class WebBridge:
         try:
             body = msgspec.convert(raw, cls)
         except msgspec.ValidationError as exc:
-            raise _validation_error("body", exc) from None
+            raise validation_error("body", exc) from None
         fork_id = event.fork_id
         if cls.NEEDS_FORK and not fork_id:
             raise ProtocolError(ErrorCode.MISSING_FIELD, f"{event.type} needs fork_id")
