@@ -391,3 +391,9 @@ async def test_tui_with_the_real_daemon(daemon) -> None:  # type: ignore[no-unty
         human = [s for s in screen_segments(app) if chosen.word.strip() in s.text and s.style and s.style.underline]
         assert human, "the chosen word is not drawn as the person's"
         assert "last decision" in screen_text(app)
+
+
+def test_lookahead_with_line_breaks_stays_on_one_line() -> None:
+    from razvilka.renderers.tui.render import one_line
+
+    assert one_line(" the mountains.\n\nThe") == "the mountains. ⏎ ⏎ The"

@@ -108,7 +108,7 @@ def lookaheads(state: ViewState) -> Text:
         out.append(cand.word.strip(), style="bold #ffaf00" if focused else BAND_STYLES[band(cand.prob)])
         phrases = fork.phrases(cand.index)
         out.append("  ")
-        out.append(phrases[0].strip() if phrases else "…", style="#d0d0d0" if phrases else "dim")
+        out.append(one_line(phrases[0]) if phrases else "…", style="#d0d0d0" if phrases else "dim")
     return out
 
 
@@ -136,9 +136,14 @@ def focused_detail(state: ViewState, lines: int) -> Text:
     return out
 
 
+def one_line(phrase: str) -> str:
+    """A look-ahead on one line: a line break the model would write shows as ⏎."""
+    return " ".join(phrase.replace("\n", " ⏎ ").split())
+
+
 def continued(word: str, phrase: str) -> str:
     """The word and what may follow it; phrases may or may not repeat the word itself."""
-    word, phrase = word.strip(), phrase.strip()
+    word, phrase = word.strip(), one_line(phrase)
     return phrase if not word or phrase.startswith(word) else f"{word} {phrase}"
 
 
