@@ -19,7 +19,7 @@ class ModelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed: int = 0               # for sampled look-aheads (regenerate); greedy ones need none
     side_sequences: int = 32    # KV sequences for candidates, look-ahead and pre-generation (n_seq_max - 1)
     extra_buffers: bool = False # llama.cpp extra weight buffers (AMX / repacking). Off: AMX kernels die with
-                                # SIGILL in VMs that advertise AMX without enabling it (docs/performance.md)
+                                # SIGILL in VMs that advertise AMX without enabling it (docs/engine.md)
 
 
 def _default_cost_weights() -> dict[str, float]:

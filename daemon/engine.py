@@ -1,6 +1,6 @@
 """The generation engine: one llama.cpp context, whole-word forks, batched look-ahead, pre-generation.
 
-Why it is built this way (see docs/gating.md and docs/performance.md for the figures):
+Why it is built this way (docs/engine.md; when to fork: docs/gating.md):
 
 * **One context, many sequences.** The document lives in sequence 0. Everything speculative (growing
   a token into a word, look-ahead phrases, the fork after a candidate) lives in side sequences that
@@ -25,6 +25,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from razvilka.daemon.config import ModelConfig
-from razvilka.daemon.words import Kind, Vocab, body_of, display_word, trim_to_words
+from razvilka.daemon.words import Kind, Vocab, display_word, lstrip_space, trim_to_words
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,13 @@ GREEDY_CACHE = 256       # look-ahead token runs kept
 
 class Aborted(Exception):
     """The work was stopped because its abort event was set (the daemon cancels stale pre-generation)."""
+
+
+class ContextFull(ProtocolError):
+    """The KV cache has no room left, even after freeing every side sequence."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.MODEL_ERROR, message)
 
 
 @dataclass
@@ -215,8 +223,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     m = float(np.max(logits))
     if not math.isfinite(m):
         return np.zeros_like(logits, dtype=np.float32)
-    e = np.exp(logits - np.float32(m))
-    e /= e.sum(dtype=np.float64)
+    e = np.subtract(logits, np.float32(m), dtype=np.float32)
+    np.exp(e, out=e)
+    e /= np.float32(e.sum(dtype=np.float64))
     return e
 
 
@@ -321,7 +330,8 @@ class Engine:
         self._cont_f = self.vocab.cont.astype(np.float32)      # masks as floats: a dot product sums a class
         self._join_f = self.vocab.joiner.astype(np.float32)
         self._grows_f = self.vocab.grows.astype(np.float32)
-        self._starts_f = np.isin(self.vocab.kind, (Kind.WORD_CONT, Kind.PUNCT, Kind.JOINER)).astype(np.float32)
+        self._starts_b = np.isin(self.vocab.kind, (Kind.WORD_CONT, Kind.PUNCT, Kind.JOINER))
+        self._starts_f = self._starts_b.astype(np.float32)
         self._token_bias: dict[int, float] = {}
         self._word_bias: dict[str, tuple[float, bool]] = {}
         self._bias_version = 0
@@ -341,7 +351,7 @@ class Engine:
         self._rows: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._dists: OrderedDict[tuple[Any, ...], WordDistribution] = OrderedDict()
         self._greedy: OrderedDict[tuple[int, ...], list[int]] = OrderedDict()
-        self.stats = {"decodes": 0, "rows": 0, "tokens": 0}
+        self.stats: dict[str, float] = {"decodes": 0, "rows": 0, "tokens": 0, "decode_ms": 0.0}
         if cfg.lora_path:
             self.load_lora(cfg.lora_path, cfg.lora_scale, _reprefill=False)
         self.reset("")
@@ -484,7 +494,9 @@ class Engine:
                 b.n_seq_id[i] = 1
                 b.seq_id[i][0] = seq
                 b.logits[i] = 1 if e >= 0 else 0
+            t0 = time.perf_counter()
             rc = L.llama_decode(self._ctx, b)
+            self.stats["decode_ms"] += (time.perf_counter() - t0) * 1000.0
             if rc != 0:
                 raise _DecodeError(rc)
             self.stats["decodes"] += 1
@@ -523,9 +535,8 @@ class Engine:
                             self._drop(sid)
                         continue
                     if exc.rc == 1:
-                        raise ProtocolError(ErrorCode.MODEL_ERROR,
-                                            f"the context is full (n_ctx={self.n_ctx}, document {len(self._main)} "
-                                            "tokens): start a new text or raise model.n_ctx") from None
+                        raise ContextFull(f"the context is full (n_ctx={self.n_ctx}, document {len(self._main)} "
+                                          "tokens): start a new text or raise model.n_ctx") from None
                     raise ProtocolError(ErrorCode.MODEL_ERROR,
                                         f"llama_decode failed ({exc.rc}){_last_llama_error()}") from None
             raise AssertionError("unreachable")
@@ -692,8 +703,8 @@ class Engine:
             return
         target = self._main + tokens
         if len(target) > self.n_ctx - 16:
-            raise ProtocolError(ErrorCode.MODEL_ERROR,
-                                f"the context is full (n_ctx={self.n_ctx}): start a new text or raise model.n_ctx")
+            raise ContextFull(f"the context is full (n_ctx={self.n_ctx}, document {len(self._main)} tokens): "
+                              "start a new text or raise model.n_ctx")
         key = tuple(target)
         n = len(self._main)
         if key in self._rows:
@@ -787,7 +798,8 @@ class Engine:
         probs, entropy = _softmax_entropy(logits)
         if not probs.any():
             return WordDistribution([], entropy, 0.0, prefix)
-        top = np.flatnonzero(probs >= MIN_MASS)  # no root below MIN_MASS is ever taken
+        least = MIN_MASS if not want else 0.0  # under a prefix, rare words are what the user asked for
+        top = np.flatnonzero(probs > least)     # no root below MIN_MASS is ever taken
         order = top[np.argsort(-probs[top], kind="stable")]
 
         words: dict[str, _Word] = {}
@@ -809,8 +821,7 @@ class Engine:
                 w.best, w.text, w.tokens = mass, text, list(tokens)
 
         def met(raw: bytes) -> bool:
-            return not want or body_of(raw.decode("utf-8", errors="ignore")).encode("utf-8").startswith(want) \
-                or raw.lstrip(b" ").startswith(want)
+            return not want or lstrip_space(raw).startswith(want)
 
         need = k * (page + 1)
 
@@ -823,7 +834,12 @@ class Engine:
             """The bar a continuation must clear to be grown: the k-th best among the words found and the
             root tokens not yet explored (a root is about as likely as its word; growing a rarer
             continuation first would spend a sequential decode on a word that cannot make the page)."""
-            vals = [w.prob for w in self._ranked(words, exclude)[:need]]
+            ranked = self._ranked(words, exclude)
+            vals = [w.prob for w in ranked[:need]]
+            if want:  # a root is often only the prefix's start (" sh"), no estimate of a word; masses are
+                # true joint probabilities that may all be tiny (" zzzq..."): the bar is relative
+                rel = MIN_MASS * ranked[0].prob if ranked else 0.0
+                return max(rel, vals[need - 1] if len(vals) >= need else 0.0)
             vals += [float(probs[t]) for t in order[cursor: cursor + need]]
             vals.sort(reverse=True)
             return vals[need - 1] if len(vals) >= need else 0.0
@@ -841,7 +857,7 @@ class Engine:
             while cursor < len(order) and fresh < quota:
                 t = int(order[cursor])
                 p = float(probs[t])
-                if p < MIN_MASS:
+                if p <= least:
                     break
                 cursor += 1
                 kind = vocab.kind[t]
@@ -860,10 +876,15 @@ class Engine:
             nxt = float(probs[order[cursor]]) if cursor < len(order) else 0.0
             rounds += 1
             # another round only if words are missing, or an unexplored token could beat the k-th word clearly
-            if nxt < MIN_MASS or rounds > MAX_ROUNDS or (found >= need and nxt <= ROUND_GAIN * kth_word()):
+            if nxt <= least or rounds > MAX_ROUNDS or (found >= need and nxt <= ROUND_GAIN * kth_word()):
                 break
             quota = rows(need - found)
         ranked = self._ranked(words, exclude)
+        if want and ranked:  # p(word | it starts with the prefix), over the words found
+            total = sum(w.prob for w in ranked)
+            for w in ranked:
+                w.prob /= total
+            ranked = [w for w in ranked if w.prob >= MIN_MASS]
         cands = [WordCandidate(w.word, w.text, list(w.tokens), w.prob, paths=w.paths)
                  for w in ranked[k * page: k * page + k]]
         margin = ranked[0].prob - (ranked[1].prob if len(ranked) > 1 else 0.0) if ranked else 0.0
@@ -879,53 +900,55 @@ class Engine:
         vocab = self.vocab
         while pending:
             rows = self._rows_for([base + p.tokens for p in pending], abort)
-            offers: list[tuple[_Path, np.ndarray, np.ndarray | None, str]] = []  # path, q, ids or None, how
+            # (path, q, allowed next tokens: ids array or class mask, mass that may go on, how)
+            offers: list[tuple[_Path, np.ndarray, np.ndarray, float, str]] = []
             for path, row in zip(pending, rows):
                 q = _softmax(row + self._adjust)
-                body = path.raw.lstrip(b" \t")
+                body = lstrip_space(path.raw)
                 if want and not body.startswith(want):   # still typing: only tokens that agree go on
                     rest = want[len(body):] if want.startswith(body) else b""
                     ids = vocab.matching(rest) if rest else np.zeros(0, dtype=np.int32)
                     z = float(q[ids].sum()) if len(ids) else 0.0
-                    if z > 0:
-                        offers.append((path, q / np.float32(z), ids, "prefix"))
+                    if z > 0:  # not renormalised: a path the model would rarely finish this way stays rare
+                        offers.append((path, q, ids, z, "prefix"))
                     continue
                 if path.punct:
                     credit(path.raw, path.tokens, path.mass)
                 elif not body:  # only spaces so far: what follows starts the word (or is punctuation)
-                    offers.append((path, q * self._starts_f, None, "start"))
+                    offers.append((path, q, self._starts_b, float(q.dot(self._starts_f)), "start"))
                 else:
                     p_cont = float(q.dot(self._cont_f))
-                    p_join = float(q.dot(self._join_f))
                     if path.before_joiner is not None:
                         # "don" + "'": the word goes on only if a word character follows; else it ended before "'"
                         parent = path.before_joiner
                         credit(parent.raw, parent.tokens, path.mass * max(0.0, 1.0 - p_cont))
-                        offers.append((path, q * self._cont_f, None, "word"))
+                        offers.append((path, q, vocab.cont, p_cont, "word"))
                     else:
+                        p_join = float(q.dot(self._join_f))
                         credit(path.raw, path.tokens, path.mass * max(0.0, 1.0 - p_cont - p_join))
-                        offers.append((path, q * self._grows_f, None, "word"))
-            floor = max(MIN_MASS, kth())
+                        offers.append((path, q, vocab.grows, p_cont + p_join, "word"))
+            # under a prefix, masses are true joint probabilities that may all be tiny (" zzzq..."): only the
+            # k-th word found and the beam width prune, and the words are normalised at the end
+            floor = max(0.0 if want else MIN_MASS, kth())
             nxt: list[_Path] = []
-            for path, q, ids, how in offers:
-                if len(path.tokens) >= MAX_WORD_TOKENS:
-                    continue
-                if ids is not None:
-                    best = ids[np.argsort(-q[ids])[:MAX_CHILDREN]]
+            for path, q, allowed, p_on, how in offers:
+                if len(path.tokens) >= MAX_WORD_TOKENS or path.mass * p_on < floor:
+                    continue  # not even all its continuations together could reach the page
+                if allowed.dtype == np.bool_:  # tokens likely enough to clear the bar, of the allowed class
+                    ids = np.flatnonzero(q >= np.float32(floor / path.mass))
+                    ids = ids[allowed[ids]]
                 else:
-                    if path.mass * float(q.sum(dtype=np.float64)) < floor:
-                        continue  # not even all its continuations together could reach the page
-                    best = np.argpartition(-q, MAX_CHILDREN)[:MAX_CHILDREN]
-                    best = best[np.argsort(-q[best])]
-                body = path.raw.lstrip(b" \t")
+                    ids = allowed
+                best = ids[np.argsort(-q[ids])[:MAX_CHILDREN]]
+                body = lstrip_space(path.raw)
                 for t in (int(x) for x in best):
                     m = path.mass * float(q[t])
-                    if m < floor:
+                    if m < floor or m <= 0.0:
                         break
                     child = _Path(path.tokens + [t], path.raw + vocab.pieces[t], m, path.punct)
                     if how == "prefix":
                         child.punct = path.punct or (not body and vocab.kind[t] in (Kind.PUNCT, Kind.JOINER))
-                        if child.punct and child.raw.lstrip(b" ").startswith(want):
+                        if child.punct and lstrip_space(child.raw).startswith(want):
                             credit(child.raw, child.tokens, m)
                             continue
                     elif how == "start" and vocab.kind[t] != Kind.WORD_CONT:
@@ -994,7 +1017,7 @@ class Engine:
             try:
                 picks = self._rows_for(targets, abort, cache=[len(runs[i]) <= 1 for i in active],
                                        reduce=lambda row: self._pick(row, temperature))
-            except Aborted:
+            except (Aborted, ContextFull):  # what exists is returned; a full context is the next fork's error
                 break
             for i, tok in zip(active, picks):
                 runs[i].append(tok)

@@ -49,7 +49,7 @@ def classify(piece: bytes) -> Kind:
     text = piece.decode("utf-8", errors="ignore")
     if not text:  # a lone byte of a multi-byte character: part of a word (accented letters, CJK)
         return Kind.WORD_CONT
-    stripped = text.lstrip(" \t\r\n")
+    stripped = text.lstrip()  # any Unicode space (a no-break space too)
     lead = text[: len(text) - len(stripped)]
     if not stripped:
         return Kind.NEWLINE if "\n" in text else Kind.SPACE
@@ -69,15 +69,21 @@ def classify(piece: bytes) -> Kind:
 
 
 def display_word(text: str) -> str:
-    """The form a renderer shows: no leading spaces (a line break stays a line break)."""
-    word = text.lstrip(" \t")
+    """The form a renderer shows: no leading spaces (a line break alone stays a line break)."""
+    word = text.lstrip()
     return word if word else text
+
+
+def lstrip_space(raw: bytes) -> bytes:
+    """Bytes without leading (Unicode) spaces; a character split across tokens keeps its bytes."""
+    text = raw.decode("utf-8", errors="surrogateescape")
+    return text.lstrip().encode("utf-8", errors="surrogateescape")
 
 
 class Vocab:
     """Pieces and classes of every token of one model, with masks for vectorized word growth."""
 
-    FORMAT = 1  # bump when classify() changes: cached tables of an older format are rebuilt
+    FORMAT = 2  # bump when classify() changes: cached tables of an older format are rebuilt
 
     def __init__(self, pieces: Sequence[bytes], masked: Sequence[bool] | np.ndarray | None = None, *,
                  kinds: np.ndarray | None = None, order: np.ndarray | None = None) -> None:
@@ -142,11 +148,6 @@ class Vocab:
     def text(self, tokens: Sequence[int]) -> str:
         """The exact text of a token run (bytes joined first, so split characters come back whole)."""
         return b"".join(self.pieces[t] for t in tokens).decode("utf-8", errors="replace")
-
-
-def body_of(text: str) -> str:
-    """A candidate's text without its leading whitespace: the part the prefix must match."""
-    return text.lstrip(" \t")
 
 
 def trim_to_words(vocab: Vocab, tokens: Sequence[int]) -> list[int]:
