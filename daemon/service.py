@@ -266,17 +266,14 @@ class Daemon:
                 self.engine.commit(e.text)
             self.marks.append(self.engine.checkpoint())
 
-    def _commit(self, item: WordCandidate | str, *, extend: bool = False) -> "asyncio.Future[None]":
+    def _commit(self, item: WordCandidate | str) -> "asyncio.Future[None]":
         """Append to the engine on its thread; record the token mark that ``back`` rewinds to."""
         assert self.engine is not None
         engine = self.engine
 
         def run() -> None:
             engine.commit(item)
-            if extend and self.marks:
-                self.marks[-1] = engine.checkpoint()
-            else:
-                self.marks.append(engine.checkpoint())
+            self.marks.append(engine.checkpoint())
 
         return asyncio.get_running_loop().run_in_executor(self.pool, run)
 
@@ -343,6 +340,8 @@ class Daemon:
             dist = await self._eng(self.engine.words, g.k, prefix=reopen.prefix if reopen else "",
                                    page=reopen.page if reopen else 0)
             compute_ms = (time.perf_counter() - started) * 1000
+            if not dist.candidates and reopen is not None and reopen.prefix:
+                dist = await self._eng(self._typed_only, reopen.prefix)  # no word starts so: offer the typed one
             if not dist.candidates:
                 raise ProtocolError(ErrorCode.MODEL_ERROR, "the model offered no candidates here")
             if reopen is not None:
@@ -362,6 +361,14 @@ class Daemon:
             self._publish_text()
         self._open_fork(dist, reason, compute_ms, pregenerated=False,
                         prefix=reopen.prefix if reopen else "", page=reopen.page if reopen else 0)
+
+    def _typed_only(self, prefix: str) -> WordDistribution:
+        """A fork offering just what the person typed, when the model knows no word that starts so."""
+        assert self.engine is not None
+        text = self.engine.text
+        lead = "" if not text or text[-1].isspace() else " "
+        cand = WordCandidate(word=prefix, text=lead + prefix, tokens=self.engine.tokenize(lead + prefix), prob=1.0)
+        return WordDistribution(candidates=[cand], entropy_bits=0.0, margin=1.0, prefix=prefix)
 
     def _open_fork(self, dist: WordDistribution, reason: str, compute_ms: float, *, pregenerated: bool,
                    prefix: str, page: int) -> None:
@@ -585,10 +592,13 @@ class Daemon:
     async def _decide(self, fork: OpenFork, decision: Decision) -> None:
         assert self.engine is not None and self.doc is not None
         cand = fork.dist.candidates[decision.index]
-        phrase_text = cand.lookahead[0] if decision.phrase and cand.lookahead else ""
-        text = cand.text + phrase_text
+        phrase_text = cand.lookahead[0] if decision.phrase and cand.lookahead and cand.lookahead_tokens else ""
+        if phrase_text:  # one action, several words: the candidate and its look-ahead, token for token
+            cand = WordCandidate(word=cand.word, text=cand.text + phrase_text,
+                                 tokens=list(cand.tokens) + list(cand.lookahead_tokens), prob=cand.prob)
+        text = cand.text
         words = [cand.word] + phrase_text.split()
-        entry = Entry(uuid.uuid4().hex, 0, "human", text, list(cand.tokens) if not phrase_text else [], words,
+        entry = Entry(uuid.uuid4().hex, 0, "human", text, list(cand.tokens), words,
                       fork_id=fork.id, idx=decision.index, sources=decision.sources, rule=decision.rule,
                       latency_ms=decision.latency_ms, phrase=bool(phrase_text))
         self.store.add_entry(self.doc.id, entry)  # durable before it is acknowledged
@@ -610,8 +620,6 @@ class Daemon:
                 await committing
         if not opened:
             await self._commit(cand)
-        if phrase_text:
-            await self._commit(phrase_text, extend=True)
         self._publish_text()
 
     async def _commit_typed(self, fork: OpenFork | None, word: str) -> None:

@@ -69,6 +69,7 @@ async def start_daemon(engine: Any, runtime_dir: Path) -> AsyncIterator[StartDae
 
     async def start(**sections: dict[str, Any]) -> RunningDaemon:
         config = daemon_config(runtime_dir, **sections)
+        engine.clear_cache()  # no look-ahead cached by an earlier test: each daemon computes its own
         d = Daemon(config, engine=engine, resume=False)
         await d.start()
         rd = RunningDaemon(d, config, [])

@@ -31,8 +31,11 @@ async def open_fork(client, timeout: float = 60.0):  # type: ignore[no-untyped-d
 
 
 async def lookahead_done(client, fork_id: str):  # type: ignore[no-untyped-def]
-    return await next_of(client, "fork.lookahead", 60,
-                         where=lambda m: m.header.fork_id == fork_id and m.body.done and not m.body.entries[0].long)
+    """The finished look-ahead of the fork: from the snapshot if it already went out, else the next one."""
+    def done(m) -> bool:  # type: ignore[no-untyped-def]
+        return m.type == "fork.lookahead" and m.header.fork_id == fork_id and m.body.done and not m.body.entries[0].long
+    snap = [m for m in await client.snapshot() if done(m)]
+    return snap[-1] if snap else await next_of(client, "fork.lookahead", 60, where=done)
 
 
 async def error_of(client, code: ErrorCode):  # type: ignore[no-untyped-def]
