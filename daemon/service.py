@@ -163,7 +163,12 @@ class Daemon:
     async def _load_engine(self) -> Engine:
         loop = asyncio.get_running_loop()
 
+        shown = [-1]
+
         def progress(p: float) -> None:
+            if int(p * 4) > shown[0]:  # a log line per quarter; every step goes to the bus
+                shown[0] = int(p * 4)
+                log.info("loading model: %d%%", round(p * 100))
             loop.call_soon_threadsafe(lambda: self._status("loading", progress=round(p, 3), detail="loading model"))
 
         return await loop.run_in_executor(self.pool, lambda: Engine(self.config.model, progress=progress))
