@@ -301,9 +301,10 @@ async def test_p300_flashes_cover_candidates_with_sane_timing_on_the_bus_clock(r
     orders = {tuple(b.indices[0] for b in bodies[r * k:(r + 1) * k]) for r in range(rounds)}  # type: ignore[union-attr]
     for m, received in stimuli:
         assert m.header.fork_id == "f1" and m.body.renderer == "web" and m.body.duration_ms == on_ms  # type: ignore[union-attr]
-        # Another clock domain would be off by minutes or days; a loaded machine only by a little.
+        # Another clock domain would be off by minutes or days; a loaded machine only by a little: the page's
+        # estimate of the bus clock may err by half a sync round trip, which is tens of ms under heavy load.
         lag_ms = (received - m.body.onset_ns) / 1e6  # type: ignore[union-attr]
-        assert -5 < lag_ms < 2000, f"onset {lag_ms:.1f} ms before arrival: not on the bus clock"
+        assert -50 < lag_ms < 2000, f"onset {lag_ms:.1f} ms from arrival: not on the bus clock"
     onsets = [b.onset_ns for b in bodies]  # type: ignore[union-attr]
     gaps_ms = [(b - a) / 1e6 for a, b in zip(onsets, onsets[1:])]
     assert min(gaps_ms) > on_ms * 0.8, gaps_ms
