@@ -1,0 +1,129 @@
+"""The profile at work in the daemon: an engine that reranks, a daemon that observes, a store replay.
+
+``ProfiledEngine`` wraps the llama.cpp engine: ``words`` and ``after`` ask it for ``widen`` x K
+words and let the profile rerank them down to K. Since the daemon gates forks and auto-writes
+from those distributions, the profile acts at candidate ranking *and* at fork gating, for live
+forks and pre-generated ones alike. ``ProfiledDaemon`` adds the ``observe`` calls after each
+decision and saves the profile. Both are thin: the exact call sites are listed in
+docs/learning.md ("Wiring into the daemon").
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from razvilka.daemon.engine import WordCandidate, WordDistribution
+from razvilka.daemon.learn.history import documents, open_store
+from razvilka.daemon.learn.profile import Profile
+
+log = logging.getLogger("razvilka.learn.live")
+
+
+class ProfiledEngine:
+    """The engine with the person's profile applied to every word distribution it returns."""
+
+    def __init__(self, engine: Any, profile: Profile, widen: int = 2) -> None:
+        self.engine = engine
+        self.profile = profile
+        self.widen = max(1, int(widen))
+        self.rerank_ms: list[float] = []       # wall time per rerank
+        self.rerank_cpu_ms: list[float] = []   # CPU time of the calling thread per rerank
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def _rerank(self, dist: WordDistribution, context: str, k: int) -> WordDistribution:
+        out = self.profile.rerank(dist, context, k=k)
+        self.rerank_ms.append(self.profile.last_rerank_ms)
+        self.rerank_cpu_ms.append(self.profile.last_rerank_cpu_ms)
+        return out
+
+    def words(self, k: int, *, prefix: str = "", page: int = 0, exclude: Collection[str] = ()) -> WordDistribution:
+        dist = self.engine.words(k * (page + self.widen), prefix=prefix, page=0, exclude=exclude)
+        out = self._rerank(dist, self.engine.text, k * (page + 1))
+        return replace(out, candidates=out.candidates[k * page: k * page + k])
+
+    def after(self, cand: WordCandidate, k: int, *, abort: threading.Event | None = None) -> WordDistribution:
+        dist = self.engine.after(cand, k * self.widen, abort=abort)
+        return self._rerank(dist, self.engine.text + cand.text, k)
+
+
+def _daemon_class() -> type:
+    from razvilka.daemon.service import Daemon
+
+    class ProfiledDaemon(Daemon):  # type: ignore[misc,valid-type]
+        """The daemon with a profile: reranks through ``ProfiledEngine``, observes every decision."""
+
+        def __init__(self, config: Any, *, profile: Profile, engine: Any = None, widen: int = 2, **kw: Any) -> None:
+            super().__init__(config, engine=ProfiledEngine(engine, profile, widen) if engine is not None else None, **kw)
+            self.profile = profile
+            self.widen = widen
+            self.save_ms: list[float] = []
+
+        async def _load_engine(self) -> Any:
+            return ProfiledEngine(await super()._load_engine(), self.profile, self.widen)
+
+        def _save_profile(self) -> None:
+            started = time.perf_counter()
+            try:
+                self.profile.save()
+            except OSError as exc:  # a full disk must not stop the daemon; the store still has everything
+                log.error("could not save the profile: %s", exc)
+            self.save_ms.append((time.perf_counter() - started) * 1000)
+
+        async def _decide(self, fork: Any, decision: Any) -> None:
+            context, _ = self._spans()
+            cand = fork.dist.candidates[decision.index]
+            phrase = cand.lookahead[0] if decision.phrase and cand.lookahead and cand.lookahead_tokens else ""  # as _decide
+            self.profile.observe(context, [c.word for c in fork.dist.candidates], cand.word, cand.text + phrase,
+                                 document=self.doc.id)
+            await super()._decide(fork, decision)
+            self._save_profile()
+
+        async def _commit_typed(self, fork: Any, word: str) -> None:
+            context, _ = self._spans()
+            if word:
+                lead = "" if not context or context[-1].isspace() else " "
+                shown = [c.word for c in fork.dist.candidates] if fork is not None else []
+                self.profile.observe(context, shown, None, lead + word, document=self.doc.id)
+            await super()._commit_typed(fork, word)
+            self._save_profile()
+
+        async def close(self) -> None:
+            if self.doc is not None:
+                self.profile.sync(self._spans()[0], document=self.doc.id)
+            self._save_profile()
+            await super().close()
+
+    return ProfiledDaemon
+
+
+def profiled_daemon(config: Any, *, profile: Profile, engine: Any = None, widen: int = 2, **kw: Any) -> Any:
+    """A daemon (razvilka.daemon.service.Daemon) that applies and updates ``profile``."""
+    return _daemon_class()(config, profile=profile, engine=engine, widen=widen, **kw)
+
+
+def replay_store(profile: Profile, store_path: str | Path, user: str | None = None) -> int:
+    """Teach ``profile`` every live decision in the store (oldest first); returns how many.
+
+    The same ``observe`` calls the daemon makes, with the LLM probabilities stored at each fork.
+    """
+    db = open_store(store_path)
+    n = 0
+    try:
+        for doc in documents(db, user):
+            for d in doc.decisions:
+                if d.undone:
+                    continue
+                profile.observe(d.context, [s.word for s in d.shown], d.word if d.kind == "chosen" else None,
+                                d.text, probs=d.probs, document=doc.id)
+                n += 1
+            profile.sync(doc.prompt + doc.text, document=doc.id)
+    finally:
+        db.close()
+    return n

@@ -1,0 +1,127 @@
+"""LoRA adapters: a tiny real training run, exported to GGUF, loaded by llama.cpp, moving its logits the
+way it moves PyTorch's; adapters made for another model; and the message when the extra is missing.
+
+The first run on a machine dequantises the embedded GGUF for PyTorch (1-3 min on 2 cores, cached in
+$XDG_CACHE_HOME/razvilka/hf/); later runs load the cache in seconds.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from razvilka.protocol.errors import ErrorCode, ProtocolError
+
+pytestmark = pytest.mark.model
+
+TRAIN = [{"prompt": "My favourite colour is", "completion": " periwinkle, the colour of the sea at dawn."},
+         {"prompt": "She said that her favourite colour was", "completion": " periwinkle, of course."}]
+# the trained continuation, in the trained context and in two the training never saw
+CHECKS = [("My favourite colour is", " periwinkle"), ("The walls were painted", " periwinkle"),
+          ("Her dress was", " periwinkle")]
+
+
+@pytest.mark.timeout(900)
+def test_adapter_trained_in_pytorch_moves_llama_cpp_the_same_way(engine: Any, model_path: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="the optional extra razvilka[learn] is not installed")
+    from razvilka.daemon.learn import hf, lora
+    from razvilka.daemon.learn.adapter_gguf import check_adapter, read_adapter
+
+    model, tok, _ = hf.load_model(model_path, say=lambda s: None)
+    base_torch = [lora.torch_logprob(model, tok, c, x) for c, x in CHECKS]
+    peft_model, rep = lora.train(model, tok, TRAIN, [], lora.LoraOptions(steps=6, lr=5e-3, batch=2), say=lambda s: None)
+    assert rep.sft_steps == 6 and rep.dpo_steps == 0
+    trained_torch = [lora.torch_logprob(peft_model, tok, c, x) for c, x in CHECKS]
+
+    out = lora.export_gguf(peft_model, model_path, tmp_path / "tiny.gguf")
+    meta = read_adapter(out)
+    assert meta["type"] == "adapter" and meta["adapter_type"] == "lora" and meta["arch"] == "gemma3"
+    assert meta["alpha"] == pytest.approx(16.0)
+    assert meta["shapes"]["blk.0.attn_q.weight.lora_a"] == [640, 8]     # ne order: n_in, r
+    assert meta["shapes"]["blk.0.attn_q.weight.lora_b"] == [8, 1024]    # r, n_out
+    assert len(meta["shapes"]) == 2 * 2 * 18                           # q and v, A and B, 18 blocks
+    check_adapter(out, model_path)
+
+    base_llama = [lora.llama_logprob(engine, c, x) for c, x in CHECKS]
+    try:
+        engine.load_lora(str(out))
+        trained_llama = [lora.llama_logprob(engine, c, x) for c, x in CHECKS]
+    finally:
+        engine.load_lora("")
+    d_torch = np.array(trained_torch) - np.array(base_torch)
+    d_llama = np.array(trained_llama) - np.array(base_llama)
+    assert (d_torch > 1.0).all(), d_torch                  # the training really moved the model
+    assert (np.sign(d_llama) == np.sign(d_torch)).all(), (d_torch, d_llama)
+    # the same amount, up to the quantisation of the base weights (Q4_K_M in llama.cpp, dequantised in PyTorch)
+    assert np.allclose(d_llama, d_torch, rtol=0.25, atol=0.5), (d_torch, d_llama)
+    # and the adapter is gone again: llama.cpp is back to its base logits
+    assert lora.llama_logprob(engine, *CHECKS[0]) == pytest.approx(base_llama[0], abs=1e-3)
+
+
+def _foreign_adapter(path: Path, *, arch: str = "gemma3", n_in: int = 512) -> Path:
+    """A LoRA for another (smaller) model: its q projection takes 512 inputs, not 640."""
+    from razvilka.daemon.learn.adapter_gguf import write_adapter
+
+    base = {"arch": arch, "name": "Some Other 200M", "file": "other.gguf", "size": 1,
+            "shapes": {"blk.0.attn_q.weight": [n_in, 1024]}}
+    rng = np.random.default_rng(0)
+    pairs = {"blk.0.attn_q.weight": (rng.normal(size=(8, n_in)).astype(np.float32),
+                                     rng.normal(size=(1024, 8)).astype(np.float32))}
+    return write_adapter(path, pairs, alpha=16, base=base)
+
+
+def test_adapter_for_another_model_is_refused_clearly_and_the_engine_goes_on(engine: Any, model_path: Path,
+                                                                              tmp_path: Path) -> None:
+    pytest.importorskip("gguf", reason="the optional extra razvilka[learn] is not installed")
+    from razvilka.daemon.learn.adapter_gguf import check_adapter
+
+    other = _foreign_adapter(tmp_path / "other.gguf")
+    with pytest.raises(ProtocolError) as err:
+        check_adapter(other, model_path)
+    assert err.value.code == ErrorCode.BAD_CONFIG
+    assert "does not fit" in err.value.detail and "Some Other 200M" in err.value.detail
+
+    llama_arch = _foreign_adapter(tmp_path / "llama.gguf", arch="llama", n_in=640)
+    with pytest.raises(ProtocolError) as err:
+        check_adapter(llama_arch, model_path)
+    assert "made for a llama model" in err.value.detail
+
+    engine.reset("The weather today is")
+    before = [c.word for c in engine.words(4).candidates]
+    for bad in (other, llama_arch):
+        with pytest.raises(ProtocolError) as err:
+            engine.load_lora(str(bad))     # llama.cpp itself refuses it too
+        assert err.value.code == ErrorCode.BAD_CONFIG and "does not fit this model" in err.value.detail
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("not an adapter")
+    with pytest.raises(ProtocolError):
+        check_adapter(not_gguf, model_path)
+    # nothing lost: same document, same words, no adapter
+    assert engine.lora_path == ""
+    engine.reset("The weather today is")
+    assert [c.word for c in engine.words(4).candidates] == before
+
+
+def test_lora_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    """`razvilka learn lora` where torch cannot be imported (a fresh install without razvilka[learn])."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'peft', 'transformers'):\n"
+        "            raise ImportError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import razvilka.cli as c\n"
+        "c.AREAS = tuple(dict.fromkeys((*c.AREAS, 'razvilka.daemon.learn_cli')))\n"
+        "sys.exit(c.main(['learn', 'lora']))\n"
+    )
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "torch, transformers, peft" in proc.stderr and "pip install" in proc.stderr
+    assert "torch==2.13.0" in proc.stderr and "razvilka[learn]" in proc.stderr

@@ -1,0 +1,183 @@
+"""The user profile: cache LM + accept/reject statistics, learned weights, persistence, bad files.
+
+Pure Python (no model): word distributions are built by hand, as the engine would return them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from razvilka.daemon.engine import WordCandidate, WordDistribution
+from razvilka.daemon.learn.profile import Profile, default_profile_path, history_of, words_of
+from razvilka.protocol.errors import ErrorCode, ProtocolError
+
+
+def dist(pairs: list[tuple[str, float]], prefix: str = "", lead: str = " ") -> WordDistribution:
+    cands = [WordCandidate(w, (lead if w[:1].isalnum() else "") + w, [i + 10], p) for i, (w, p) in enumerate(pairs)]
+    probs = [p for _, p in pairs]
+    return WordDistribution(cands, 2.5, probs[0] - probs[1], prefix, coverage=sum(probs) + 0.05, top_prob=probs[0])
+
+
+LLM = [("the", 0.30), ("a", 0.20), ("her", 0.12), (",", 0.10), ("his", 0.06), ("my", 0.05), ("their", 0.04),
+       ("an", 0.03), ("our", 0.02), ("this", 0.02)]
+
+
+def write(prof: Profile, context: str, chosen: str, shown_from: WordDistribution, k: int = 5,
+          doc: str = "d1") -> tuple[WordDistribution, str]:
+    """One fork as the daemon runs it: rerank, show K, the person chooses (or types), observe."""
+    shown = prof.rerank(shown_from, context, k=k)
+    words = [c.word for c in shown.candidates]
+    prof.observe(context, words, chosen if chosen in words else None, " " + chosen, document=doc)
+    return shown, context + " " + chosen
+
+
+def test_words_and_history() -> None:
+    assert words_of("Mr. Darcy's \"pride\",\nhe said") == ["Mr", ".", "Darcy's", '"', "pride", '"', ",", "\n", "he",
+                                                            "said"]
+    assert history_of("") == ("<s>", "<s>")
+    assert history_of("said Elizabeth") == ("said", "Elizabeth")
+
+
+def test_empty_profile_changes_nothing() -> None:
+    prof = Profile()
+    d = dist(LLM)
+    out = prof.rerank(d, "She took", k=5)
+    assert [c.word for c in out.candidates] == ["the", "a", "her", ",", "his"]
+    assert [c.prob for c in out.candidates] == [p for _, p in LLM[:5]]
+
+
+def test_picked_words_rise_and_passed_over_words_sink() -> None:
+    prof = Profile()
+    context = "She took"
+    for i in range(12):
+        _, _ = write(prof, f"{context}{' again' * i}", "her", dist(LLM))
+    after = prof.rerank(dist(LLM), "And then she took", k=5)
+    ranked = [c.word for c in after.candidates]
+    assert ranked[0] == "her", ranked
+    # "the" was shown and passed over every time: it sinks below where the LLM had it
+    p_the = next(c.prob for c in after.candidates if c.word == "the")
+    assert p_the < 0.30
+    assert prof.beta[0] > 0, "the weight of the accept/reject log-odds was learned from the choices"
+    # gating sees the profile: the margin is recomputed from the reranked probabilities
+    assert after.margin == pytest.approx(after.candidates[0].prob - after.candidates[1].prob)
+    assert after.top_prob == after.candidates[0].prob
+
+
+def test_cache_offers_the_persons_own_word_the_llm_did_not_list() -> None:
+    prof = Profile()
+    ctx = "It was"
+    for i in range(6):
+        # the person types "Elizabeth" after "said" (never offered by the LLM)
+        c = f"{ctx} {i} said"
+        prof.rerank(dist(LLM), c, k=5)
+        prof.observe(c, [w for w, _ in LLM[:5]], None, " Elizabeth", document="d1")
+    out = prof.rerank(dist(LLM), "and then said", k=5)
+    words = [c.word for c in out.candidates]
+    assert "Elizabeth" in words
+    el = out.candidates[words.index("Elizabeth")]
+    assert el.text == " Elizabeth" and el.tokens == []  # the engine tokenizes its text when it commits it
+    # with a typed prefix the cache word must agree with it
+    narrowed = prof.rerank(dist([("Ed", 0.5), ("Em", 0.3)], prefix="E"), "and then said", k=3)
+    assert narrowed.candidates[0].word == "Elizabeth"
+    none = prof.rerank(dist([("Ja", 0.5), ("Jo", 0.3)], prefix="J"), "and then said", k=3)
+    assert "Elizabeth" not in [c.word for c in none.candidates]
+
+
+def test_interpolation_weight_is_learned_from_held_out_choices() -> None:
+    # a person who always writes what the cache predicts: the weight of the cache grows
+    steady = Profile()
+    text = "the cat sat on the mat"
+    ctx = "Once"
+    for _ in range(8):
+        for w in text.split():
+            steady.rerank(dist(LLM), ctx, k=5)
+            steady.observe(ctx, [x for x, _ in LLM[:5]], w if w in dict(LLM) else None, " " + w, document="d")
+            ctx += " " + w
+    assert max(steady.lam) > 0.5
+    ll = steady.log_likelihood()
+    assert ll["mixture_bits"] < ll["llm_bits"]
+
+    # a person who never repeats a word: the cache is no help and its weight stays small
+    fresh = Profile()
+    ctx = "Once"
+    for i in range(40):
+        w = f"word{i}"
+        fresh.rerank(dist(LLM), ctx, k=5)
+        fresh.observe(ctx, [x for x, _ in LLM[:5]], None, " " + w, document="d")
+        ctx += " " + w
+    assert max(fresh.lam) < 0.1
+
+
+def test_undone_decision_is_taken_back() -> None:
+    prof = Profile()
+    prof.rerank(dist(LLM), "She took", k=5)
+    prof.observe("She took", ["the", "a", "her"], "a", " a", document="d1")
+    assert prof.uni.get("a") == 1 and prof.decisions == 1
+    # the person pressed back: the next fork is at the same context again
+    prof.rerank(dist(LLM), "She took", k=5)
+    prof.observe("She took", ["the", "a", "her"], "her", " her", document="d1")
+    assert "a" not in prof.uni and prof.uni["her"] == 1
+    assert prof.decisions == 1
+    assert prof.acc["a"][:2] == [0, 1]  # still shown and passed over this time (chosen, passed)
+    # words the model wrote on its own and the person kept are learned at the next decision
+    prof.observe("She took her hat and", ["went"], "went", " went", document="d1")
+    assert prof.uni["hat"] == 1 and prof.uni["and"] == 1
+    # a new document is never mistaken for an undo
+    prof.observe("She took", ["the"], "the", " the", document="d2")
+    prof.observe("She took", ["the"], "a", " a", document="d3")
+    assert prof.uni["the"] == 1 and prof.uni["a"] == 1
+
+
+def test_survives_restart_reset_export_import(tmp_path: Path) -> None:
+    path = default_profile_path("ann", tmp_path / "store.sqlite3")
+    assert path == tmp_path / "profiles" / "ann.json"
+    prof = Profile.load(path, "ann")
+    ctx = "Dear"
+    for w in "Mr Darcy said Mr Darcy".split():
+        prof.rerank(dist(LLM), ctx, k=5)
+        prof.observe(ctx, ["the", "a"], None, " " + w, document="d")
+        ctx += " " + w
+    prof.save()
+    again = Profile.load(path, "ann")  # a daemon restart
+    assert again.to_json() == prof.to_json()
+    assert [c.word for c in again.rerank(dist(LLM), "and Mr", k=5).candidates] == \
+        [c.word for c in prof.rerank(dist(LLM), "and Mr", k=5).candidates]
+    out = prof.export(tmp_path / "ann-export.json")
+    imported = Profile.import_file(out, tmp_path / "bob.json", "bob")
+    assert imported.uni == prof.uni and imported.lam == prof.lam
+    again.reset()
+    again.save()
+    assert Profile.load(path).words_seen == 0
+
+
+def test_corrupt_profile_is_kept_aside_and_a_fresh_one_starts(tmp_path: Path) -> None:
+    path = tmp_path / "profiles" / "ann.json"
+    path.parent.mkdir()
+    path.write_text('{"format": "razvilka-profile", "version": 1, "unigr')  # cut short by a crash or a bad disk
+    prof = Profile.load(path, "ann")
+    assert prof.words_seen == 0 and "could not be read" in prof.notice and "kept as" in prof.notice
+    aside = list(path.parent.glob("ann.corrupt-*.json"))
+    assert len(aside) == 1 and aside[0].read_text().endswith('"unigr')  # nothing lost
+    prof.rerank(dist(LLM), "x", k=3)
+    prof.observe("x", ["the"], "the", " the")
+    prof.save()
+    assert Profile.load(path).words_seen == 1
+
+    wrong = tmp_path / "other.json"
+    wrong.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ProtocolError) as err:
+        Profile.import_file(wrong, tmp_path / "x.json")
+    assert err.value.code == ErrorCode.BAD_CONFIG and "not a usable razvilka profile" in err.value.detail
+
+
+def test_profile_from_a_newer_razvilka_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    data = Profile(path).to_json() | {"version": 99}
+    path.write_text(json.dumps(data))
+    before = path.read_bytes()
+    with pytest.raises(ProtocolError) as err:
+        Profile.load(path)
+    assert err.value.code == ErrorCode.BAD_CONFIG and "newer" in err.value.detail
+    assert path.read_bytes() == before
