@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""The "returning user": does learning from a person's choices make their next text cheaper?
+
+Built on the simulated-user benchmark (bench/simuser: the same person, policy, driver and cost
+model, driving the REAL daemon over the bus). In one run, on one loaded model:
+
+1. the person writes a **first part** (phrases 0..N) with the plain daemon; the session store fills;
+2. their profile is rebuilt from that store (``replay_store``: the daemon's own ``observe`` calls),
+   and optionally a LoRA is trained on the store's export (SFT, then DPO) and written as GGUF;
+3. they write a **later part** (no phrase shared with the first) four ways: plain, with the
+   profile (which goes on learning live), with the LoRA loaded in llama.cpp, with both.
+
+Texts: ``--text austen`` (default) cuts *Pride and Prejudice* (../shared/data/text/) into clauses
+at punctuation — the person writes whole clauses without punctuation, like the phrase sets — and
+takes the first part from the first chapters, the later part from chapter 40 on.
+``--text mackenzie`` uses the MacKenzie & Soukoreff phrases (weak habits, for contrast).
+
+    python bench/returning_user.py --learn 80 --test 40 --lora-steps 60 -v
+    python bench/returning_user.py --text mackenzie --learn 100 --test 40 --no-lora
+
+Prints KSR and actions per word on the later part for each way, with the profile's rerank cost per
+fork, and writes bench/results/returning_user/<run>/ (config.json, results.json, table.md).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from simuser.costs import CostParams, PhraseResult, summarize  # noqa: E402
+from simuser.driver import Person, prompt_for  # noqa: E402
+from simuser.matrix import HEADLINE, matrix  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+AUSTEN = SHARED / "text" / "austen-pride-and-prejudice.txt"
+MACKENZIE = SHARED / "phrases" / "mackenzie-soukoreff-500-cleaned.txt"
+log = logging.getLogger("returning_user")
+
+
+# ------------------------------------------------------------------------------------------ texts
+def austen_clauses(path: Path = AUSTEN) -> list[tuple[int, str]]:
+    """(chapter, clause) in reading order: text between punctuation marks, 4-12 words, case kept."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SystemExit(f"returning_user: {path} does not exist (see ../shared/data/text/PROVENANCE.md)") from None
+    out: list[tuple[int, str]] = []
+    chapter = 1
+    for para in re.split(r"\n\s*\n", raw):
+        head = re.match(r"\s*Chapter (\d+)\s*$", para)
+        if head:
+            chapter = int(head.group(1))
+            continue
+        text = para.replace("_", "").replace("’", "'").replace("‘", "'").replace("\n", " ")
+        text = re.sub(r"\b(Mrs|Mr|Dr|St)\.", r"\1", text)  # a title's full stop ends no clause
+        for piece in re.split(r"[^\w\s']+|--|'(?!\w)|(?<!\w)'", text):
+            words = re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)*", piece)
+            if 4 <= len(words) <= 12:
+                out.append((chapter, " ".join(words)))
+    return out
+
+
+def parts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(first part, later part), no phrase of the later part in the first."""
+    if args.text == "austen":
+        clauses = austen_clauses(Path(args.file) if args.file else AUSTEN)
+        first = [c for ch, c in clauses if ch < args.later_chapter][: args.learn]
+        known = set(first)
+        later = [c for ch, c in clauses if ch >= args.later_chapter and c not in known][: args.test]
+    else:
+        path = Path(args.file) if args.file else MACKENZIE
+        phrases = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        first = phrases[: args.learn]
+        known = set(first)
+        later = [p for p in phrases[args.learn:] if p not in known][: args.test]
+    if len(first) < args.learn or len(later) < args.test:
+        raise SystemExit(f"returning_user: only {len(first)} + {len(later)} phrases available")
+    return first, later
+
+
+# ------------------------------------------------------------------------------------------ runs
+def daemon_config(runtime_dir: Path, store: Path, threads: int) -> Any:
+    from razvilka.config import from_dict
+
+    cfg = next(c for c in matrix("full") if c.name == HEADLINE)
+    return from_dict({
+        "bus": {"transport": "ipc", "runtime_dir": str(runtime_dir), "heartbeat_ms": 1000},
+        "store": {"path": str(store)},
+        "model": {"n_threads": threads, "seed": 0},
+        "gating": cfg.gating(),
+        "daemon": {"prompt": "", "user": "reader", **cfg.daemon()},
+    }), cfg
+
+
+async def write_part(label: str, engine: Any, phrases: list[str], store: Path, args: argparse.Namespace, *,
+                     profile: Any = None) -> tuple[list[PhraseResult], dict[str, Any]]:
+    """One daemon (plain, or with ``profile``) on the shared engine; the person writes every phrase."""
+    from razvilka.daemon.learn.live import profiled_daemon
+    from razvilka.daemon.service import Daemon
+    from razvilka.protocol.client import BusClient
+
+    runtime_dir = Path(tempfile.mkdtemp(prefix="rz-ru-", dir="/tmp"))
+    config, bench_cfg = daemon_config(runtime_dir, store, args.threads)
+    if profile is not None:
+        daemon = profiled_daemon(config, profile=profile, engine=engine, resume=False)
+    else:
+        daemon = Daemon(config, engine=engine, resume=False)
+    await daemon.start()
+    client = BusClient("simuser", daemon.bus.endpoints, subscribe=["fork.", "text.", "daemon.error."], heartbeat_ms=1000)
+    await client.start()
+    results: list[PhraseResult] = []
+    started = time.perf_counter()
+    try:
+        assert await client.wait_connected(10.0), "could not join the daemon's bus"
+        person = Person(client, bench_cfg.person(think_s=args.think_ms / 1000))
+        for i, phrase in enumerate(phrases):
+            res = await person.write(phrase, prompt_for(phrases, i, args.context))
+            results.append(res)
+            if args.verbose:
+                print(f"  [{label}] {i:3d} {res.actions:3d} actions / {res.chars:3d} chars  {res.wall_s:5.1f}s  {phrase}",
+                      flush=True)
+    finally:
+        await client.close()
+        await daemon.close()
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+    extra: dict[str, Any] = {"run_s": time.perf_counter() - started}
+    if profile is not None:
+        ms = sorted(daemon.engine.rerank_cpu_ms)
+        wall = sorted(daemon.engine.rerank_ms)
+        extra.update({
+            "rerank_ms_mean": sum(ms) / len(ms) if ms else None,
+            "rerank_ms_p99": ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else None,
+            "rerank_ms_max": ms[-1] if ms else None, "reranks": len(ms),
+            "rerank_wall_ms_median": wall[len(wall) // 2] if wall else None,
+            "rerank_wall_ms_p99": wall[min(len(wall) - 1, int(0.99 * len(wall)))] if wall else None,
+            "save_ms_mean": sum(daemon.save_ms) / len(daemon.save_ms) if daemon.save_ms else None,
+            "profile_after": profile.summary(),
+        })
+    return results, extra
+
+
+def train_lora(store: Path, out_dir: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """Export the first part's store and train the LoRA on it (the CLI's path, in-process)."""
+    from razvilka.daemon.engine import embedded_model_path
+    from razvilka.daemon.learn import hf, lora
+    from razvilka.daemon.learn.export import export, read_jsonl
+
+    hf.require_learn_extra()
+    counts = export(store, out_dir / "export", "reader")
+    model, tok, _ = hf.load_model(say=lambda s: print(f"  {s}", flush=True))
+    opt = lora.LoraOptions(steps=args.lora_steps, minutes=args.lora_minutes, lr=args.lora_lr)
+    say = (lambda s: print(f"  {s}", flush=True)) if args.verbose else (lambda s: None)
+    peft_model, rep = lora.train(model, tok, read_jsonl(out_dir / "export" / "sft.jsonl"),
+                                 read_jsonl(out_dir / "export" / "pairs.jsonl"), opt, say=say)
+    path = lora.export_gguf(peft_model, embedded_model_path(), out_dir / "reader.gguf")
+    del model, peft_model
+    return path, {"export": counts, "train": rep.to_json(), "options": lora.asdict(opt)}
+
+
+PHRASE_LOGS: dict[str, list[dict[str, Any]]] = {}
+
+
+def row(label: str, results: list[PhraseResult], params: CostParams, extra: dict[str, Any]) -> dict[str, Any]:
+    s = summarize(results, params)
+    PHRASE_LOGS[label] = [r.to_json() for r in results]
+    return {"name": label, **{k: s[k] for k in ("phrases", "done", "chars", "words", "actions", "ksr",
+                                                "actions_per_word", "fork_rate", "auto_error_rate",
+                                                "fork_compute_ms_mean", "wpm_key", "wpm_gaze")}, **extra}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = "| run | KSR | actions/word | fork rate | auto-write errors | exact | fork compute ms | rerank CPU ms mean / p99 |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rr = (f"{r['rerank_ms_mean']:.3f} / {r['rerank_ms_p99']:.3f}" if r.get("rerank_ms_mean") is not None else "–")
+        err = f"{r['auto_error_rate']:.1%}" if r.get("auto_error_rate") is not None else "–"
+        fc = f"{r['fork_compute_ms_mean']:.0f}" if r.get("fork_compute_ms_mean") is not None else "–"
+        lines.append(f"| {r['name']} | {r['ksr']:.1%} | {r['actions_per_word']:.3f} | {r['fork_rate']:.1%} | {err} "
+                     f"| {r['done']}/{r['phrases']} | {fc} | {rr} |")
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    from razvilka.daemon.config import ModelConfig
+    from razvilka.daemon.engine import Engine
+    from razvilka.daemon.learn.live import replay_store
+    from razvilka.daemon.learn.profile import Profile
+
+    first, later = parts(args)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.results) / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="rz-ru-work-", dir="/tmp"))
+    params = CostParams()
+    print(f"returning user ({args.text}): first part {len(first)} phrases, later part {len(later)} phrases; "
+          f"configuration {HEADLINE}", flush=True)
+    engine = Engine(ModelConfig(n_threads=args.threads, seed=0))
+    rows: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+    try:
+        store1 = work / "first.sqlite3"
+        res, extra = await write_part("first", engine, first, store1, args)
+        rows.append(row("first part (plain; builds the store)", res, params, extra))
+        print(f"first part: KSR {rows[-1]['ksr']:.1%} in {extra['run_s']:.0f} s", flush=True)
+
+        t0 = time.perf_counter()
+        learned = Profile(work / "profile.json", "reader")
+        n = replay_store(learned, store1, "reader")
+        learned.save()
+        info["profile"] = {"decisions_replayed": n, "seconds": time.perf_counter() - t0, **learned.summary()}
+        print(f"profile: {n} decisions, lambda {learned.summary()['lambda']}, beta {learned.summary()['beta']}, "
+              f"held-out bits/word LLM {learned.log_likelihood().get('llm_bits', 0):.2f} -> mixture "
+              f"{learned.log_likelihood().get('mixture_bits', 0):.2f}", flush=True)
+
+        adapter = None
+        if not args.no_lora:
+            t0 = time.perf_counter()
+            adapter, info["lora"] = train_lora(store1, work, args)
+            info["lora"]["seconds"] = time.perf_counter() - t0
+            print(f"LoRA: {info['lora']['train']['sft_steps']} SFT + {info['lora']['train']['dpo_steps']} DPO steps "
+                  f"in {info['lora']['train']['seconds']:.0f} s -> {adapter}", flush=True)
+
+        runs: list[tuple[str, bool, bool]] = [("later: plain", False, False), ("later: profile", True, False)]
+        if args.fresh:
+            runs.append(("later: empty profile (live only)", None, False))  # type: ignore[arg-type]
+        if adapter is not None:
+            runs += [("later: LoRA", False, True), ("later: profile + LoRA", True, True)]
+        for label, use_profile, use_lora in runs:
+            engine.load_lora(str(adapter) if use_lora else "")
+            engine.clear_cache()
+            prof = None
+            if use_profile:
+                prof = Profile.load(work / "profile.json", "reader")
+                prof.path = work / f"profile-{len(rows)}.json"
+            elif use_profile is None:
+                prof = Profile(work / f"profile-{len(rows)}.json", "reader")
+            res, extra = await write_part(label.split(": ")[1], engine, later, work / f"later-{len(rows)}.sqlite3",
+                                          args, profile=prof)
+            rows.append(row(label, res, params, extra))
+            r = rows[-1]
+            print(f"{label}: KSR {r['ksr']:.1%}, {r['actions_per_word']:.3f} actions/word, {r['done']}/{r['phrases']} "
+                  f"exact, {extra['run_s']:.0f} s" + (f", rerank {r['rerank_ms_mean']:.3f} ms mean / "
+                                                     f"{r['rerank_ms_p99']:.3f} ms p99" if prof else ""), flush=True)
+        engine.load_lora("")
+    finally:
+        engine.close()
+
+    by = {r["name"]: r for r in rows}
+    base = by["later: plain"]
+    gains = {name: {"ksr_points": 100 * (r["ksr"] - base["ksr"]),
+                    "actions_per_word_change": r["actions_per_word"] - base["actions_per_word"]}
+             for name, r in by.items() if name.startswith("later: ") and name != "later: plain"}
+    md = table(rows)
+    print()
+    print(md)
+    print()
+    for name, g in gains.items():
+        print(f"{name}: {g['ksr_points']:+.1f} KSR points, {g['actions_per_word_change']:+.3f} actions/word vs plain")
+    (out_dir / "table.md").write_text(md + "\n")
+    (out_dir / "results.json").write_text(json.dumps({"rows": rows, "gains": gains, "info": info,
+                                                       "phrases": PHRASE_LOGS}, indent=2, default=str))
+    (out_dir / "config.json").write_text(json.dumps({
+        "command": " ".join([Path(sys.executable).name, *sys.argv]), "args": vars(args), "configuration": HEADLINE,
+        "first": first, "later": later}, indent=2))
+    print(f"results: {out_dir}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"work files kept: {work}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--text", choices=["austen", "mackenzie"], default="austen")
+    p.add_argument("--file", help="another text (austen mode: a novel; mackenzie mode: one phrase per line)")
+    p.add_argument("--learn", type=int, default=80, help="phrases in the first part")
+    p.add_argument("--test", type=int, default=40, help="phrases in the later part")
+    p.add_argument("--later-chapter", type=int, default=40, help="austen: the later part starts at this chapter")
+    p.add_argument("--context", type=int, default=3, help="prompt = the N phrases before, one per line")
+    p.add_argument("--think-ms", type=float, default=300.0, help="the person's minimum time per selection")
+    p.add_argument("--no-lora", action="store_true", help="profile only")
+    p.add_argument("--fresh", action="store_true", help="also run the later part with an empty profile (live only)")
+    p.add_argument("--lora-steps", type=int, default=60)
+    p.add_argument("--lora-minutes", type=float, default=0.0)
+    p.add_argument("--lora-lr", type=float, default=5e-4)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--results", default=str(HERE / "results" / "returning_user"))
+    p.add_argument("--keep", action="store_true", help="keep the stores, profile and adapter")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""What the person's actions cost, in actions and in seconds per input modality, and the metrics.
+
+Pure: it works on the step log the driver records, so it is tested against hand-worked examples.
+Every figure and its source is in docs/simulated_user.md ("Costs"); all are parameters.
+
+A step is one thing the person did or read, in order:
+
+* ``select`` / ``phrase`` — chose a visible candidate (``n`` = candidates on screen, ``words`` =
+  look-ahead words read for a phrase);
+* ``letter`` — the word was not offered: scanned the list (``n``), typed one letter;
+* ``commit`` — scanned the list, the word still was not there, pressed space to commit the typed word;
+* ``more`` — scanned the list, asked for the next page;
+* ``backspace`` — removed wrong typed letters (``presses``);
+* ``back`` — undid what the model wrote (or a wrong selection);
+* ``read`` — read words the model wrote on its own (``words``), to check them.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ACTION_KINDS = ("select", "phrase", "letter", "commit", "more", "backspace", "back")
+LIST_KINDS = ("select", "phrase", "letter", "commit", "more")   # preceded by a scan of the candidate list
+CHOICE_KINDS = ("select", "phrase", "letter")                    # can land on the wrong item (gaze, P300)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    n: int = 0          # candidates visible when the person scanned the list
+    words: int = 0      # words read (read) or look-ahead words read before a phrase selection
+    presses: int = 1    # physical actions (backspace over several letters)
+    typed: int = 0      # letters of the word typed before this choice (a back loses them: typed again)
+
+
+@dataclass(frozen=True)
+class Modality:
+    """Time per action for one way of choosing. Seconds. See docs/simulated_user.md for sources."""
+
+    name: str
+    choose_s: float          # motor part of choosing one visible candidate (key, pedal, dwell)
+    letter_s: float          # one letter, including finding the key
+    command_s: float         # back / more / space / backspace
+    error: float = 0.0       # probability that a choice (candidate or letter) lands on the wrong item
+    flash: bool = False      # P300: choosing takes flash rounds over the items instead of choose_s
+    soa_s: float = 0.175     # P300: one flash (on + off), the EEG adapter's defaults 100 + 75 ms
+    rounds: tuple[tuple[int, float], ...] = ((4, 3.55), (6, 3.98), (8, 4.34))  # P300: (flashed items, rounds
+                             # until a decision), bench/eeg_bench.py with the LM prior: 14.2, 23.9, 34.7 flashes
+    epoch_s: float = 0.8     # P300: the epoch after the last flash
+    speller_items: int = 36  # P300: a 6x6 speller matrix for letters (rows and columns flash: 12 groups)
+    command_items: int = 0   # P300: extra items flashed with the candidates (back, more); 0: a separate
+                             # command menu that takes as long as choosing among the candidates
+
+    def rounds_for(self, groups: int) -> float:
+        """Rounds of flashes before a decision among ``groups`` flashed groups (linear in between and beyond)."""
+        pts = sorted(self.rounds)
+        if len(pts) == 1:
+            return pts[0][1]
+        (k0, r0), (k1, r1) = (pts[0], pts[1]) if groups <= pts[0][0] else (pts[-2], pts[-1])
+        for a, b in zip(pts, pts[1:]):
+            if a[0] <= groups <= b[0]:
+                (k0, r0), (k1, r1) = a, b
+                break
+        return max(1.0, r0 + (r1 - r0) * (groups - k0) / (k1 - k0))
+
+    def flash_time(self, items: int) -> float:
+        """A P300 selection among ``items``: single items flash up to 12, rows+columns beyond."""
+        groups = items if items <= 12 else 2 * math.ceil(math.sqrt(items))
+        return self.rounds_for(groups) * groups * self.soa_s + self.epoch_s
+
+
+@dataclass(frozen=True)
+class CostParams:
+    """The person's perception and reading, shared by all modalities."""
+
+    search_a: float = 0.2        # Hick-Hyman intercept, s
+    search_b: float = 0.15       # Hick-Hyman slope, s/bit: T = a + b log2(n + 1)
+    read_word_s: float = 0.25    # reading one word the model wrote (238 wpm silent reading)
+    modalities: tuple[Modality, ...] = field(default_factory=lambda: DEFAULT_MODALITIES)
+
+    def search(self, n: int) -> float:
+        """Hick-Hyman: time to find (or not find) the wanted word among ``n`` candidates."""
+        return self.search_a + self.search_b * math.log2(n + 1) if n > 0 else 0.0
+
+
+#: KLM K for an average non-secretary typist (Card, Moran & Newell 1980): 0.28 s.
+KEY = Modality("key", choose_s=0.28, letter_s=0.28, command_s=0.28)
+#: Gaze points (search), a pedal confirms; letters by gaze + pedal on an on-screen keyboard.
+FOOT = Modality("foot", choose_s=0.45, letter_s=0.40 + 0.45, command_s=0.45)
+#: Dwell 600 ms; a letter = dwell + finding the key (0.4 s), i.e. about 12 WPM plain dwell typing.
+GAZE = Modality("gaze", choose_s=0.6, letter_s=0.6 + 0.4, command_s=0.6 + 0.2, error=0.05)
+#: P300: flashes over the candidates (or a 6x6 speller for letters); 96.7 % right at K=8 with the LM
+#: prior, as bench/eeg_bench.py measured on the shared Muse recording (docs/eeg.md).
+P300 = Modality("p300", choose_s=0.0, letter_s=0.0, command_s=0.0, error=0.033, flash=True)
+DEFAULT_MODALITIES = (KEY, FOOT, GAZE, P300)
+
+
+def with_overrides(params: CostParams, items: Sequence[str]) -> CostParams:
+    """``["search_b=0.1", "p300.error=0.16", "gaze.choose_s=0.5"]`` -> a changed copy (for --cost)."""
+    from dataclasses import fields, replace
+
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--cost {item!r}: expected name=value or modality.name=value")
+        value = float(raw)
+        if "." in key:
+            name, attr = key.split(".", 1)
+            mods = {m.name: m for m in params.modalities}
+            if name not in mods or attr not in {f.name for f in fields(Modality)} or attr in ("name", "rounds", "flash"):
+                raise ValueError(f"--cost {item!r}: no modality field {key!r}")
+            cast = int if isinstance(getattr(mods[name], attr), int) else float
+            params = replace(params, modalities=tuple(replace(m, **{attr: cast(value)}) if m.name == name else m
+                                                       for m in params.modalities))
+        elif key in ("search_a", "search_b", "read_word_s"):
+            params = replace(params, **{key: value})
+        else:
+            raise ValueError(f"--cost {item!r}: unknown cost {key!r}")
+    return params
+
+
+def step_time(step: Step, mod: Modality, params: CostParams) -> float:
+    """Seconds for one step, without errors.
+
+    P300: candidates, back and more are flashed with the fork's items (``n`` + the command items);
+    letters, backspace and the space that commits a typed word use the speller matrix.
+    """
+    if step.kind == "read":
+        return step.words * params.read_word_s
+    if step.kind not in ACTION_KINDS:
+        raise ValueError(f"unknown step kind {step.kind!r}")
+    scan = params.search(step.n) if step.kind in LIST_KINDS else 0.0
+    if mod.flash:
+        speller = step.kind in ("letter", "backspace", "commit")
+        one = mod.flash_time(mod.speller_items if speller else step.n + mod.command_items)
+    elif step.kind in ("select", "phrase"):
+        one = mod.choose_s
+    elif step.kind == "letter":
+        one = mod.letter_s
+    else:
+        one = mod.command_s
+    reading = step.words * params.read_word_s if step.kind == "phrase" else 0.0
+    return scan + one * max(1, step.presses) + reading
+
+
+def correction(step: Step, mod: Modality, params: CostParams, backs_per_wrong_word: float) -> tuple[float, float]:
+    """(actions, seconds) to undo one wrong choice: a backspace for a letter, back(s) for a word.
+
+    After a wrong word the daemon may write on by itself; then one back removes that auto-text and a
+    second removes the wrong word: ``backs_per_wrong_word`` = 1 + the measured share of decisions
+    followed by auto-writing. The fork after a back has no typed prefix, so the letters typed before
+    the wrong choice are typed again.
+    """
+    if step.kind == "letter":
+        return 1.0, step_time(Step("backspace"), mod, params)
+    back = backs_per_wrong_word * step_time(Step("back", n=step.n), mod, params)
+    retype = step.typed * step_time(Step("letter", n=step.n), mod, params)
+    return backs_per_wrong_word + step.typed, back + retype
+
+
+def expected_cost(steps: Iterable[Step], mod: Modality, params: CostParams,
+                  backs_per_wrong_word: float = 1.0) -> tuple[float, float]:
+    """(actions, seconds) for a step log, in expectation over the modality's choice errors.
+
+    A choice fails with probability p; the person undoes it and tries again, so the attempts are
+    geometric: E[attempts] = 1/(1-p), E[failures] = p/(1-p), each failure adding one correction.
+    Backs and commands are taken as error-free.
+    """
+    p = mod.error
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"error probability {p} must be in [0, 1)")
+    actions = seconds = 0.0
+    for step in steps:
+        t = step_time(step, mod, params)
+        presses = float(step.presses) if step.kind in ACTION_KINDS else 0.0
+        if step.kind in CHOICE_KINDS and p > 0:
+            fail = p / (1 - p)
+            c_actions, c_seconds = correction(step, mod, params, backs_per_wrong_word)
+            presses = presses / (1 - p) + fail * c_actions
+            t = t / (1 - p) + fail * c_seconds
+        actions += presses
+        seconds += t
+    return actions, seconds
+
+
+def count_actions(steps: Iterable[Step]) -> int:
+    return sum(s.presses for s in steps if s.kind in ACTION_KINDS)
+
+
+def letters_steps(phrase: str) -> list[Step]:
+    """The letter-by-letter baseline: every character (spaces too) is one key, no list to scan."""
+    return [Step("letter", n=0) for _ in phrase]
+
+
+def wpm(chars: int, seconds: float) -> float:
+    """Words per minute with the text-entry convention of 5 characters per word."""
+    return (chars / 5.0) / (seconds / 60.0) if seconds > 0 else 0.0
+
+
+def ksr(actions: float, chars: int) -> float:
+    """Keystroke savings rate: 1 - actions / characters."""
+    return 1.0 - actions / chars if chars else 0.0
+
+
+@dataclass
+class PhraseResult:
+    """What one phrase took, as the driver measured it through the daemon."""
+
+    phrase: str
+    chars: int
+    words: int
+    steps: list[Step]
+    done: bool = True              # the phrase was produced exactly
+    auto_words: int = 0            # words the model wrote on its own (including ones later undone)
+    auto_wrong: int = 0            # of those written on a right text, words that made it wrong (the model's mistakes)
+    auto_wasted: int = 0           # words written on an already wrong text (after a wrong choice or word)
+    auto_kept: int = 0             # auto-written words in the final text
+    undone_right: int | None = 0   # right words a back removed together with a wrong one (None: not recorded)
+    decisions_followed_by_auto: int = 0
+    decisions: int = 0             # select / phrase / commit decisions
+    selects: int = 0               # plain selections (the ones pre-generation can serve)
+    pregen_hits: int = 0           # selections answered by a fork.open with pregenerated=True
+    fork_compute_ms: list[float] = field(default_factory=list)       # fork.open compute_ms (not pre-generated)
+    lookahead_compute_ms: list[float] = field(default_factory=list)  # short look-ahead, done=True compute_ms
+    wait_ms: list[float] = field(default_factory=list)               # action sent -> next fork usable (wall)
+    lookahead_wait_ms: list[float] = field(default_factory=list)     # fork usable -> its look-ahead done, when awaited
+    wall_s: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def actions(self) -> int:
+        return count_actions(self.steps)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PhraseResult":
+        data = dict(data)
+        data.pop("actions", None)
+        data.setdefault("undone_right", None)  # runs stored before it was recorded
+        raw = data["steps"]
+        data["steps"] = [Step(*s) for s in raw]
+        if raw and len(raw[0]) < 5:  # stored before ``typed`` existed: read the prefixes off the action log
+            data["steps"] = _typed_from_log(data["steps"], data.get("log", []))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self) -> dict[str, object]:
+        out = asdict(self)
+        out["steps"] = [[s.kind, s.n, s.words, s.presses, s.typed] for s in self.steps]
+        out["actions"] = self.actions
+        return out
+
+
+def _typed_from_log(steps: list[Step], log: Sequence[str]) -> list[Step]:
+    """Fill ``typed`` from log lines "select 3 at FORK (prefix 'wat', ...)" (one per action, in order)."""
+    import re
+    from dataclasses import replace
+
+    import ast
+
+    quoted = re.compile(r"""\(prefix ('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+    prefixes = [len(ast.literal_eval(m.group(1))) for line in log if line.split(" ", 1)[0] in ACTION_KINDS
+                for m in [quoted.search(line)] if m]
+    actions = [i for i, s in enumerate(steps) if s.kind in ACTION_KINDS]
+    if len(prefixes) != len(actions):
+        return steps
+    out = list(steps)
+    for i, typed in zip(actions, prefixes):
+        if out[i].kind in ("select", "phrase"):
+            out[i] = replace(out[i], typed=typed)
+    return out
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def summarize(results: Sequence[PhraseResult], params: CostParams) -> dict[str, object]:
+    """The per-configuration metrics over the same phrases."""
+    chars = sum(r.chars for r in results)
+    words = sum(r.words for r in results)
+    actions = sum(r.actions for r in results)
+    auto = sum(r.auto_words for r in results)
+    decisions = sum(r.decisions for r in results)
+    followed = sum(r.decisions_followed_by_auto for r in results)
+    backs_per_wrong = 1.0 + (followed / decisions if decisions else 0.0)
+    selects = sum(r.selects for r in results)
+    judged = auto - sum(r.auto_wasted for r in results)
+    steps = [s for r in results for s in r.steps]
+    out: dict[str, object] = {
+        "phrases": len(results),
+        "done": sum(r.done for r in results),
+        "chars": chars,
+        "words": words,
+        "actions": actions,
+        "ksr": ksr(actions, chars),
+        "actions_per_char": actions / chars if chars else 0.0,
+        "actions_per_word": actions / words if words else 0.0,
+        "fork_rate": 1.0 - sum(r.auto_kept for r in results) / words if words else 0.0,
+        "auto_words": auto,
+        "auto_error_rate": sum(r.auto_wrong for r in results) / judged if judged else None,
+        "auto_wasted": sum(r.auto_wasted for r in results),
+        "backs": sum(s.presses for s in steps if s.kind == "back"),
+        "undone_right": (None if any(r.undone_right is None for r in results)
+                         else sum(r.undone_right or 0 for r in results)),
+        "phrase_selections": sum(1 for s in steps if s.kind == "phrase"),
+        "selects": selects,
+        "pregen_hit_share": sum(r.pregen_hits for r in results) / selects if selects else None,
+        "fork_compute_ms_mean": _mean([x for r in results for x in r.fork_compute_ms]),
+        "lookahead_compute_ms_mean": _mean([x for r in results for x in r.lookahead_compute_ms]),
+        "wait_ms_median": _median([x for r in results for x in r.wait_ms]),
+        "lookahead_wait_ms_median": _median([x for r in results for x in r.lookahead_wait_ms]),
+        "wall_s": sum(r.wall_s for r in results),
+        "backs_per_wrong_word": backs_per_wrong,
+    }
+    for mod in params.modalities:
+        a, t = expected_cost(steps, mod, params, backs_per_wrong)
+        out[f"wpm_{mod.name}"] = wpm(chars, t)
+        out[f"ksr_{mod.name}"] = ksr(a, chars)  # with that modality's expected choice errors
+    return out
+
+
+def summarize_letters(phrases: Sequence[str], params: CostParams) -> dict[str, object]:
+    """The letter-by-letter baseline (no model): one action per character."""
+    chars = sum(len(p) for p in phrases)
+    words = sum(len(p.split()) for p in phrases)
+    steps = [s for p in phrases for s in letters_steps(p)]
+    out: dict[str, object] = {
+        "phrases": len(phrases), "done": len(phrases), "chars": chars, "words": words, "actions": chars,
+        "ksr": 0.0, "actions_per_char": 1.0, "actions_per_word": chars / words if words else 0.0,
+        "fork_rate": 1.0, "auto_words": 0, "auto_error_rate": None, "auto_wasted": 0, "backs": 0, "undone_right": 0, "phrase_selections": 0,
+        "selects": 0, "pregen_hit_share": None, "fork_compute_ms_mean": None, "lookahead_compute_ms_mean": None,
+        "wait_ms_median": None, "lookahead_wait_ms_median": None, "wall_s": 0.0, "backs_per_wrong_word": 1.0,
+    }
+    for mod in params.modalities:
+        a, t = expected_cost(steps, mod, params)
+        out[f"wpm_{mod.name}"] = wpm(chars, t)
+        out[f"ksr_{mod.name}"] = ksr(a, chars)
+    return out

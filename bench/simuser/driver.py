@@ -1,0 +1,304 @@
+"""Drives the real daemon over the bus as a simulated person, like an input adapter would.
+
+The person (``Person``) joins the daemon's bus with a ``BusClient``, starts a new document per
+phrase (``input.command`` "new" with the phrase's prompt), and at every ``fork.open`` applies the
+policy (policy.py): ``input.select`` (with ``phrase=True`` for a look-ahead phrase),
+``input.command`` "type" (a letter, a backspace, or the whole word and a space), "back" and
+"more". It follows the text through ``text.state`` / ``text.auto`` / ``text.undo`` and records
+every step for the cost model (costs.py), plus the daemon's own timings from the messages.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from razvilka.protocol.client import BusClient
+from razvilka.protocol.messages import (
+    Command,
+    DaemonError,
+    Focus,
+    ForkDecided,
+    ForkLookahead,
+    ForkOpen,
+    Message,
+    Select,
+    TextAuto,
+    TextState,
+    TextUndo,
+)
+
+try:  # imported as bench/simuser (bench/ on sys.path) or as a package
+    from simuser.costs import PhraseResult, Step
+    from simuser.policy import Action, ForkView, PolicyOptions, compare, decide, needs_lookahead, target_words
+except ImportError:  # pragma: no cover
+    from .costs import PhraseResult, Step  # type: ignore[no-redef]
+    from .policy import (  # type: ignore[no-redef]
+        Action, ForkView, PolicyOptions, compare, decide, needs_lookahead, target_words,
+    )
+
+SOURCE = "simuser"
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+class DriverError(RuntimeError):
+    """The daemon did not answer as the protocol says it should (with what was seen)."""
+
+
+@dataclass
+class PersonOptions:
+    policy: PolicyOptions = field(default_factory=PolicyOptions)
+    focus: bool = True           # look at (focus) the wanted candidate, so the daemon can pre-generate
+    think_s: float = 1.0         # a selection takes at least... (waits for pre-generation up to this long)
+    error: float = 0.0           # injected choice errors (gaze, P300): a wrong candidate or letter
+    seed: int = 0
+    timeout_s: float = 180.0     # no answer from the daemon for this long: fail loudly
+    max_actions: int = 400       # give up a phrase after this many actions (a policy/daemon loop)
+
+
+@dataclass
+class OpenForkState:
+    id: str
+    body: ForkOpen
+    ready_at: float
+    lookahead: dict[int, str] = field(default_factory=dict)
+    lookahead_done: bool = False
+    long_done: set[int] = field(default_factory=set)
+
+    def view(self) -> ForkView:
+        words = [c.word for c in self.body.candidates]
+        la = dict(self.lookahead)
+        for c in self.body.candidates:
+            if c.index not in la and c.lookahead:
+                la[c.index] = c.lookahead[0]
+        return ForkView(words=words, lookahead=la, prefix=self.body.prefix, page=self.body.page)
+
+
+class Person:
+    """One simulated person on one daemon's bus."""
+
+    def __init__(self, client: BusClient, options: PersonOptions) -> None:
+        self.client = client
+        self.opt = options
+        self.rng = random.Random(options.seed)
+        self.doc: str | None = None
+        self.prompt = ""
+        self.text = ""                # the document after the prompt, as the person sees it
+        self.fork: OpenForkState | None = None
+        self.text_states = 0          # text.state messages seen for the current document
+        self.entries: list[tuple[str, int]] = []  # ("human"|"model", words) like the daemon's store
+        self.auto_since_action = 0
+        self.auto_wrong_since_action = 0
+        self.auto_wasted_since_action = 0
+        self.errors: list[DaemonError] = []
+        self.sent_ids: set[str] = set()
+        self.pending_doc: str | None = None  # waiting for the new document of this prompt
+        self.old_doc: str | None = None
+        self.result: PhraseResult | None = None
+        self.target: list[str] = []
+
+    # ------------------------------------------------------------------ messages
+    async def _pump(self, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DriverError(self._why("timed out waiting for the daemon"))
+        msg = await self.client.recv(left)
+        if msg is not None:
+            self._on(msg)
+
+    def _why(self, what: str) -> str:
+        fork = self.fork.id if self.fork else None
+        errs = "; ".join(f"{e.name}: {e.message}" for e in self.errors[-3:])
+        return f"{what} (doc {self.doc}, fork {fork}, text {self.text!r}, errors: {errs or 'none'})"
+
+    def _on(self, msg: Message) -> None:
+        body = msg.body
+        if isinstance(body, TextState):
+            if self.pending_doc is not None:
+                if body.document != self.old_doc and body.text == self.pending_doc:
+                    self.doc, self.pending_doc = body.document, None
+                    self.entries, self.fork, self.text_states = [], None, 0
+                else:
+                    return
+            if body.document != self.doc:
+                return
+            self.text = body.text[len(self.prompt):] if body.text.startswith(self.prompt) else body.text
+            self.text_states += 1
+        elif self.doc is None or self.pending_doc is not None:
+            return
+        elif isinstance(body, TextAuto):
+            before, _ = compare(self.target, self.text)
+            self.text += body.text
+            after, _ = compare(self.target, self.text)
+            self.entries.append(("model", len(body.words)))
+            self.auto_since_action += len(body.words)
+            if before == "wrong":  # written after a wrong word: wasted, but not the model's own mistake
+                self.auto_wasted_since_action += len(body.words)
+            elif after == "wrong":
+                self.auto_wrong_since_action += len(body.words)
+            if self.result is not None:
+                self.result.log.append(f"auto {body.text!r}{' (wrong)' if after == 'wrong' else ''}")
+        elif isinstance(body, TextUndo):
+            for _ in range(min(body.decisions_undone, len(self.entries))):
+                self.entries.pop()
+            if self.result is not None:
+                self.result.log.append(f"undo {body.removed!r}")
+                if body.removed and self.text.endswith(body.removed):  # right words thrown away with wrong ones
+                    _, right_before = compare(self.target, self.text)
+                    _, right_after = compare(self.target, self.text[: len(self.text) - len(body.removed)])
+                    self.result.undone_right = (self.result.undone_right or 0) + max(0, right_before - right_after)
+        elif isinstance(body, ForkOpen):
+            if msg.header.fork_id and self.doc and msg.header.fork_id.startswith(self.doc + "-"):
+                self.fork = OpenForkState(msg.header.fork_id, body, time.monotonic())
+        elif isinstance(body, ForkLookahead):
+            fork = self.fork
+            if fork is None or msg.header.fork_id != fork.id:
+                return
+            for e in body.entries:
+                if e.long:
+                    fork.long_done.add(e.index)
+                elif e.phrases:
+                    fork.lookahead[e.index] = e.phrases[0]
+            if body.done and not any(e.long for e in body.entries):
+                fork.lookahead_done = True
+                if self.result is not None:
+                    self.result.lookahead_compute_ms.append(body.compute_ms)
+        elif isinstance(body, ForkDecided):
+            if self.fork is not None and msg.header.fork_id == self.fork.id:
+                self.entries.append(("human", len(body.words)))
+        elif isinstance(body, DaemonError):
+            self.errors.append(body)
+            if self.result is not None:
+                self.result.log.append(f"daemon.error {body.name}: {body.message}")
+
+    # ------------------------------------------------------------------ waiting
+    async def _until(self, cond, what: str, timeout: float | None = None) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + (timeout or self.opt.timeout_s)
+        errors_before = len(self.errors)
+        while not cond():
+            for e in self.errors[errors_before:]:
+                if e.ref_id is not None and e.ref_id in self.sent_ids:
+                    raise DriverError(self._why(f"the daemon refused our request while waiting for {what}"))
+            await self._pump(deadline)
+
+    async def _wait_some(self, cond, seconds: float) -> None:  # type: ignore[no-untyped-def]
+        """Wait up to ``seconds`` for ``cond`` (e.g. pre-generation done); no error if it does not come."""
+        deadline = time.monotonic() + seconds
+        while not cond() and time.monotonic() < deadline:
+            msg = await self.client.recv(max(0.0, deadline - time.monotonic()))
+            if msg is not None:
+                self._on(msg)
+
+    def _publish(self, body, fork_id: str | None) -> None:  # type: ignore[no-untyped-def]
+        header = self.client.publish(body, fork_id=fork_id)
+        self.sent_ids.add(header.id)
+
+    # ------------------------------------------------------------------ one phrase
+    async def write(self, phrase: str, prompt: str) -> PhraseResult:
+        """Write ``phrase`` in a new document that starts with ``prompt``; returns what it took."""
+        self.target = target_words(phrase)
+        result = PhraseResult(phrase=phrase, chars=len(phrase), words=len(self.target), steps=[])
+        self.result = result
+        started = time.monotonic()
+        self.old_doc, self.pending_doc, self.prompt = self.doc, prompt, prompt
+        self._publish(Command(command="new", source=SOURCE, text=prompt), None)
+        await self._until(lambda: self.pending_doc is None and self.fork is not None, "the new document's first fork")
+        self.auto_since_action = self.auto_wrong_since_action = self.auto_wasted_since_action = 0
+        self._take_auto(result, decision=False)
+        actions = 0
+        while True:
+            fork = self.fork
+            assert fork is not None
+            view = fork.view()
+            if needs_lookahead(self.target, self.text, view, self.opt.policy):
+                intended = list(view.words).index(self.target[compare(self.target, self.text)[1]])
+                if self.opt.focus:
+                    self._publish(Focus(index=intended, source=SOURCE), fork.id)
+                t0 = time.monotonic()
+                await self._until(lambda: fork.lookahead_done, "the look-ahead")
+                result.lookahead_wait_ms.append((time.monotonic() - t0) * 1000)
+                view = fork.view()
+            action = decide(self.target, self.text, view, self.opt.policy)
+            if action is None:
+                break
+            actions += action.presses
+            if actions > self.opt.max_actions:
+                result.done = False
+                result.log.append(f"gave up after {actions} actions")
+                break
+            if action.kind == "select" and self.opt.focus:
+                if not self.opt.policy.phrases:  # otherwise focused above
+                    self._publish(Focus(index=action.index, source=SOURCE), fork.id)  # type: ignore[arg-type]
+                left = self.opt.think_s - (time.monotonic() - fork.ready_at)
+                await self._wait_some(lambda: action.index in fork.long_done, max(0.0, left))
+            await self._act(action, fork, view, result)
+        self._take_auto(result, decision=False)
+        final, _ = compare(self.target, self.text)
+        result.done = result.done and final == "done"
+        result.auto_kept = sum(n for kind, n in self.entries if kind == "model")
+        result.wall_s = time.monotonic() - started
+        self.result = None
+        return result
+
+    def _take_auto(self, result: PhraseResult, *, decision: bool) -> None:
+        """Book the words the model wrote since the last action: the person reads them."""
+        if self.auto_since_action:
+            result.steps.append(Step("read", words=self.auto_since_action))
+            result.auto_words += self.auto_since_action
+            result.auto_wrong += self.auto_wrong_since_action
+            result.auto_wasted += self.auto_wasted_since_action
+            if decision:
+                result.decisions_followed_by_auto += 1
+        self.auto_since_action = self.auto_wrong_since_action = self.auto_wasted_since_action = 0
+
+    async def _act(self, action: Action, fork: OpenForkState, view: ForkView, result: PhraseResult) -> None:
+        n = len(view.words)
+        sent_index = action.index
+        text = action.text
+        if self.opt.error > 0 and action.kind in ("select", "phrase") and n > 1 and self.rng.random() < self.opt.error:
+            sent_index = self.rng.choice([i for i in range(n) if i != action.index])
+        if self.opt.error > 0 and action.kind == "letter" and self.rng.random() < self.opt.error:
+            right = text[-1]
+            text = text[:-1] + self.rng.choice([c for c in LETTERS if c != right.lower()])
+        result.log.append(f"{action.kind} {sent_index if sent_index is not None else text!r}"
+                          f"{' (error)' if sent_index != action.index or text != action.text else ''}"
+                          f" at {fork.id} (prefix {view.prefix!r}, page {view.page}: {', '.join(map(repr, view.words))})")
+        if action.kind in ("select", "phrase"):
+            body = Select(index=sent_index, source=SOURCE, phrase=action.kind == "phrase")  # type: ignore[arg-type]
+        elif action.kind in ("letter", "backspace", "commit"):
+            body = Command(command="type", source=SOURCE, text=text)
+        else:
+            body = Command(command=action.kind, source=SOURCE)  # back / more
+        changes_text = action.kind in ("select", "phrase", "commit", "back")
+        result.steps.append(Step(action.kind, n=n, words=action.words - 1 if action.kind == "phrase" else 0,
+                                 presses=action.presses, typed=len(view.prefix)))
+        if action.kind in ("select", "phrase", "commit"):
+            result.decisions += 1
+        states_before = self.text_states
+        sent = time.monotonic()
+        self._publish(body, fork.id)
+        await self._until(lambda: self.fork is not None and self.fork.id != fork.id
+                          and (not changes_text or self.text_states > states_before), f"the answer to {action.kind}")
+        new = self.fork
+        assert new is not None
+        result.wait_ms.append((time.monotonic() - sent) * 1000)
+        if new.body.pregenerated:
+            if action.kind == "select":
+                result.pregen_hits += 1
+        else:
+            result.fork_compute_ms.append(new.body.compute_ms)
+        if action.kind == "select":
+            result.selects += 1
+        self._take_auto(result, decision=action.kind in ("select", "phrase", "commit"))
+
+
+def prompt_for(phrases: Sequence[str], i: int, context: int) -> str:
+    """The prompt phrase ``i`` is written after: the ``context`` phrases before it in the file, one per
+    line (cyclic, so phrase 0 follows the file's last phrases), then a line break; "" if context is 0."""
+    if context <= 0:
+        return ""
+    n = len(phrases)
+    before = [phrases[(i - k) % n] for k in range(context, 0, -1)]
+    return "\n".join(before) + "\n"
