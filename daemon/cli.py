@@ -69,7 +69,15 @@ async def _serve(config: Config, *, new_prompt: bool, host_bus: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    daemon = Daemon(config, host_bus=host_bus, resume=not new_prompt)
+    if config.daemon.profile:  # the person's profile reranks every fork and learns from every decision
+        from razvilka.daemon.learn.live import profiled_daemon
+        from razvilka.daemon.learn.profile import Profile, default_profile_path
+
+        profile = Profile.load(default_profile_path(config.daemon.user, config.store.path), config.daemon.user)
+        daemon = profiled_daemon(config, profile=profile, widen=config.daemon.profile_widen,
+                                 host_bus=host_bus, resume=not new_prompt)
+    else:
+        daemon = Daemon(config, host_bus=host_bus, resume=not new_prompt)
     try:
         await daemon.start()
         log.info("daemon ready: model=%s store=%s", daemon.engine.model_name if daemon.engine else "?", daemon.store.path)

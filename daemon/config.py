@@ -52,6 +52,8 @@ class DaemonConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     input_cost: Literal["key", "switch", "gaze", "eeg"] = "key"
     stale_focus_ms: int = 1500
     pregenerate: bool = True
+    profile: bool = True        # apply and update the user's learned profile (docs/learning.md)
+    profile_widen: int = 2      # with a profile, ask the model for widen x K words and rerank them to K
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -13,6 +13,7 @@ from razvilka.config import Config, ConfigError, load_config
 AREAS = (
     "razvilka.protocol.cli",
     "razvilka.daemon.cli",
+    "razvilka.daemon.learn_cli",
     "razvilka.inputs.cli",
     "razvilka.renderers.cli",
     "razvilka.up",
