@@ -190,8 +190,12 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
         assert text == DEFAULT_PROMPT + " zebra"
         nxt = await next_of(client, "fork.open", 60)
         assert nxt.body.candidates and nxt.body.context.endswith("zebra")
-        on_disk = json.loads(path.read_text())
-        assert on_disk["decisions"] == 7 and on_disk["accept"]["zebra"][0] == 7  # saved right after the decision
+        for _ in range(100):  # written off the event loop within about half a second of the decision
+            on_disk = json.loads(path.read_text())
+            if on_disk["decisions"] == 7:
+                break
+            await asyncio.sleep(0.1)
+        assert on_disk["decisions"] == 7 and on_disk["accept"]["zebra"][0] == 7
         assert daemon.engine.rerank_ms, "every fork went through the profile"
     finally:
         await client.close()

@@ -14,6 +14,7 @@ is asked, and without touching the daemon.
 """
 from __future__ import annotations
 
+import logging
 import mmap
 import struct
 from collections.abc import Mapping
@@ -122,6 +123,7 @@ def write_adapter(path: str | Path, pairs: Mapping[str, tuple[np.ndarray, np.nda
                                 f"the model's {ne[1]} x {ne[0]} weight")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("gguf").setLevel(logging.WARNING)  # its per-file INFO lines are noise in our CLI
     tmp = out.with_name(f".{out.name}.tmp")
     w = gguf.GGUFWriter(str(tmp), arch=base["arch"])
     w.add_type(gguf.GGUFType.ADAPTER)

@@ -9,6 +9,7 @@ docs/learning.md ("Wiring into the daemon").
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -22,6 +23,8 @@ from razvilka.daemon.learn.history import documents, open_store
 from razvilka.daemon.learn.profile import Profile
 
 log = logging.getLogger("razvilka.learn.live")
+
+SAVE_DELAY_S = 0.5   # a decision's profile update reaches the disk within this (plus the write)
 
 
 class ProfiledEngine:
@@ -64,17 +67,34 @@ def _daemon_class() -> type:
             self.profile = profile
             self.widen = widen
             self.save_ms: list[float] = []
+            self._saving: asyncio.Task[None] | None = None
 
         async def _load_engine(self) -> Any:
             return ProfiledEngine(await super()._load_engine(), self.profile, self.widen)
 
-        def _save_profile(self) -> None:
+        def _save_now(self) -> None:
             started = time.perf_counter()
             try:
                 self.profile.save()
             except OSError as exc:  # a full disk must not stop the daemon; the store still has everything
                 log.error("could not save the profile: %s", exc)
             self.save_ms.append((time.perf_counter() - started) * 1000)
+
+        def _save_profile(self) -> None:
+            """Save soon, off the event loop, at most once per ``SAVE_DELAY_S`` (a burst of decisions
+            is one write); ``close`` saves whatever is left. The store keeps every decision anyway."""
+            if self._saving is not None and not self._saving.done():
+                return
+            loop = asyncio.get_running_loop()
+
+            async def later() -> None:
+                while True:  # decisions made while it was writing are written next
+                    await asyncio.sleep(SAVE_DELAY_S)
+                    await loop.run_in_executor(None, self._save_now)
+                    if not self.profile.dirty:
+                        return
+
+            self._saving = loop.create_task(later())
 
         async def _decide(self, fork: Any, decision: Any) -> None:
             context, _ = self._spans()
@@ -95,9 +115,11 @@ def _daemon_class() -> type:
             self._save_profile()
 
         async def close(self) -> None:
+            if self._saving is not None:
+                self._saving.cancel()
             if self.doc is not None:
                 self.profile.sync(self._spans()[0], document=self.doc.id)
-            self._save_profile()
+            self._save_now()
             await super().close()
 
     return ProfiledDaemon

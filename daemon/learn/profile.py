@@ -176,22 +176,27 @@ class Profile:
         if target is None:
             raise ProtocolError(ErrorCode.BAD_CONFIG, "this profile has no file: pass a path to save()")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+        with self._lock:  # a consistent copy; the slow part (JSON, disk) runs without holding up forks
+            data = self.to_json()
+            self.dirty = self.dirty if path is not None else False
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
         os.replace(tmp, target)
-        if path is None:
-            self.dirty = False
         return target
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT, "version": VERSION, "user": self.user, "created_ns": self.created_ns,
-            "updated_ns": self.updated_ns, "decisions": self.decisions,
-            "lam": self.lam, "beta": self.beta,
-            "unigrams": self.uni, "bigrams": self.bi, "trigrams": self.tri,
-            "accept": self.acc, "accept_ctx": self.acc_ctx,
-            "em": [self.em_b, [round(x, 9) for x in self.em_pc], [round(x, 9) for x in self.em_pl]],
-        }
+        """The file's content (copies: safe to serialise while the profile goes on learning)."""
+        with self._lock:
+            return {
+                "format": FORMAT, "version": VERSION, "user": self.user, "created_ns": self.created_ns,
+                "updated_ns": self.updated_ns, "decisions": self.decisions,
+                "lam": list(self.lam), "beta": list(self.beta),
+                "unigrams": dict(self.uni), "bigrams": {h: dict(d) for h, d in self.bi.items()},
+                "trigrams": {h: dict(d) for h, d in self.tri.items()},
+                "accept": {w: list(v) for w, v in self.acc.items()},
+                "accept_ctx": {w: list(v) for w, v in self.acc_ctx.items()},
+                "em": [list(self.em_b), [round(x, 9) for x in self.em_pc], [round(x, 9) for x in self.em_pl]],
+            }
 
     def _from_json(self, data: Any) -> None:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
