@@ -192,6 +192,8 @@ def finish(out_dir: Path, run: dict[str, Any], stored: dict[str, Any], by_label:
         st = stored[label]
         row = score(label, results, params, st.get("injected", ""), st.get("injected_error", 0.0))
         row["run_s"] = st.get("run_s", 0.0)
+        if not st.get("bench", {}).get("lookahead", True):
+            row["lookahead_compute_ms_mean"] = None  # a 0-token look-ahead is no look-ahead
         rows.append(row)
     by_name = {r["name"]: r for r in rows}
     head = report.headline(by_name, HEADLINE, BASELINE)
