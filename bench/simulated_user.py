@@ -88,7 +88,8 @@ async def run_config(cfg: BenchConfig, engine: Any, phrases_all: list[str], chos
     await client.start()
     results: list[PhraseResult] = []
     try:
-        assert await client.wait_connected(10.0), "could not join the daemon's bus"
+        if not await client.wait_connected(10.0):
+            raise RuntimeError(f"{cfg.name}: the person could not join the daemon's bus")
         person = Person(client, cfg.person(think_s=args.think_ms / 1000, error=error, seed=seed))
         for j, phrase in enumerate(chosen):
             i = offset + j
@@ -107,9 +108,13 @@ async def run_config(cfg: BenchConfig, engine: Any, phrases_all: list[str], chos
 
 
 def git_rev() -> str:
+    """HEAD, with "+dirty" when the working tree has uncommitted changes (the code that ran is not HEAD)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "")
     except Exception:  # noqa: BLE001
         return ""
 

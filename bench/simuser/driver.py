@@ -9,7 +9,6 @@ every step for the cost model (costs.py), plus the daemon's own timings from the
 """
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Sequence
@@ -30,14 +29,9 @@ from razvilka.protocol.messages import (
     TextUndo,
 )
 
-try:  # imported as bench/simuser (bench/ on sys.path) or as a package
-    from simuser.costs import PhraseResult, Step
-    from simuser.policy import Action, ForkView, PolicyOptions, compare, decide, needs_lookahead, target_words
-except ImportError:  # pragma: no cover
-    from .costs import PhraseResult, Step  # type: ignore[no-redef]
-    from .policy import (  # type: ignore[no-redef]
-        Action, ForkView, PolicyOptions, compare, decide, needs_lookahead, target_words,
-    )
+# imported with bench/ on sys.path (bench/simulated_user.py and the tests put it there)
+from simuser.costs import PhraseResult, Step
+from simuser.policy import Action, ForkView, PolicyOptions, compare, decide, needs_lookahead, target_words
 
 SOURCE = "simuser"
 LETTERS = "abcdefghijklmnopqrstuvwxyz"

@@ -9,12 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-try:
-    from simuser.driver import PersonOptions
-    from simuser.policy import PolicyOptions
-except ImportError:  # pragma: no cover
-    from .driver import PersonOptions  # type: ignore[no-redef]
-    from .policy import PolicyOptions  # type: ignore[no-redef]
+# imported with bench/ on sys.path (bench/simulated_user.py and the tests put it there)
+from simuser.driver import PersonOptions
+from simuser.policy import PolicyOptions
+
 
 def _default_thresholds() -> tuple[float, float]:
     from razvilka.daemon.config import GatingConfig
