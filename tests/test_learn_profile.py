@@ -5,12 +5,16 @@ Pure Python (no model): word distributions are built by hand, as the engine woul
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from razvilka.daemon.engine import WordCandidate, WordDistribution
+from razvilka.daemon.learn.live import catch_up
 from razvilka.daemon.learn.profile import Profile, default_profile_path, history_of, words_of
+from razvilka.daemon.store import Entry, Store
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 
 
@@ -181,3 +185,52 @@ def test_profile_from_a_newer_razvilka_is_refused_and_left_alone(tmp_path: Path)
         Profile.load(path)
     assert err.value.code == ErrorCode.BAD_CONFIG and "newer" in err.value.detail
     assert path.read_bytes() == before
+
+
+def _decide_in_store(store: Store, doc_id: str, context: str, word: str, shown: list[str]) -> None:
+    """One fork and its decision, written the way the daemon writes them."""
+    fork_id = uuid.uuid4().hex
+    store.add_fork(doc_id, fork_id, position=0, context=context, prefix="", page=0, reason="test", entropy=2.0,
+                   margin=0.1, candidates=[{"index": i, "word": w, "prob": 0.2} for i, w in enumerate(shown)])
+    store.add_entry(doc_id, Entry(uuid.uuid4().hex, 0, "human", " " + word, [], [word], fork_id=fork_id,
+                                  idx=shown.index(word)))
+
+
+def test_a_crash_before_the_profile_is_saved_loses_no_decision(tmp_path: Path) -> None:
+    """kill -9 between a decision's store write and the profile's save: on restart the profile
+    learns what the store has and it lacks, once, and never a decision it already had."""
+    store = Store(tmp_path / "store.sqlite3")
+    path = tmp_path / "profiles" / "ann.json"
+    prof = Profile.load(path, "ann")
+    doc = store.new_document("ann", "Dear", "gemma")
+    shown = ["Mr", "Miss", "Sir"]
+    ctx = "Dear"
+    for word in ("Mr", "Darcy"):  # observed, written, marked, saved: what the daemon does
+        prof.observe(ctx, shown + [word] * (word not in shown), word, " " + word, document=doc.id)
+        _decide_in_store(store, doc.id, ctx, word, list(dict.fromkeys(shown + [word])))
+        prof.mark_store(time.time_ns())
+        ctx += " " + word
+    prof.save()
+    saved = json.loads(path.read_text())
+    # the third decision reaches the store; the daemon dies before the profile is written
+    _decide_in_store(store, doc.id, ctx, "Sir", shown)
+    restarted = Profile.load(path, "ann")
+    assert restarted.to_json() == saved and "Sir" not in restarted.uni
+    assert catch_up(restarted, store.path, "ann") == 1
+    assert restarted.uni["Sir"] == 1 and restarted.uni["Mr"] == 1 and restarted.decisions == 3
+    assert catch_up(restarted, store.path, "ann") == 0, "the mark moved past what it learned"
+
+    # observed and saved, but the crash came before the store write was marked: not learned twice
+    ctx += " Sir"
+    restarted.observe(ctx, shown, "Miss", " Miss", document=doc.id)
+    restarted.save()
+    _decide_in_store(store, doc.id, ctx, "Miss", shown)
+    again = Profile.load(path, "ann")
+    assert catch_up(again, store.path, "ann") == 0
+    assert again.uni["Miss"] == 1 and again.decisions == 4
+    assert again.store_mark_ns >= restarted.store_mark_ns
+    # someone else's decisions are not this profile's
+    other = store.new_document("bob", "Hi", "gemma")
+    _decide_in_store(store, other.id, "Hi", "Sir", shown)
+    assert catch_up(again, store.path, "ann") == 0 and again.uni["Sir"] == 1
+    store.close()

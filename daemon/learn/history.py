@@ -21,7 +21,7 @@ REQUIRED = {
     "documents": ("id", "user", "prompt", "model", "created_ns"),
     "forks": ("id", "document_id", "position", "context", "prefix", "page", "candidates", "opened_ns"),
     "entries": ("id", "document_id", "ord", "kind", "fork_id", "idx", "text", "tokens", "words", "sources",
-                "rule", "phrase", "typed", "undone"),
+                "rule", "phrase", "typed", "undone", "created_ns"),
 }
 
 
@@ -102,6 +102,7 @@ class Decision:
     shown: list[Shown] = field(default_factory=list)  # every candidate shown at this context, all its forks
     probs: dict[str, float] = field(default_factory=dict)  # the LLM's word probabilities (page 0, no prefix)
     following: str = ""             # the text the document goes on with after it (live decisions only)
+    created_ns: int = 0             # when the store wrote it (wall clock, ns)
 
 
 @dataclass
@@ -131,25 +132,28 @@ def _forks(db: sqlite3.Connection, doc_id: str) -> list[Fork]:
     return out
 
 
-def documents(db: sqlite3.Connection, user: str | None = None) -> Iterator[DocumentHistory]:
-    """Each document (of ``user``, or everyone's), oldest first, with its decisions and forks."""
-    q = "SELECT id, user, prompt, model FROM documents"
+def documents(db: sqlite3.Connection, user: str | None = None, *, since_ns: int = 0) -> Iterator[DocumentHistory]:
+    """Each document (of ``user``, or everyone's), oldest first, with its decisions and forks;
+    with ``since_ns``, only documents that have an entry written after that time."""
+    q = "SELECT id, user, prompt, model FROM documents WHERE 1=1"
     args: tuple[Any, ...] = ()
     if user:
-        q, args = q + " WHERE user=?", (user,)
+        q, args = q + " AND user=?", (user,)
+    if since_ns:
+        q, args = q + " AND id IN (SELECT document_id FROM entries WHERE created_ns > ?)", (*args, since_ns)
     for doc_id, doc_user, prompt, model in db.execute(q + " ORDER BY created_ns", args).fetchall():
         forks = _forks(db, doc_id)
         by_id = {f.id: f for f in forks}
         by_context: dict[str, list[Fork]] = {}
         for f in forks:
             by_context.setdefault(f.context, []).append(f)
-        rows = db.execute("SELECT kind, fork_id, idx, text, tokens, words, sources, rule, phrase, typed, undone "
-                          "FROM entries WHERE document_id=? ORDER BY ord", (doc_id,)).fetchall()
+        rows = db.execute("SELECT kind, fork_id, idx, text, tokens, words, sources, rule, phrase, typed, undone, "
+                          "created_ns FROM entries WHERE document_id=? ORDER BY ord", (doc_id,)).fetchall()
         segments: list[tuple[str, str]] = []
         decisions: list[Decision] = []
         live_after: list[tuple[Decision, int]] = []   # live decisions and where their text ends in the document
         text_len = 0
-        for kind, fork_id, idx, text, tokens, words, sources, rule, phrase, typed, undone in rows:
+        for kind, fork_id, idx, text, tokens, words, sources, rule, phrase, typed, undone, created in rows:
             before = prompt + "".join(t for _, t in segments)
             if not undone:
                 segments.append(("human" if kind == "human" else "model", text))
@@ -166,7 +170,8 @@ def documents(db: sqlite3.Connection, user: str | None = None) -> Iterator[Docum
             d = Decision(doc_id, doc_user, prompt, fork, "typed" if typed or idx is None else "chosen",
                          None if idx is None else int(idx), word_list[0] if word_list else text.strip(),
                          text, json.loads(tokens), bool(phrase), bool(undone), json.loads(sources), rule or "",
-                         context, shown, {s.word: s.prob for s in base.candidates} if base else {})
+                         context, shown, {s.word: s.prob for s in base.candidates} if base else {},
+                         created_ns=int(created or 0))
             decisions.append(d)
             if not undone:
                 text_len += len(text)

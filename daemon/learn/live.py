@@ -20,7 +20,7 @@ from typing import Any
 
 from razvilka.daemon.engine import WordCandidate, WordDistribution
 from razvilka.daemon.learn.history import documents, open_store
-from razvilka.daemon.learn.profile import Profile
+from razvilka.daemon.learn.profile import Profile, decision_key
 
 log = logging.getLogger("razvilka.learn.live")
 
@@ -69,6 +69,17 @@ def _daemon_class() -> type:
             self.save_ms: list[float] = []
             self._saving: asyncio.Task[None] | None = None
 
+        async def start(self) -> None:
+            # a crash (kill -9) can come between a decision's store write and the profile's next
+            # save: learn what the store has and the profile lacks before the first fork
+            learned = await asyncio.get_running_loop().run_in_executor(
+                None, catch_up, self.profile, self.store.path, self.config.daemon.user)
+            if learned or self.profile.path is None or not self.profile.path.exists():
+                self._save_now()
+            if learned:
+                log.info("profile caught up with %d decision(s) from the store", learned)
+            await super().start()
+
         async def _load_engine(self) -> Any:
             return ProfiledEngine(await super()._load_engine(), self.profile, self.widen)
 
@@ -103,6 +114,7 @@ def _daemon_class() -> type:
             self.profile.observe(context, [c.word for c in fork.dist.candidates], cand.word, cand.text + phrase,
                                  document=self.doc.id)
             await super()._decide(fork, decision)
+            self.profile.mark_store(time.time_ns())
             self._save_profile()
 
         async def _commit_typed(self, fork: Any, word: str) -> None:
@@ -112,6 +124,7 @@ def _daemon_class() -> type:
                 shown = [c.word for c in fork.dist.candidates] if fork is not None else []
                 self.profile.observe(context, shown, None, lead + word, document=self.doc.id)
             await super()._commit_typed(fork, word)
+            self.profile.mark_store(time.time_ns())
             self._save_profile()
 
         async def close(self) -> None:
@@ -135,12 +148,27 @@ def replay_store(profile: Profile, store_path: str | Path, user: str | None = No
 
     The same ``observe`` calls the daemon makes, with the LLM probabilities stored at each fork.
     """
+    return _replay(profile, store_path, user, since_ns=0)
+
+
+def catch_up(profile: Profile, store_path: str | Path, user: str | None = None) -> int:
+    """Teach ``profile`` the store's live decisions written after its ``store_mark_ns`` (those a
+    crash kept from its file); returns how many. The last decision it observed before the crash
+    may be newer than its mark: its ``last_key`` names it, and it is not learned twice."""
+    if not Path(store_path).is_file():
+        return 0
+    return _replay(profile, store_path, user, since_ns=profile.store_mark_ns)
+
+
+def _replay(profile: Profile, store_path: str | Path, user: str | None, *, since_ns: int) -> int:
     db = open_store(store_path)
-    n = 0
+    n, newest = 0, since_ns
     try:
-        for doc in documents(db, user):
-            for d in doc.decisions:
-                if d.undone:
+        for doc in documents(db, user, since_ns=since_ns):
+            fresh = [d for d in doc.decisions if d.created_ns > since_ns]
+            for d in fresh:
+                newest = max(newest, d.created_ns)
+                if d.undone or (since_ns and decision_key(doc.id, d.context, d.text) == profile.last_key):
                     continue
                 profile.observe(d.context, [s.word for s in d.shown], d.word if d.kind == "chosen" else None,
                                 d.text, probs=d.probs, document=doc.id)
@@ -148,4 +176,5 @@ def replay_store(profile: Profile, store_path: str | Path, user: str | None = No
             profile.sync(doc.prompt + doc.text, document=doc.id)
     finally:
         db.close()
+    profile.mark_store(newest)
     return n

@@ -21,6 +21,7 @@ written atomically; an unreadable file is kept aside and a fresh profile starts 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import heapq
 import itertools
 import json
@@ -131,6 +132,10 @@ class Profile:
         self.decisions = 0
         self.created_ns = time.time_ns()
         self.updated_ns = self.created_ns
+        # store decisions written up to this time are in the profile (live.catch_up learns the rest),
+        # and the key of the last decision observed (it may be in the profile but not yet marked)
+        self.store_mark_ns = self.created_ns
+        self.last_key = ""
         self._n = 0
         self._bi_tot: dict[str, int] = {}
         self._tri_tot: dict[str, int] = {}
@@ -190,6 +195,7 @@ class Profile:
             return {
                 "format": FORMAT, "version": VERSION, "user": self.user, "created_ns": self.created_ns,
                 "updated_ns": self.updated_ns, "decisions": self.decisions,
+                "store_mark_ns": self.store_mark_ns, "last_key": self.last_key,
                 "lam": list(self.lam), "beta": list(self.beta),
                 "unigrams": dict(self.uni), "bigrams": {h: dict(d) for h, d in self.bi.items()},
                 "trigrams": {h: dict(d) for h, d in self.tri.items()},
@@ -208,6 +214,8 @@ class Profile:
         self.created_ns = int(data["created_ns"])
         self.updated_ns = int(data["updated_ns"])
         self.decisions = int(data["decisions"])
+        self.store_mark_ns = int(data.get("store_mark_ns", self.updated_ns))
+        self.last_key = str(data.get("last_key", ""))
         self.lam = [float(x) for x in data["lam"]]
         self.beta = [float(x) for x in data["beta"]]
         if len(self.lam) != 3 or len(self.beta) != 2 or not all(map(math.isfinite, self.lam + self.beta)):
@@ -439,6 +447,13 @@ class Profile:
             self._sync(context, document)
             self._observe(context, shown, chosen, committed, probs, document)
 
+    def mark_store(self, ns: int) -> None:
+        """Every store decision written up to ``ns`` has been observed (call after the store write)."""
+        with self._lock:
+            if ns > self.store_mark_ns:
+                self.store_mark_ns = ns
+                self.dirty = True
+
     def sync(self, text: str, *, document: str | None = None) -> None:
         """Learn the words written since the last decision (auto-written, kept): call at a document's end."""
         with self._lock:
@@ -492,6 +507,7 @@ class Profile:
         self._refresh_top()
         self._seen.pop(context, None)
         self._last = undo
+        self.last_key = decision_key(document, context, committed)
         self.updated_ns = time.time_ns()
         self.dirty = True
 
@@ -579,6 +595,11 @@ class Profile:
                 "words": self._n, "vocabulary": len(self.uni), "lambda": [round(x, 4) for x in self.lam],
                 "beta": [round(x, 4) for x in self.beta], "held_out": self.log_likelihood(),
                 "most_picked": [w for w, _ in top], "notice": self.notice}
+
+
+def decision_key(document: str | None, context: str, committed: str) -> str:
+    """Names one decision (its document, where it was made, what it appended) across a restart."""
+    return hashlib.sha1(SEP.join((document or "", context, committed)).encode("utf-8")).hexdigest()
 
 
 class _NewerProfile(ValueError):
