@@ -122,7 +122,9 @@ async def test_export_formats_on_a_real_store(start_daemon: Any, tmp_path: Path)
     # and the profile learned from this store sees the same decisions
     prof = Profile()
     assert replay_store(prof, rd.config.store.path, "default") == 3
-    assert prof.uni.get("zebra") == 1 and prof.acc["zebra"][0] == 1
+    assert prof.uni.get("zebra") == 1, "the typed word is in the person's cache"
+    assert "zebra" not in prof.acc, "it was never on screen: no accept/reject evidence about it"
+    assert sum(v[1] for v in prof.acc.values()) > 0, "the candidates passed over were counted"
 
 
 def _old_store(path: Path) -> None:
@@ -195,7 +197,8 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
             if on_disk["decisions"] == 7:
                 break
             await asyncio.sleep(0.1)
-        assert on_disk["decisions"] == 7 and on_disk["accept"]["zebra"][0] == 7
+        # typed six times (the cache knows it), then chosen once when offered (the accept count)
+        assert on_disk["decisions"] == 7 and on_disk["unigrams"]["zebra"] == 7 and on_disk["accept"]["zebra"][0] == 1
         assert daemon.engine.rerank_ms, "every fork went through the profile"
     finally:
         await client.close()

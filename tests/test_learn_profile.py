@@ -89,6 +89,35 @@ def test_cache_offers_the_persons_own_word_the_llm_did_not_list() -> None:
     assert "Elizabeth" not in [c.word for c in none.candidates]
 
 
+def test_at_a_prefix_fork_the_engine_order_stays_and_one_own_word_may_join() -> None:
+    """Once letters are typed the engine's prefix list is sharp: the profile keeps its order and
+    probabilities, and lets at most one of the person's words it did not list join."""
+    prof = Profile()
+    for i, name in enumerate(["Elizabeth", "Emma", "Elizabeth", "Emma", "Edmund"] * 2):
+        c = f"Note {i} said"
+        prof.rerank(dist(LLM), c, k=5)
+        prof.observe(c, [w for w, _ in LLM[:5]], None, " " + name, document=f"d{i}")
+    engine = dist([("Ed", 0.4), ("Em", 0.3), ("Eve", 0.2), ("Ewan", 0.05)], prefix="E")
+    out = prof.rerank(engine, "and then said", k=3)
+    words = [c.word for c in out.candidates]
+    own = [w for w in words if w in ("Elizabeth", "Emma", "Edmund")]
+    assert len(own) == 1, words
+    assert [w for w in words if w not in own] == ["Ed", "Em"], "the engine's words keep their order"
+    assert [c.prob for c in out.candidates if c.word in ("Ed", "Em")] == [0.4, 0.3]
+
+
+def test_a_typed_word_is_cache_evidence_not_accept_evidence() -> None:
+    """A word the person typed was never on screen: the cache learns it; the words that were on
+    screen were passed over (at the rate the model expected them); nothing was "accepted"."""
+    prof = Profile()
+    for i in range(10):
+        c = f"Note {i} said"
+        prof.observe(c, [w for w, _ in LLM[:5]], None, " zebra", probs=dict(LLM), document=f"d{i}")
+    assert prof.uni["zebra"] == 10 and "zebra" not in prof.acc
+    assert all(prof.acc[w][:2] == [0, 10] for w, _ in LLM[:5])
+    assert 1.0 < prof.acc["the"][2] <= 10 * 0.30 + 1e-9  # its probability at each fork, summed
+
+
 def test_interpolation_weight_is_learned_from_held_out_choices() -> None:
     # a person who always writes what the cache predicts: the weight of the cache grows
     steady = Profile()

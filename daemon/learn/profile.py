@@ -55,6 +55,7 @@ LAM_PRIOR = (0.05, 2.0)      # weak Beta prior on each lam_b: mean 0.05, worth 2
 BETA_RATE = 0.05             # online gradient step for the accept/reject weights
 BETA_RANGE = (-2.0, 4.0)
 INJECT = 6                   # cache words considered per source (trigram, bigram, typed prefix) that may join
+PREFIX_INJECT = 1            # at a prefix fork, at most this many of the person's words join the engine's list
 SEEN_CONTEXTS = 16           # recent forks remembered (LLM probabilities and what was shown)
 
 
@@ -403,18 +404,28 @@ class Profile:
             pc = [p / z for p in pc] if z > 0 else [0.0] * len(pc)
         pl = [llm.get(w, floor) for w in words]
         pm = [lam * a + (1.0 - lam) * b for a, b in zip(pc, pl)]
-        b1, b2 = self.beta
+        # the accept/reject factor only at whole-word forks: its counts come from what was shown there
+        b1, b2 = self.beta if not prefix else (0.0, 0.0)
         scores = []
         for w, p in zip(words, pm):
-            f1, f2 = self._features(w, h1)
+            f1, f2 = self._features(w, h1) if not prefix else (0.0, 0.0)
             scores.append(p * math.exp(b1 * f1 + b2 * f2))
         total_m, total_s = sum(pm), sum(scores)
         scale = total_m / total_s if total_s > 0 else 1.0
         order = sorted(range(len(words)), key=lambda i: -scores[i])
+        n_out = k or len(order)
+        shown_p = [min(1.0, s * scale) for s in scores]
+        if prefix:
+            # letters typed: the engine's prefix list is already sharp, and reordering it cost the simulated
+            # returning user actions (dev split, docs/learning.md); keep its order and probabilities and let
+            # at most PREFIX_INJECT of the person's own words that it did not list join, at their mixture rank
+            joined = [i for i in order[:n_out] if i >= len(cands)][:PREFIX_INJECT]
+            shown_p[: len(cands)] = [float(c.prob) for c in cands]
+            order = sorted([*range(min(len(cands), n_out - len(joined))), *joined], key=lambda i: -shown_p[i])
         lead = _lead(cands, context)
         out: list[WordCandidate] = []
-        for i in order[: k or len(order)]:
-            prob = min(1.0, scores[i] * scale)
+        for i in order[:n_out]:
+            prob = shown_p[i]
             if i < len(cands):
                 out.append(replace(cands[i], prob=prob))
             else:
@@ -491,8 +502,11 @@ class Profile:
                 self.em_b.append(self.bucket(h2, h1))
                 self.em_pc.append(self.p_cache(target, h2, h1))
                 self.em_pl.append(llm.get(target, floor))
-            choice_set = list(dict.fromkeys([*shown, *seen.shown, target]))
-            expected = self._beta_step(choice_set, target, h2, h1, llm, floor)
+            # accept/reject counts words *shown*: a typed word the engine did not offer is no evidence
+            # for or against the words on screen being chosen (the cache learns it instead)
+            offered = chosen is not None
+            choice_set = list(dict.fromkeys([*shown, *seen.shown, *([target] if offered else [])]))
+            expected = self._beta_step(choice_set, target if offered else None, h2, h1, llm, floor)
             for w, e in zip(choice_set, expected):
                 a, r = (1, 0) if w == target else (0, 1)
                 self._accept(h1, w, a, r, e)
@@ -531,21 +545,21 @@ class Profile:
         self._last = None
         self._refresh_top()
 
-    def _beta_step(self, choice_set: list[str], target: str, h2: str, h1: str, llm: Mapping[str, float],
+    def _beta_step(self, choice_set: list[str], target: str | None, h2: str, h1: str, llm: Mapping[str, float],
                    floor: float) -> list[float]:
-        """One gradient step on log P(target | choice set) of the conditional-logit choice model.
+        """One gradient step on log P(target | choice set) of the conditional-logit choice model
+        (none when ``target`` is None: the person typed a word that was not offered).
 
-        Returns each word's probability of being the one chosen under the mixture alone (no
-        accept/reject factor): what the accept statistics count as "expected"."""
+        Returns each word's probability under the mixture alone (no accept/reject factor): how
+        often the model expects it to be the next word, what the accept statistics count as "expected"."""
         lam = self.weight(h2, h1)
         parts = self._parts(h2, h1)
         feats, base = [], []
         for w in choice_set:
             feats.append(self._features(w, h1))
             base.append(max(lam * self._p(w, parts) + (1 - lam) * llm.get(w, floor), 1e-12))
-        zb = sum(base)
-        expected = [b / zb for b in base]
-        if len(choice_set) < 2:
+        expected = [min(1.0, b) for b in base]
+        if target is None or len(choice_set) < 2:
             return expected
         logits = [math.log(b) + self.beta[0] * f[0] + self.beta[1] * f[1] for b, f in zip(base, feats)]
         m = max(logits)
