@@ -57,6 +57,7 @@ log = logging.getLogger("razvilka.daemon")
 T = TypeVar("T")
 
 CONTEXT_CHARS = 200
+DECLINED_KEEP = 256   # remembered auto-written words taken back (per document)
 
 
 @dataclass
@@ -129,6 +130,9 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.marks: list[int] = []
         self.prompt_mark = 0
+        # auto-written words the person took back with ``back``, by the text they followed: the model
+        # (greedy) would write the same run again, so there it forks instead (docs/daemon.md, "back")
+        self.declined: dict[str, str] = {}
         self.ready = asyncio.Event()
         self.fatal: BaseException | None = None
 
@@ -264,6 +268,7 @@ class Daemon:
         self.engine.reset(prompt)
         self.prompt_mark = self.engine.checkpoint()
         self.marks = []
+        self.declined.clear()
         for e in entries:
             if e.tokens:
                 self.engine.commit(WordCandidate(word=" ".join(e.words), text=e.text, tokens=list(e.tokens), prob=1.0))
@@ -355,9 +360,12 @@ class Daemon:
             fork, reason = should_fork(dist, g, self.config.daemon.input_cost, auto_words=len(auto))
             if fork:
                 break
+            top = dist.candidates[0]
+            if self.declined.get(self.engine.text) == top.word:
+                reason = "declined"  # the person took this very word back here: ask, don't write it again
+                break
             if not self.unpaused.is_set():
                 await self.unpaused.wait()
-            top = dist.candidates[0]
             self.store.add_entry(self.doc.id, Entry(uuid.uuid4().hex, 0, "model", top.text, list(top.tokens), [top.word]))
             await self._commit(top)
             auto.append(top)
@@ -661,6 +669,13 @@ class Daemon:
         del self.marks[len(entries):]
         await self._eng(self.engine.rewind, self.marks[-1] if self.marks else self.prompt_mark)
         removed = "".join(e.text for e in reversed(undone))
+        at = self.engine.text
+        for e in reversed(undone):  # remember the model's words that were taken back, where they stood
+            if e.kind == "model" and e.words:
+                self.declined[at] = e.words[0]
+                while len(self.declined) > DECLINED_KEEP:
+                    del self.declined[next(iter(self.declined))]
+            at += e.text
         self._publish(TextUndo(removed=removed, position=self._position(), decisions_undone=len(undone)))
         self._publish_text()
 

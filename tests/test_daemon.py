@@ -274,3 +274,40 @@ async def test_auto_mode_writes_while_sure_and_forks_when_unsure(start_daemon: S
     assert fork.body.reason  # and it stopped: either unsure, or the auto-write cap
     entries = d.daemon.store.entries(d.daemon.doc.id)
     assert entries and all(e.kind == "model" for e in entries)
+
+
+async def test_back_after_an_auto_run_is_not_written_again(start_daemon: StartDaemon) -> None:
+    """The model writes its top word, so an auto run taken back with ``back`` would come back word for
+    word after the person re-selects its first word. The daemon remembers the words taken back and
+    forks at each of them instead: the person can correct the run where it went wrong."""
+    prompt = "One, two, three, four, five, six, seven,"
+    d = await start_daemon(gating={"mode": "auto", "max_entropy_bits": 100.0, "min_margin": 0.0,
+                                   "max_auto_words": 3}, daemon={"prompt": prompt})
+    bus = await d.client("t", ["fork.", "text."])
+    fork = await _current_fork(bus)
+    entries = d.daemon.store.entries(d.daemon.doc.id)
+    run = [e.words[0] for e in entries]
+    assert len(run) == 3 and fork.body.reason.startswith("max_auto_words"), (run, fork.body.reason)
+    bus.publish(Command(command="back", source="keyboard"))
+    undo = await next_of(bus, "text.undo")
+    assert undo.body.removed == "".join(e.text for e in entries)
+    again = await open_fork(bus)
+    assert again.body.reason == "back" and again.body.context.endswith(prompt[-20:])
+    # the person keeps the first two words of the run: each time the daemon asks instead of rewriting
+    for i in range(2):
+        words = [c.word for c in again.body.candidates]
+        assert words[0] == run[i], (words, run)
+        bus.publish(Select(index=0, source="keyboard"), fork_id=again.header.fork_id)
+        await next_of(bus, "fork.decided")
+        again = await open_fork(bus)
+        assert again.body.reason == "declined", again.body.reason
+        assert [c.word for c in again.body.candidates][0] == run[i + 1]
+    # and picks another third word: from there the model writes on by itself again
+    other = again.body.candidates[1].word
+    bus.publish(Select(index=1, source="keyboard"), fork_id=again.header.fork_id)
+    await next_of(bus, "fork.decided")
+    after = await open_fork(bus)
+    assert after.body.reason.startswith("max_auto_words"), after.body.reason
+    live = d.daemon.store.entries(d.daemon.doc.id)
+    assert [(e.kind, e.words[0]) for e in live[:3]] == [("human", run[0]), ("human", run[1]), ("human", other)]
+    assert [e.kind for e in live[3:]] == ["model"] * 3

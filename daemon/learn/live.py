@@ -72,8 +72,12 @@ def _daemon_class() -> type:
         async def start(self) -> None:
             # a crash (kill -9) can come between a decision's store write and the profile's next
             # save: learn what the store has and the profile lacks before the first fork
-            learned = await asyncio.get_running_loop().run_in_executor(
-                None, catch_up, self.profile, self.store.path, self.config.daemon.user)
+            try:
+                learned = await asyncio.get_running_loop().run_in_executor(
+                    None, catch_up, self.profile, self.store.path, self.config.daemon.user)
+            except Exception as exc:  # the profile is an aid: a store it cannot read must not stop the daemon
+                log.warning("the profile could not catch up with the store %s: %s", self.store.path, exc)
+                learned = 0
             if learned or self.profile.path is None or not self.profile.path.exists():
                 self._save_now()
             if learned:

@@ -56,6 +56,7 @@ BETA_RATE = 0.05             # online gradient step for the accept/reject weight
 BETA_RANGE = (-2.0, 4.0)
 INJECT = 6                   # cache words considered per source (trigram, bigram, typed prefix) that may join
 PREFIX_INJECT = 1            # at a prefix fork, at most this many of the person's words join the engine's list
+PREFIX_RERANK = False        # True: rerank prefix forks like whole-word ones (bench/profile_probe.py compares)
 SEEN_CONTEXTS = 16           # recent forks remembered (LLM probabilities and what was shown)
 
 
@@ -404,18 +405,19 @@ class Profile:
             pc = [p / z for p in pc] if z > 0 else [0.0] * len(pc)
         pl = [llm.get(w, floor) for w in words]
         pm = [lam * a + (1.0 - lam) * b for a, b in zip(pc, pl)]
+        keep = bool(prefix) and not PREFIX_RERANK
         # the accept/reject factor only at whole-word forks: its counts come from what was shown there
-        b1, b2 = self.beta if not prefix else (0.0, 0.0)
+        b1, b2 = self.beta if not keep else (0.0, 0.0)
         scores = []
         for w, p in zip(words, pm):
-            f1, f2 = self._features(w, h1) if not prefix else (0.0, 0.0)
+            f1, f2 = self._features(w, h1) if not keep else (0.0, 0.0)
             scores.append(p * math.exp(b1 * f1 + b2 * f2))
         total_m, total_s = sum(pm), sum(scores)
         scale = total_m / total_s if total_s > 0 else 1.0
         order = sorted(range(len(words)), key=lambda i: -scores[i])
         n_out = k or len(order)
         shown_p = [min(1.0, s * scale) for s in scores]
-        if prefix:
+        if keep:
             # letters typed: the engine's prefix list is already sharp, and reordering it cost the simulated
             # returning user actions (dev split, docs/learning.md); keep its order and probabilities and let
             # at most PREFIX_INJECT of the person's own words that it did not list join, at their mixture rank
