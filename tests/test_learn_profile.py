@@ -262,4 +262,7 @@ def test_a_crash_before_the_profile_is_saved_loses_no_decision(tmp_path: Path) -
     other = store.new_document("bob", "Hi", "gemma")
     _decide_in_store(store, other.id, "Hi", "Sir", shown)
     assert catch_up(again, store.path, "ann") == 0 and again.uni["Sir"] == 1
+    # a reset profile starts from now: the old decisions are not learned back
+    again.reset()
+    assert catch_up(again, store.path, "ann") == 0 and again.words_seen == 0
     store.close()
