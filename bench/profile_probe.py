@@ -104,25 +104,30 @@ def actions(item: Word, shown: Callable[[Any], list[str]], k: int) -> tuple[int,
     return len(item.word) + 1, False
 
 
+def _history(P: Any, data: dict[str, list[Word]], size: int, k: int, seed: Sequence[str]) -> Any:
+    """The profile after the first ``size`` clauses (the daemon's ``observe`` calls; the engine's top K shown)."""
+    prof = P.Profile(None, "probe")
+    for i, clause in enumerate(seed):  # nothing on screen, nothing chosen: the cache learns the text
+        prof.observe("", [], None, clause, document=f"seed{i}")
+    for item in data["first"]:
+        if item.phrase >= size:
+            break
+        shown = [c.word for c in item.dist.candidates[:k]]
+        prof.rerank(item.dist, item.context, k=k)
+        prof.observe(item.context, shown, item.word if item.word in shown else None, " " + item.word,
+                     document=f"first{item.phrase}")
+    return prof
+
+
 def score(data: dict[str, list[Word]], size: int, rule: str, k: int, seed: Sequence[str] = ()) -> dict[str, Any]:
     """Actions per word for one rule; ``seed``: clauses the profile's cache reads first (text only)."""
     from razvilka.daemon.learn import profile as P
 
     P.PREFIX_RERANK = rule == "profile, prefix reranked"
     try:
-        prof = P.Profile(None, "probe") if rule != "engine" else None
-        if prof is not None:
-            for i, clause in enumerate(seed):  # nothing on screen, nothing chosen: the cache learns the text
-                prof.observe("", [], None, clause, document=f"seed{i}")
-            for item in data["first"]:
-                if item.phrase >= size:
-                    break
-                shown = [c.word for c in item.dist.candidates[:k]]
-                prof.rerank(item.dist, item.context, k=k)
-                prof.observe(item.context, shown, item.word if item.word in shown else None, " " + item.word,
-                             document=f"first{item.phrase}")
         out: dict[str, Any] = {}
-        for part in ("dev", "test"):
+        for part in ("dev", "test"):  # each part from the same history: the test part does not learn the dev part
+            prof = _history(P, data, size, k, seed) if rule != "engine" else None
             n_act = chars = hits = 0
             for item in data[part]:
                 if prof is None:
@@ -139,8 +144,9 @@ def score(data: dict[str, list[Word]], size: int, rule: str, k: int, seed: Seque
             n = len(data[part])
             out[part] = {"words": n, "recall_at_k": hits / n, "actions_per_word": n_act / n,
                          "ksr_proxy": 1 - n_act / chars}
-        if prof is not None:
-            out["profile"] = {"lambda": [round(x, 4) for x in prof.lam], "beta": [round(x, 4) for x in prof.beta]}
+            if prof is not None:
+                out.setdefault("profile", {})[part] = {"lambda": [round(x, 4) for x in prof.lam],
+                                                       "beta": [round(x, 4) for x in prof.beta]}
         return out
     finally:
         P.PREFIX_RERANK = False
