@@ -94,8 +94,6 @@ async def _main(config: "Config", args: argparse.Namespace, stop: asyncio.Event)
     try:
         client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=list(SUBSCRIBE))
         async with client:
-            if args.replay:
-                await client.wait_connected(5.0)
             adapter = KeyAdapter(client, source, make_interpreter(cfg, keymap), name=cfg.name)
             code = await adapter.run(stop)
             if args.replay:

@@ -85,6 +85,10 @@ class KeyAdapter:
     async def run(self, stop: asyncio.Event | None = None) -> int:
         """0 when stopped or the source ran out; 1 when the source failed."""
         stop = stop or asyncio.Event()
+        # PUB drops what it sends before the proxy has subscribed to it: the first status and the
+        # first key must not be lost, so wait for our own probe to come back first
+        if not await self.client.wait_connected(5.0):
+            log.warning("the bus did not answer within 5 s; going on (early events may be lost)")
         bus = asyncio.create_task(self._follow_bus(), name=f"{self.name}-bus")
         keys = asyncio.create_task(self._follow_keys(), name=f"{self.name}-keys")
         stopper = asyncio.create_task(stop.wait(), name=f"{self.name}-stop")

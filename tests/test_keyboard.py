@@ -236,7 +236,13 @@ async def test_cli_runs_the_adapter_and_stops_on_sigterm(display: XServer, ipc_b
                             env=cli_env(tmp_path, DISPLAY=display.display),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        msg = await next_input(observer, timeout=20, kinds=("source.status",))
+        try:
+            msg = await next_input(observer, timeout=20, kinds=("source.status",))
+        except AssertionError:  # say why: the adapter's own output
+            proc.kill()
+            out, err = proc.communicate(timeout=10)
+            raise AssertionError(f"the adapter said nothing on the bus; rc={proc.returncode}; "
+                                 f"stdout={out.decode()[-1500:]!r} stderr={err.decode()[-1500:]!r}") from None
         assert isinstance(msg.body, SourceStatus) and msg.body.state == "ok" and msg.header.sender == "keyboard"
         await asyncio.sleep(0.3)  # the snapshot reply (the fork) lands right after "ok"
         await display.key("2")

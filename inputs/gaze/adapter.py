@@ -277,6 +277,8 @@ async def _main(config: "Config", cfg: GazeConfig) -> int:
         log.error("cannot join the bus: %s (is the daemon or `razvilka bus` running?)", exc)
         return 1
     async with client:
+        if not await client.wait_connected(5.0):  # PUB drops what it sends before the proxy subscribes
+            log.warning("the bus did not answer within 5 s; going on (early events may be lost)")
         await GazeAdapter(cfg, client, load_calibration(cfg)).run(stop)
     return 0
 

@@ -171,6 +171,9 @@
   }
 
   function onForkOpen(forkId, body) {
+    // the same fork again (the snapshot after connecting can race the live message): already drawn,
+    // and restarting would renumber the P300 flashes already sent
+    if (S.fork && S.fork.id === forkId) return;
     p300Stop();
     S.fork = { id: forkId, body };
     S.looks = new Map();
@@ -521,18 +524,20 @@
   // ------------------------------------------------------------------ P300 flashing
   // Each flash is switched on inside a requestAnimationFrame callback; its onset is that
   // callback's timestamp (the start of the frame that draws it), put on the bus clock.
-  const P = { running: false, forkId: null, order: [], pos: 0, lit: null, nextOn: -Infinity, nextOff: 0, flash: 0, round: 0, frameMs: 1000 / 60, lastTs: null };
+  const P = { running: false, gen: 0, forkId: null, order: [], pos: 0, lit: null, nextOn: -Infinity, nextOff: 0, flash: 0, round: 0, frameMs: 1000 / 60, lastTs: null };
 
   function p300Restart() {
     p300Stop();
     if (!S.cfg || !S.cfg.p300 || !S.fork || S.decided !== null || clock.offsetMs === null) return;
     if (!S.fork.body.candidates.length) return;
     Object.assign(P, { running: true, forkId: S.fork.id, order: shuffled(null), pos: 0, lit: null, nextOn: -Infinity, flash: 0, round: 0, lastTs: null });
-    requestAnimationFrame(p300Frame);
+    const gen = P.gen;   // one frame loop per start: a stopped loop never wakes up again
+    requestAnimationFrame((ts) => p300Frame(ts, gen));
   }
 
   function p300Stop() {
     P.running = false;
+    P.gen += 1;
     if (P.lit !== null) { const b = button(P.lit); if (b) b.classList.remove("flash"); }
     P.lit = null;
   }
@@ -547,8 +552,8 @@
     return order;
   }
 
-  function p300Frame(ts) {
-    if (!P.running || !S.fork || S.fork.id !== P.forkId || S.decided !== null) return;
+  function p300Frame(ts, gen) {
+    if (gen !== P.gen || !P.running || !S.fork || S.fork.id !== P.forkId || S.decided !== null) return;
     if (P.lastTs !== null && ts > P.lastTs) P.frameMs = 0.9 * P.frameMs + 0.1 * Math.min(100, ts - P.lastTs);
     P.lastTs = ts;
     const half = P.frameMs / 2;   // switch on the frame nearest the target time
@@ -580,7 +585,7 @@
         body: { indices: [index], onset_ns: busNs(ts), duration_ms: S.cfg.flash_ms, flash: P.flash++ },
       });
     }
-    requestAnimationFrame(p300Frame);
+    requestAnimationFrame((next) => p300Frame(next, gen));
   }
 
   // ------------------------------------------------------------------ start
