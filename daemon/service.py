@@ -30,7 +30,7 @@ from razvilka.daemon.engine import Aborted, Engine, WordCandidate, WordDistribut
 from razvilka.daemon.gating import should_fork
 from razvilka.daemon.store import Document, Entry, Store
 from razvilka.protocol.bus import BusHost
-from razvilka.protocol.client import BusClient
+from razvilka.protocol.client import BusClient, cancel_and_wait
 from razvilka.protocol.clock import now_ns
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import (
@@ -181,13 +181,7 @@ class Daemon:
         """Flush the store, say goodbye on the bus, close the sockets."""
         self._status("stopping")
         await self._stop_worker()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         self._status("stopped", detail="goodbye")
         if self.client is not None:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from razvilka.inputs.keymap import KeyEvent, KeyInterpreter, StatusEvent
+from razvilka.protocol.client import cancel_and_wait
 from razvilka.protocol.errors import ProtocolError
 from razvilka.protocol.messages import SourceStatus
 
@@ -97,11 +98,7 @@ class KeyAdapter:
             done, _ = await asyncio.wait({bus, keys, stopper}, return_when=asyncio.FIRST_COMPLETED)
             lost = keys in done and self.state == "lost"
         finally:
-            for task in (bus, keys, stopper):
-                task.cancel()
-            for task in (bus, keys, stopper):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait((bus, keys, stopper))
             with contextlib.suppress(Exception):
                 self._status("stopped", "adapter stopped")
         for task in done:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import zmq
@@ -54,6 +55,14 @@ class Stats:
     unknown: int = 0
     last_error: ProtocolError | None = None
     errors_by_code: dict[int, int] = field(default_factory=dict)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and wait until each has finished; their errors are not raised (we are stopping)."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 class BusClient:
@@ -144,13 +153,7 @@ class BusClient:
 
     async def close(self, *, goodbye: bool = True) -> None:
         """Stop heartbeats; send a final 'stopped' beat so peers know this was no crash."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if goodbye and self.pub is not None and not self.pub.closed and self.heartbeat_ms > 0:
             try:

@@ -112,9 +112,9 @@ class EegAdapter:
         try:
             await stop.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            from razvilka.protocol.client import cancel_and_wait
+
+            await cancel_and_wait(tasks)
             if self.link is not None:
                 await asyncio.to_thread(self.link.close)
             if self.lsl is not None:

@@ -24,7 +24,7 @@ from razvilka.inputs.gaze.dwell import ConfirmEvent, FocusEvent, GazeEvent
 from razvilka.inputs.gaze.hittest import HitMap
 from razvilka.inputs.gaze.pipeline import GazeTracker
 from razvilka.inputs.gaze.stream import ChannelMap
-from razvilka.protocol.client import BusClient
+from razvilka.protocol.client import BusClient, cancel_and_wait
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import Confirm, Focus, ForkDecided, ForkOpen, Layout, Message, SourceStatus
 
@@ -206,9 +206,7 @@ class GazeAdapter:
                     raise task.exception()  # type: ignore[misc]  # a bug: fail loudly, after cleaning up
         finally:
             stop.set()
-            for task in (*tasks, waiter):
-                task.cancel()
-            await asyncio.gather(*tasks, waiter, return_exceptions=True)
+            await cancel_and_wait((*tasks, waiter))
             self.publish(self.tracker.drop())
             if self.stream is not None:
                 self.stream.close()
