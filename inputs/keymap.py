@@ -55,7 +55,7 @@ MODIFIERS = SHORTCUT_MODIFIERS | {"shift", "shift_r", "alt_gr", "caps_lock", "nu
 
 #: Plain actions; ``select:N`` (N >= 1) selects candidate N directly.
 ACTIONS: tuple[str, ...] = (
-    "confirm", "back", "more", "toggle_pause", "pause", "resume", "regenerate",
+    "confirm", "phrase", "back", "more", "toggle_pause", "pause", "resume", "regenerate",
     "focus_next", "focus_prev", "none",
 )
 _SELECT_RE = re.compile(r"^select:([1-9][0-9]{0,2})$")
@@ -66,6 +66,7 @@ DEFAULT_KEYBOARD_KEYS: dict[str, str] = {
     **{str(n): f"select:{n}" for n in range(1, 10)},
     "up": "focus_prev", "left": "focus_prev", "down": "focus_next", "right": "focus_next",
     "enter": "confirm", "space": "confirm",
+    "end": "phrase",
     "backspace": "back",
     "tab": "more", "+": "more",
     "esc": "toggle_pause", "f12": "toggle_pause",
@@ -416,6 +417,10 @@ class KeyInterpreter:
             new = fork.indices[pos]
             self.focus, self.focus_own = new, True
             return Reaction([Emit(Focus(index=new, source=src), fid)], action=action)
+        if action == "phrase":  # the focused candidate and its look-ahead phrase: several words, one key
+            if self.focus is None:
+                return Reaction(note="phrase: no candidate is focused (move to one first)", action=action)
+            return Reaction([Emit(Select(index=self.focus, source=src, phrase=True), fid)], action=action)
         if action == "confirm":
             if self.typed and self.focus is None:
                 return self._commit(fork)

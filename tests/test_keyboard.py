@@ -124,6 +124,9 @@ async def test_numbers_arrows_enter_backspace_more_pause(keyboard: Any, display:
     await display.key("Return")
     msg = await next_input(observer)
     assert isinstance(msg.body, Confirm) and msg.body.index == 4 and msg.header.fork_id == "f1"
+    await display.key("End")  # the focused candidate with its look-ahead phrase
+    msg = await next_input(observer)
+    assert isinstance(msg.body, Select) and msg.body.index == 4 and msg.body.phrase and msg.header.fork_id == "f1"
 
     await display.key("BackSpace", "Tab", "plus", "Escape", "F12")
     cmds = [(await next_input(observer)).body for _ in range(5)]

@@ -170,6 +170,9 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         await pilot.press("enter")
         msg = await next_input(observer)
         assert isinstance(msg.body, Confirm) and msg.body.index == 3 and msg.header.fork_id == "f-7"
+        await pilot.press("end")  # the focused candidate with its look-ahead phrase
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Select) and msg.body.index == 3 and msg.body.phrase and msg.header.fork_id == "f-7"
 
         await pilot.press("backspace")
         msg = await next_input(observer)
@@ -208,7 +211,7 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         await pilot.press("enter")  # a typed word that is a candidate selects it
         msg = await next_input(observer)
         assert isinstance(msg.body, Select) and msg.body.index == 3 and msg.header.fork_id == "f-8"
-        assert app.published == 18
+        assert app.published == 19
 
 
 async def test_view_only_publishes_nothing(ipc_clients) -> None:  # type: ignore[no-untyped-def]

@@ -69,6 +69,10 @@ def messages_for_key(state: ViewState, key: str, character: str | None, source: 
         if state.focus is None:
             return []
         return [Outgoing(Confirm(source=source, index=state.focus), fork_id)]
+    if key == "end":  # the focused candidate with its look-ahead phrase: several words, one key
+        if fork_id is None or state.focus is None:
+            return []
+        return [Outgoing(Select(index=state.focus, source=source, phrase=True), fork_id)]
     if key == "backspace":
         if state.typed:
             return [_send_prefix(state, state.typed[:-1], source)]

@@ -213,7 +213,7 @@ def sources_view(state: ViewState, alive: Mapping[str, str], roles: Mapping[str,
 def help_line(state: ViewState, keys_on: bool) -> Text:
     if not keys_on:
         return Text("view only (keys off)   ctrl+q quit", style="dim")
-    text = "1-9 select  ←→ focus  enter confirm  ⌫ back  +/tab more  a-z type  esc pause  ctrl+q quit"
+    text = "1-9 select  ←→ focus  enter confirm  end +phrase  ⌫ back  +/tab more  a-z type  esc pause  ctrl+q quit"
     out = Text(text, style="dim", no_wrap=True, overflow="ellipsis")
     if state.typed:
         out = Text(f"typing '{state.typed}'  ⌫ deletes a letter  space/enter: this word  ", style="bold #ffaf00") + out
