@@ -226,6 +226,11 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
     await expect(page.locator("#text .origin-human").last).to_have_text("They")
     await expect(page.locator("#text .origin-model").last).to_have_text("are lovely, and")
 
+    # Shift+click: the word with its look-ahead phrase, one action.
+    await page.locator('#cloud .cand[data-index="0"]').click(modifiers=["Shift"])
+    sel = await next_msg(rig.daemon, "input.select")
+    assert sel.body.index == 0 and sel.body.phrase and sel.header.fork_id == "f2"  # type: ignore[union-attr]
+
     # Back and More are commands on the bus, tied to the open fork.
     await page.locator("#more").click()
     more = await next_msg(rig.daemon, "input.command")

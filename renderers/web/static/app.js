@@ -276,9 +276,9 @@
       // A short tap selects; a long press only peeks at the look-ahead.
       if (lastTouchEnd - touchStart < S.cfg.touch_peek_ms) select(index);
     });
-    b.addEventListener("click", () => {
+    b.addEventListener("click", (e) => {
       if (lastPointer !== "mouse" && performance.now() - lastTouchEnd < 1000) return;  // the tap was handled
-      select(index);
+      select(index, e.shiftKey);   // shift+click: the word and its look-ahead phrase, one action
     });
     b.addEventListener("contextmenu", (e) => e.preventDefault());   // a long press peeks; no menu
     b.addEventListener("focus", () => setHover(index));
@@ -292,10 +292,10 @@
     updateFocus();
   }
 
-  function select(index) {
+  function select(index, phrase = false) {
     if (!S.fork || S.decided !== null) return;
     markChosen(index);
-    send({ type: "input.select", fork_id: S.fork.id, body: { index } });
+    send({ type: "input.select", fork_id: S.fork.id, body: phrase ? { index, phrase: true } : { index } });
   }
 
   function markChosen(index) {
