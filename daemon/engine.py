@@ -345,6 +345,7 @@ class Engine:
         self._main_version = 0
         self._prompt_n = 0
         self._prompt_text = ""
+        self._memory_n = 0                  # BOS and memory tokens before the document (``reset``)
         self._side: dict[int, _Seq] = {}
         self._free = list(range(self.n_side, 0, -1))
         self._tick = 0
@@ -457,7 +458,7 @@ class Engine:
         """The document so far (the prompt as given, then exactly what was appended)."""
         if len(self._main) >= self._prompt_n:
             return self._prompt_text + self.vocab.text(self._main[self._prompt_n:])
-        return self.vocab.text(self._main)  # BOS and other control tokens have empty pieces
+        return self.vocab.text(self._main[self._memory_n:])  # BOS and other control tokens have empty pieces
 
     @property
     def n_tokens(self) -> int:
@@ -666,19 +667,36 @@ class Engine:
             self._rows.popitem(last=False)
 
     # ------------------------------------------------------------------------------------------- document
-    def reset(self, prompt: str) -> None:
-        """Start a new document from ``prompt`` (BOS + its tokens, prefilled on the main sequence)."""
-        L = self._L
+    def reset(self, prompt: str, memory: str = "") -> None:
+        """Start a new document from ``prompt`` (BOS + its tokens, prefilled on the main sequence).
+
+        ``memory``: text the model reads before the document but that is not part of it (the person's
+        earlier writing: docs/learning.md, "Memory"); ``text`` never shows it. It may fill at most half
+        the context, its oldest part is cut first. Whatever the new start shares with the old document
+        (the same memory, grown at its end) keeps its KV cells: only the rest is evaluated.
+        """
         body = self.tokenize(prompt)
-        toks = ([self._bos] if self._add_bos or not body else []) + body
-        if len(toks) > self.n_ctx - 64:
+        mem = self.tokenize(memory) if memory else []
+        if mem:
+            mem = mem[max(0, len(mem) - max(0, self.n_ctx // 2 - len(body))):]
+        toks = ([self._bos] if self._add_bos or not (mem or body) else []) + mem + body
+        if len(toks) - len(mem) > self.n_ctx - 64:
             raise ProtocolError(ErrorCode.BAD_CONFIG,
-                                f"prompt is {len(toks)} tokens, too long for n_ctx={self.n_ctx}")
-        L.llama_memory_clear(self._mem, True)
-        self._side.clear()
+                                f"prompt is {len(toks) - len(mem)} tokens, too long for n_ctx={self.n_ctx}")
+        keep = min(self._common(self._main, toks), len(toks) - 1)
+        for sid in list(self._side):
+            self._drop(sid)
         self._free = list(range(self.n_side, 0, -1))
-        self._set_main([])
-        self._prefill(toks)
+        if keep > 0:
+            self._L.llama_memory_seq_rm(self._mem, 0, keep, -1)
+            row = self._decode([(0, keep, toks[keep:])], None)[0]
+            self._set_main(list(toks))
+            self._remember(tuple(toks), row)
+        else:
+            self._L.llama_memory_clear(self._mem, True)
+            self._set_main([])
+            self._prefill(toks)
+        self._memory_n = len(toks) - len(body)
         self._prompt_n = len(toks)
         self._prompt_text = prompt
 
@@ -728,7 +746,7 @@ class Engine:
         self._set_main(self._main[:n_tokens])
         if n_tokens < self._prompt_n:
             self._prompt_n = n_tokens
-            self._prompt_text = self.vocab.text(self._main)
+            self._prompt_text = self.vocab.text(self._main[self._memory_n:])
 
     def next_token_probs(self) -> np.ndarray:
         """The model's next-token distribution at the end of the document (bias and masks applied)."""
