@@ -11,7 +11,7 @@ class ModelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     (assembled once into ``$XDG_CACHE_HOME/razvilka/models/``)."""
 
     path: str = ""              # a GGUF file; "" = the embedded Gemma 3 270M
-    n_ctx: int = 2048           # context (tokens), shared by the document and all side sequences
+    n_ctx: int = 4096           # context (tokens), shared by the memory, the document and all side sequences
     n_threads: int = 0          # 0: all cores this process may use
     n_batch: int = 512          # tokens per llama_decode call (prefill chunks)
     lora_path: str = ""         # optional LoRA adapter (GGUF) for this model
@@ -54,6 +54,7 @@ class DaemonConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pregenerate: bool = True
     profile: bool = True        # apply and update the user's learned profile (docs/learning.md)
     profile_widen: int = 2      # with a profile, ask the model for widen x K words and rerank them to K
+    profile_memory_chars: int = 8000  # the model first reads up to this much of the person's earlier writing (0: off)
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

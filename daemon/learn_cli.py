@@ -93,6 +93,7 @@ def run_profile(config: Config, args: argparse.Namespace) -> int:
             print(f"reset the profile of {user!r}" + (f"; the old one is kept as {kept}" if kept else ""))
         elif args.action == "rebuild":
             fresh = Profile(path, user)
+            fresh.memory_chars = max(0, config.daemon.profile_memory_chars)
             n = replay_store(fresh, config.store.path, user)
             kept = _keep_aside(path, "before-rebuild")
             fresh.save()

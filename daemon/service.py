@@ -249,17 +249,21 @@ class Daemon:
         doc = self.store.open_document(cfg.user) if self.resume else None
         if doc is not None:
             entries = self.store.entries(doc.id)
-            await self._eng(self._replay, doc.prompt, entries)
+            await self._eng(self._replay, doc.prompt, entries, self._memory_for(doc.id))
             self.doc = doc
             log.info("resumed document %s at %d entries", doc.id, len(entries))
         else:
             await self._new_document(cfg.prompt)
         self._publish_text()
 
-    def _replay(self, prompt: str, entries: list[Entry]) -> None:
+    def _memory_for(self, document: str | None) -> str:
+        """Text the model reads before this document and that is not part of it (a profile's memory)."""
+        return ""
+
+    def _replay(self, prompt: str, entries: list[Entry], memory: str = "") -> None:
         """Rebuild the engine state of a stored document (resume after a restart or crash)."""
         assert self.engine is not None
-        self.engine.reset(prompt)
+        self.engine.reset(prompt, memory)
         self.prompt_mark = self.engine.checkpoint()
         self.marks = []
         self.declined.clear()
@@ -283,7 +287,7 @@ class Daemon:
 
     async def _new_document(self, prompt: str) -> None:
         assert self.engine is not None
-        await self._eng(self._replay, prompt, [])
+        await self._eng(self._replay, prompt, [], self._memory_for(None))
         self.doc = self.store.new_document(self.config.daemon.user, prompt, self.engine.model_name)
         self.known_forks.clear()
 

@@ -192,6 +192,16 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
         assert text == DEFAULT_PROMPT + " zebra"
         nxt = await next_of(client, "fork.open", 60)
         assert nxt.body.candidates and nxt.body.context.endswith("zebra")
+        # the model read the person's earlier documents first (the memory), and none of it is in the text
+        assert fork.body.context == DEFAULT_PROMPT
+        memory = "zebra\n" * 6
+        assert daemon.engine.n_tokens >= len(engine.tokenize(memory + DEFAULT_PROMPT + " zebra"))
+        # a new text: the one just written joins the memory (and the store and profile have it)
+        client.publish(Command(command="new", source="keyboard", text="Another note:"))
+        fork3 = await next_of(client, "fork.open", 60, where=lambda m: m.body.context == "Another note:")
+        assert fork3.body.candidates
+        assert daemon.profile.memory_text() == "zebra\n" * 7
+        assert daemon.engine.n_tokens >= len(engine.tokenize("zebra\n" * 7 + "Another note:"))
         for _ in range(100):  # written off the event loop within about half a second of the decision
             on_disk = json.loads(path.read_text())
             if on_disk["decisions"] == 7:

@@ -266,3 +266,50 @@ def test_a_crash_before_the_profile_is_saved_loses_no_decision(tmp_path: Path) -
     again.reset()
     assert catch_up(again, store.path, "ann") == 0 and again.words_seen == 0
     store.close()
+
+
+def test_memory_keeps_what_the_person_wrote_per_document() -> None:
+    """The memory the model reads before a new document: what was written (chosen, typed and kept auto-written
+    words; never the prompt), one document per line; undo takes a word back; it is trimmed in blocks."""
+    prof = Profile()
+    ctx = "Prompt one."
+    for w in ("Dear", "Mr", "Darcy"):
+        prof.rerank(dist(LLM), ctx, k=5)
+        prof.observe(ctx, ["the", "a"], None, " " + w, document="d1")
+        ctx += " " + w
+    prof.rerank(dist(LLM), "Prompt two.", k=5)
+    prof.observe("Prompt two.", ["the", "a"], "a", " a", document="d2")
+    prof.observe("Prompt two.", ["the", "a"], "the", " the", document="d2")  # back, then another word
+    prof.sync("Prompt two. the letter came", document="d2")                   # the model wrote on, kept
+    assert prof.memory_text() == "Dear Mr Darcy\nthe letter came\n"
+    assert prof.memory_text(exclude="d2") == "Dear Mr Darcy\n"                # the document being written
+    # trimmed by whole documents, down to half the budget at once: the text's start changes seldom
+    prof.memory_chars = 60
+    for i in range(12):
+        prof.observe(f"P{i}", [], None, f" line number {i:02d}", document=f"n{i}")
+    text = prof.memory_text()
+    assert len(text) <= 60 and text.endswith("line number 11\n") and "Darcy" not in text
+    starts = set()
+    for i in range(12, 20):
+        prof.observe(f"P{i}", [], None, f" line number {i:02d}", document=f"n{i}")
+        starts.add(prof.memory_text()[:15])
+    assert len(starts) <= 4  # a sliding window would start anew at each of the 8 documents
+    prof.memory_chars = 0  # off: nothing of the person's text is kept
+    prof.observe("P", [], None, " secret", document="z")
+    assert prof.memory_text() == ""
+
+
+def test_memory_survives_restart_export_import_and_reset(tmp_path: Path) -> None:
+    path = tmp_path / "profiles" / "ann.json"
+    prof = Profile.load(path, "ann")
+    prof.observe("Hi", [], None, " Pemberley is lovely", document="d1")
+    prof.save()
+    again = Profile.load(path, "ann")
+    assert again.memory_text() == "Pemberley is lovely\n"
+    assert Profile.import_file(prof.export(tmp_path / "x.json"), tmp_path / "b.json").memory_text() == again.memory_text()
+    old = json.loads(path.read_text())
+    del old["memory"]  # a file written before the memory existed still loads
+    path.write_text(json.dumps(old))
+    assert Profile.load(path).memory_text() == "" and Profile.load(path).words_seen == again.words_seen
+    again.reset()
+    assert again.memory_text() == ""

@@ -66,6 +66,7 @@ def _daemon_class() -> type:
             super().__init__(config, engine=ProfiledEngine(engine, profile, widen) if engine is not None else None, **kw)
             self.profile = profile
             self.widen = widen
+            profile.memory_chars = max(0, int(config.daemon.profile_memory_chars))
             self.save_ms: list[float] = []
             self._saving: asyncio.Task[None] | None = None
 
@@ -83,6 +84,15 @@ def _daemon_class() -> type:
             if learned:
                 log.info("profile caught up with %d decision(s) from the store", learned)
             await super().start()
+
+        async def _new_document(self, prompt: str) -> None:
+            if self.doc is not None:  # words the model wrote at the end of the last document were kept
+                self.profile.sync(self._spans()[0], document=self.doc.id)
+            await super()._new_document(prompt)
+
+        def _memory_for(self, document: str | None) -> str:
+            # the person's earlier documents, read by the model before this one (docs/learning.md, "Memory")
+            return self.profile.memory_text(exclude=document) if self.profile.memory_chars else ""
 
         async def _load_engine(self) -> Any:
             return ProfiledEngine(await super()._load_engine(), self.profile, self.widen)

@@ -58,6 +58,7 @@ INJECT = 6                   # cache words considered per source (trigram, bigra
 PREFIX_INJECT = 1            # at a prefix fork, at most this many of the person's words join the engine's list
 PREFIX_RERANK = False        # True: rerank prefix forks like whole-word ones (bench/profile_probe.py compares)
 SEEN_CONTEXTS = 16           # recent forks remembered (LLM probabilities and what was shown)
+MEMORY_CHARS = 8000          # the person's earlier writing kept for the model to read first (<= 1,800 tokens)
 
 
 def words_of(text: str) -> list[str]:
@@ -145,6 +146,9 @@ class Profile:
         self._cum: list[int] = [0]             # cumulative unigram counts over _vocab
         self._vocab_dirty = False
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        # what the person wrote, per document, oldest first: the model reads it before a new document
+        self.memory: OrderedDict[str, str] = OrderedDict()
+        self.memory_chars = MEMORY_CHARS
         self._last: _Undo | None = None
         self.last_rerank_ms = 0.0
         self.last_rerank_cpu_ms = 0.0
@@ -204,6 +208,7 @@ class Profile:
                 "accept": {w: list(v) for w, v in self.acc.items()},
                 "accept_ctx": {w: list(v) for w, v in self.acc_ctx.items()},
                 "em": [list(self.em_b), [round(x, 9) for x in self.em_pc], [round(x, 9) for x in self.em_pl]],
+                "memory": [[d, t] for d, t in self.memory.items()],
             }
 
     def _from_json(self, data: Any) -> None:
@@ -231,6 +236,7 @@ class Profile:
         if not len(b) == len(pc) == len(pl):
             raise ValueError("bad em rows")
         self.em_b, self.em_pc, self.em_pl = [int(x) for x in b], [float(x) for x in pc], [float(x) for x in pl]
+        self.memory = OrderedDict((str(d), str(t)) for d, t in data.get("memory", []))  # absent in older files
         self._n = sum(self.uni.values())
         self._bi_tot = {h: sum(d.values()) for h, d in self.bi.items()}
         self._tri_tot = {h: sum(d.values()) for h, d in self.tri.items()}
@@ -255,6 +261,37 @@ class Profile:
                                 f"{type(exc).__name__}: {exc}") from None
         prof.dirty = True
         return prof
+
+    # ------------------------------------------------------------------ the memory
+    def memory_text(self, exclude: str | None = None) -> str:
+        """The person's earlier writing, one document per line, oldest first (``exclude``: the document
+        being written, which the model reads anyway): what the daemon gives the model before a document.
+
+        It only grows at its end between trims, so the engine keeps its KV from one document to the next."""
+        with self._lock:
+            lines = [t.strip() for d, t in self.memory.items() if (exclude is None or d != exclude) and t.strip()]
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def _remember(self, document: str | None, text: str) -> None:
+        if self.memory_chars <= 0:  # the memory is off: keep none of the person's text
+            self.memory.clear()
+            return
+        doc = document or ""
+        self.memory[doc] = self.memory.get(doc, "") + text
+        self.memory.move_to_end(doc)
+        total = sum(len(t) + 1 for t in self.memory.values())
+        if total > self.memory_chars:  # drop the oldest documents, down to half: one re-read per half-budget written
+            while len(self.memory) > 1 and total > self.memory_chars // 2:
+                _, old = self.memory.popitem(last=False)
+                total -= len(old) + 1
+            if total > self.memory_chars:  # one document longer than the budget: keep its end
+                self.memory[doc] = self.memory[doc][-(self.memory_chars // 2):]
+
+    def _forget(self, document: str | None, n_chars: int) -> None:
+        doc = document or ""
+        text = self.memory.get(doc, "")
+        if n_chars and text:
+            self.memory[doc] = text[: max(0, len(text) - n_chars)]
 
     # ------------------------------------------------------------------ the cache LM
     def p_cache(self, word: str, h2: str, h1: str) -> float:
@@ -482,6 +519,7 @@ class Profile:
             if len(context) > len(end):
                 h2, h1 = history_of(end)
                 self._learn_text(context[len(end):], h2, h1, None)
+                self._remember(document, context[len(end):])
                 self._last = None  # the person wrote on after it: that decision is settled
                 self.dirty = True
         elif context == last.context:
@@ -514,6 +552,7 @@ class Profile:
                 self._accept(h1, w, a, r, e)
                 undo.accepts.append((h1, w, a, r, e))
         self._learn_text(committed, h2, h1, undo)
+        self._remember(document, committed)
         if len(self.em_b) > EM_KEEP:
             cut = len(self.em_b) - EM_KEEP
             del self.em_b[:cut], self.em_pc[:cut], self.em_pl[:cut]
@@ -544,6 +583,7 @@ class Profile:
             self._accept(h1, w, -a, -r, -e)
         del self.em_b[undo.em_rows:], self.em_pc[undo.em_rows:], self.em_pl[undo.em_rows:]
         self.lam, self.beta, self.decisions = undo.lam, undo.beta, undo.decisions
+        self._forget(undo.document, len(undo.committed))
         self._last = None
         self._refresh_top()
 
@@ -610,6 +650,7 @@ class Profile:
         return {"user": self.user, "path": str(self.path) if self.path else None, "decisions": self.decisions,
                 "words": self._n, "vocabulary": len(self.uni), "lambda": [round(x, 4) for x in self.lam],
                 "beta": [round(x, 4) for x in self.beta], "held_out": self.log_likelihood(),
+                "memory_chars": sum(len(t) for t in self.memory.values()), "memory_documents": len(self.memory),
                 "most_picked": [w for w, _ in top], "notice": self.notice}
 
 
