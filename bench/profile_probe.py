@@ -20,15 +20,23 @@ the engine alone in the same run, and a keystroke-saving proxy. The rules: ``eng
 ``profile`` (the shipped rule), ``profile, prefix reranked`` (``PREFIX_RERANK``: prefix forks
 reranked like whole-word forks, the rule before it was measured here); with ``--seed-rest`` also a
 profile whose cache first reads the rest of chapters 1-19 as text (how far a long history helps).
+Two **ceilings** are not rules: they show 2K words instead of K (the engine's 2K; the engine's K
+and the cache's K best), a bound on what any reranking of the engine's and the cache's words
+could save. With ``--memory`` the engine's lists are computed again with the profile's memory
+(the person's earlier writing) read before each clause, as the daemon does, and scored with and
+without the cache's reranking.
 
     python bench/profile_probe.py --learn 600 --sizes 100,600
     python bench/profile_probe.py --cache /tmp/probe.pkl   # re-score without the engine
+    python bench/profile_probe.py --cache /tmp/probe.pkl --memory --sizes 100   # + lists with the memory
 
 Writes bench/results/profile_probe/<run>/ (config.json, results.json, table.md).
 """
 from __future__ import annotations
 
 import argparse
+import bisect
+import heapq
 import json
 import pickle
 import sys
@@ -68,10 +76,12 @@ def texts(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def engine_words(engine: Any, phrases: Sequence[str], k: int, wide: int, *, letters: bool, context: int,
-                 say: Callable[[str], None]) -> list[Word]:
+                 say: Callable[[str], None], memory: Any = None, part: str = "") -> list[Word]:
+    """The engine's lists for every word of ``phrases``. ``memory``: a profile whose memory the model reads
+    before each phrase, as the daemon does; each phrase joins it once written (document ``part<i>``)."""
     out: list[Word] = []
     for i, phrase in enumerate(phrases):
-        engine.reset(prompt_for(phrases, i, context))
+        engine.reset(prompt_for(phrases, i, context), memory.memory_text() if memory is not None else "")
         for w in phrase.split():
             ctx = engine.text
             item = Word(i, ctx, w, engine.words(wide))
@@ -86,6 +96,8 @@ def engine_words(engine: Any, phrases: Sequence[str], k: int, wide: int, *, lett
                         item.prefixed[w[: n + 1]] = engine.words(wide, prefix=w[: n + 1])
             out.append(item)
             engine.commit((" " if ctx and not ctx[-1].isspace() else "") + w)
+        if memory is not None:
+            memory.observe(prompt_for(phrases, i, context), [], None, " " + phrase, document=f"{part}{i}")
         if i % 25 == 24:
             say(f"  {i + 1}/{len(phrases)} phrases")
     return out
@@ -104,6 +116,19 @@ def actions(item: Word, shown: Callable[[Any], list[str]], k: int) -> tuple[int,
     return len(item.word) + 1, False
 
 
+def _cache_best(prof: Any, context: str, prefix: str, n: int) -> list[str]:
+    """The profile's cache LM alone: its ``n`` most probable words after ``context`` that start with ``prefix``."""
+    from razvilka.daemon.learn.profile import history_of
+
+    parts = prof._parts(*history_of(context))
+    lo = bisect.bisect_left(prof._vocab, prefix)
+    hi = bisect.bisect_left(prof._vocab, prefix + "\U0010ffff", lo)
+    return heapq.nlargest(n, prof._vocab[lo:hi], key=lambda w: prof._p(w, parts))
+
+
+CEILINGS = ("ceiling: the engine's 2K words all shown", "ceiling: the engine's K and the cache's K best shown")
+
+
 def _history(P: Any, data: dict[str, list[Word]], size: int, k: int, seed: Sequence[str]) -> Any:
     """The profile after the first ``size`` clauses (the daemon's ``observe`` calls; the engine's top K shown)."""
     prof = P.Profile(None, "probe")
@@ -119,8 +144,10 @@ def _history(P: Any, data: dict[str, list[Word]], size: int, k: int, seed: Seque
     return prof
 
 
-def score(data: dict[str, list[Word]], size: int, rule: str, k: int, seed: Sequence[str] = ()) -> dict[str, Any]:
-    """Actions per word for one rule; ``seed``: clauses the profile's cache reads first (text only)."""
+def score(data: dict[str, list[Word]], size: int, rule: str, k: int, seed: Sequence[str] = (),
+          lists: str = "") -> dict[str, Any]:
+    """Actions per word for one rule; ``seed``: clauses the profile's cache reads first (text only);
+    ``lists``: "+memory<size>" scores the engine lists computed with the profile's memory."""
     from razvilka.daemon.learn import profile as P
 
     P.PREFIX_RERANK = rule == "profile, prefix reranked"
@@ -129,11 +156,17 @@ def score(data: dict[str, list[Word]], size: int, rule: str, k: int, seed: Seque
         for part in ("dev", "test"):  # each part from the same history: the test part does not learn the dev part
             prof = _history(P, data, size, k, seed) if rule != "engine" else None
             n_act = chars = hits = 0
-            for item in data[part]:
+            for item in data[part + lists]:
+                ctx = item.context
                 if prof is None:
                     a, hit = actions(item, lambda d: [c.word for c in d.candidates], k)
+                elif rule in CEILINGS:  # not rules: how far any ranking of these words could go, with 2K places
+                    a, hit = actions(item, (lambda d: [c.word for c in d.candidates]) if rule == CEILINGS[0] else
+                                     (lambda d: [c.word for c in d.candidates[:k]]
+                                      + _cache_best(prof, ctx, d.prefix, k)), 2 * k)
+                    prof.observe(ctx, [c.word for c in item.dist.candidates[:k]], None, " " + item.word,
+                                 document=f"{part}{item.phrase}")
                 else:
-                    ctx = item.context
                     a, hit = actions(item, lambda d: [c.word for c in prof.rerank(d, ctx, k=k).candidates], k)
                     shown = [c.word for c in prof.rerank(item.dist, ctx, k=k).candidates]
                     prof.observe(ctx, shown, item.word if item.word in shown else None, " " + item.word,
@@ -141,7 +174,7 @@ def score(data: dict[str, list[Word]], size: int, rule: str, k: int, seed: Seque
                 n_act += a
                 chars += len(item.word) + 1
                 hits += hit
-            n = len(data[part])
+            n = len(data[part + lists])
             out[part] = {"words": n, "recall_at_k": hits / n, "actions_per_word": n_act / n,
                          "ksr_proxy": 1 - n_act / chars}
             if prof is not None:
@@ -164,6 +197,8 @@ def main() -> int:
     ap.add_argument("--cache", help="pickle of the engine's lists: read if it exists, else written")
     ap.add_argument("--seed-rest", action="store_true",
                     help="also score a profile whose cache first reads every other clause of chapters 1-19")
+    ap.add_argument("--memory", action="store_true",
+                    help="also compute the dev and test lists with the profile's memory read first, per history size")
     ap.add_argument("--results", default=str(HERE / "results" / "profile_probe"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -188,14 +223,38 @@ def main() -> int:
         engine.close()
         if args.cache:
             Path(args.cache).write_bytes(pickle.dumps(data))
+    if args.memory and any(f"{p}+memory{n}" not in data for n in sizes for p in ("dev", "test")):
+        from razvilka.daemon.config import ModelConfig
+        from razvilka.daemon.engine import Engine, embedded_model_path
+        from razvilka.daemon.learn import profile as P
+
+        parts = texts(args)
+        engine = Engine(ModelConfig(path=str(embedded_model_path()), n_threads=args.threads, seed=0))
+        for size in sizes:
+            for name in ("dev", "test"):
+                mem = _history(P, data, size, args.k, ())  # the memory the daemon's profile has after the history
+                say(f"engine lists for the {name} part with the memory of {size} clauses "
+                    f"({len(mem.memory_text())} characters to start)")
+                data[f"{name}+memory{size}"] = engine_words(engine, parts[name], args.k, 2 * args.k, letters=True,
+                                                            context=args.context, say=say, memory=mem, part=name)
+        engine.close()
+        if args.cache:
+            Path(args.cache).write_bytes(pickle.dumps(data))
     engine_s = time.perf_counter() - t0
     rows = []
     for size in sizes:
         base = score(data, size, "engine", args.k)
-        for rule in ("engine", "profile", "profile, prefix reranked"):
+        for rule in ("engine", "profile", "profile, prefix reranked", *CEILINGS):
             r = base if rule == "engine" else score(data, size, rule, args.k)
             rows.append({"history_clauses": size, "rule": rule, **r,
                          "ratio": {p: r[p]["actions_per_word"] / base[p]["actions_per_word"] for p in ("dev", "test")}})
+    if args.memory:
+        for size in sizes:
+            base = score(data, size, "engine", args.k)
+            for rule in ("engine", "profile"):
+                r = score(data, size, rule, args.k, lists=f"+memory{size}")
+                rows.append({"history_clauses": size, "rule": f"{rule} + memory", **r,
+                             "ratio": {p: r[p]["actions_per_word"] / base[p]["actions_per_word"] for p in ("dev", "test")}})
     if args.seed_rest:
         n_first = 1 + max(w.phrase for w in data["first"])  # the clauses the engine lists were computed for
         rest = [c for ch, c in austen_clauses() if ch < 20][n_first:]

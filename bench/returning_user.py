@@ -7,8 +7,10 @@ model, driving the REAL daemon over the bus). In one run, on one loaded model:
 1. the person writes a **first part** (phrases 0..N) with the plain daemon; the session store fills;
 2. their profile is rebuilt from that store (``replay_store``: the daemon's own ``observe`` calls),
    and optionally a LoRA is trained on the store's export (SFT, then DPO) and written as GGUF;
-3. they write a **later part** (no phrase shared with the first) four ways: plain, with the
-   profile (which goes on learning live), with the LoRA loaded in llama.cpp, with both.
+3. they write a **later part** (no phrase shared with the first) five ways: plain, with the
+   profile (which goes on learning live), with the profile but not its memory (the model does not
+   read the person's earlier writing first: the cache and accept/reject statistics alone), with the
+   LoRA loaded in llama.cpp, with the profile and the LoRA.
 
 Texts: ``--text austen`` (default) cuts *Pride and Prejudice* (../shared/data/text/) into clauses
 at punctuation — the person writes whole clauses without punctuation, like the phrase sets — and
@@ -91,7 +93,7 @@ def parts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 # ------------------------------------------------------------------------------------------ runs
-def daemon_config(runtime_dir: Path, store: Path, threads: int) -> Any:
+def daemon_config(runtime_dir: Path, store: Path, threads: int, memory_chars: int | None = None) -> Any:
     from razvilka.config import from_dict
 
     cfg = next(c for c in matrix("full") if c.name == HEADLINE)
@@ -100,19 +102,20 @@ def daemon_config(runtime_dir: Path, store: Path, threads: int) -> Any:
         "store": {"path": str(store)},
         "model": {"n_threads": threads, "seed": 0},
         "gating": cfg.gating(),
-        "daemon": {"prompt": "", "user": "reader", **cfg.daemon()},
+        "daemon": {"prompt": "", "user": "reader", **cfg.daemon(),
+                   **({} if memory_chars is None else {"profile_memory_chars": memory_chars})},
     }), cfg
 
 
 async def write_part(label: str, engine: Any, phrases: list[str], store: Path, args: argparse.Namespace, *,
-                     profile: Any = None) -> tuple[list[PhraseResult], dict[str, Any]]:
+                     profile: Any = None, memory_chars: int | None = None) -> tuple[list[PhraseResult], dict[str, Any]]:
     """One daemon (plain, or with ``profile``) on the shared engine; the person writes every phrase."""
     from razvilka.daemon.learn.live import profiled_daemon
     from razvilka.daemon.service import Daemon
     from razvilka.protocol.client import BusClient
 
     runtime_dir = Path(tempfile.mkdtemp(prefix="rz-ru-", dir="/tmp"))
-    config, bench_cfg = daemon_config(runtime_dir, store, args.threads)
+    config, bench_cfg = daemon_config(runtime_dir, store, args.threads, memory_chars)
     if profile is not None:
         daemon = profiled_daemon(config, profile=profile, engine=engine, resume=False)
     else:
@@ -232,12 +235,15 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"LoRA: {info['lora']['train']['sft_steps']} SFT + {info['lora']['train']['dpo_steps']} DPO steps "
                   f"in {info['lora']['train']['seconds']:.0f} s -> {adapter}", flush=True)
 
-        runs: list[tuple[str, bool, bool]] = [("later: plain", False, False), ("later: profile", True, False)]
+        # (label, profile: True = learned, None = empty, False = none; LoRA; profile memory chars, None = default)
+        runs: list[tuple[str, bool | None, bool, int | None]] = [
+            ("later: plain", False, False, None), ("later: profile", True, False, None),
+            ("later: profile without its memory", True, False, 0)]
         if args.fresh:
-            runs.append(("later: empty profile (live only)", None, False))  # type: ignore[arg-type]
+            runs.append(("later: empty profile (live only)", None, False, None))
         if adapter is not None:
-            runs += [("later: LoRA", False, True), ("later: profile + LoRA", True, True)]
-        for label, use_profile, use_lora in runs:
+            runs += [("later: LoRA", False, True, None), ("later: profile + LoRA", True, True, None)]
+        for label, use_profile, use_lora, memory_chars in runs:
             engine.load_lora(str(adapter) if use_lora else "")
             engine.clear_cache()
             prof = None
@@ -247,7 +253,7 @@ async def main_async(args: argparse.Namespace) -> int:
             elif use_profile is None:
                 prof = Profile(work / f"profile-{len(rows)}.json", "reader")
             res, extra = await write_part(label.split(": ")[1], engine, later, work / f"later-{len(rows)}.sqlite3",
-                                          args, profile=prof)
+                                          args, profile=prof, memory_chars=memory_chars)
             rows.append(row(label, res, params, extra))
             r = rows[-1]
             print(f"{label}: KSR {r['ksr']:.1%}, {r['actions_per_word']:.3f} actions/word, {r['done']}/{r['phrases']} "

@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from profile_probe import Word, actions, score  # noqa: E402
+from profile_probe import CEILINGS, Word, actions, score  # noqa: E402
 
 from razvilka.daemon.engine import WordCandidate, WordDistribution  # noqa: E402
 
@@ -44,3 +44,18 @@ def test_a_history_word_the_engine_misses_saves_actions() -> None:
     profile = score(data, 6, "profile", k=2)
     assert engine["test"]["actions_per_word"] == 5  # four letters, then select
     assert profile["test"]["actions_per_word"] == 1 and profile["test"]["recall_at_k"] == 1
+
+
+def test_ceilings_show_2k_words_the_engines_or_the_caches() -> None:
+    first = [Word(i, f"Note {i} Mr", "Darcy", dist(["Bennet", "Bingley"])) for i in range(6)]
+    deep = Word(100, "and Mr", "Wickham", dist(["Bennet", "Bingley", "Collins", "Wickham"]),
+                {"W": dist(["Wickham", "Williams"], "W")})
+    darcy = Word(101, "and Mr", "Darcy", dist(["Bennet", "Bingley", "Collins", "Wickham"]),
+                 {"D": dist(["Dan", "Dean"], "D"), "Da": dist(["Darcy", "Dane"], "Da")})
+    data = {"first": first, "dev": [deep, darcy], "test": [deep, darcy]}
+    engine = score(data, 6, "engine", k=2)["test"]
+    wide = score(data, 6, CEILINGS[0], k=2)["test"]      # 4 of the engine's words: Wickham is 4th
+    cache = score(data, 6, CEILINGS[1], k=2)["test"]     # 2 of the engine's + 2 of the cache's: Darcy
+    assert engine["actions_per_word"] == (2 + 3) / 2
+    assert wide["actions_per_word"] == (1 + 3) / 2
+    assert cache["actions_per_word"] == (2 + 1) / 2
