@@ -155,6 +155,8 @@ def score(data: dict[str, list[Word]], size: int, rule: str, k: int, seed: Seque
         out: dict[str, Any] = {}
         for part in ("dev", "test"):  # each part from the same history: the test part does not learn the dev part
             prof = _history(P, data, size, k, seed) if rule != "engine" else None
+            if prof is not None:
+                prof.reading = bool(lists)  # the model read the memory: the cache's weights for that case
             n_act = chars = hits = 0
             for item in data[part + lists]:
                 ctx = item.context

@@ -142,6 +142,17 @@ def test_interpolation_weight_is_learned_from_held_out_choices() -> None:
         ctx += " " + w
     assert max(fresh.lam) < 0.1
 
+    # forks where the model read the person's memory first have weights of their own, learned the same way
+    assert max(steady.lam[3:]) < 0.1 and steady.weight("on", "the") > 0.5
+    steady.reading = True
+    assert steady.weight("on", "the") < 0.1
+    for _ in range(4):
+        for w in text.split():
+            steady.rerank(dist(LLM), ctx, k=5)
+            steady.observe(ctx, [x for x, _ in LLM[:5]], w if w in dict(LLM) else None, " " + w, document="d")
+            ctx += " " + w
+    assert steady.weight("on", "the") > 0.5
+
 
 def test_undone_decision_is_taken_back() -> None:
     prof = Profile()
@@ -311,5 +322,8 @@ def test_memory_survives_restart_export_import_and_reset(tmp_path: Path) -> None
     del old["memory"]  # a file written before the memory existed still loads
     path.write_text(json.dumps(old))
     assert Profile.load(path).memory_text() == "" and Profile.load(path).words_seen == again.words_seen
+    old["lam"] = old["lam"][:3]  # and so does one with the three weights of before (forks without memory)
+    path.write_text(json.dumps(old))
+    assert Profile.load(path).lam == old["lam"] + [0.05] * 3
     again.reset()
     assert again.memory_text() == ""

@@ -92,7 +92,9 @@ def _daemon_class() -> type:
 
         def _memory_for(self, document: str | None) -> str:
             # the person's earlier documents, read by the model before this one (docs/learning.md, "Memory")
-            return self.profile.memory_text(exclude=document) if self.profile.memory_chars else ""
+            text = self.profile.memory_text(exclude=document) if self.profile.memory_chars else ""
+            self.profile.reading = bool(text)
+            return text
 
         async def _load_engine(self) -> Any:
             return ProfiledEngine(await super()._load_engine(), self.profile, self.widen)

@@ -127,7 +127,9 @@ class Profile:
         self.tri: dict[str, dict[str, int]] = {}
         self.acc: dict[str, list[float]] = {}    # word -> [chosen, passed over, expected chosen]
         self.acc_ctx: dict[str, list[float]] = {}  # h1 SEP word -> the same, after that word
-        self.lam = [LAM_PRIOR[0]] * 3          # per bucket: 0 = no context seen, 1 = bigram ctx, 2 = trigram ctx
+        # per bucket: 0 = no context seen, 1 = bigram ctx, 2 = trigram ctx; 3-5 the same at forks where the
+        # model read the memory first (it then knows much of what the cache knows: a weight of their own)
+        self.lam = [LAM_PRIOR[0]] * 6
         self.beta = [0.0, 0.0]                 # weights of the global and in-context accept log-odds
         self.em_b: list[int] = []
         self.em_pc: list[float] = []
@@ -149,6 +151,7 @@ class Profile:
         # what the person wrote, per document, oldest first: the model reads it before a new document
         self.memory: OrderedDict[str, str] = OrderedDict()
         self.memory_chars = MEMORY_CHARS
+        self.reading = False                   # the model read the memory before this document (the daemon sets it)
         self._last: _Undo | None = None
         self.last_rerank_ms = 0.0
         self.last_rerank_cpu_ms = 0.0
@@ -224,8 +227,10 @@ class Profile:
         self.store_mark_ns = int(data.get("store_mark_ns", self.updated_ns))
         self.last_key = str(data.get("last_key", ""))
         self.lam = [float(x) for x in data["lam"]]
+        if len(self.lam) == 3:  # a file from before the memory: its weights are those of forks without it
+            self.lam += [LAM_PRIOR[0]] * 3
         self.beta = [float(x) for x in data["beta"]]
-        if len(self.lam) != 3 or len(self.beta) != 2 or not all(map(math.isfinite, self.lam + self.beta)):
+        if len(self.lam) != 6 or len(self.beta) != 2 or not all(map(math.isfinite, self.lam + self.beta)):
             raise ValueError("bad weights")
         self.uni = {str(w): int(c) for w, c in data["unigrams"].items()}
         self.bi = {str(h): {str(w): int(c) for w, c in d.items()} for h, d in data["bigrams"].items()}
@@ -328,9 +333,8 @@ class Profile:
         return a3 * s3 + b3 * (a2 * s2 + b2 * z1)
 
     def bucket(self, h2: str, h1: str) -> int:
-        if h2 + SEP + h1 in self.tri:
-            return 2
-        return 1 if h1 in self.bi else 0
+        b = 2 if h2 + SEP + h1 in self.tri else 1 if h1 in self.bi else 0
+        return b + 3 if self.reading else b
 
     def weight(self, h2: str, h1: str) -> float:
         """The learned mixing weight of the cache for this history (0 while the cache is empty)."""
@@ -621,7 +625,7 @@ class Profile:
         pc = np.asarray(self.em_pc)
         pl = np.maximum(np.asarray(self.em_pl), 1e-12)
         mean, strength = LAM_PRIOR
-        for k in range(3):
+        for k in range(len(self.lam)):
             sel = b == k
             n = int(sel.sum())
             if not n:
