@@ -247,6 +247,8 @@ class Daemon:
         cfg = self.config.daemon
         assert self.engine is not None
         doc = self.store.open_document(cfg.user) if self.resume else None
+        if self._memory_for(doc.id if doc is not None else None):  # read whole once: seconds on a small CPU
+            self._status("loading", progress=1.0, detail="reading the person's earlier writing (the profile's memory)")
         if doc is not None:
             entries = self.store.entries(doc.id)
             await self._eng(self._replay, doc.prompt, entries, self._memory_for(doc.id))
