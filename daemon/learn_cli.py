@@ -1,6 +1,6 @@
 """``razvilka learn``: the person's profile, preference-data export, and LoRA adapters (docs/learning.md).
 
-    razvilka learn profile show|rebuild|reset|export FILE|import FILE   [--user U]
+    razvilka learn profile show|rebuild|reset|export FILE|import FILE|read FILE   [--user U]
     razvilka learn export [-o DIR] [--user U]
     razvilka learn lora [-o ADAPTER.gguf] [--steps N] [--minutes M] [--user U]
 
@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls = p.add_subparsers(dest="learn_command", metavar="ACTION")
     ls.required = True
 
-    pr = ls.add_parser("profile", help="show, rebuild, reset, export or import the user's profile")
-    pr.add_argument("action", choices=["show", "rebuild", "reset", "export", "import"])
-    pr.add_argument("file", nargs="?", help="export: file to write; import: file to read")
+    pr = ls.add_parser("profile", help="show, rebuild, reset, export or import the user's profile, or read their text")
+    pr.add_argument("action", choices=["show", "rebuild", "reset", "export", "import", "read"])
+    pr.add_argument("file", nargs="?", help="export: file to write; import: profile to read; "
+                                            "read: UTF-8 text the person wrote elsewhere")
     pr.add_argument("--user", help="whose profile (default: daemon.user)")
     pr.add_argument("--profile", help="the profile file (default: profiles/<user>.json next to the store)")
     pr.set_defaults(handler=run_profile)
@@ -67,6 +68,7 @@ def run_profile(config: Config, args: argparse.Namespace) -> int:
 
     user = _user(config, args)
     path = Path(args.profile) if args.profile else default_profile_path(user, config.store.path)
+    text = ""
     try:
         if args.action == "import":
             if not args.file:
@@ -76,6 +78,13 @@ def run_profile(config: Config, args: argparse.Namespace) -> int:
             prof.save()
             print(f"imported {args.file} as the profile of {user!r} ({path})" + (f"; the old one is {kept}" if kept else ""))
             return 0
+        if args.action == "read":
+            if not args.file:
+                return _fail("profile read", ValueError("name the text file to read"))
+            try:  # read it all before the profile changes: a bad file changes nothing
+                text = Path(args.file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                return _fail("profile read", exc)
         prof = Profile.load(path, user)
         if prof.notice:
             print(f"razvilka learn profile: {prof.notice}", file=sys.stderr)
@@ -91,6 +100,12 @@ def run_profile(config: Config, args: argparse.Namespace) -> int:
             prof.reset()
             prof.save()
             print(f"reset the profile of {user!r}" + (f"; the old one is kept as {kept}" if kept else ""))
+        elif args.action == "read":
+            prof.memory_chars = max(0, config.daemon.profile_memory_chars)
+            n = prof.read_text(text, f"read:{Path(args.file).name}")
+            prof.save()
+            print(f"the profile of {user!r} learned {n} words from {args.file}; its memory holds "
+                  f"{sum(len(t) for t in prof.memory.values())} characters ({path})")
         elif args.action == "rebuild":
             fresh = Profile(path, user)
             fresh.memory_chars = max(0, config.daemon.profile_memory_chars)

@@ -327,3 +327,30 @@ def test_memory_survives_restart_export_import_and_reset(tmp_path: Path) -> None
     assert Profile.load(path).lam == old["lam"] + [0.05] * 3
     again.reset()
     assert again.memory_text() == ""
+
+
+def test_learn_profile_read_learns_text_written_elsewhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`razvilka learn profile read FILE`: the cache and the memory learn the person's own text; a file that
+    is not UTF-8 text, or is missing, gets a clear error and the profile is not touched."""
+    import razvilka.cli
+
+    profile = tmp_path / "p.json"
+    base = ["--set", f"store.path={tmp_path / 'store.sqlite3'}", "learn", "profile"]
+    letters = tmp_path / "letters.txt"
+    letters.write_text("Dear Jane,\nwe walked to Pemberley today.\n\nMy love to Pemberley and to you.\n", encoding="utf-8")
+    assert razvilka.cli.main([*base, "read", str(letters), "--profile", str(profile)]) == 0
+    assert "learned 17 words" in capsys.readouterr().out  # the units the engine offers: words and punctuation
+    prof = Profile.load(profile)
+    assert prof.uni["Pemberley"] == 2 and prof.decisions == 0
+    assert prof.memory_text() == "Dear Jane, we walked to Pemberley today. My love to Pemberley and to you.\n"
+    # no decision yet, so the cache has its prior weight (small): the word joins the list, low
+    assert "Pemberley" in [c.word for c in prof.rerank(dist(LLM), "We went to", k=10).candidates]
+    assert "Pemberley" not in [c.word for c in Profile().rerank(dist(LLM), "We went to", k=10).candidates]
+    before = profile.read_bytes()
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe not text")
+    assert razvilka.cli.main([*base, "read", str(bad), "--profile", str(profile)]) == 2
+    assert "utf-8" in capsys.readouterr().err
+    assert razvilka.cli.main([*base, "read", str(tmp_path / "none.txt"), "--profile", str(profile)]) == 2
+    assert "No such file" in capsys.readouterr().err
+    assert profile.read_bytes() == before
