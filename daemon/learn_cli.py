@@ -101,14 +101,14 @@ def run_profile(config: Config, args: argparse.Namespace) -> int:
             prof.save()
             print(f"reset the profile of {user!r}" + (f"; the old one is kept as {kept}" if kept else ""))
         elif args.action == "read":
-            prof.memory_chars = max(0, config.daemon.profile_memory_chars)
+            prof.memory_chars = config.daemon.profile_memory_chars
             n = prof.read_text(text, f"read:{Path(args.file).name}")
             prof.save()
             print(f"the profile of {user!r} learned {n} words from {args.file}; its memory holds "
-                  f"{sum(len(t) for t in prof.memory.values())} characters ({path})")
+                  f"{prof.summary()['memory_chars']} characters ({path})")
         elif args.action == "rebuild":
             fresh = Profile(path, user)
-            fresh.memory_chars = max(0, config.daemon.profile_memory_chars)
+            fresh.memory_chars = config.daemon.profile_memory_chars
             n = replay_store(fresh, config.store.path, user)
             kept = _keep_aside(path, "before-rebuild")
             fresh.save()

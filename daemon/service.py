@@ -247,15 +247,16 @@ class Daemon:
         cfg = self.config.daemon
         assert self.engine is not None
         doc = self.store.open_document(cfg.user) if self.resume else None
-        if self._memory_for(doc.id if doc is not None else None):  # read whole once: seconds on a small CPU
+        memory = self._memory_for(doc.id if doc is not None else None)
+        if memory:  # read whole once, at start: seconds on a small CPU
             self._status("loading", progress=1.0, detail="reading the person's earlier writing (the profile's memory)")
         if doc is not None:
             entries = self.store.entries(doc.id)
-            await self._eng(self._replay, doc.prompt, entries, self._memory_for(doc.id))
+            await self._eng(self._replay, doc.prompt, entries, memory)
             self.doc = doc
             log.info("resumed document %s at %d entries", doc.id, len(entries))
         else:
-            await self._new_document(cfg.prompt)
+            await self._new_document(cfg.prompt, memory)
         self._publish_text()
 
     def _memory_for(self, document: str | None) -> str:
@@ -287,9 +288,10 @@ class Daemon:
 
         return asyncio.get_running_loop().run_in_executor(self.pool, run)
 
-    async def _new_document(self, prompt: str) -> None:
+    async def _new_document(self, prompt: str, memory: str | None = None) -> None:
+        """Start a new document; ``memory``: what ``_memory_for(None)`` gives, if the caller has it already."""
         assert self.engine is not None
-        await self._eng(self._replay, prompt, [], self._memory_for(None))
+        await self._eng(self._replay, prompt, [], self._memory_for(None) if memory is None else memory)
         self.doc = self.store.new_document(self.config.daemon.user, prompt, self.engine.model_name)
         self.known_forks.clear()
 

@@ -66,7 +66,7 @@ def _daemon_class() -> type:
             super().__init__(config, engine=ProfiledEngine(engine, profile, widen) if engine is not None else None, **kw)
             self.profile = profile
             self.widen = widen
-            profile.memory_chars = max(0, int(config.daemon.profile_memory_chars))
+            profile.memory_chars = config.daemon.profile_memory_chars  # 0 or less: off
             self.save_ms: list[float] = []
             self._saving: asyncio.Task[None] | None = None
 
@@ -85,14 +85,15 @@ def _daemon_class() -> type:
                 log.info("profile caught up with %d decision(s) from the store", learned)
             await super().start()
 
-        async def _new_document(self, prompt: str) -> None:
+        async def _new_document(self, prompt: str, memory: str | None = None) -> None:
             if self.doc is not None:  # words the model wrote at the end of the last document were kept
                 self.profile.sync(self._spans()[0], document=self.doc.id)
-            await super()._new_document(prompt)
+                memory = None         # they join the memory: read it again
+            await super()._new_document(prompt, memory)
 
         def _memory_for(self, document: str | None) -> str:
             # the person's earlier documents, read by the model before this one (docs/learning.md, "Memory")
-            text = self.profile.memory_text(exclude=document) if self.profile.memory_chars else ""
+            text = self.profile.memory_text(exclude=document) if self.profile.memory_chars > 0 else ""
             self.profile.reading = bool(text)
             return text
 

@@ -281,17 +281,15 @@ class Profile:
         """Learn text the person wrote elsewhere (letters, notes, a draft): the cache learns its words and
         the memory keeps it, as if it had been written here; no decision, so no weight moves. Returns
         the number of words learned."""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         with self._lock:
-            n = 0
-            for line in text.splitlines():
-                if line.strip():
-                    self._learn_text(line, BOS, BOS, None)
-                    n += len(words_of(line))
-            self._remember(document, " ".join(ln.strip() for ln in text.splitlines() if ln.strip()))
+            for line in lines:
+                self._learn_text(line, BOS, BOS, None)
+            self._remember(document, " ".join(lines))
             self._refresh_top()
             self.updated_ns = time.time_ns()
             self.dirty = True
-            return n
+        return sum(len(words_of(line)) for line in lines)
 
     def _remember(self, document: str | None, text: str) -> None:
         if self.memory_chars <= 0:  # the memory is off: keep none of the person's text
