@@ -49,6 +49,7 @@ class Decision:
     rule: str
     latency_ms: float
     phrase: bool = False
+    phrase_words: int = 0  # look-ahead words to take with the candidate (0: all of them if phrase)
 
 
 @dataclass
@@ -90,7 +91,8 @@ class Decider:
 
     def on_select(self, body: Select, ts_ns: int) -> Decision:
         index = self._check_index(body.index)
-        return Decision(index, [body.source], "select", self._latency(ts_ns), phrase=body.phrase)
+        return Decision(index, [body.source], "select", self._latency(ts_ns), phrase=body.phrase,
+                        phrase_words=body.phrase_words)
 
     def on_confirm(self, body: Confirm, ts_ns: int) -> Decision:
         focus = self.current_focus(ts_ns)

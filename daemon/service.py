@@ -29,6 +29,7 @@ from razvilka.daemon.decider import Decider, Decision
 from razvilka.daemon.engine import Aborted, Engine, WordCandidate, WordDistribution
 from razvilka.daemon.gating import should_fork
 from razvilka.daemon.store import Document, Entry, Store
+from razvilka.daemon.words import head_words
 from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient, cancel_and_wait
 from razvilka.protocol.clock import now_ns
@@ -604,26 +605,34 @@ class Daemon:
         else:
             raise ProtocolError(ErrorCode.BAD_COMMAND, f"command {name!r} cannot be applied now")
 
+    def _chosen(self, cand: WordCandidate, decision: Decision) -> tuple[WordCandidate, list[str]]:
+        """What a decision commits, and its words: the candidate, plus its whole look-ahead
+        (``phrase``) or the look-ahead's first ``phrase_words`` words, token for token."""
+        assert self.engine is not None
+        if not (decision.phrase or decision.phrase_words) or not cand.lookahead or not cand.lookahead_tokens:
+            return cand, [cand.word]
+        phrase, tokens = cand.lookahead[0], list(cand.lookahead_tokens)
+        if decision.phrase_words:
+            phrase, tokens = head_words(self.engine.vocab, tokens, decision.phrase_words)
+        whole = WordCandidate(word=cand.word, text=cand.text + phrase,
+                              tokens=list(cand.tokens) + tokens if tokens and cand.tokens else [], prob=cand.prob)
+        return whole, [cand.word] + phrase.split()
+
     async def _decide(self, fork: OpenFork, decision: Decision) -> None:
         assert self.engine is not None and self.doc is not None
-        cand = fork.dist.candidates[decision.index]
-        phrase_text = cand.lookahead[0] if decision.phrase and cand.lookahead and cand.lookahead_tokens else ""
-        if phrase_text:  # one action, several words: the candidate and its look-ahead, token for token
-            cand = WordCandidate(word=cand.word, text=cand.text + phrase_text,
-                                 tokens=list(cand.tokens) + list(cand.lookahead_tokens), prob=cand.prob)
-        text = cand.text
-        words = [cand.word] + phrase_text.split()
-        entry = Entry(uuid.uuid4().hex, 0, "human", text, list(cand.tokens), words,
+        cand, words = self._chosen(fork.dist.candidates[decision.index], decision)
+        phrase = len(words) > 1
+        entry = Entry(uuid.uuid4().hex, 0, "human", cand.text, list(cand.tokens), words,
                       fork_id=fork.id, idx=decision.index, sources=decision.sources, rule=decision.rule,
-                      latency_ms=decision.latency_ms, phrase=bool(phrase_text))
+                      latency_ms=decision.latency_ms, phrase=phrase)
         self.store.add_entry(self.doc.id, entry)  # durable before it is acknowledged
         self.decisions += 1
         self._publish(ForkDecided(index=decision.index, words=words, sources=decision.sources, rule=decision.rule,
                                   latency_ms=round(decision.latency_ms, 3), decision_id=entry.id,
-                                  phrase=bool(phrase_text)), fork.id)
+                                  phrase=phrase, phrase_words=len(words) - 1), fork.id)
         log.info("fork %s decided: %r by %s (%s, %.0f ms)", fork.id, " ".join(words), "+".join(decision.sources),
                  decision.rule, decision.latency_ms)
-        pre = fork.after.get(decision.index) if not phrase_text else None
+        pre = fork.after.get(decision.index) if not phrase else None
         opened = False
         if pre is not None:
             self.pregen_hits += 1

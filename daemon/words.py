@@ -10,6 +10,7 @@ the token pieces (their exact bytes), so it is tested without a model.
 from __future__ import annotations
 
 import bisect
+import re
 import unicodedata
 from collections.abc import Sequence
 from enum import IntEnum
@@ -161,3 +162,23 @@ def trim_to_words(vocab: Vocab, tokens: Sequence[int]) -> list[int]:
         if not vocab.grows[tokens[i]]:
             cut = i
     return list(tokens[:cut]) if cut else list(tokens)
+
+
+def head_words(vocab: Vocab, tokens: Sequence[int], n: int) -> tuple[str, list[int]]:
+    """The first ``n`` words (split at white space, as a person reads them) of a look-ahead run.
+
+    Returns (text, tokens). The tokens are the run's own head when the cut falls between two tokens,
+    else ``[]`` (the caller tokenizes the text); a run with ``n`` words or fewer comes back whole.
+    """
+    text = vocab.text(tokens)
+    words = re.match(r"(?:\s*\S+){%d}" % max(1, n), text)
+    if words is None or not text[words.end():].strip():
+        return text, list(tokens)
+    want = text[:words.end()]
+    for j in range(1, len(tokens)):
+        got = vocab.text(tokens[:j])
+        if got == want:
+            return want, list(tokens[:j])
+        if len(got) >= len(want):
+            break
+    return want, []

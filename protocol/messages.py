@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1  # 1.1: input.select phrase_words, fork.decided phrase_words
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 
 NonNeg = Annotated[int, Meta(ge=0)]
@@ -111,6 +111,7 @@ class ForkDecided(Body):
     decision_id: str = ""
     phrase: bool = False
     typed: bool = False
+    phrase_words: NonNeg = 0  # 1.1: look-ahead words committed with the candidate (0 when none)
 
 
 # ---------------------------------------------------------------- daemon: text
@@ -210,6 +211,9 @@ class Select(Body):
     confidence: Prob = 1.0
     phrase: bool = False
     posterior: list[float] | None = None
+    # 1.1: take the candidate and the first N words of its look-ahead (a click on the look-ahead's
+    # Nth word). 0: as ``phrase`` says. A 1.0 daemon ignores it and commits the word alone.
+    phrase_words: Annotated[int, Meta(ge=0, le=64)] = 0
 
 
 COMMANDS = ("back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -190,6 +191,25 @@ async def test_phrase_selection_commits_several_words(daemon: RunningDaemon) -> 
     assert len(decided.body.words) >= 2
     nxt = await open_fork(bus)
     assert nxt.body.context.endswith(fork.body.candidates[0].word + phrase) or phrase.strip() in nxt.body.context
+
+
+async def test_a_click_on_a_look_ahead_word_takes_the_phrase_up_to_it(daemon: RunningDaemon) -> None:
+    """Protocol 1.1 ``phrase_words``: the candidate and the look-ahead's first N words, no more."""
+    bus = await daemon.client("t", ["fork.", "text."])
+    fork = await _current_fork(bus)
+    done = await lookahead_done(bus, fork.header.fork_id)
+    entry = max(done.body.entries, key=lambda e: len(e.phrases[0].split()))
+    words = entry.phrases[0].split()
+    assert len(words) >= 2, f"every look-ahead is under two words: {done.body.entries}"
+    word = fork.body.candidates[entry.index].word
+    bus.publish(Select(index=entry.index, source="web", phrase_words=1), fork_id=fork.header.fork_id)
+    decided = await next_of(bus, "fork.decided")
+    assert decided.body.words == [word, words[0]] and decided.body.phrase_words == 1 and decided.body.phrase
+    state = await next_of(bus, "text.state")  # the first after the decision: the commit alone
+    head = re.match(r"\s*\S+", entry.phrases[0])
+    assert head is not None and state.body.text.endswith(word + head.group(0)), state.body.text
+    nxt = await open_fork(bus)
+    assert nxt.body.context.endswith(state.body.text[-20:])
 
 
 async def test_pause_and_resume(daemon: RunningDaemon) -> None:

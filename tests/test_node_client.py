@@ -23,6 +23,7 @@ from razvilka.protocol.messages import (
     ForkDecided,
     ForkLookahead,
     ForkOpen,
+    PROTOCOL_VERSION,
     Lookahead,
     Select,
 )
@@ -136,7 +137,7 @@ async def test_node_prints_a_live_fork_and_its_select_arrives(node: str, runtime
                        fork_id="f-live")
 
         sel = await next_select(daemon)
-        assert sel.header.sender == "node" and sel.header.fork_id == "f-live" and sel.header.version == "1.0"
+        assert sel.header.sender == "node" and sel.header.fork_id == "f-live" and sel.header.version == PROTOCOL_VERSION
         assert sel.topic == "input.select."
         assert sel.body.index == 1 and sel.body.source == "node" and sel.body.confidence == 1.0
         assert daemon.stats.rejected == 0  # every Node message passed the Python codec (and its HMAC/CURVE)

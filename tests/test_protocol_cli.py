@@ -20,7 +20,7 @@ from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.codec import Codec
 from razvilka.protocol.discovery import read_discovery
-from razvilka.protocol.messages import Candidate, ForkOpen, Header, TextAuto
+from razvilka.protocol.messages import PROTOCOL_VERSION, Candidate, ForkOpen, Header, TextAuto
 from razvilka.protocol.schema import render_schema
 from razvilka.protocol.vectors import load_vectors, vector_frames
 from razvilka.renderers.printer import Printer
@@ -121,7 +121,7 @@ def test_bus_demo_and_print_end_to_end(runtime_dir: Path) -> None:
     try:
         _wait_for(discovery)
         assert oct(discovery.stat().st_mode & 0o777) == "0o600"
-        assert json.loads(discovery.read_text())["version"] == "1.0"
+        assert json.loads(discovery.read_text())["version"] == PROTOCOL_VERSION
         second = _razvilka(runtime_dir, "bus")  # a second bus on the same runtime dir is refused
         assert second.wait(15) == 1 and "already running" in second.stderr.read()
 

@@ -9,7 +9,7 @@ import pytest
 from razvilka.protocol import vectors
 from razvilka.protocol.codec import Codec
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import BODY_TYPES
+from razvilka.protocol.messages import BODY_TYPES, PROTOCOL_VERSION
 from razvilka.protocol.schema import message_to_json
 
 VECTORS = vectors.load_vectors()
@@ -30,7 +30,7 @@ def test_names_are_unique_and_files_self_describing() -> None:
     assert len(set(IDS)) == len(IDS)
     for name in vectors.FILES:
         doc = json.loads((vectors.VECTORS_DIR / name).read_text())
-        assert doc["format"] == vectors.FORMAT and doc["protocol"] == "1.0"
+        assert doc["format"] == vectors.FORMAT and doc["protocol"] == PROTOCOL_VERSION
         assert doc["error_codes"]["BAD_SIGNATURE"] == 12
 
 

@@ -33,6 +33,7 @@ from simuser.policy import Action, ForkView, PolicyOptions, compare, decide, nee
 T = "my watch fell in the water".split()
 ON = PolicyOptions(phrases=True)
 OFF = PolicyOptions(phrases=False)
+WHOLE = PolicyOptions(phrases=True, partial_phrases=False)
 
 
 # ---------------------------------------------------------------------------------------------- policy
@@ -52,16 +53,31 @@ def test_compare(written: str, expected: tuple[str, int]) -> None:
     assert compare(T, written) == expected
 
 
-def test_phrase_gain_needs_the_exact_next_words() -> None:
+def test_phrase_gain_whole_needs_exactly_the_next_words() -> None:
+    assert phrase_gain(T, 2, "fell", " in the", partial=False) == 2
+    assert phrase_gain(T, 2, "fell", " in the water", partial=False) == 3          # reaches the end exactly
+    assert phrase_gain(T, 2, "fell", " in the water and", partial=False) == 0      # past the end
+    assert phrase_gain(T, 2, "fell", " in the wat", partial=False) == 0            # a wrong last word
+    assert phrase_gain(T, 2, "fell", " into the", partial=False) == 0
+    assert phrase_gain(T, 2, "fell", ", in the", partial=False) == 0               # punctuation first
+    assert phrase_gain(T, 2, "fell", "in the", partial=False) == 0                 # would glue onto the word
+    assert phrase_gain(T, 2, "fell", "", partial=False) == 0
+    assert phrase_gain(T, 2, "felt", " in the", partial=False) == 0                # not the wanted word at all
+
+
+def test_phrase_gain_partial_takes_the_look_aheads_right_head() -> None:
     assert phrase_gain(T, 2, "fell", " in the") == 2
-    assert phrase_gain(T, 2, "fell", " in the water") == 3          # reaches the end exactly
-    assert phrase_gain(T, 2, "fell", " in the water and") == 0      # past the end
-    assert phrase_gain(T, 2, "fell", " in the wat") == 0            # a partial last word is not the word
+    assert phrase_gain(T, 2, "fell", " in the water and") == 3      # up to the phrase's end
+    assert phrase_gain(T, 2, "fell", " in the wat") == 2            # the right words before a wrong one
+    assert phrase_gain(T, 2, "fell", " in their water") == 1
+    assert phrase_gain(T, 2, "fell", " in, the water") == 0         # punctuation glued to the first word
+    assert phrase_gain(T, 2, "fell", " in\nthe water") == 0         # a line break is no space
+    assert phrase_gain(T, 2, "fell", " in  the water") == 1         # two spaces: the next word is not next
     assert phrase_gain(T, 2, "fell", " into the") == 0
-    assert phrase_gain(T, 2, "fell", ", in the") == 0               # punctuation first
-    assert phrase_gain(T, 2, "fell", "in the") == 0                 # would glue onto the word
-    assert phrase_gain(T, 2, "fell", "") == 0
-    assert phrase_gain(T, 2, "felt", " in the") == 0                # not the wanted word at all
+    assert phrase_gain(T, 2, "fell", ", in the") == 0
+    assert phrase_gain(T, 2, "fell", "in the") == 0
+    assert phrase_gain(T, 2, "felt", " in the") == 0
+    assert phrase_gain(T, 4, "water", " and") == 0                  # the phrase's last word: nothing after it
 
 
 def test_select_the_word_when_offered() -> None:
@@ -74,7 +90,10 @@ def test_select_the_phrase_when_its_lookahead_matches() -> None:
     assert decide(T, "my", fork, ON) == Action("phrase", index=1, words=3)
     assert decide(T, "my", fork, OFF) == Action("select", index=1, words=1)  # phrases off
     wrong_tail = ForkView(words=["phone", "watch"], lookahead={1: " fell into"})
-    assert decide(T, "my", wrong_tail, ON) == Action("select", index=1, words=1)
+    assert decide(T, "my", wrong_tail, ON) == Action("phrase", index=1, words=2)  # up to "fell"
+    assert decide(T, "my", wrong_tail, WHOLE) == Action("select", index=1, words=1)
+    wrong_first = ForkView(words=["phone", "watch"], lookahead={1: " is fell"})
+    assert decide(T, "my", wrong_first, ON) == Action("select", index=1, words=1)
 
 
 def test_type_letters_until_the_word_appears_then_commit() -> None:

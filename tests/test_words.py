@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from razvilka.daemon.words import Kind, Vocab, classify, display_word, trim_to_words
+from razvilka.daemon.words import Kind, Vocab, classify, display_word, head_words, trim_to_words
 
 PIECES = [b"", b" the", b"ate", b"'", b"'t", b",", b" ,", b"\n", b"\n\n", b"  ", b" pomegran", b"my",
           b"\xc3", b"\xa9", b"-based", b"...", b" sh", b" shop", b"sh", b"op", b" s", b"\xe2\x80\x99", b"<b>"]
@@ -48,3 +48,21 @@ def test_trim_to_words() -> None:
     run = [t[b" the"], t[b" pomegran"], t[b"ate"], t[b","], t[b" the"], t[b" pomegran"]]
     assert v.text(trim_to_words(v, run)) == " the pomegranate, the"   # the last word may go on: cut
     assert trim_to_words(v, [t[b" pomegran"], t[b"ate"]]) == [t[b" pomegran"], t[b"ate"]]  # one word stays
+
+
+def test_head_words_cuts_a_look_ahead_where_a_person_sees_words() -> None:
+    v = Vocab(PIECES)
+    t = {p: i for i, p in enumerate(PIECES)}
+    run = [t[b" the"], t[b" pomegran"], t[b"ate"], t[b","], t[b" the"], t[b" shop"]]
+    assert head_words(v, run, 1) == (" the", [t[b" the"]])
+    # "pomegranate," is one word to the eye: the comma goes with it, token for token
+    assert head_words(v, run, 2) == (" the pomegranate,", run[:4])
+    assert head_words(v, run, 3) == (" the pomegranate, the", run[:5])
+    assert head_words(v, run, 4) == (v.text(run), run)     # all of it
+    assert head_words(v, run, 9) == (v.text(run), run)     # past the end: all of it
+    assert head_words(v, [t[b" the"], t[b"\n"], t[b"my"], t[b" shop"]], 2) == (" the\nmy", [t[b" the"], t[b"\n"], t[b"my"]])
+    # a cut inside a token: the text, and no tokens (the daemon tokenizes it)
+    w = Vocab(PIECES + [b"op the"])
+    assert head_words(w, [t[b" sh"], len(PIECES), t[b" shop"]], 1) == (" shop", [])
+    glued = [t[b" the"], t[b" sh"], t[b"op"], t[b" ,"], t[b" s"]]
+    assert head_words(v, glued, 2) == (" the shop", glued[:3])

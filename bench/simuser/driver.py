@@ -260,7 +260,10 @@ class Person:
                           f"{' (error)' if sent_index != action.index or text != action.text else ''}"
                           f" at {fork.id} (prefix {view.prefix!r}, page {view.page}: {', '.join(map(repr, view.words))})")
         if action.kind in ("select", "phrase"):
-            body = Select(index=sent_index, source=SOURCE, phrase=action.kind == "phrase")  # type: ignore[arg-type]
+            phrase = action.kind == "phrase"
+            partial = phrase and self.opt.policy.partial_phrases  # a click on the look-ahead's last right word
+            body = Select(index=sent_index, source=SOURCE, phrase=phrase and not partial,  # type: ignore[arg-type]
+                          phrase_words=action.words - 1 if partial else 0)
         elif action.kind in ("letter", "backspace", "commit"):
             body = Command(command="type", source=SOURCE, text=text)
         else:

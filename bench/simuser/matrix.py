@@ -31,6 +31,7 @@ class BenchConfig:
                                   # entropy ceiling x t, margin floor / t (t > 1 writes on more, t < 1 forks more)
     lookahead: bool = True
     phrases: bool = True
+    partial_phrases: bool = True  # a click on a look-ahead word takes the phrase up to it (protocol 1.1)
     more_pages: int = 0
     pregenerate: bool = True
     focus: bool = True            # the person focuses the wanted candidate (gaze/hover) before selecting
@@ -51,7 +52,8 @@ class BenchConfig:
         return {"pregenerate": self.pregenerate, "input_cost": "key"}
 
     def person(self, *, think_s: float, error: float = 0.0, seed: int = 0) -> PersonOptions:
-        return PersonOptions(policy=PolicyOptions(phrases=self.phrases and self.lookahead, more_pages=self.more_pages),
+        return PersonOptions(policy=PolicyOptions(phrases=self.phrases and self.lookahead,
+                                                    partial_phrases=self.partial_phrases, more_pages=self.more_pages),
                              focus=self.focus, think_s=think_s, error=error, seed=seed)
 
     def to_json(self) -> dict[str, Any]:
@@ -65,7 +67,8 @@ def wordpred(k: int) -> BenchConfig:
 
 def system(k: int = 8, threshold: float = 1.0, **kw: Any) -> BenchConfig:
     suffix = "".join(f"-{name}" for name, on in (("nolookahead", not kw.get("lookahead", True)),
-                                                  ("nophrases", not kw.get("phrases", True))) if on)
+                                                  ("nophrases", not kw.get("phrases", True)),
+                                                  ("wholephrases", not kw.get("partial_phrases", True))) if on)
     if kw.get("lookahead", True) and kw.get("lookahead_tokens", 6) != 6:
         suffix += f"-la{kw['lookahead_tokens']}"
     if kw.get("more_pages"):
@@ -88,7 +91,7 @@ def matrix(name: str) -> list[BenchConfig]:
             wordpred(4), wordpred(8), wordpred(12),
             system(4), system(8), system(12),
             system(8, 0.5), system(8, 2.0), system(8, 4.0),
-            system(8, lookahead=False), system(8, phrases=False),
+            system(8, lookahead=False), system(8, phrases=False), system(8, partial_phrases=False),
             system(8, lookahead_tokens=1), system(8, lookahead_tokens=2), system(8, lookahead_tokens=3),
             system(4, lookahead_tokens=2), system(12, lookahead_tokens=2),
             system(8, mode="always"),

@@ -6,8 +6,10 @@ The rules (docs/simulated_user.md, "The person"):
 1. Read the text. If it is the whole phrase (trailing whitespace allowed), stop. If any word in it
    is wrong (or the model wrote past the end), press **back**.
 2. Otherwise let ``w`` be the next word of the phrase. If ``w`` is among the candidates:
-   select the **phrase** (``w`` and its look-ahead) when the look-ahead is exactly the next words
-   of the phrase (one action then commits several words), else **select** ``w``.
+   select the **phrase** (``w`` and its look-ahead) when the look-ahead starts with the next words
+   of the phrase (one action then commits several words: with ``partial_phrases`` a click on the
+   last right word of the look-ahead, ``input.select`` ``phrase_words``; without it only a
+   look-ahead that is exactly the next words counts), else **select** ``w``.
 3. If ``w`` is not offered: optionally ask for **more** candidates (``more_pages`` times, only
    before the first letter), else **type** the next letter of ``w`` (candidates narrow to the
    prefix). Once every letter is typed and ``w`` still is not offered, **commit** it with a space.
@@ -36,7 +38,8 @@ class Action:
 
 @dataclass(frozen=True)
 class PolicyOptions:
-    phrases: bool = True       # select a whole look-ahead phrase when it matches
+    phrases: bool = True       # select a look-ahead phrase when it matches
+    partial_phrases: bool = True  # ... up to its last right word (protocol 1.1 phrase_words); else only whole
     more_pages: int = 0        # "more" presses per word before typing its first letter (0: never)
 
 
@@ -81,20 +84,23 @@ def _right(target: Sequence[str], parts: Sequence[str]) -> int:
     return n
 
 
-def phrase_gain(target: Sequence[str], n: int, word: str, lookahead: str) -> int:
-    """Extra words that selecting ``word`` + ``lookahead`` commits correctly at word ``n`` (0: no match).
+def phrase_gain(target: Sequence[str], n: int, word: str, lookahead: str, partial: bool = True) -> int:
+    """Extra words that selecting ``word`` + (the head of) ``lookahead`` commits correctly at word ``n``.
 
-    The daemon writes the candidate then the look-ahead text as it is, so the look-ahead must be
-    exactly the next words of the phrase: no partial last word, no punctuation, not past the end.
+    The daemon writes the candidate then the look-ahead text as it is, so the words taken must be
+    exactly the next words of the phrase: no punctuation, not past the end. ``partial``: the head of
+    the look-ahead up to its last right word (words split at spaces, as the person reads them);
+    else the whole look-ahead or nothing.
     """
     if not lookahead.strip() or n >= len(target) or word != target[n]:
         return 0
-    if not lookahead.startswith(" ") or "  " in lookahead or any(c in lookahead for c in "\n\t\r"):
+    if not lookahead.startswith(" "):
         return 0
-    extra = lookahead.split(" ")[1:]
-    if len(extra) > len(target) - n - 1 or list(target[n + 1: n + 1 + len(extra)]) != extra:
-        return 0
-    return len(extra)
+    parts = lookahead.split(" ")[1:]  # a line break, a tab or punctuation makes a part no word equals
+    right = 0
+    while right < len(parts) and n + 1 + right < len(target) and parts[right] == target[n + 1 + right]:
+        right += 1
+    return right if partial or right == len(parts) else 0
 
 
 def next_word(target: Sequence[str], written: str) -> str | None:
@@ -125,7 +131,7 @@ def decide(target: Sequence[str], written: str, fork: ForkView, opts: PolicyOpti
     if w in fork.words:
         index = list(fork.words).index(w)
         if opts.phrases:
-            gain = phrase_gain(target, n, w, fork.lookahead.get(index, ""))
+            gain = phrase_gain(target, n, w, fork.lookahead.get(index, ""), opts.partial_phrases)
             if gain > 0:
                 return Action("phrase", index=index, words=1 + gain)
         return Action("select", index=index, words=1)

@@ -126,9 +126,8 @@ def _daemon_class() -> type:
 
         async def _decide(self, fork: Any, decision: Any) -> None:
             context, _ = self._spans()
-            cand = fork.dist.candidates[decision.index]
-            phrase = cand.lookahead[0] if decision.phrase and cand.lookahead and cand.lookahead_tokens else ""  # as _decide
-            self.profile.observe(context, [c.word for c in fork.dist.candidates], cand.word, cand.text + phrase,
+            cand, _ = self._chosen(fork.dist.candidates[decision.index], decision)
+            self.profile.observe(context, [c.word for c in fork.dist.candidates], cand.word, cand.text,
                                  document=self.doc.id)
             await super()._decide(fork, decision)
             self.profile.mark_store(time.time_ns())

@@ -86,7 +86,7 @@ describe("encoder", () => {
     assert.equal(msg.topic, "input.select.");
     assert.equal(msg.header.fork_id, "f-9");
     assert.equal(msg.header.sender, "node");
-    assert.deepEqual(msg.body, { index: 2, source: "node", confidence: 1, phrase: false, posterior: null });
+    assert.deepEqual(msg.body, { index: 2, source: "node", confidence: 1, phrase: false, posterior: null, phrase_words: 0 });
     assert.equal(frames[2].includes(Buffer.from("cb3ff0000000000000", "hex")), true, "confidence 1.0 is a float64");
   });
   test("sequence numbers count per type, subtopics refine the topic", () => {
