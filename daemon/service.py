@@ -442,10 +442,10 @@ class Daemon:
                             for i, c in enumerate(fork.dist.candidates)])
                 elif kind == "long":
                     cand = fork.dist.candidates[idx]
-                    saved = list(cand.lookahead)
+                    saved = list(cand.lookahead), list(cand.lookahead_tokens)
                     started = time.perf_counter()
                     phrases = await self._eng(self.engine.lookahead, [cand], g.long_lookahead_tokens, abort=abort)
-                    cand.lookahead = saved
+                    cand.lookahead, cand.lookahead_tokens = saved  # a phrase selection takes the short one it shows
                     if not abort.is_set() and phrases:
                         fork.long_done.add(idx)
                         self._publish_lookahead(fork, phrases, True, idx, True, (time.perf_counter() - started) * 1000)

@@ -208,8 +208,27 @@ async def test_a_click_on_a_look_ahead_word_takes_the_phrase_up_to_it(daemon: Ru
     state = await next_of(bus, "text.state")  # the first after the decision: the commit alone
     head = re.match(r"\s*\S+", entry.phrases[0])
     assert head is not None and state.body.text.endswith(word + head.group(0)), state.body.text
-    nxt = await open_fork(bus)
-    assert nxt.body.context.endswith(state.body.text[-20:])
+    await open_fork(bus)
+    assert daemon.daemon.engine.text == daemon.daemon._spans()[0]  # the model reads what the person sees
+
+
+async def test_a_phrase_after_the_long_look_ahead_commits_what_was_shown(daemon: RunningDaemon) -> None:
+    """Focus computes the longer look-ahead on the same candidate; the phrase selected is still the
+    short one shown, and the model's text is the document's text, token for token."""
+    bus = await daemon.client("t", ["fork."])
+    fork = await _current_fork(bus)
+    fid = fork.header.fork_id
+    done = await lookahead_done(bus, fid)
+    short = done.body.entries[0].phrases[0]
+    bus.publish(Focus(index=0, source="mouse"), fork_id=fid)
+    long = await next_of(bus, "fork.lookahead", 60, where=lambda m: m.header.fork_id == fid and m.body.entries[0].long)
+    assert len(long.body.entries[0].phrases[0]) > len(short)
+    bus.publish(Select(index=0, source="web", phrase=True), fork_id=fid)
+    decided = await next_of(bus, "fork.decided")
+    assert decided.body.words == [fork.body.candidates[0].word] + short.split()
+    await open_fork(bus)
+    d = daemon.daemon
+    assert d.engine.text == d._spans()[0]
 
 
 async def test_pause_and_resume(daemon: RunningDaemon) -> None:
