@@ -226,6 +226,18 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
     await expect(page.locator("#text .origin-human").last).to_have_text("They")
     await expect(page.locator("#text .origin-model").last).to_have_text("are lovely, and")
 
+    # A click on a word of the look-ahead: the candidate and the phrase up to that word, one action.
+    await page.locator('#cloud .cand[data-index="0"]').hover()
+    la = page.locator("#peek-short .la-word")
+    await expect(la).to_have_text(["whole", "flat", "smells", "of", "them"])
+    await la.nth(2).hover()  # on the way into the look-ahead, the peek stays
+    marked = await page.evaluate("() => [...document.querySelectorAll('#peek-short .la-word')]"
+                                 ".map(e => getComputedStyle(e).backgroundColor)")
+    assert marked[0] == marked[1] == marked[2] != marked[3] == marked[4], marked  # what a click would take
+    await la.nth(2).click()
+    sel = await next_msg(rig.daemon, "input.select")
+    assert sel.body.index == 0 and sel.body.phrase_words == 3 and not sel.body.phrase  # type: ignore[union-attr]
+
     # Shift+click: the word with its look-ahead phrase, one action.
     await page.locator('#cloud .cand[data-index="0"]').click(modifiers=["Shift"])
     sel = await next_msg(rig.daemon, "input.select")

@@ -21,6 +21,7 @@
     layouts: 0,          // render.layout messages sent
     lastLayout: "",
   };
+  const HOVER_GRACE_MS = 350;
   const waiting = new Map();  // ref -> resolve, for request()
   const sentTypes = new Map(); // ref -> event type, until the bridge answers
   const myIds = [];            // bus ids of this page's recent selects and commands
@@ -260,12 +261,19 @@
   }
 
   let lastPointer = "mouse", touchStart = 0, lastTouchEnd = -1e9;
+  // A mouse leaving a word lets go of it a moment later, so that it can cross the gap into the
+  // look-ahead (whose words are clicked) without the look-ahead closing under it.
+  let letGo = null;
+  function letGoSoon() { clearTimeout(letGo); letGo = setTimeout(() => setHover(null), HOVER_GRACE_MS); }
+  function hold() { clearTimeout(letGo); letGo = null; }
   function wire(b, index) {
     b.addEventListener("pointerenter", (e) => {
       lastPointer = e.pointerType;
-      if (e.pointerType === "mouse") setHover(index);
+      if (e.pointerType === "mouse") { hold(); setHover(index); }
     });
-    b.addEventListener("pointerleave", (e) => { if (e.pointerType === "mouse" && S.hover === index) setHover(null); });
+    b.addEventListener("pointerleave", (e) => {
+      if (e.pointerType === "mouse" && S.hover === index) letGoSoon();
+    });
     b.addEventListener("pointerdown", (e) => {
       lastPointer = e.pointerType;
       if (e.pointerType !== "mouse") { touchStart = performance.now(); setHover(index); }
@@ -292,10 +300,12 @@
     updateFocus();
   }
 
-  function select(index, phrase = false) {
+  /** Choose a candidate: alone, with its whole look-ahead (phrase), or with its first `words` words. */
+  function select(index, phrase = false, words = 0) {
     if (!S.fork || S.decided !== null) return;
     markChosen(index);
-    send({ type: "input.select", fork_id: S.fork.id, body: phrase ? { index, phrase: true } : { index } });
+    const body = words > 0 ? { index, phrase_words: words } : phrase ? { index, phrase: true } : { index };
+    send({ type: "input.select", fork_id: S.fork.id, body });
   }
 
   function markChosen(index) {
@@ -335,7 +345,7 @@
     const word = c.word.trim();
     const list = $("peek-short");
     list.replaceChildren();
-    for (const phrase of look.short) list.append(phraseItem("li", word, phrase));
+    look.short.forEach((phrase, i) => list.append(phraseItem("li", word, phrase, "", i === 0 ? index : null)));
     if (!look.short.length) {
       const li = document.createElement("li");
       li.className = "thinking";
@@ -349,12 +359,26 @@
     placeBeside(peek, b.getBoundingClientRect());
   }
 
-  function phraseItem(tag, word, phrase, cls) {
+  /** A look-ahead line. With `index` (the phrase the daemon commits), each of its words is a
+   *  button: a click takes the candidate and the phrase up to that word (protocol 1.1 phrase_words). */
+  function phraseItem(tag, word, phrase, cls, index = null) {
     const el = document.createElement(tag);
     if (cls) el.className = cls;
     const w = document.createElement("b");
     w.textContent = word;
-    el.append(w, document.createTextNode(` ${phrase.trim()}`));
+    el.append(w);
+    if (index === null) { el.append(document.createTextNode(` ${phrase.trim()}`)); return el; }
+    phrase.trim().split(/\s+/).forEach((part, i) => {
+      const b = document.createElement("span");
+      b.className = "la-word";
+      b.textContent = part;
+      b.tabIndex = 0;
+      b.setAttribute("role", "button");
+      b.title = `take “${word} ${phrase.trim().split(/\s+/).slice(0, i + 1).join(" ")}”`;
+      b.addEventListener("click", (e) => { e.stopPropagation(); select(index, false, i + 1); });
+      b.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(index, false, i + 1); } });
+      el.append(document.createTextNode(" "), b);
+    });
     return el;
   }
 
@@ -591,6 +615,8 @@
   // ------------------------------------------------------------------ start
   $("back").addEventListener("click", () => command("back"));
   $("more").addEventListener("click", () => command("more"));
+  $("peek").addEventListener("pointerenter", (e) => { if (e.pointerType === "mouse") hold(); });
+  $("peek").addEventListener("pointerleave", (e) => { if (e.pointerType === "mouse" && S.hover !== null) letGoSoon(); });
   window.addEventListener("resize", layoutSoon);
   window.addEventListener("scroll", layoutSoon, { passive: true });
   // Moving the window fires no event: look for it once a second.
