@@ -202,16 +202,25 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
         assert fork3.body.candidates
         assert daemon.profile.memory_text() == "zebra\n" * 7
         assert daemon.engine.n_tokens >= len(engine.tokenize("zebra\n" * 7 + "Another note:"))
+        # a click on the look-ahead's first word: the profile learns the candidate and that word
+        look = await next_of(client, "fork.lookahead", 60, where=lambda m: m.header.fork_id == fork3.header.fork_id
+                             and m.body.done and not m.body.entries[0].long)
+        phrase = look.body.entries[0].phrases[0]
+        assert phrase.strip(), look.body
+        client.publish(Select(index=0, source="mouse", phrase_words=1), fork_id=fork3.header.fork_id)
+        decided = await _decided(client, fork3.header.fork_id)
+        assert decided.body.words == [fork3.body.candidates[0].word, phrase.split()[0]]
+        assert daemon.profile.memory[daemon.doc.id].endswith(phrase.split()[0])
         for _ in range(100):  # written off the event loop within about half a second of the decision
             on_disk = json.loads(path.read_text())
-            if on_disk["decisions"] == 7:
+            if on_disk["decisions"] == 8:
                 break
             await asyncio.sleep(0.1)
         # typed six times (the cache knows it), then chosen once when offered (the accept count)
-        assert on_disk["decisions"] == 7 and on_disk["unigrams"]["zebra"] == 7 and on_disk["accept"]["zebra"][0] == 1
+        assert on_disk["decisions"] == 8 and on_disk["unigrams"]["zebra"] == 7 and on_disk["accept"]["zebra"][0] == 1
         assert daemon.engine.rerank_ms, "every fork went through the profile"
     finally:
         await client.close()
         await asyncio.wait_for(daemon.close(), 60)
-    # the daemon's store holds the injected word like any other decision
-    assert replay_store(Profile(), config.store.path, "default") == 1
+    # the daemon's store holds the injected word and the phrase like any other decisions
+    assert replay_store(Profile(), config.store.path, "default") == 2
