@@ -620,8 +620,9 @@ class Daemon:
 
     async def _decide(self, fork: OpenFork, decision: Decision) -> None:
         assert self.engine is not None and self.doc is not None
-        cand, words = self._chosen(fork.dist.candidates[decision.index], decision)
-        phrase = len(words) > 1
+        offered = fork.dist.candidates[decision.index]
+        cand, words = self._chosen(offered, decision)
+        phrase = cand is not offered  # look-ahead text went with it
         entry = Entry(uuid.uuid4().hex, 0, "human", cand.text, list(cand.tokens), words,
                       fork_id=fork.id, idx=decision.index, sources=decision.sources, rule=decision.rule,
                       latency_ms=decision.latency_ms, phrase=phrase)
