@@ -81,7 +81,8 @@ def engine_words(engine: Any, phrases: Sequence[str], k: int, wide: int, *, lett
     before each phrase, as the daemon does; each phrase joins it once written (document ``part<i>``)."""
     out: list[Word] = []
     for i, phrase in enumerate(phrases):
-        engine.reset(prompt_for(phrases, i, context), memory.memory_text() if memory is not None else "")
+        prompt = prompt_for(phrases, i, context)
+        engine.reset(prompt, memory.memory_text(prompt=prompt) if memory is not None else "")
         for w in phrase.split():
             ctx = engine.text
             item = Word(i, ctx, w, engine.words(wide))

@@ -248,7 +248,7 @@ class Daemon:
         cfg = self.config.daemon
         assert self.engine is not None
         doc = self.store.open_document(cfg.user) if self.resume else None
-        memory = self._memory_for(doc.id if doc is not None else None)
+        memory = self._memory_for(doc.id if doc is not None else None, doc.prompt if doc is not None else cfg.prompt)
         if memory:  # read whole once, at start: seconds on a small CPU
             self._status("loading", progress=1.0, detail="reading the person's earlier writing (the profile's memory)")
         if doc is not None:
@@ -260,7 +260,7 @@ class Daemon:
             await self._new_document(cfg.prompt, memory)
         self._publish_text()
 
-    def _memory_for(self, document: str | None) -> str:
+    def _memory_for(self, document: str | None, prompt: str) -> str:
         """Text the model reads before this document and that is not part of it (a profile's memory)."""
         return ""
 
@@ -290,9 +290,9 @@ class Daemon:
         return asyncio.get_running_loop().run_in_executor(self.pool, run)
 
     async def _new_document(self, prompt: str, memory: str | None = None) -> None:
-        """Start a new document; ``memory``: what ``_memory_for(None)`` gives, if the caller has it already."""
+        """Start a new document; ``memory``: what ``_memory_for(None, prompt)`` gives, if the caller has it already."""
         assert self.engine is not None
-        await self._eng(self._replay, prompt, [], self._memory_for(None) if memory is None else memory)
+        await self._eng(self._replay, prompt, [], self._memory_for(None, prompt) if memory is None else memory)
         self.doc = self.store.new_document(self.config.daemon.user, prompt, self.engine.model_name)
         self.known_forks.clear()
 

@@ -294,6 +294,9 @@ def test_memory_keeps_what_the_person_wrote_per_document() -> None:
     prof.sync("Prompt two. the letter came", document="d2")                   # the model wrote on, kept
     assert prof.memory_text() == "Dear Mr Darcy\nthe letter came\n"
     assert prof.memory_text(exclude="d2") == "Dear Mr Darcy\n"                # the document being written
+    # what the prompt already holds is not read twice (the model would copy the repetition)
+    assert prof.memory_text(prompt="Dear Mr Darcy\nthe letter came\n") == ""
+    assert prof.memory_text(prompt="She wrote: the letter came.\n") == "Dear Mr Darcy\n"
     # trimmed by whole documents, down to half the budget at once: the text's start changes seldom
     prof.memory_chars = 60
     for i in range(12):

@@ -91,9 +91,9 @@ def _daemon_class() -> type:
                 memory = None         # they join the memory: read it again
             await super()._new_document(prompt, memory)
 
-        def _memory_for(self, document: str | None) -> str:
+        def _memory_for(self, document: str | None, prompt: str) -> str:
             # the person's earlier documents, read by the model before this one (docs/learning.md, "Memory")
-            text = self.profile.memory_text(exclude=document) if self.profile.memory_chars > 0 else ""
+            text = self.profile.memory_text(exclude=document, prompt=prompt) if self.profile.memory_chars > 0 else ""
             self.profile.reading = bool(text)
             return text
 

@@ -268,13 +268,17 @@ class Profile:
         return prof
 
     # ------------------------------------------------------------------ the memory
-    def memory_text(self, exclude: str | None = None) -> str:
-        """The person's earlier writing, one document per line, oldest first (``exclude``: the document
-        being written, which the model reads anyway): what the daemon gives the model before a document.
+    def memory_text(self, exclude: str | None = None, prompt: str = "") -> str:
+        """The person's earlier writing, one document per line, oldest first: what the daemon gives the
+        model before a document. Left out, since the model reads them anyway: ``exclude`` (the document
+        being written) and documents the ``prompt`` already holds. Read twice, once in the memory and
+        again in the prompt, the model takes the repetition for a pattern and copies what followed in
+        the memory, confidently and wrongly.
 
         It only grows at its end between trims, so the engine keeps its KV from one document to the next."""
         with self._lock:
             lines = [t.strip() for d, t in self.memory.items() if (exclude is None or d != exclude) and t.strip()]
+        lines = [t for t in lines if t not in prompt]
         return "\n".join(lines) + "\n" if lines else ""
 
     def read_text(self, text: str, document: str) -> int:
