@@ -53,12 +53,14 @@ ALIASES: dict[str, str] = {
 SHORTCUT_MODIFIERS = frozenset({"ctrl", "ctrl_r", "alt", "alt_r", "cmd", "cmd_r"})
 MODIFIERS = SHORTCUT_MODIFIERS | {"shift", "shift_r", "alt_gr", "caps_lock", "num_lock"}
 
-#: Plain actions; ``select:N`` (N >= 1) selects candidate N directly.
+#: Plain actions; ``select:N`` (N >= 1) selects candidate N directly; ``phrase:N`` takes the focused
+#: candidate with the first N words of its look-ahead (protocol 1.1 ``phrase_words``).
 ACTIONS: tuple[str, ...] = (
     "confirm", "phrase", "back", "more", "toggle_pause", "pause", "resume", "regenerate",
     "focus_next", "focus_prev", "none",
 )
 _SELECT_RE = re.compile(r"^select:([1-9][0-9]{0,2})$")
+_PHRASE_RE = re.compile(r"^phrase:([1-9]|[1-5][0-9]|6[0-4])$")
 _VK_RE = re.compile(r"^vk_[0-9]+$")
 
 #: The keyboard's defaults; ``inputs.keyboard.keys`` entries override them one by one.
@@ -127,7 +129,7 @@ X11_NAMES = KeyNames("x11", frozenset(NAMED_KEYS), chars=True, vk=True)
 
 
 def _action_ok(action: str) -> bool:
-    return action in ACTIONS or _SELECT_RE.match(action) is not None
+    return action in ACTIONS or _SELECT_RE.match(action) is not None or _PHRASE_RE.match(action) is not None
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ class KeyMap:
                 ErrorCode.BAD_CONFIG,
                 "; ".join(problems)
                 + f". Valid key names for the {names.backend} backend: {names.describe()}."
-                + f" Valid actions: {', '.join(ACTIONS)}, select:N (N = 1, 2, ...).",
+                + f" Valid actions: {', '.join(ACTIONS)}, select:N (N = 1, 2, ...), phrase:N (N = 1..64).",
             )
         return cls(
             actions={k: v for k, v in merged.items() if v != "none"},
@@ -417,10 +419,13 @@ class KeyInterpreter:
             new = fork.indices[pos]
             self.focus, self.focus_own = new, True
             return Reaction([Emit(Focus(index=new, source=src), fid)], action=action)
-        if action == "phrase":  # the focused candidate and its look-ahead phrase: several words, one key
+        words = _PHRASE_RE.match(action)
+        if action == "phrase" or words:  # the focused candidate and (the head of) its look-ahead: one key
             if self.focus is None:
-                return Reaction(note="phrase: no candidate is focused (move to one first)", action=action)
-            return Reaction([Emit(Select(index=self.focus, source=src, phrase=True), fid)], action=action)
+                return Reaction(note=f"{action}: no candidate is focused (move to one first)", action=action)
+            n = int(words.group(1)) if words else 0
+            return Reaction([Emit(Select(index=self.focus, source=src, phrase=not n, phrase_words=n), fid)],
+                            action=action)
         if action == "confirm":
             if self.typed and self.focus is None:
                 return self._commit(fork)

@@ -339,11 +339,12 @@ def test_unknown_key_name_in_config_lists_valid_names(tmp_path: Path) -> None:
 
 def test_keymap_validation_reports_every_problem() -> None:
     with pytest.raises(ProtocolError) as err:
-        KeyMap.build({"F13": "confirm", "enterr": "confirm", "tab": "mor", "2": "select:0"}, X11_NAMES, where="k")
+        KeyMap.build({"F13": "confirm", "enterr": "confirm", "tab": "mor", "2": "select:0", "3": "phrase:65"},
+                     X11_NAMES, where="k")
     assert err.value.code == ErrorCode.BAD_CONFIG
     text = err.value.detail
     assert "'enterr'" in text and "unknown action 'mor'" in text and "did you mean 'more'" in text
-    assert "'select:0'" in text and "select:N" in text
+    assert "'select:0'" in text and "select:N" in text and "'phrase:65'" in text and "phrase:N" in text
     assert "'F13'" not in text  # f13 is a real key name (Xvfb just has none mapped)
     km = KeyMap.build({"Escape": "none", "return": "more", "PLUS": "back"}, X11_NAMES, where="k",
                       defaults=DEFAULT_KEYBOARD_KEYS)
@@ -404,6 +405,17 @@ def test_interpreter_rules() -> None:
     it.feed(ev("x", False, 930))
     (commit,) = press(it, "space", 1000)
     assert isinstance(commit, Command) and commit.text == "wil " and it.typed == ""
+    # phrase:N takes the focused candidate with the first N words of its look-ahead (a pedal per N).
+    ph = KeyInterpreter(KeyMap.build({"f2": "phrase:2", "end": "phrase"}, X11_NAMES, where="k",
+                                     defaults=DEFAULT_KEYBOARD_KEYS), source="keyboard")
+    with_fork(ph, ["x", "y", "z"])
+    assert press(ph, "f2", 0) == []                                      # nothing focused yet
+    press(ph, "down", 100)
+    press(ph, "down", 200)
+    (two,) = press(ph, "f2", 300)
+    assert isinstance(two, Select) and two.index == 1 and two.phrase_words == 2 and not two.phrase
+    (whole,) = press(ph, "end", 400)
+    assert isinstance(whole, Select) and whole.phrase and whole.phrase_words == 0
     # A modifier named in the map is a key (some pedals are programmed to send Super).
     pedal = KeyInterpreter(KeyMap.build({"cmd": "more"}, X11_NAMES, where="p"), source="footswitch")
     assert [b.command for b in press(pedal, "cmd", 0)] == ["more"]
