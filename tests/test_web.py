@@ -237,6 +237,18 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
     await la.nth(2).click()
     sel = await next_msg(rig.daemon, "input.select")
     assert sel.body.index == 0 and sel.body.phrase_words == 3 and not sel.body.phrase  # type: ignore[union-attr]
+    # The same by keyboard: Down from the word into its look-ahead, Right to the next word, Enter.
+    await page.locator('#cloud .cand[data-index="0"]').focus()
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("ArrowRight")
+    await expect(la.nth(1)).to_be_focused()
+    rig.daemon.publish(ForkLookahead(entries=[Lookahead(index=0, phrases=["whole flat smells of them today"], long=True)]),
+                       fork_id="f2")  # a redraw while the person is in it keeps their place
+    await expect(page.locator("#peek-long")).to_contain_text("today")
+    await expect(la.nth(1)).to_be_focused()
+    await page.keyboard.press("Enter")
+    sel = await next_msg(rig.daemon, "input.select")
+    assert sel.body.index == 0 and sel.body.phrase_words == 2  # type: ignore[union-attr]
 
     # Shift+click: the word with its look-ahead phrase, one action.
     await page.locator('#cloud .cand[data-index="0"]').click(modifiers=["Shift"])

@@ -290,7 +290,13 @@
     });
     b.addEventListener("contextmenu", (e) => e.preventDefault());   // a long press peeks; no menu
     b.addEventListener("focus", () => setHover(index));
-    b.addEventListener("blur", () => { if (S.hover === index) setHover(null); });
+    b.addEventListener("keydown", (e) => {  // Down: into its look-ahead, whose words take the phrase
+      const first = $("peek").querySelector(".la-word");
+      if (e.key === "ArrowDown" && first && S.hover === index) { e.preventDefault(); first.focus(); }
+    });
+    b.addEventListener("blur", (e) => {  // into its look-ahead: it stays open
+      if (S.hover === index && !$("peek").contains(e.relatedTarget)) setHover(null);
+    });
   }
 
   function setHover(index) {
@@ -336,6 +342,7 @@
     return S.fork ? S.fork.body.candidates.find((c) => c.index === index) : undefined;
   }
 
+  let redrawing = false;  // the look-ahead is being redrawn: its words leave the focus, the person did not
   function renderPeek(index) {
     const peek = $("peek");
     const b = index === null ? null : button(index);
@@ -344,8 +351,13 @@
     const look = S.looks.get(index) || { short: [], long: [] };
     const word = c.word.trim();
     const list = $("peek-short");
+    const words = () => Array.from(list.querySelectorAll(".la-word"));
+    const kept = words().indexOf(document.activeElement);  // a look-ahead word with the keyboard focus keeps it
+    redrawing = true;
     list.replaceChildren();
     look.short.forEach((phrase, i) => list.append(phraseItem("li", word, phrase, "", i === 0 ? index : null)));
+    redrawing = false;
+    if (kept >= 0) (words()[kept] || words().pop() || b).focus();
     if (!look.short.length) {
       const li = document.createElement("li");
       li.className = "thinking";
@@ -368,15 +380,23 @@
     w.textContent = word;
     el.append(w);
     if (index === null) { el.append(document.createTextNode(` ${phrase.trim()}`)); return el; }
-    phrase.trim().split(/\s+/).forEach((part, i) => {
+    const parts = phrase.trim().split(/\s+/);
+    parts.forEach((part, i) => {
       const b = document.createElement("span");
       b.className = "la-word";
       b.textContent = part;
       b.tabIndex = 0;
       b.setAttribute("role", "button");
-      b.title = `take “${word} ${phrase.trim().split(/\s+/).slice(0, i + 1).join(" ")}”`;
+      b.title = `take “${word} ${parts.slice(0, i + 1).join(" ")}”`;
       b.addEventListener("click", (e) => { e.stopPropagation(); select(index, false, i + 1); });
-      b.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(index, false, i + 1); } });
+      b.addEventListener("keydown", (e) => {  // Enter takes the phrase up to here; arrows move; Up/Esc: back to the word
+        const to = { ArrowRight: b.nextElementSibling, ArrowLeft: b.previousElementSibling }[e.key];
+        if (e.key === "Enter" || e.key === " ") select(index, false, i + 1);
+        else if (to && to.classList.contains("la-word")) to.focus();
+        else if (e.key === "ArrowUp" || e.key === "Escape") { const c = button(index); if (c) c.focus(); }
+        else return;
+        e.preventDefault();
+      });
       el.append(document.createTextNode(" "), b);
     });
     return el;
@@ -617,6 +637,10 @@
   $("more").addEventListener("click", () => command("more"));
   $("peek").addEventListener("pointerenter", (e) => { if (e.pointerType === "mouse") hold(); });
   $("peek").addEventListener("pointerleave", (e) => { if (e.pointerType === "mouse" && S.hover !== null) letGoSoon(); });
+  $("peek").addEventListener("focusout", (e) => {  // Tab out of the look-ahead, not back to a word: it goes
+    const to = e.relatedTarget;
+    if (!redrawing && !$("peek").contains(to) && !(to && to.closest && to.closest(".cand"))) setHover(null);
+  });
   window.addEventListener("resize", layoutSoon);
   window.addEventListener("scroll", layoutSoon, { passive: true });
   // Moving the window fires no event: look for it once a second.
