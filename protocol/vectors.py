@@ -244,6 +244,9 @@ def build_valid() -> list[dict[str, Any]]:
                    "temperature": 0.75, "context": "Say"}))
     b.ok("minor-version", "a newer minor version (1.7) of the same major is accepted: minors only add",
          b.frames("heartbeat.", make_header("heartbeat", 5, version="1.7"), {"role": "tool", "interval_ms": 500}))
+    b.ok("older-minor", "a 1.0 sender's select, without the 1.1 field phrase_words: accepted, the default (0) filled in",
+         b.frames("input.select.", make_header("input.select", 8, version="1.0", fork_id="f-1"),
+                  {"index": 2, "source": "keyboard", "confidence": 1.0, "phrase": True, "posterior": None}))
     b.ok("unknown-type", "a type this receiver does not know: valid, ignored (not delivered, not an error)",
          b.frames("gaze.calibration.", make_header("gaze.calibration", 0), {"points": [[0.1, 0.2]], "ok": True}))
     b.ok("unknown-type-unknown-major-field", "an unknown type with a body of any shape of map is still ignored",
