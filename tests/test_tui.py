@@ -173,6 +173,23 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         await pilot.press("end")  # the focused candidate with its look-ahead phrase
         msg = await next_input(observer)
         assert isinstance(msg.body, Select) and msg.body.index == 3 and msg.body.phrase and msg.header.fork_id == "f-7"
+        # shift+arrows mark words of the focused look-ahead ("for my birthday"); End takes those
+        for key in ("shift+right", "shift+right", "shift+right", "shift+right", "shift+left"):
+            await pilot.press(key)  # four is past its three words: it stops at three
+        await until(pilot, lambda: app.state.phrase_mark() == 2, what="two words marked")
+        def marked() -> list[str]:  # reversed on screen: the focused word in the cloud, and the marked words
+            return [seg.text.strip() for seg in screen_segments(app) if seg.style and seg.style.reverse]
+        await until(pilot, lambda: "for my" in marked(), what="the marked words drawn")
+        assert not any("birthday" in t for t in marked())
+        await pilot.press("end")
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Select) and msg.body.index == 3 and msg.body.phrase_words == 2 and not msg.body.phrase
+        await pilot.press("left")  # the mark belongs to its candidate: another one starts with none
+        await next_input(observer)
+        assert app.state.phrase_mark() == 0
+        await pilot.press("right")
+        await next_input(observer)
+        assert app.state.phrase_mark() == 2  # back on it: still marked
 
         await pilot.press("backspace")
         msg = await next_input(observer)
@@ -211,7 +228,7 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         await pilot.press("enter")  # a typed word that is a candidate selects it
         msg = await next_input(observer)
         assert isinstance(msg.body, Select) and msg.body.index == 3 and msg.header.fork_id == "f-8"
-        assert app.published == 19
+        assert app.published == 22
 
 
 async def test_view_only_publishes_nothing(ipc_clients) -> None:  # type: ignore[no-untyped-def]

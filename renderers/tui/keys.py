@@ -18,6 +18,10 @@ Space (typing)     the typed word as it is: ``input.select`` of the candidate th
                    is exactly that word, else ``input.command`` type ``text="word "``
                    (a trailing space ends the word)
 Escape             ``input.command`` toggle_pause
+End                ``input.select`` of the focused candidate with its look-ahead
+                   (``phrase``), or with the words marked (``phrase_words``)
+Shift+→ / Shift+←  mark one more / one fewer word of the focused candidate's
+                   look-ahead (nothing is sent until End)
 =================  ==========================================================
 
 The same rules as the global keyboard adapter (``inputs/keymap.py``), so a person
@@ -32,6 +36,7 @@ from razvilka.renderers.tui.state import ViewState
 
 #: Key names (as Textual reports them) that move the focus, and by how much.
 FOCUS_STEPS = {"left": -1, "up": -1, "right": 1, "down": 1}
+MARK_STEPS = {"shift+right": 1, "shift+left": -1}
 MORE_KEYS = {"plus", "tab"}
 WORD_CHARS = {"'", "-"}
 
@@ -69,10 +74,18 @@ def messages_for_key(state: ViewState, key: str, character: str | None, source: 
         if state.focus is None:
             return []
         return [Outgoing(Confirm(source=source, index=state.focus), fork_id)]
-    if key == "end":  # the focused candidate with its look-ahead phrase: several words, one key
+    if key in MARK_STEPS:  # local only: which words End will take
         if fork_id is None or state.focus is None:
             return []
-        return [Outgoing(Select(index=state.focus, source=source, phrase=True), fork_id)]
+        most = len(state.look_words(state.focus))
+        state.marked = (fork_id, state.focus, max(0, min(most, state.phrase_mark() + MARK_STEPS[key])))
+        state.version += 1
+        return []
+    if key == "end":  # the focused candidate with its look-ahead (or its marked words): several words, one key
+        if fork_id is None or state.focus is None:
+            return []
+        n = state.phrase_mark()
+        return [Outgoing(Select(index=state.focus, source=source, phrase=not n, phrase_words=n), fork_id)]
     if key == "backspace":
         if state.typed:
             return [_send_prefix(state, state.typed[:-1], source)]

@@ -5,6 +5,7 @@ padding, weight and colour grow with it, and the percentage is written beside it
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from rich.text import Text
@@ -108,7 +109,16 @@ def lookaheads(state: ViewState) -> Text:
         out.append(cand.word.strip(), style="bold #ffaf00" if focused else BAND_STYLES[band(cand.prob)])
         phrases = fork.phrases(cand.index)
         out.append("  ")
-        out.append(one_line(phrases[0]) if phrases else "…", style="#d0d0d0" if phrases else "dim")
+        mark = state.phrase_mark() if focused else 0
+        if phrases and mark:  # the words End will take, marked
+            head = re.match(r"(?:\s*\S+){%d}" % mark, phrases[0])
+            cut = head.end() if head else len(phrases[0])
+            out.append(one_line(phrases[0][:cut]), style="reverse bold #ffaf00")
+            rest = one_line(phrases[0][cut:])
+            if rest:
+                out.append(" " + rest, style="#d0d0d0")
+        else:
+            out.append(one_line(phrases[0]) if phrases else "…", style="#d0d0d0" if phrases else "dim")
     return out
 
 
@@ -213,7 +223,8 @@ def sources_view(state: ViewState, alive: Mapping[str, str], roles: Mapping[str,
 def help_line(state: ViewState, keys_on: bool) -> Text:
     if not keys_on:
         return Text("view only (keys off)   ctrl+q quit", style="dim")
-    text = "1-9 select  ←→ focus  enter confirm  end +phrase  ⌫ back  +/tab more  a-z type  esc pause  ctrl+q quit"
+    text = ("1-9 select  ←→ focus  enter confirm  end +phrase  shift+←→ mark phrase  ⌫ back  +/tab more  "
+            "a-z type  esc pause  ctrl+q quit")
     out = Text(text, style="dim", no_wrap=True, overflow="ellipsis")
     if state.typed:
         out = Text(f"typing '{state.typed}'  ⌫ deletes a letter  space/enter: this word  ", style="bold #ffaf00") + out

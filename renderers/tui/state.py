@@ -99,6 +99,18 @@ class ViewState:
     typed: str = ""  # "my own word": the prefix typed so far
     sent_prefixes: set[str] = field(default_factory=set)
     version: int = 0  # bumped on every change, so the view redraws only when needed
+    marked: tuple[str, int, int] | None = None  # (fork, candidate, N): look-ahead words marked (shift+arrows)
+
+    def look_words(self, index: int) -> list[str]:
+        """The words of a candidate's short look-ahead, as the daemon counts them for ``phrase_words``."""
+        phrases = self.fork.phrases(index) if self.fork else []
+        return phrases[0].split() if phrases else []
+
+    def phrase_mark(self) -> int:
+        """Look-ahead words marked on the focused candidate (0 once the focus or the fork moved on)."""
+        if self.marked and self.fork and self.marked[:2] == (self.fork.fork_id, self.focus):
+            return self.marked[2]
+        return 0
 
     # ------------------------------------------------------------------ incoming
     def apply(self, msg: Message) -> bool:

@@ -167,12 +167,13 @@ class TuiApp(App[int]):
             self._press("tab", None)
 
     def _press(self, key: str, character: str | None) -> bool:
+        before = self.state.version
         outgoing = messages_for_key(self.state, key, character, self.client.name)
         for out in outgoing:
             self.client.publish(out.body, fork_id=out.fork_id)
             self.published += 1
         self.redraw()
-        return bool(outgoing)
+        return bool(outgoing) or self.state.version != before  # a key that changed only the screen is ours too
 
     # ------------------------------------------------------------------ drawing
     def redraw(self, force: bool = False) -> None:
