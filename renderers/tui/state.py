@@ -107,7 +107,7 @@ class ViewState:
         return phrases[0].split() if phrases else []
 
     def phrase_mark(self) -> int:
-        """Look-ahead words marked on the focused candidate (0 once the focus or the fork moved on)."""
+        """Look-ahead words marked on the focused candidate (0 when the mark is on another candidate or fork)."""
         if self.marked and self.fork and self.marked[:2] == (self.fork.fork_id, self.focus):
             return self.marked[2]
         return 0
