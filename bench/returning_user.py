@@ -18,6 +18,12 @@ takes the first part from the first chapters, the later part from chapter 40 on.
 ``--text mackenzie`` uses the MacKenzie & Soukoreff phrases (weak habits, for contrast).
 
     python bench/returning_user.py --learn 80 --test 40 --lora-steps 60 -v
+    python bench/returning_user.py --learn 100,200,300 --test 30 -v   # a learning curve
+
+``--learn`` with several sizes writes the first part once, in order, and after each size rebuilds
+the profile from the store so far and writes the later part with it: how the gain grows with the
+person's history, in one run. The plain row is written once; the LoRA and the row without the
+memory are made at the largest size.
     python bench/returning_user.py --text mackenzie --learn 100 --test 40 --no-lora
 
 Prints KSR and actions per word on the later part for each way, with the profile's rerank cost per
@@ -74,22 +80,39 @@ def austen_clauses(path: Path = AUSTEN) -> list[tuple[int, str]]:
     return out
 
 
-def parts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """(first part, later part), no phrase of the later part in the first."""
+def parts(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | None]:
+    """(first part, later part, the later part's prompts or None), no phrase of the later part in the first.
+
+    With ``--runs R`` > 1 (austen) the later part is R runs of consecutive clauses, the runs
+    starting at chapters spread evenly from ``--later-chapter`` to the book's end, and each clause's
+    prompt is the ``--context`` clauses before it in the book (not in the later part)."""
+    later_prompts: list[str] | None = None
     if args.text == "austen":
         clauses = austen_clauses(Path(args.file) if args.file else AUSTEN)
-        first = [c for ch, c in clauses if ch < args.later_chapter][: args.learn]
+        first = [c for ch, c in clauses if ch < args.later_chapter][: max(args.learn)]
         known = set(first)
-        later = [c for ch, c in clauses if ch >= args.later_chapter and c not in known][: args.test]
+        if args.runs <= 1:
+            later = [c for ch, c in clauses if ch >= args.later_chapter and c not in known][: args.test]
+        else:
+            last = clauses[-1][0]
+            per, later, later_prompts = args.test // args.runs, [], []
+            for r in range(args.runs):
+                start = args.later_chapter + r * (last - args.later_chapter + 1) // args.runs
+                at = [i for i, (ch, c) in enumerate(clauses) if ch >= start and c not in known][:per]
+                later += [clauses[i][1] for i in at]
+                later_prompts += ["".join(clauses[j][1] + "\n" for j in range(max(0, i - args.context), i))
+                                  for i in at]
     else:
         path = Path(args.file) if args.file else MACKENZIE
         phrases = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        first = phrases[: args.learn]
+        first = phrases[: max(args.learn)]
         known = set(first)
-        later = [p for p in phrases[args.learn:] if p not in known][: args.test]
-    if len(first) < args.learn or len(later) < args.test:
+        later = [p for p in phrases[max(args.learn):] if p not in known][: args.test]
+        if args.runs > 1:
+            raise SystemExit("returning_user: --runs is for --text austen")
+    if len(first) < max(args.learn) or len(later) < args.test:
         raise SystemExit(f"returning_user: only {len(first)} + {len(later)} phrases available")
-    return first, later
+    return first, later, later_prompts
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -108,8 +131,11 @@ def daemon_config(runtime_dir: Path, store: Path, threads: int, memory_chars: in
 
 
 async def write_part(label: str, engine: Any, phrases: list[str], store: Path, args: argparse.Namespace, *,
-                     profile: Any = None, memory_chars: int | None = None) -> tuple[list[PhraseResult], dict[str, Any]]:
-    """One daemon (plain, or with ``profile``) on the shared engine; the person writes every phrase."""
+                     profile: Any = None, memory_chars: int | None = None,
+                     indices: range | None = None,
+                     prompts: list[str] | None = None) -> tuple[list[PhraseResult], dict[str, Any]]:
+    """One daemon (plain, or with ``profile``) on the shared engine; the person writes every phrase
+    (or those in ``indices``), each after ``prompts[i]`` or else the phrases before it in ``phrases``."""
     from razvilka.daemon.learn.live import profiled_daemon
     from razvilka.daemon.service import Daemon
     from razvilka.protocol.client import BusClient
@@ -128,8 +154,9 @@ async def write_part(label: str, engine: Any, phrases: list[str], store: Path, a
     try:
         assert await client.wait_connected(10.0), "could not join the daemon's bus"
         person = Person(client, bench_cfg.person(think_s=args.think_ms / 1000))
-        for i, phrase in enumerate(phrases):
-            res = await person.write(phrase, prompt_for(phrases, i, args.context))
+        for i in indices if indices is not None else range(len(phrases)):
+            phrase = phrases[i]
+            res = await person.write(phrase, prompts[i] if prompts is not None else prompt_for(phrases, i, args.context))
             results.append(res)
             if args.verbose:
                 print(f"  [{label}] {i:3d} {res.actions:3d} actions / {res.chars:3d} chars  {res.wall_s:5.1f}s  {phrase}",
@@ -195,39 +222,95 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def save(out_dir: Path, rows: list[dict[str, Any]], info: dict[str, Any], complete: bool = False) -> dict[str, Any]:
+    """Write table.md and results.json for the rows so far (after every row: a stopped run keeps its
+    rows); returns each later row's gain over the plain one, once that is measured."""
+    rows.sort(key=lambda r: (not r["name"].startswith("first part"), r["name"] != "later: plain"))  # stable
+    base = next((r for r in rows if r["name"] == "later: plain"), None)
+    gains = {r["name"]: {"ksr_points": 100 * (r["ksr"] - base["ksr"]),
+                         "actions_per_word_change": r["actions_per_word"] - base["actions_per_word"]}
+             for r in rows if base is not None and r["name"].startswith("later: ") and r is not base}
+    (out_dir / "table.md").write_text(table(rows) + "\n")
+    (out_dir / "results.json").write_text(json.dumps({"complete": complete, "rows": rows, "gains": gains,
+                                                       "info": info, "phrases": PHRASE_LOGS}, indent=2, default=str))
+    return gains
+
+
 async def main_async(args: argparse.Namespace) -> int:
     from razvilka.daemon.config import ModelConfig
     from razvilka.daemon.engine import Engine
     from razvilka.daemon.learn.live import replay_store
     from razvilka.daemon.learn.profile import Profile
 
-    first, later = parts(args)
+    first, later, later_prompts = parts(args)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.results) / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="rz-ru-work-", dir="/tmp"))
     params = CostParams()
+    (out_dir / "config.json").write_text(json.dumps({
+        "command": " ".join([Path(sys.executable).name, *sys.argv]), "args": vars(args), "configuration": HEADLINE,
+        "first": first, "later": later, "later_prompts": later_prompts}, indent=2))
     print(f"returning user ({args.text}): first part {len(first)} phrases, later part {len(later)} phrases; "
           f"configuration {HEADLINE}", flush=True)
     engine = Engine(ModelConfig(n_threads=args.threads, seed=0))
     rows: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
-    try:
-        store1 = work / "first.sqlite3"
-        res, extra = await write_part("first", engine, first, store1, args)
-        rows.append(row("first part (plain; builds the store)", res, params, extra))
-        print(f"first part: KSR {rows[-1]['ksr']:.1%} in {extra['run_s']:.0f} s", flush=True)
+    sizes = sorted(set(args.learn))
+    curve = len(sizes) > 1
 
+    async def later_row(label: str, use_profile: bool | None, use_lora: bool, memory_chars: int | None,
+                        profile_file: Path | None = None) -> None:
+        engine.load_lora(str(adapter) if use_lora else "")
+        engine.clear_cache()
+        prof = None
+        if use_profile:
+            prof = Profile.load(profile_file or work / "profile.json", "reader")
+            prof.path = work / f"profile-{len(rows)}.json"
+        elif use_profile is None:
+            prof = Profile(work / f"profile-{len(rows)}.json", "reader")
+        res, extra = await write_part(label.split(": ")[1], engine, later, work / f"later-{len(rows)}.sqlite3",
+                                      args, profile=prof, memory_chars=memory_chars, prompts=later_prompts)
+        rows.append(row(label, res, params, extra))
+        save(out_dir, rows, info)
+        r = rows[-1]
+        print(f"{label}: KSR {r['ksr']:.1%}, {r['actions_per_word']:.3f} actions/word, {r['done']}/{r['phrases']} "
+              f"exact, {extra['run_s']:.0f} s" + (f", rerank {r['rerank_ms_mean']:.3f} ms mean / "
+                                                 f"{r['rerank_ms_p99']:.3f} ms p99" if prof else ""), flush=True)
+
+    def learn_profile(size: int) -> Path:
+        """The profile rebuilt from the store of the first ``size`` phrases (the daemon's own observe calls)."""
         t0 = time.perf_counter()
-        learned = Profile(work / "profile.json", "reader")
+        path = work / ("profile.json" if size == sizes[-1] else f"profile-learned-{size}.json")
+        learned = Profile(path, "reader")
         n = replay_store(learned, store1, "reader")
         learned.save()
-        info["profile"] = {"decisions_replayed": n, "seconds": time.perf_counter() - t0, **learned.summary()}
-        print(f"profile: {n} decisions, lambda {learned.summary()['lambda']}, beta {learned.summary()['beta']}, "
+        summary = learned.summary()
+        info["profile" if size == sizes[-1] else f"profile_{size}"] = {
+            "phrases_learned": size, "decisions_replayed": n, "seconds": time.perf_counter() - t0, **summary}
+        print(f"profile after {size} phrases: {n} decisions, lambda {summary['lambda']}, beta {summary['beta']}, "
               f"held-out bits/word LLM {learned.log_likelihood().get('llm_bits', 0):.2f} -> mixture "
               f"{learned.log_likelihood().get('mixture_bits', 0):.2f}", flush=True)
+        return path
 
-        adapter = None
+    adapter: Path | None = None
+    first_results: list[PhraseResult] = []
+    first_s = 0.0
+    try:
+        store1 = work / "first.sqlite3"
+        done = 0
+        for size in sizes:
+            res, extra = await write_part("first", engine, first, store1, args, indices=range(done, size))
+            first_results += res
+            first_s += extra["run_s"]
+            done = size
+            print(f"first part, phrases {done - len(res)}..{done - 1}: KSR {summarize(res, params)['ksr']:.1%} "
+                  f"in {extra['run_s']:.0f} s", flush=True)
+            path = learn_profile(size)
+            if size != sizes[-1]:
+                await later_row(f"later: profile, {size} phrases learned", True, False, None, path)
+        rows.insert(0, row("first part (plain; builds the store)", first_results, params, {"run_s": first_s}))
+
         if not args.no_lora:
             t0 = time.perf_counter()
             adapter, info["lora"] = train_lora(store1, work, args)
@@ -236,50 +319,27 @@ async def main_async(args: argparse.Namespace) -> int:
                   f"in {info['lora']['train']['seconds']:.0f} s -> {adapter}", flush=True)
 
         # (label, profile: True = learned, None = empty, False = none; LoRA; profile memory chars, None = default)
+        at = f", {sizes[-1]} phrases learned" if curve else ""
         runs: list[tuple[str, bool | None, bool, int | None]] = [
-            ("later: plain", False, False, None), ("later: profile", True, False, None),
-            ("later: profile without its memory", True, False, 0)]
+            ("later: plain", False, False, None), (f"later: profile{at}", True, False, None),
+            (f"later: profile without its memory{at}", True, False, 0)]
         if args.fresh:
             runs.append(("later: empty profile (live only)", None, False, None))
         if adapter is not None:
-            runs += [("later: LoRA", False, True, None), ("later: profile + LoRA", True, True, None)]
+            runs += [(f"later: LoRA{at}", False, True, None), (f"later: profile + LoRA{at}", True, True, None)]
         for label, use_profile, use_lora, memory_chars in runs:
-            engine.load_lora(str(adapter) if use_lora else "")
-            engine.clear_cache()
-            prof = None
-            if use_profile:
-                prof = Profile.load(work / "profile.json", "reader")
-                prof.path = work / f"profile-{len(rows)}.json"
-            elif use_profile is None:
-                prof = Profile(work / f"profile-{len(rows)}.json", "reader")
-            res, extra = await write_part(label.split(": ")[1], engine, later, work / f"later-{len(rows)}.sqlite3",
-                                          args, profile=prof, memory_chars=memory_chars)
-            rows.append(row(label, res, params, extra))
-            r = rows[-1]
-            print(f"{label}: KSR {r['ksr']:.1%}, {r['actions_per_word']:.3f} actions/word, {r['done']}/{r['phrases']} "
-                  f"exact, {extra['run_s']:.0f} s" + (f", rerank {r['rerank_ms_mean']:.3f} ms mean / "
-                                                     f"{r['rerank_ms_p99']:.3f} ms p99" if prof else ""), flush=True)
+            await later_row(label, use_profile, use_lora, memory_chars)
         engine.load_lora("")
     finally:
         engine.close()
 
-    by = {r["name"]: r for r in rows}
-    base = by["later: plain"]
-    gains = {name: {"ksr_points": 100 * (r["ksr"] - base["ksr"]),
-                    "actions_per_word_change": r["actions_per_word"] - base["actions_per_word"]}
-             for name, r in by.items() if name.startswith("later: ") and name != "later: plain"}
+    gains = save(out_dir, rows, info, complete=True)
     md = table(rows)
     print()
     print(md)
     print()
     for name, g in gains.items():
         print(f"{name}: {g['ksr_points']:+.1f} KSR points, {g['actions_per_word_change']:+.3f} actions/word vs plain")
-    (out_dir / "table.md").write_text(md + "\n")
-    (out_dir / "results.json").write_text(json.dumps({"rows": rows, "gains": gains, "info": info,
-                                                       "phrases": PHRASE_LOGS}, indent=2, default=str))
-    (out_dir / "config.json").write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "args": vars(args), "configuration": HEADLINE,
-        "first": first, "later": later}, indent=2))
     print(f"results: {out_dir}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -288,13 +348,28 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+def sizes_arg(text: str) -> list[int]:
+    """``--learn``: one size or a comma-separated list of sizes, each a positive number of phrases."""
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or a comma-separated list of numbers: {text!r}") from None
+    if not sizes or min(sizes) <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive: {text!r}")
+    return sizes
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--text", choices=["austen", "mackenzie"], default="austen")
     p.add_argument("--file", help="another text (austen mode: a novel; mackenzie mode: one phrase per line)")
-    p.add_argument("--learn", type=int, default=80, help="phrases in the first part")
+    p.add_argument("--learn", type=sizes_arg, default=[80],
+                   help="phrases in the first part; several sizes (100,200,300) give a learning curve")
     p.add_argument("--test", type=int, default=40, help="phrases in the later part")
     p.add_argument("--later-chapter", type=int, default=40, help="austen: the later part starts at this chapter")
+    p.add_argument("--runs", type=int, default=1,
+                   help="austen: the later part as this many runs of consecutive clauses, spread over the chapters "
+                        "from --later-chapter to the end (each clause prompted by the book's clauses before it)")
     p.add_argument("--context", type=int, default=3, help="prompt = the N phrases before, one per line")
     p.add_argument("--think-ms", type=float, default=300.0, help="the person's minimum time per selection")
     p.add_argument("--no-lora", action="store_true", help="profile only")
