@@ -18,13 +18,14 @@ takes the first part from the first chapters, the later part from chapter 40 on.
 ``--text mackenzie`` uses the MacKenzie & Soukoreff phrases (weak habits, for contrast).
 
     python bench/returning_user.py --learn 80 --test 40 --lora-steps 60 -v
-    python bench/returning_user.py --learn 100,200,300 --test 30 -v   # a learning curve
+    python bench/returning_user.py --text mackenzie --learn 100 --test 40 --no-lora
+    python bench/returning_user.py --learn 100,200 --test 60 --runs 6 --later-chapter 41 -v
 
 ``--learn`` with several sizes writes the first part once, in order, and after each size rebuilds
 the profile from the store so far and writes the later part with it: how the gain grows with the
 person's history, in one run. The plain row is written once; the LoRA and the row without the
-memory are made at the largest size.
-    python bench/returning_user.py --text mackenzie --learn 100 --test 40 --no-lora
+memory are made at the largest size. ``--runs R`` takes the later part as R runs of consecutive
+clauses spread over the later chapters (less dependent on one chapter's words).
 
 Prints KSR and actions per word on the later part for each way, with the profile's rerank cost per
 fork, and writes bench/results/returning_user/<run>/ (config.json, results.json, table.md).
