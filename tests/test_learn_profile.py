@@ -106,6 +106,26 @@ def test_at_a_prefix_fork_the_engine_order_stays_and_one_own_word_may_join() -> 
     assert [c.prob for c in out.candidates if c.word in ("Ed", "Em")] == [0.4, 0.3]
 
 
+def test_a_joining_word_gets_its_space_even_when_the_engine_lists_a_glued_piece_first() -> None:
+    """After "Miss" the engine may list "es" (glued: "Misses") before its spaced words; a word of the
+    person's that joins must still start with the space ("Miss Bennets", not "MissBennets"). In a
+    returning-user run the glued lead made the daemon write "MissBennets", and the person undid it."""
+    prof = Profile()
+    for i in range(6):
+        c = f"Note {i} said the elder Miss"
+        prof.rerank(dist(LLM), c, k=5)
+        prof.observe(c, [w for w, _ in LLM[:5]], None, " Bennets", document=f"d{i}")
+    engine = dist([("es", 0.3), ("and", 0.2), ("Mary", 0.1), ("who", 0.05)])
+    engine.candidates[0] = WordCandidate("es", "es", [7], 0.3)  # glued: no leading space
+    out = prof.rerank(engine, "Their arrival was dreaded by the elder Miss", k=4)
+    joined = [c for c in out.candidates if c.word == "Bennets"]
+    assert joined and joined[0].text == " Bennets" and joined[0].tokens == []
+    assert out.candidates[[c.word for c in out.candidates].index("es")].text == "es"
+    # after white space a new word takes none, glued pieces or not
+    out = prof.rerank(dist([("es", 0.3), ("and", 0.2)], lead=""), "the elder Miss\n", k=4)
+    assert all(c.text == c.word for c in out.candidates if c.word[:1].isalnum())
+
+
 def test_a_typed_word_is_cache_evidence_not_accept_evidence() -> None:
     """A word the person typed was never on screen: the cache learns it; the words that were on
     screen were passed over (at the rate the model expected them); nothing was "accepted"."""

@@ -691,9 +691,10 @@ def _injectable(word: str) -> bool:
 
 
 def _lead(cands: Iterable[WordCandidate], context: str) -> str:
-    """The whitespace before a word here, as the engine writes it (its own word candidates show it)."""
+    """The whitespace before a new word here, as the engine writes it: its spaced words show it. A piece
+    glued onto the previous word ("es" after "Miss") has none and says nothing about a new word's."""
     for c in cands:
-        if c.word[:1].isalnum():
+        if c.word[:1].isalnum() and c.text[:1] in (" ", "\t"):
             return c.text[: len(c.text) - len(c.text.lstrip(" \t"))]
     return "" if not context or context[-1].isspace() else " "
 
