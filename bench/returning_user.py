@@ -96,9 +96,10 @@ def parts(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | N
             later = [c for ch, c in clauses if ch >= args.later_chapter and c not in known][: args.test]
         else:
             last = clauses[-1][0]
-            per, later, later_prompts = args.test // args.runs, [], []
+            later, later_prompts = [], []
             for r in range(args.runs):
                 start = args.later_chapter + r * (last - args.later_chapter + 1) // args.runs
+                per = args.test // args.runs + (r < args.test % args.runs)  # --test clauses in all
                 at = [i for i, (ch, c) in enumerate(clauses) if ch >= start and c not in known][:per]
                 later += [clauses[i][1] for i in at]
                 later_prompts += ["".join(clauses[j][1] + "\n" for j in range(max(0, i - args.context), i))
