@@ -29,7 +29,7 @@ from razvilka.daemon.decider import Decider, Decision
 from razvilka.daemon.engine import Aborted, Engine, WordCandidate, WordDistribution
 from razvilka.daemon.gating import should_fork
 from razvilka.daemon.store import Document, Entry, Store
-from razvilka.daemon.words import head_words
+from razvilka.daemon.words import head_words, joins
 from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient, cancel_and_wait
 from razvilka.protocol.clock import now_ns
@@ -393,7 +393,8 @@ class Daemon:
         fork_id = f"{self.doc.id}-{self.fork_counter}"
         text, _ = self._spans()
         position = self._position()
-        cands = [Candidate(index=i, word=c.word, prob=min(1.0, max(0.0, float(c.prob))), lookahead=list(c.lookahead))
+        cands = [Candidate(index=i, word=c.word, prob=min(1.0, max(0.0, float(c.prob))), lookahead=list(c.lookahead),
+                           joins=joins(text, c.text))
                  for i, c in enumerate(dist.candidates)]
         self.store.add_fork(self.doc.id, fork_id, position=position, context=text, prefix=prefix, page=page,
                             reason=reason, entropy=dist.entropy_bits, margin=dist.margin,

@@ -69,6 +69,15 @@ def classify(piece: bytes) -> Kind:
     return Kind.PUNCT
 
 
+def joins(before: str, text: str) -> bool:
+    """Whether ``text`` appended to ``before`` continues its last word ("es" after "Miss", "'s" after
+    "Darcy"): renderers then show what it makes, not a bare piece (protocol 1.2 ``Candidate.joins``)."""
+    if not before or not text or not is_word_char(before[-1]):
+        return False
+    rest = text.lstrip(JOINERS)
+    return bool(rest) and is_word_char(rest[0])
+
+
 def display_word(text: str) -> str:
     """The form a renderer shows: no leading spaces (a line break alone stays a line break)."""
     word = text.lstrip()

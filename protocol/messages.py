@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 1  # 1.1: input.select phrase_words, fork.decided phrase_words
+PROTOCOL_MINOR = 2  # 1.1: input.select / fork.decided phrase_words; 1.2: Candidate.joins
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 
 NonNeg = Annotated[int, Meta(ge=0)]
@@ -55,12 +55,16 @@ class Body(Struct, kw_only=True):
 
 # ---------------------------------------------------------------- daemon: forks
 class Candidate(Struct, kw_only=True):
-    """One word offered at a fork, with its probability and (maybe) look-ahead phrases."""
+    """One word offered at a fork, with its probability and (maybe) look-ahead phrases.
+
+    ``joins`` (1.2): the word continues the word before, with no space ("es" after "Miss" writes
+    "Misses"), so a renderer can show what it makes instead of a bare piece."""
 
     index: Index
     word: str
     prob: Prob
     lookahead: list[str] = field(default_factory=list)
+    joins: bool = False
 
 
 class ForkOpen(Body):

@@ -75,6 +75,7 @@ def sample_bodies() -> dict[str, Body]:
                 Candidate(index=0, word="river", prob=0.375, lookahead=["river ran dry", "river bank"]),
                 Candidate(index=1, word="road", prob=0.25),
                 Candidate(index=2, word="forest", prob=0.125, lookahead=[]),
+                Candidate(index=3, word="atre", prob=0.0625, joins=True),  # "the" + "atre": "theatre"
             ],
             context="She walked down to the", position=5, prefix="", reason="uncertain",
             entropy=1.75, margin=0.125, page=0, pregenerated=True, compute_ms=24.5,
@@ -247,6 +248,10 @@ def build_valid() -> list[dict[str, Any]]:
     b.ok("older-minor", "a 1.0 sender's select, without the 1.1 field phrase_words: accepted, the default (0) filled in",
          b.frames("input.select.", make_header("input.select", 8, version="1.0", fork_id="f-1"),
                   {"index": 2, "source": "keyboard", "confidence": 1.0, "phrase": True, "posterior": None}))
+    b.ok("older-minor-candidate", "a 1.1 sender's fork.open, candidates without the 1.2 field joins: accepted, "
+         "the default (false) filled in",
+         b.frames("fork.open.", make_header("fork.open", 10, version="1.1", fork_id="f-2"),
+                  {"candidates": [{"index": 0, "word": "yes", "prob": 0.5, "lookahead": []}], "context": "Say"}))
     b.ok("unknown-type", "a type this receiver does not know: valid, ignored (not delivered, not an error)",
          b.frames("gaze.calibration.", make_header("gaze.calibration", 0), {"points": [[0.1, 0.2]], "ok": True}))
     b.ok("unknown-type-unknown-major-field", "an unknown type with a body of any shape of map is still ignored",

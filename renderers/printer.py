@@ -64,7 +64,7 @@ def _idx(index: int | None) -> str:
 
 #: One formatter per known type: body -> the part of the line after the type.
 FORMATS: dict[str, Callable[[Any], str]] = {
-    "fork.open": lambda b: " | ".join(f"{c.word} {_p(c.prob)}" for c in b.candidates)
+    "fork.open": lambda b: " | ".join(f"{'‿' if c.joins else ''}{c.word} {_p(c.prob)}" for c in b.candidates)
     + f"  ({b.reason}, H={b.entropy:.2f}{', pregenerated' if b.pregenerated else ''})",
     "fork.lookahead": lambda b: "; ".join(f"#{e.index} {' / '.join(map(_quote, e.phrases))}" for e in b.entries)
     + (" (done)" if b.done else ""),

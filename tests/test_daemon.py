@@ -350,3 +350,20 @@ async def test_back_after_an_auto_run_is_not_written_again(start_daemon: StartDa
     live = d.daemon.store.entries(d.daemon.doc.id)
     assert [(e.kind, e.words[0]) for e in live[:3]] == [("human", run[0]), ("human", run[1]), ("human", other)]
     assert [e.kind for e in live[3:]] == ["model"] * 3
+
+
+async def test_a_piece_that_continues_the_last_word_is_marked_joins(start_daemon: StartDaemon) -> None:
+    """A prompt that stops inside a word: the model's pieces continue it (protocol 1.2 ``joins``),
+    and taking one writes the longer word, with no space."""
+    d = await start_daemon(daemon={"prompt": "The quick brown fox jumps over the lazy d"})
+    bus = await d.client("t", ["fork.", "text."])
+    fork = await _current_fork(bus)
+    joined = [c for c in fork.body.candidates if c.joins]
+    assert joined, [(c.word, c.joins) for c in fork.body.candidates]
+    assert all(c.word[:1].isalnum() for c in joined)
+    assert not any(c.joins for c in fork.body.candidates if not c.word[:1].isalnum())
+    pick = joined[0]
+    bus.publish(Select(index=pick.index, source="keyboard"), fork_id=fork.header.fork_id)
+    await next_of(bus, "fork.decided")
+    state = await next_of(bus, "text.state", 20, where=lambda m: m.body.text != fork.body.context)
+    assert state.body.text.startswith("The quick brown fox jumps over the lazy d" + pick.word)

@@ -417,3 +417,24 @@ def test_lookahead_with_line_breaks_stays_on_one_line() -> None:
     from razvilka.renderers.tui.render import one_line
 
     assert one_line(" the mountains.\n\nThe") == "the mountains. ⏎ ⏎ The"
+
+
+async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    """Protocol 1.2 ``joins``: "es" after "Miss" is drawn "Misses" (the stem dimmed), not a bare "es"."""
+    daemon = await ipc_clients("daemon", role="daemon")
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None, what="snapshot")
+        daemon.publish(ForkOpen(candidates=[Candidate(index=0, word="Bennet", prob=0.6),
+                                            Candidate(index=1, word="es", prob=0.4, joins=True)],
+                                context="and the elder Miss"), fork_id="j-1")
+        daemon.publish(ForkLookahead(entries=[Lookahead(index=1, phrases=[" Bennet were"])]), fork_id="j-1")
+        await until(pilot, lambda: "Bennet were" in screen_text(app), what="the fork and its look-ahead")
+        await pilot.press("right")  # focus the joining piece: the detail shows the word it makes
+        await until(pilot, lambda: "→ Misses Bennet were" in screen_text(app), what="the focused detail")
+        assert "Misses" in screen_text(app)
+        segs = screen_segments(app)
+        pairs = [(a, b) for a, b in zip(segs, segs[1:]) if a.text == "Miss" and b.text.startswith("es")]
+        assert len(pairs) == 3, pairs  # in the cloud, beside its look-ahead and in the focused detail
+        for stem, piece in pairs:  # the stem is there, but quieter (Textual draws dim as a darker colour)
+            assert sum(stem.style.color.triplet) < sum(piece.style.color.triplet)

@@ -603,3 +603,28 @@ async def changed_pixels(browser: Browser, old: bytes, new: bytes) -> int:
         )
     finally:
         await page.close()
+
+
+async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(rig: Rig, open_page: OpenPage) -> None:
+    """Protocol 1.2 ``joins``: the model's piece "es" after "Miss" writes "Misses"; the page shows the
+    word it makes (the stem dimmed), not a bare "es" the person cannot place."""
+    url = await rig.start_bridge()
+    page = await open_page(url)
+    cands = [Candidate(index=0, word="Bennet", prob=0.5), Candidate(index=1, word="es", prob=0.3, joins=True),
+             Candidate(index=2, word="Lucas", prob=0.2)]
+    rig.daemon.publish(ForkOpen(candidates=cands, context="and the elder Miss", reason="uncertain"), fork_id="j1")
+    rig.daemon.publish(ForkLookahead(entries=[Lookahead(index=1, phrases=[" Bennet were"])], done=True), fork_id="j1")
+    joined = page.locator('#cloud .cand[data-index="1"]')
+    await expect(joined.locator(".word")).to_have_text("Misses")
+    await expect(joined.locator(".stem")).to_have_text("Miss")
+    assert "Misses (joins Miss" in (await joined.get_attribute("aria-label") or "")
+    await expect(page.locator("#cloud .cand .stem")).to_have_count(1)  # the spaced words have none
+    await expect(page.locator('#cloud .cand[data-index="0"] .word')).to_have_text("Bennet")
+    stem_color, word_color = await joined.evaluate(
+        "b => [getComputedStyle(b.querySelector('.stem')).color, getComputedStyle(b.querySelector('.word')).color]")
+    assert stem_color != word_color  # the stem is there but quieter
+    await joined.hover()
+    await expect(page.locator("#peek-short li")).to_have_text(["Misses Bennet were"])
+    await joined.click()
+    sel = await next_msg(rig.daemon, "input.select")
+    assert sel.body.index == 1 and sel.header.fork_id == "j1"  # type: ignore[union-attr]

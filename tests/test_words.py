@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from razvilka.daemon.words import Kind, Vocab, classify, display_word, head_words, trim_to_words
+from razvilka.daemon.words import Kind, Vocab, classify, display_word, head_words, joins, trim_to_words
 
 PIECES = [b"", b" the", b"ate", b"'", b"'t", b",", b" ,", b"\n", b"\n\n", b"  ", b" pomegran", b"my",
           b"\xc3", b"\xa9", b"-based", b"...", b" sh", b" shop", b"sh", b"op", b" s", b"\xe2\x80\x99", b"<b>"]
@@ -66,3 +66,17 @@ def test_head_words_cuts_a_look_ahead_where_a_person_sees_words() -> None:
     assert head_words(w, [t[b" sh"], len(PIECES), t[b" shop"]], 1) == (" shop", [])
     glued = [t[b" the"], t[b" sh"], t[b"op"], t[b" ,"], t[b" s"]]
     assert head_words(v, glued, 2) == (" the shop", glued[:3])
+
+
+def test_joins_is_a_piece_that_continues_the_word_before() -> None:
+    assert joins("the elder Miss", "es")          # "Misses"
+    assert joins("Mr Darcy", "'s")                # "Darcy's": a joiner then a letter
+    assert joins("a well", "-known")
+    assert joins("naïve", "té")                   # any letters, not only ASCII
+    assert not joins("the elder Miss", " Bennet")  # a spaced word starts a new one
+    assert not joins("Mr Darcy", ",")             # punctuation attaches, but makes no longer word
+    assert not joins("a well", "-")               # a joiner alone is not (yet) a word
+    assert not joins("Dear Anna,\n", "thank")     # at a line start
+    assert not joins("the end. ", "The")
+    assert not joins("", "Once")                  # an empty document
+    assert not joins("Miss", "")

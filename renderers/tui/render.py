@@ -73,7 +73,9 @@ def cloud(state: ViewState, show_probs: bool = True) -> Text:
         out.append(f"{key}", style="bold #ffaf00" if focused else "#808080")
         out.append("▸" if focused else " ", style="bold #ffaf00")
         style = f"{BAND_STYLES[level]} {FOCUS_STYLE}" if focused else BAND_STYLES[level]
-        out.append(f"{BAND_PAD[level]}{cand.word.strip()}{BAND_PAD[level]}", style=style)
+        out.append(BAND_PAD[level], style=style)
+        out.append(fork.stem(cand), style=f"{style} dim")
+        out.append(f"{cand.word.strip()}{BAND_PAD[level]}", style=style)
         if show_probs:
             out.append(f" {cand.prob * 100:.0f}%", style="#808080")
     return out
@@ -106,7 +108,9 @@ def lookaheads(state: ViewState) -> Text:
             out.append("\n")
         focused = cand.index == state.focus
         out.append(f"{(pos + 1) % 10 if pos < 10 else ' '} ", style="#808080")
-        out.append(cand.word.strip(), style="bold #ffaf00" if focused else BAND_STYLES[band(cand.prob)])
+        style = "bold #ffaf00" if focused else BAND_STYLES[band(cand.prob)]
+        out.append(fork.stem(cand), style=f"{style} dim")
+        out.append(cand.word.strip(), style=style)
         phrases = fork.phrases(cand.index)
         out.append("  ")
         mark = state.phrase_mark() if focused else 0
@@ -133,6 +137,7 @@ def focused_detail(state: ViewState, lines: int) -> Text:
     if pos is None:
         return out
     cand = fork.candidates[pos]
+    out.append(fork.stem(cand), style="bold #ffaf00 dim")
     out.append(cand.word.strip(), style="bold #ffaf00")
     out.append(f"  {cand.prob * 100:.1f}%", style="#808080")
     if state.focus_source and state.focus_source != state.me:
@@ -140,7 +145,7 @@ def focused_detail(state: ViewState, lines: int) -> Text:
     phrases = fork.long_phrases(cand.index)[:lines]
     for phrase in phrases:
         out.append("\n→ ")
-        out.append(continued(cand.word, phrase), style="#d0d0d0")
+        out.append(continued(fork.stem(cand) + cand.word.strip(), phrase), style="#d0d0d0")
     if not phrases:
         out.append("\n→ (look-ahead not here yet)", style="dim")
     return out

@@ -5,6 +5,7 @@ terminal, and a late joiner rebuilds it by applying the snapshot's messages in o
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from razvilka.protocol.messages import (
@@ -64,6 +65,14 @@ class Fork:
 
     def phrases(self, index: int) -> list[str]:
         return self.short.get(index, [])
+
+    def stem(self, cand: Candidate) -> str:
+        """The end of the word a joining candidate continues ("Miss" for "es"): shown with it, so the
+        person sees "Misses", not a bare "es" (protocol 1.2 ``joins``)."""
+        if not cand.joins:
+            return ""
+        m = re.search(r"\w+$", self.context)
+        return m.group(0) if m else ""
 
     def long_phrases(self, index: int) -> list[str]:
         """The longer look-ahead when it has arrived, else the short one."""

@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_VERSION = "1.1";
+export const PROTOCOL_VERSION = "1.2";
 export const DEFAULT_MAX_FRAME = 1 << 20;
 export const MAX_TOPIC = 256;
 export const MAX_DEPTH = 1000;

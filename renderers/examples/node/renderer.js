@@ -49,7 +49,8 @@ const pct = (p) => `${(p * 100).toFixed(1)}%`;
 /** One line per fork: "fork f-3 (41 ms): 0 river 37.5% | 1 road 25.0%". */
 export function forkLine(forkId, body) {
   const page = body.page ? ` page ${body.page + 1}` : "";
-  const words = body.candidates.map((c) => `${c.index} ${c.word.trim()} ${pct(c.prob)}`).join(" | ");
+  // joins (protocol 1.2): the piece continues the word before ("es" after "Miss"), shown as "‿es"
+  const words = body.candidates.map((c) => `${c.index} ${c.joins ? "‿" : ""}${c.word.trim()} ${pct(c.prob)}`).join(" | ");
   return `fork ${forkId}${page} (${body.compute_ms.toFixed(0)} ms): ${words}`;
 }
 

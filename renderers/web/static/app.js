@@ -245,7 +245,8 @@
       b.className = "cand";
       b.dataset.index = c.index;
       b.setAttribute("role", "option");
-      b.setAttribute("aria-label", `${c.word.trim()} (${Math.round(c.prob * 100)} percent)`);
+      const st = stem(c);
+      b.setAttribute("aria-label", `${st}${c.word.trim()} (${st ? `joins ${st}, ` : ""}${Math.round(c.prob * 100)} percent)`);
       b.style.fontSize = `${Math.round(lo + (hi - lo) * Math.sqrt(c.prob / top))}px`;
       const num = document.createElement("span");
       num.className = "num";
@@ -253,6 +254,12 @@
       const word = document.createElement("span");
       word.className = "word";
       word.textContent = c.word.trim() || "␣";
+      if (st) {  // a piece that continues the word before: show what it makes ("Miss" + "es")
+        const span = document.createElement("span");
+        span.className = "stem";
+        span.textContent = st;
+        word.prepend(span);
+      }
       b.append(num, word);
       wire(b, c.index);
       cloud.append(b);
@@ -338,6 +345,13 @@
     renderCursor();
   }
 
+  /** The end of the word a joining candidate continues (protocol 1.2 `joins`): "Miss" for "es". */
+  function stem(c) {
+    if (!c.joins) return "";
+    const m = /[\p{L}\p{N}\p{M}_]+$/u.exec(S.fork.body.context || "");
+    return m ? m[0] : "";
+  }
+
   function candidate(index) {
     return S.fork ? S.fork.body.candidates.find((c) => c.index === index) : undefined;
   }
@@ -349,7 +363,7 @@
     const c = index === null ? undefined : candidate(index);
     if (!b || !c) { peek.hidden = true; return; }
     const look = S.looks.get(index) || { short: [], long: [] };
-    const word = c.word.trim();
+    const word = stem(c) + c.word.trim();
     const list = $("peek-short");
     const words = () => Array.from(list.querySelectorAll(".la-word"));
     const kept = words().indexOf(document.activeElement);  // a look-ahead word with the keyboard focus keeps it
