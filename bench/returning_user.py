@@ -20,12 +20,19 @@ takes the first part from the first chapters, the later part from chapter 40 on.
     python bench/returning_user.py --learn 80 --test 40 --lora-steps 60 -v
     python bench/returning_user.py --text mackenzie --learn 100 --test 40 --no-lora
     python bench/returning_user.py --learn 100,200 --test 60 --runs 6 --later-chapter 41 -v
+    python bench/returning_user.py --learn 100 --test 120 --runs 12 --skip 10 --later-chapter 41 --no-lora --no-ablation
+    python bench/returning_user.py --pool bench/results/returning_user/RUN1 bench/results/returning_user/RUN2
 
 ``--learn`` with several sizes writes the first part once, in order, and after each size rebuilds
 the profile from the store so far and writes the later part with it: how the gain grows with the
 person's history, in one run. The plain row is written once; the LoRA and the row without the
 memory are made at the largest size. ``--runs R`` takes the later part as R runs of consecutive
-clauses spread over the later chapters (less dependent on one chapter's words).
+clauses spread over the later chapters (less dependent on one chapter's words); ``--skip K``
+starts each run K clauses into its chapter (a sample no earlier run wrote).
+
+Each gain comes with a 95 % paired bootstrap interval over the phrases (``ksr_gain_ci``): a few
+points over some dozens of clauses are not exact. ``--pool`` runs nothing: it pools the later
+parts of finished runs and prints each row's gain on all their phrases together.
 
 Prints KSR and actions per word on the later part for each way, with the profile's rerank cost per
 fork, and writes bench/results/returning_user/<run>/ (config.json, results.json, table.md).
@@ -48,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from simuser.costs import CostParams, PhraseResult, summarize  # noqa: E402
+from simuser.costs import CostParams, PhraseResult, ksr_gain_ci, summarize  # noqa: E402
 from simuser.driver import Person, prompt_for  # noqa: E402
 from simuser.matrix import HEADLINE, matrix  # noqa: E402
 
@@ -85,8 +92,8 @@ def parts(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | N
     """(first part, later part, the later part's prompts or None), no phrase of the later part in the first.
 
     With ``--runs R`` > 1 (austen) the later part is R runs of consecutive clauses, the runs
-    starting at chapters spread evenly from ``--later-chapter`` to the book's end, and each clause's
-    prompt is the ``--context`` clauses before it in the book (not in the later part)."""
+    starting at chapters spread evenly from ``--later-chapter`` to the book's end (after ``--skip``
+    clauses there), and each clause's prompt is the ``--context`` clauses before it in the book."""
     later_prompts: list[str] | None = None
     if args.text == "austen":
         clauses = austen_clauses(Path(args.file) if args.file else AUSTEN)
@@ -100,7 +107,7 @@ def parts(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | N
             for r in range(args.runs):
                 start = args.later_chapter + r * (last - args.later_chapter + 1) // args.runs
                 per = args.test // args.runs + (r < args.test % args.runs)  # --test clauses in all
-                at = [i for i, (ch, c) in enumerate(clauses) if ch >= start and c not in known][:per]
+                at = [i for i, (ch, c) in enumerate(clauses) if ch >= start and c not in known][args.skip:args.skip + per]
                 later += [clauses[i][1] for i in at]
                 later_prompts += ["".join(clauses[j][1] + "\n" for j in range(max(0, i - args.context), i))
                                   for i in at]
@@ -196,6 +203,7 @@ def train_lora(store: Path, out_dir: Path, args: argparse.Namespace) -> tuple[Pa
     say = (lambda s: print(f"  {s}", flush=True)) if args.verbose else (lambda s: None)
     peft_model, rep = lora.train(model, tok, read_jsonl(out_dir / "export" / "sft.jsonl"),
                                  read_jsonl(out_dir / "export" / "pairs.jsonl"), opt, say=say)
+    print(f"  {rep.holdout_summary()}", flush=True)
     path = lora.export_gguf(peft_model, embedded_model_path(), out_dir / "reader.gguf")
     del model, peft_model
     return path, {"export": counts, "train": rep.to_json(), "options": lora.asdict(opt)}
@@ -210,6 +218,36 @@ def row(label: str, results: list[PhraseResult], params: CostParams, extra: dict
     return {"name": label, **{k: s[k] for k in ("phrases", "done", "chars", "words", "actions", "ksr",
                                                 "actions_per_word", "fork_rate", "auto_error_rate",
                                                 "fork_compute_ms_mean", "wpm_key", "wpm_gaze")}, **extra}
+
+
+def phrase_costs(logs: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(characters, actions) of each phrase of a row, from its saved per-phrase logs."""
+    return [(r.chars, r.actions) for r in map(PhraseResult.from_json, logs)]
+
+
+def pool(dirs: list[str]) -> int:
+    """Pool finished runs (their later parts are different phrases): each later row's gain over the
+    plain one on all their phrases together, with a paired bootstrap interval."""
+    runs: list[dict[str, list[tuple[int, int]]]] = []
+    for d in dirs:
+        try:
+            logs = json.loads((Path(d) / "results.json").read_text())["phrases"]
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"returning_user --pool: cannot read the phrases of {d}/results.json: {e}") from None
+        if "later: plain" not in logs:
+            raise SystemExit(f"returning_user --pool: {d} has no 'later: plain' row")
+        runs.append({name: phrase_costs(rows) for name, rows in logs.items() if name.startswith("later: ")})
+    plain = [c for run in runs for c in run["later: plain"]]
+    print(f"{len(runs)} runs, {len(plain)} later phrases, {sum(c for c, _ in plain)} characters")
+    for name in runs[0]:
+        if name == "later: plain":
+            continue
+        if not all(name in run for run in runs):
+            print(f"{name}: not in every run, left out")
+            continue
+        g, lo, hi = ksr_gain_ci(plain, [c for run in runs for c in run[name]])
+        print(f"{name}: {g:+.2f} KSR points (95% interval {lo:+.2f} .. {hi:+.2f})")
+    return 0
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -230,6 +268,8 @@ def save(out_dir: Path, rows: list[dict[str, Any]], info: dict[str, Any], comple
     rows.sort(key=lambda r: (not r["name"].startswith("first part"), r["name"] != "later: plain"))  # stable
     base = next((r for r in rows if r["name"] == "later: plain"), None)
     gains = {r["name"]: {"ksr_points": 100 * (r["ksr"] - base["ksr"]),
+                         "ksr_points_ci95": list(ksr_gain_ci(phrase_costs(PHRASE_LOGS[base["name"]]),
+                                                             phrase_costs(PHRASE_LOGS[r["name"]]))[1:]),
                          "actions_per_word_change": r["actions_per_word"] - base["actions_per_word"]}
              for r in rows if base is not None and r["name"].startswith("later: ") and r is not base}
     (out_dir / "table.md").write_text(table(rows) + "\n")
@@ -324,7 +364,7 @@ async def main_async(args: argparse.Namespace) -> int:
         at = f", {sizes[-1]} phrases learned" if curve else ""
         runs: list[tuple[str, bool | None, bool, int | None]] = [
             ("later: plain", False, False, None), (f"later: profile{at}", True, False, None),
-            (f"later: profile without its memory{at}", True, False, 0)]
+            *([] if args.no_ablation else [(f"later: profile without its memory{at}", True, False, 0)])]
         if args.fresh:
             runs.append(("later: empty profile (live only)", None, False, None))
         if adapter is not None:
@@ -341,7 +381,9 @@ async def main_async(args: argparse.Namespace) -> int:
     print(md)
     print()
     for name, g in gains.items():
-        print(f"{name}: {g['ksr_points']:+.1f} KSR points, {g['actions_per_word_change']:+.3f} actions/word vs plain")
+        lo, hi = g["ksr_points_ci95"]
+        print(f"{name}: {g['ksr_points']:+.1f} KSR points (95% interval {lo:+.1f} .. {hi:+.1f}), "
+              f"{g['actions_per_word_change']:+.3f} actions/word vs plain")
     print(f"results: {out_dir}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -372,9 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=1,
                    help="austen: the later part as this many runs of consecutive clauses, spread over the chapters "
                         "from --later-chapter to the end (each clause prompted by the book's clauses before it)")
+    p.add_argument("--skip", type=int, default=0,
+                   help="austen, with --runs: start each run this many clauses into its chapter (a fresh sample)")
     p.add_argument("--context", type=int, default=3, help="prompt = the N phrases before, one per line")
     p.add_argument("--think-ms", type=float, default=300.0, help="the person's minimum time per selection")
     p.add_argument("--no-lora", action="store_true", help="profile only")
+    p.add_argument("--no-ablation", action="store_true", help="leave out the row of the profile without its memory")
     p.add_argument("--fresh", action="store_true", help="also run the later part with an empty profile (live only)")
     p.add_argument("--lora-steps", type=int, default=60)
     p.add_argument("--lora-minutes", type=float, default=0.0)
@@ -383,11 +428,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=str(HERE / "results" / "returning_user"))
     p.add_argument("--keep", action="store_true", help="keep the stores, profile and adapter")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--pool", nargs="+", metavar="RUN_DIR",
+                   help="run nothing: pool the later parts of finished runs, each row's gain with a 95%% interval")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.pool:
+        return pool(args.pool)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return asyncio.run(main_async(args))
 

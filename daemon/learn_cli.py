@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lo.add_argument("--rank", type=int, default=8)
     lo.add_argument("--alpha", type=float, default=16.0)
     lo.add_argument("--lr", type=float, default=1e-3, help="SFT learning rate")
+    lo.add_argument("--holdout", type=float, default=0.15, metavar="SHARE",
+                    help="share of the newest documents held out to choose the step whose adapter is kept "
+                         "(default 0.15; 0: train on everything and keep the last step)")
     lo.add_argument("--no-check", action="store_true", help="skip loading the adapter into llama.cpp afterwards")
     lo.set_defaults(handler=run_lora)
 
@@ -148,6 +151,9 @@ def run_lora(config: Config, args: argparse.Namespace) -> int:
     from razvilka.daemon.learn.hf import require_learn_extra
     from razvilka.protocol.errors import ProtocolError
 
+    if not 0.0 <= args.holdout < 1.0:
+        print(f"razvilka learn lora: --holdout must be a share in [0, 1), not {args.holdout}", file=sys.stderr)
+        return 2
     try:
         require_learn_extra()
     except ProtocolError as exc:
@@ -178,7 +184,8 @@ def _train_lora(config: Config, args: argparse.Namespace) -> int:
     model, tok, _ = hf.load_model(gguf_path, say=say)
     checks = [(it["prompt"], it["completion"][:60]) for it in sft_items[-3:]]
     before = [lora.torch_logprob(model, tok, c, x) for c, x in checks]
-    opt = lora.LoraOptions(rank=args.rank, alpha=args.alpha, steps=args.steps, minutes=args.minutes, lr=args.lr)
+    opt = lora.LoraOptions(rank=args.rank, alpha=args.alpha, steps=args.steps, minutes=args.minutes, lr=args.lr,
+                           holdout_share=args.holdout)
     peft_model, rep = lora.train(model, tok, sft_items, pair_items, opt, say=say)
     out = Path(args.output) if args.output else _data_dir() / "adapters" / f"{user}-{time.strftime('%Y%m%d-%H%M%S')}.gguf"
     lora.export_gguf(peft_model, gguf_path, out, extra={"user": user})
@@ -187,6 +194,7 @@ def _train_lora(config: Config, args: argparse.Namespace) -> int:
     result: dict[str, object] = {"counts": counts}
     print(f"adapter written: {out} ({out.stat().st_size / 1024:.0f} KiB, {rep.sft_steps} SFT + {rep.dpo_steps} DPO "
           f"steps in {rep.seconds:.0f} s)")
+    print(rep.holdout_summary())
     if checks and not args.no_check:
         after = [lora.torch_logprob(peft_model, tok, c, x) for c, x in checks]
         from razvilka.daemon.config import ModelConfig

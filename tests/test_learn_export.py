@@ -24,14 +24,8 @@ pytestmark = pytest.mark.model
 
 
 def cli_main(argv: list[str]) -> int:
-    """``razvilka ...`` with the learn commands registered (until razvilka/cli.py lists the area itself)."""
-    areas = razvilka.cli.AREAS
-    if "razvilka.daemon.learn_cli" not in areas:
-        razvilka.cli.AREAS = (*areas, "razvilka.daemon.learn_cli")
-    try:
-        return razvilka.cli.main(argv)
-    finally:
-        razvilka.cli.AREAS = areas
+    """``razvilka ...`` in-process."""
+    return razvilka.cli.main(argv)
 
 
 async def _decided(client: BusClient, fork_id: str) -> Any:

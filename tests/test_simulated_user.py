@@ -21,6 +21,7 @@ from simuser.costs import (  # noqa: E402
     count_actions,
     expected_cost,
     ksr,
+    ksr_gain_ci,
     letters_steps,
     step_time,
     summarize,
@@ -318,3 +319,19 @@ async def test_person_writes_phrases_through_the_real_daemon(start_daemon, name,
         assert s["pregen_hit_share"] == 0.0
     else:
         assert s["fork_compute_ms_mean"] is not None and s["lookahead_compute_ms_mean"] is not None
+
+
+def test_ksr_gain_interval_is_paired_over_whole_phrases() -> None:
+    same = [(40, 12), (30, 10), (25, 9)]
+    assert ksr_gain_ci(same, same) == (0.0, 0.0, 0.0)
+    # every phrase saves 2 actions of its 20 characters: 10 points, and no resample can say otherwise
+    assert ksr_gain_ci([(20, 8)] * 5, [(20, 6)] * 5) == pytest.approx((10.0, 10.0, 10.0))
+    # one phrase gains a lot, the rest nothing: the gain is real on these phrases but the interval is wide
+    base = [(20, 8)] * 9 + [(20, 12)]
+    g, lo, hi = ksr_gain_ci(base, [(20, 8)] * 9 + [(20, 2)])
+    assert g == pytest.approx(5.0) and lo == 0.0 and hi > 10.0
+    assert ksr_gain_ci(base, [(20, 8)] * 9 + [(20, 2)], seed=1) == ksr_gain_ci(base, [(20, 8)] * 9 + [(20, 2)], seed=1)
+    with pytest.raises(ValueError, match="same"):
+        ksr_gain_ci(base, base[:-1])
+    with pytest.raises(ValueError, match="same phrases"):
+        ksr_gain_ci([(20, 8)], [(21, 8)])

@@ -40,6 +40,8 @@ class LoraOptions:
     max_tokens: int = 128         # tokens per example (the prompt is cut to its end)
     continuation_tokens: int = 24  # DPO: tokens kept of each side's continuation
     seed: int = 0
+    holdout_share: float = 0.15   # the person's last documents, not trained on: is the adapter any good?
+    eval_every: int = 10          # steps between checks on them; the best adapter seen is the one kept
 
 
 @dataclass
@@ -61,9 +63,34 @@ class TrainReport:
     dpo_loss: list[float] = field(default_factory=list)
     dpo_accuracy: float | None = None
     adapter: str = ""
+    holdout_documents: int = 0
+    holdout_tokens: int = 0
+    holdout_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean log p per token)
+    best_step: int | None = None   # the step whose adapter was kept (0: none helped, the adapter is a no-op)
+
+    @property
+    def holdout_gain(self) -> float | None:
+        """Change in the held-out text's mean log p per token (nats) from the base model to the kept adapter."""
+        if not self.holdout_curve or self.best_step is None:
+            return None
+        return dict(self.holdout_curve)[self.best_step] - self.holdout_curve[0][1]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "holdout_gain": self.holdout_gain}
+
+    def holdout_summary(self) -> str:
+        """One line for the person: did the adapter make their held-out writing more likely?"""
+        if not self.holdout_curve or self.best_step is None:
+            return (f"nothing held out to check the adapter against (fewer than {MIN_DOCUMENTS_FOR_HOLDOUT} "
+                    "documents): it may help or harm")
+        gain = self.holdout_gain or 0.0
+        line = (f"held out: your last {self.holdout_documents} documents ({self.holdout_tokens} tokens): log p per "
+                f"token {self.holdout_curve[0][1]:.4f} without the adapter, {gain + self.holdout_curve[0][1]:.4f} "
+                f"with the one kept (step {self.best_step}): {gain:+.4f}")
+        if self.best_step == 0:
+            line += ("\nnote: no step made your held-out writing more likely, so the adapter written changes "
+                     "nothing; more writing, fewer --steps or a lower --lr may help")
+        return line
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -102,6 +129,20 @@ def dpo_examples(items: Sequence[dict[str, Any]], tok: Any, opt: LoraOptions) ->
         ctx = [tok.bos_token_id] + (prompt[1:][-room:] if room > 0 else [])
         out.append((Example(ctx + ch, len(ctx)), Example(ctx + rj, len(ctx))))
     return out
+
+
+MIN_DOCUMENTS_FOR_HOLDOUT = 4
+
+
+def split_holdout(sft_items: Sequence[dict[str, Any]], pair_items: Sequence[dict[str, Any]], share: float
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(documents to train on, the last documents held out, pairs not from those). The newest writing
+    is the best stand-in for what the person writes next; with fewer than 4 documents none is held out."""
+    n = len(sft_items)
+    hold = math.ceil(share * n) if share > 0 and n >= MIN_DOCUMENTS_FOR_HOLDOUT else 0
+    held = list(sft_items[n - hold:]) if hold else []
+    ids = {it["document_id"] for it in held if it.get("document_id") is not None}
+    return list(sft_items[: n - hold]), held, [p for p in pair_items if p.get("document_id") not in ids]
 
 
 def pick_pairs(pairs: Sequence[dict[str, Any]], limit: int, seed: int) -> list[dict[str, Any]]:
@@ -147,6 +188,19 @@ def sequence_logprobs(model: Any, examples: Sequence[Example], pad: int) -> Any:
     return torch.zeros(len(examples), dtype=lp.dtype).index_add(0, which, lp)
 
 
+def mean_logprob(model: Any, examples: Sequence[Example], pad: int, batch: int) -> float:
+    """Mean log p per scored token (nats) over ``examples``, without gradients."""
+    import torch
+
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for lo in range(0, len(examples), batch):
+            chunk = examples[lo: lo + batch]
+            total += float(sequence_logprobs(model, chunk, pad).sum())
+            tokens += sum(len(e.ids) - e.start for e in chunk)
+    return total / tokens if tokens else 0.0
+
+
 def _causal_lm(model: Any) -> Any:
     """The ``...ForCausalLM`` inside a PEFT wrapper (its LoRA layers are injected in place)."""
     get = getattr(model, "get_base_model", None)
@@ -165,13 +219,21 @@ def add_lora(model: Any, opt: LoraOptions) -> Any:
 
 def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items: Sequence[dict[str, Any]],
           opt: LoraOptions, *, say: Callable[[str], None] = print) -> tuple[Any, TrainReport]:
-    """Add a LoRA to ``model`` and train it: SFT on the written text, then DPO on the pairs."""
+    """Add a LoRA to ``model`` and train it: SFT on the written text, then DPO on the pairs.
+
+    The person's last documents are held out (``opt.holdout_share``): every ``opt.eval_every`` steps
+    the adapter is scored on them (mean log p per token of what the person really wrote), and the
+    best one seen is what is returned — step 0, a no-op adapter, when training only made their next
+    writing less likely. A small store overfits quickly; this keeps the adapter from doing harm."""
     import torch
 
     torch.manual_seed(opt.seed)
     rng = random.Random(opt.seed)
     rep = TrainReport()
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    sft_items, held_items, pair_items = split_holdout(sft_items, pair_items, opt.holdout_share)
+    held = sft_examples(held_items, tok, opt.max_tokens)
+    rep.holdout_documents, rep.holdout_tokens = len(held_items), sum(len(e.ids) - e.start for e in held)
     sft = sft_examples(sft_items, tok, opt.max_tokens)
     budget_pairs = max(opt.min_pairs, int(opt.steps * opt.dpo_share) * opt.batch)
     dpo = dpo_examples(pick_pairs(pair_items, budget_pairs, opt.seed), tok, opt)
@@ -190,7 +252,25 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
     deadline = started + opt.minutes * 60 if opt.minutes > 0 else math.inf
     say(f"LoRA r={opt.rank} alpha={opt.alpha:g} on {'+'.join(opt.targets)}: {len(sft)} SFT windows, "
         f"{len(dpo)} DPO pairs{'' if use_dpo else f' (fewer than {opt.min_pairs}: SFT only)'}; "
-        f"{sft_steps} SFT + {dpo_steps} DPO steps" + (f", at most {opt.minutes:g} min" if opt.minutes > 0 else ""))
+        f"{sft_steps} SFT + {dpo_steps} DPO steps" + (f", at most {opt.minutes:g} min" if opt.minutes > 0 else "")
+        + (f"; {len(held_items)} documents held out to check it" if held_items else ""))
+    best: dict[str, Any] = {"score": -math.inf, "step": None, "state": None}
+
+    def check() -> None:
+        """Score the adapter on the held-out documents; remember it if it is the best so far."""
+        step = rep.sft_steps + rep.dpo_steps
+        if not held or (rep.holdout_curve and rep.holdout_curve[-1][0] == step):
+            return
+        peft_model.eval()
+        score = mean_logprob(peft_model, held, pad, opt.batch)
+        peft_model.train()
+        rep.holdout_curve.append((step, round(score, 5)))
+        if score > best["score"]:
+            best.update(score=score, step=step, state={n: p.detach().clone()
+                                                       for n, p in peft_model.named_parameters() if p.requires_grad})
+        say(f"held out: {score:.4f} nats/token at step {step} (best: step {best['step']})")
+
+    check()
 
     params = [p for p in peft_model.parameters() if p.requires_grad]
     if sft_steps:
@@ -215,6 +295,9 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
             rep.sft_steps += 1
             rep.sft_loss.append(round(loss.item(), 4))
             _progress(say, "SFT", step + 1, sft_steps, rep.sft_loss[-1], started)
+            if rep.sft_steps % opt.eval_every == 0:
+                check()
+        check()
     if use_dpo and dpo_steps:
         peft_model.eval()
         with torch.no_grad(), peft_model.disable_adapter():  # the reference: the model before DPO, without LoRA
@@ -248,7 +331,18 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
             rep.dpo_steps += 1
             rep.dpo_loss.append(round(loss.item(), 4))
             _progress(say, "DPO", step + 1, dpo_steps, rep.dpo_loss[-1], started)
+            if rep.dpo_steps % opt.eval_every == 0:
+                check()
         rep.dpo_accuracy = wins / seen if seen else None
+        check()
+    if best["state"] is not None:
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if name in best["state"]:
+                    param.copy_(best["state"][name])
+        rep.best_step = best["step"]
+        say(f"kept the adapter of step {rep.best_step}" + (
+            " (no step made the held-out writing more likely: it changes nothing)" if rep.best_step == 0 else ""))
     peft_model.eval()
     rep.seconds = round(time.perf_counter() - started, 1)
     return peft_model, rep
