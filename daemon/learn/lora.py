@@ -41,7 +41,7 @@ class LoraOptions:
     continuation_tokens: int = 24  # DPO: tokens kept of each side's continuation
     seed: int = 0
     holdout_share: float = 0.15   # the person's last documents, not trained on: is the adapter any good?
-    eval_every: int = 10          # steps between checks on them; the best adapter seen is the one kept
+    eval_every: int = 10          # steps between checks on them (0: at the end of each phase only); the best is kept
 
 
 @dataclass
@@ -295,7 +295,7 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
             rep.sft_steps += 1
             rep.sft_loss.append(round(loss.item(), 4))
             _progress(say, "SFT", step + 1, sft_steps, rep.sft_loss[-1], started)
-            if rep.sft_steps % opt.eval_every == 0:
+            if opt.eval_every > 0 and rep.sft_steps % opt.eval_every == 0:
                 check()
         check()
     if use_dpo and dpo_steps:
@@ -331,7 +331,7 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
             rep.dpo_steps += 1
             rep.dpo_loss.append(round(loss.item(), 4))
             _progress(say, "DPO", step + 1, dpo_steps, rep.dpo_loss[-1], started)
-            if rep.dpo_steps % opt.eval_every == 0:
+            if opt.eval_every > 0 and rep.dpo_steps % opt.eval_every == 0:
                 check()
         rep.dpo_accuracy = wins / seen if seen else None
         check()
