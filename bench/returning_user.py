@@ -100,7 +100,7 @@ def parts(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | N
         first = [c for ch, c in clauses if ch < args.later_chapter][: max(args.learn)]
         known = set(first)
         if args.runs <= 1:
-            later = [c for ch, c in clauses if ch >= args.later_chapter and c not in known][: args.test]
+            later = [c for ch, c in clauses if ch >= args.later_chapter and c not in known][args.skip: args.skip + args.test]
         else:
             last = clauses[-1][0]
             later, later_prompts = [], []
@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="austen: the later part as this many runs of consecutive clauses, spread over the chapters "
                         "from --later-chapter to the end (each clause prompted by the book's clauses before it)")
     p.add_argument("--skip", type=int, default=0,
-                   help="austen, with --runs: start each run this many clauses into its chapter (a fresh sample)")
+                   help="austen: start the later part (each run, with --runs) this many clauses in (a fresh sample)")
     p.add_argument("--context", type=int, default=3, help="prompt = the N phrases before, one per line")
     p.add_argument("--think-ms", type=float, default=300.0, help="the person's minimum time per selection")
     p.add_argument("--no-lora", action="store_true", help="profile only")
