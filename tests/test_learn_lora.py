@@ -69,11 +69,51 @@ def test_the_newest_documents_are_held_out_with_their_pairs() -> None:
 
     docs = [{"document_id": f"d{i}", "prompt": "", "completion": f" text {i}"} for i in range(10)]
     pairs = [{"document_id": f"d{i}", "chosen": " a", "rejected": " b"} for i in range(10)]
-    train, held, kept = split_holdout(docs, pairs, 0.15)
-    assert [d["document_id"] for d in held] == ["d8", "d9"]      # ceil(1.5): the newest two
-    assert train == docs[:8] and [p["document_id"] for p in kept] == [f"d{i}" for i in range(8)]
-    assert split_holdout(docs[:3], pairs, 0.15) == (docs[:3], [], pairs)   # too few to spare one
-    assert split_holdout(docs, pairs, 0.0) == (docs, [], pairs)
+    split = split_holdout(docs, pairs, 0.15)
+    assert [d["document_id"] for d in split.held_documents] == ["d8", "d9"]      # ceil(1.5): the newest two
+    assert split.documents == docs[:8] and [p["document_id"] for p in split.pairs] == [f"d{i}" for i in range(8)]
+    assert [p["document_id"] for p in split.held_pairs] == ["d8", "d9"]          # checked on, never trained on
+    for few in (split_holdout(docs[:3], pairs, 0.15), split_holdout(docs, pairs, 0.0)):  # too few / none asked
+        assert few.held_documents == [] and few.held_pairs == [] and few.pairs == pairs
+
+
+def _colour_pairs(docs: range, per_doc: int) -> list[dict[str, Any]]:
+    """The person chose "periwinkle" where the model offered "blue" with a look-ahead."""
+    return [{"document_id": f"d{i}", "prompt": "My favourite colour is", "chosen": " periwinkle, the colour of the sea",
+             "rejected": " blue, the colour of the sky", "rejected_has_lookahead": True,
+             "chosen_prob": 0.01, "rejected_prob": 0.2} for i in docs for _ in range(per_doc)]
+
+
+@pytest.mark.timeout(900)
+def test_dpo_on_the_pairs_ranks_the_chosen_side_first_and_keeps_it_likely(model_path: Path) -> None:
+    """DPO (with the chosen side's NLL, against the model it starts from) moves the chosen continuation
+    above the rejected one, also in a context it never saw, without making the chosen one less likely;
+    with held-out pairs, the adapter kept is the step that ranks the most of them right."""
+    pytest.importorskip("torch", reason="the optional extra razvilka[learn] is not installed")
+    from razvilka.daemon.learn import hf, lora
+
+    model, tok, _ = hf.load_model(model_path, say=lambda s: None)
+    unseen = "Her dress was"
+    base_c = lora.torch_logprob(model, tok, unseen, " periwinkle")
+    base_r = lora.torch_logprob(model, tok, unseen, " blue")
+    opt = lora.LoraOptions(steps=6, batch=2, min_pairs=4, dpo_lr=5e-3, holdout_share=0.0, eval_every=0)
+    tuned, rep = lora.train(model, tok, [], _colour_pairs(range(4), 2), opt, say=lambda s: None)
+    assert rep.sft_steps == 0 and rep.dpo_steps == 6 and rep.dpo_pairs == 4   # the budget: 2 DPO steps x 2
+    c, r = lora.torch_logprob(tuned, tok, unseen, " periwinkle"), lora.torch_logprob(tuned, tok, unseen, " blue")
+    assert c - r > base_c - base_r + 1.0, (base_c, base_r, c, r)
+    assert c > base_c, (base_c, c)                  # the NLL term: not won by making both sides unlikely
+
+    model = tuned.unload()
+    docs = [{"document_id": f"d{i}", "prompt": "My favourite colour is",
+             "completion": " periwinkle, the colour of the sea at dawn."} for i in range(5)]
+    opt = dataclasses.replace(opt, steps=8, lr=5e-3, dpo_share=0.5, holdout_share=0.2, eval_every=2)
+    _, rep = lora.train(model, tok, docs, _colour_pairs(range(5), 4), opt, say=lambda s: None)
+    assert rep.holdout_documents == 1 and rep.holdout_pairs == 4 and rep.dpo_pairs == 8
+    text, ranked = dict(rep.holdout_curve), dict(rep.holdout_pair_curve)
+    assert list(text) == list(ranked) == [0, 2, 4, 6, 8]
+    eligible = [s for s in text if text[s] >= text[0]]
+    assert rep.best_step in eligible and ranked[rep.best_step] == max(ranked[s] for s in eligible)
+    assert "choices held out" in rep.holdout_summary()
 
 
 @pytest.mark.timeout(900)

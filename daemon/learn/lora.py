@@ -34,8 +34,9 @@ class LoraOptions:
     dpo_share: float = 0.4        # share of the budget for DPO, when there are enough pairs
     min_pairs: int = 16           # fewer DPO pairs than this: SFT only
     lr: float = 1e-3              # SFT learning rate (AdamW)
-    dpo_lr: float = 5e-4
+    dpo_lr: float = 1e-4
     dpo_beta: float = 0.1         # DPO temperature
+    dpo_nll: float = 1.0          # weight of the chosen side's NLL added to the DPO loss (RPO): keeps its likelihood
     batch: int = 4
     max_tokens: int = 128         # tokens per example (the prompt is cut to its end)
     continuation_tokens: int = 24  # DPO: tokens kept of each side's continuation
@@ -66,6 +67,8 @@ class TrainReport:
     holdout_documents: int = 0
     holdout_tokens: int = 0
     holdout_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean log p per token)
+    holdout_pairs: int = 0
+    holdout_pair_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, share of pairs ranked right)
     best_step: int | None = None   # the step whose adapter was kept (0: none helped, the adapter is a no-op)
 
     @property
@@ -87,8 +90,12 @@ class TrainReport:
         line = (f"held out: your last {self.holdout_documents} documents ({self.holdout_tokens} tokens): log p per "
                 f"token {self.holdout_curve[0][1]:.4f} without the adapter, {gain + self.holdout_curve[0][1]:.4f} "
                 f"with the one kept (step {self.best_step}): {gain:+.4f}")
+        if self.holdout_pair_curve:
+            ranked = dict(self.holdout_pair_curve)
+            line += (f"; of {self.holdout_pairs} choices held out, {ranked[0]:.0%} ranked right without it, "
+                     f"{ranked.get(self.best_step, ranked[0]):.0%} with it")
         if self.best_step == 0:
-            line += ("\nnote: no step made your held-out writing more likely, so the adapter written changes "
+            line += ("\nnote: no step did better on your held-out writing, so the adapter written changes "
                      "nothing; more writing, fewer --steps or a lower --lr may help")
         return line
 
@@ -132,25 +139,38 @@ def dpo_examples(items: Sequence[dict[str, Any]], tok: Any, opt: LoraOptions) ->
 
 
 MIN_DOCUMENTS_FOR_HOLDOUT = 4
+HELD_PAIRS = 64                   # held-out pairs scored at each check (2 sequences each)
 
 
-def split_holdout(sft_items: Sequence[dict[str, Any]], pair_items: Sequence[dict[str, Any]], share: float
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(documents to train on, the last documents held out, pairs not from those). The newest writing
-    is the best stand-in for what the person writes next; with fewer than 4 documents none is held out."""
+@dataclass
+class Split:
+    """The person's documents and pairs, with the newest documents (and their pairs) held out."""
+
+    documents: list[dict[str, Any]]
+    held_documents: list[dict[str, Any]]
+    pairs: list[dict[str, Any]]
+    held_pairs: list[dict[str, Any]]
+
+
+def split_holdout(sft_items: Sequence[dict[str, Any]], pair_items: Sequence[dict[str, Any]], share: float) -> Split:
+    """Hold out the last ``share`` of the documents and the pairs from them. The newest writing is the
+    best stand-in for what the person writes next; with fewer than 4 documents none is held out."""
     n = len(sft_items)
     hold = math.ceil(share * n) if share > 0 and n >= MIN_DOCUMENTS_FOR_HOLDOUT else 0
     held = list(sft_items[n - hold:]) if hold else []
     ids = {it["document_id"] for it in held if it.get("document_id") is not None}
-    return list(sft_items[: n - hold]), held, [p for p in pair_items if p.get("document_id") not in ids]
+    return Split(list(sft_items[: n - hold]), held, [p for p in pair_items if p.get("document_id") not in ids],
+                 [p for p in pair_items if ids and p.get("document_id") in ids])
 
 
-def pick_pairs(pairs: Sequence[dict[str, Any]], limit: int, seed: int) -> list[dict[str, Any]]:
-    """Pairs with a look-ahead on the rejected side, those where the model preferred the rejected word first."""
+def pick_pairs(pairs: Sequence[dict[str, Any]], limit: int, seed: int, *, hardest: bool = True) -> list[dict[str, Any]]:
+    """Pairs with a look-ahead on the rejected side: those where the model preferred the rejected word
+    first (``hardest``, to train on), or a random sample (to check on)."""
     usable = [p for p in pairs if p.get("rejected_has_lookahead")]
     rng = random.Random(seed)
     rng.shuffle(usable)
-    usable.sort(key=lambda p: -((p.get("rejected_prob") or 0.0) - (p.get("chosen_prob") or 0.0)))
+    if hardest:
+        usable.sort(key=lambda p: -((p.get("rejected_prob") or 0.0) - (p.get("chosen_prob") or 0.0)))
     return usable[:limit]
 
 
@@ -186,6 +206,15 @@ def sequence_logprobs(model: Any, examples: Sequence[Example], pad: int) -> Any:
     lp = torch.log_softmax(logits, dim=-1).gather(1, target[:, None])[:, 0]
     which = torch.arange(len(examples))[:, None].expand_as(take)[take]
     return torch.zeros(len(examples), dtype=lp.dtype).index_add(0, which, lp)
+
+
+def pair_accuracy(model: Any, pairs: Sequence[tuple[Example, Example]], pad: int, batch: int) -> float:
+    """Share of (chosen, rejected) pairs where the chosen continuation is the more likely, without gradients."""
+    import torch
+
+    with torch.no_grad():
+        scores = _pair_logprobs(model, pairs, pad, batch)
+    return sum(c > r for c, r in scores) / len(scores) if scores else 0.0
 
 
 def mean_logprob(model: Any, examples: Sequence[Example], pad: int, batch: int) -> float:
@@ -231,12 +260,15 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
     rng = random.Random(opt.seed)
     rep = TrainReport()
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    sft_items, held_items, pair_items = split_holdout(sft_items, pair_items, opt.holdout_share)
+    split = split_holdout(sft_items, pair_items, opt.holdout_share)
+    held_items = split.held_documents
     held = sft_examples(held_items, tok, opt.max_tokens)
     rep.holdout_documents, rep.holdout_tokens = len(held_items), sum(len(e.ids) - e.start for e in held)
-    sft = sft_examples(sft_items, tok, opt.max_tokens)
+    held_pairs = dpo_examples(pick_pairs(split.held_pairs, HELD_PAIRS, opt.seed, hardest=False), tok, opt)
+    rep.holdout_pairs = len(held_pairs)
+    sft = sft_examples(split.documents, tok, opt.max_tokens)
     budget_pairs = max(opt.min_pairs, int(opt.steps * opt.dpo_share) * opt.batch)
-    dpo = dpo_examples(pick_pairs(pair_items, budget_pairs, opt.seed), tok, opt)
+    dpo = dpo_examples(pick_pairs(split.pairs, budget_pairs, opt.seed), tok, opt)
     rep.sft_examples, rep.dpo_pairs = len(sft), len(dpo)
     if not sft and len(dpo) < opt.min_pairs:
         raise ProtocolError(ErrorCode.BAD_CONFIG, "nothing to learn from: the store holds no written text for this "
@@ -254,21 +286,33 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
         f"{len(dpo)} DPO pairs{'' if use_dpo else f' (fewer than {opt.min_pairs}: SFT only)'}; "
         f"{sft_steps} SFT + {dpo_steps} DPO steps" + (f", at most {opt.minutes:g} min" if opt.minutes > 0 else "")
         + (f"; {len(held_items)} documents held out to check it" if held_items else ""))
-    best: dict[str, Any] = {"score": -math.inf, "step": None, "state": None}
+    best: dict[str, Any] = {"key": (-math.inf, -math.inf), "step": None, "state": None}
+    by_pairs = len(held_pairs) >= opt.min_pairs
 
     def check() -> None:
-        """Score the adapter on the held-out documents; remember it if it is the best so far."""
+        """Score the adapter on the held-out documents; remember it if it is the best so far.
+
+        Best: among adapters that make the held-out text at least as likely as no adapter does, the one
+        that ranks the most held-out pairs right (what the word cloud's order needs), then the likelier
+        text; with fewer than ``opt.min_pairs`` held-out pairs, the likelier text alone."""
         step = rep.sft_steps + rep.dpo_steps
         if not held or (rep.holdout_curve and rep.holdout_curve[-1][0] == step):
             return
         peft_model.eval()
         score = mean_logprob(peft_model, held, pad, opt.batch)
+        ranked = pair_accuracy(peft_model, held_pairs, pad, opt.batch) if held_pairs else None
         peft_model.train()
+        base = best.setdefault("base", score)   # the first check: step 0, no adapter
         rep.holdout_curve.append((step, round(score, 5)))
-        if score > best["score"]:
-            best.update(score=score, step=step, state={n: p.detach().clone()
-                                                       for n, p in peft_model.named_parameters() if p.requires_grad})
-        say(f"held out: {score:.4f} nats/token at step {step} (best: step {best['step']})")
+        if ranked is not None:
+            rep.holdout_pair_curve.append((step, round(ranked, 4)))
+        key = (ranked if by_pairs and ranked is not None else 0.0, score)
+        if score >= base and key > best["key"]:
+            best.update(key=key, step=step, state={n: p.detach().clone()
+                                                   for n, p in peft_model.named_parameters() if p.requires_grad})
+        say(f"held out: {score:.4f} nats/token" + (f", {ranked:.0%} of {len(held_pairs)} pairs ranked right"
+                                                     if ranked is not None else "")
+            + f" at step {step} (best: step {best['step']})")
 
     check()
 
@@ -300,7 +344,7 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
         check()
     if use_dpo and dpo_steps:
         peft_model.eval()
-        with torch.no_grad(), peft_model.disable_adapter():  # the reference: the model before DPO, without LoRA
+        with torch.no_grad():  # the reference: the model as SFT left it (the adapter on)
             ref = _pair_logprobs(peft_model, dpo, pad, opt.batch)
         peft_model.train()
         optim = torch.optim.AdamW(params, lr=opt.dpo_lr, weight_decay=0.0)
@@ -323,6 +367,9 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
             ref_r = torch.tensor([ref[i][1] for i in take])
             margin = opt.dpo_beta * ((lp[:n] - ref_c) - (lp[n:] - ref_r))
             loss = -torch.nn.functional.logsigmoid(margin).mean()
+            if opt.dpo_nll > 0:
+                chosen_tokens = sum(len(dpo[i][0].ids) - dpo[i][0].start for i in take)
+                loss = loss - opt.dpo_nll * lp[:n].sum() / max(1, chosen_tokens)
             optim.zero_grad()
             loss.backward()
             optim.step()
