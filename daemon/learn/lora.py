@@ -251,9 +251,10 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
     """Add a LoRA to ``model`` and train it: SFT on the written text, then DPO on the pairs.
 
     The person's last documents are held out (``opt.holdout_share``): every ``opt.eval_every`` steps
-    the adapter is scored on them (mean log p per token of what the person really wrote), and the
-    best one seen is what is returned — step 0, a no-op adapter, when training only made their next
-    writing less likely. A small store overfits quickly; this keeps the adapter from doing harm."""
+    the adapter is scored on them (mean log p per token of what the person really wrote, and the share
+    of their choices there it ranks right), and the best one seen (``check``) is what is returned —
+    step 0, a no-op adapter, when no step did better. A small store overfits quickly; this keeps the
+    adapter from doing harm."""
     import torch
 
     torch.manual_seed(opt.seed)
