@@ -1,7 +1,12 @@
-"""The one error type of the system, carrying a numeric code (as BrainFlow does).
+"""Error codes and the error types that carry them (as BrainFlow's one error type with codes).
 
 Codes are part of the protocol: ``daemon.error`` messages carry them, and the
 conformance vectors name them, so a client in any language can branch on them.
+
+Every error of the project is a :class:`RazvilkaError` with a code; each part raises its own
+subclass, so a caller can tell where it came from: :class:`ProtocolError` (the wire: decoding,
+signing, sending), ``razvilka.daemon.errors.DaemonError`` (the daemon refusing a request or
+failing to serve it) and ``razvilka.daemon.learn.errors.LearnError`` (the profile and training).
 """
 from __future__ import annotations
 
@@ -42,10 +47,14 @@ class ErrorCode(IntEnum):
     BAD_CALIBRATION = 205
 
 
-class ProtocolError(Exception):
-    """Raised for every protocol failure; ``code`` says which, ``str()`` says it in words."""
+class RazvilkaError(Exception):
+    """Base of every error of the project; ``code`` says which, ``str()`` says it in words."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
+        super().__init__(f"{ErrorCode(code).name}: {message}")
         self.code = ErrorCode(code)
         self.detail = message
+
+
+class ProtocolError(RazvilkaError):
+    """A protocol failure: a frame that cannot be decoded, a bad signature, a message that cannot be sent."""
