@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,7 +59,7 @@ def _bus_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curve", action="store_true", default=None, help="require CURVE even on loopback")
 
 
-def bus_config(config: "Config", args: argparse.Namespace) -> "BusConfig":
+def bus_config(config: Config, args: argparse.Namespace) -> BusConfig:
     """The bus section with this command's flags applied."""
     import msgspec
 
@@ -70,22 +69,14 @@ def bus_config(config: "Config", args: argparse.Namespace) -> "BusConfig":
     return msgspec.structs.replace(config.bus, **changes) if changes else config.bus
 
 
-def stop_event(loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM, for a clean stop of an asyncio main."""
-    loop = loop or asyncio.get_running_loop()
-    event = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, event.set)
-    return event
-
-
 # ---------------------------------------------------------------------------- bus host
-def run_bus(config: "Config", args: argparse.Namespace) -> int:
+def run_bus(config: Config, args: argparse.Namespace) -> int:
     """Host the bus until SIGINT/SIGTERM; remove the discovery file on the way out."""
-    import threading
+    import contextlib
 
     from razvilka.protocol.bus import BusHost
     from razvilka.protocol.errors import ProtocolError
+    from razvilka.runtime import stop_event
 
     cfg = bus_config(config, args)
     host = BusHost(cfg)
@@ -94,27 +85,30 @@ def run_bus(config: "Config", args: argparse.Namespace) -> int:
     except ProtocolError as exc:
         print(f"razvilka bus: {exc}", file=sys.stderr)
         return 1
-    done = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     log.info("bus: protocol %s, discovery file %s, CURVE %s, HMAC signing %s; SIGINT/SIGTERM stops it",
              endpoints.version, host.discovery_path, "on" if endpoints.curve_server_public else "off",
              "on" if endpoints.hmac_key else "off")
-    rejected = 0
-    try:
-        while not done.wait(10.0):
+
+    async def hold() -> None:
+        """Until SIGINT/SIGTERM; every 10 s, say if the state cache has seen bad messages."""
+        stop, rejected = stop_event(), 0
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 10.0)
             if host.rejected != rejected:
                 log.warning("bus: %d bad messages seen by the state cache so far", host.rejected)
                 rejected = host.rejected
+
+    try:
+        asyncio.run(hold())
     finally:
         host.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     log.info("bus stopped; discovery file removed")
     return 0
 
 
 # ---------------------------------------------------------------------------- CURVE keys
-def run_keys(config: "Config", args: argparse.Namespace) -> int:
+def run_keys(config: Config, args: argparse.Namespace) -> int:
     """Create the bus's CURVE keys; optionally make or authorize a remote client's key."""
     import shutil
 
@@ -169,7 +163,7 @@ def run_keys(config: "Config", args: argparse.Namespace) -> int:
     return 0
 
 
-def _remote_discovery(cfg: "BusConfig", server_public: str, address: str | None, path: Path) -> Path:
+def _remote_discovery(cfg: BusConfig, server_public: str, address: str | None, path: Path) -> Path:
     """A discovery file for a client on another machine: tcp endpoints at ``address``."""
     from razvilka.protocol.discovery import Endpoints, write_discovery
     from razvilka.protocol.messages import PROTOCOL_VERSION
@@ -184,7 +178,7 @@ def _remote_discovery(cfg: "BusConfig", server_public: str, address: str | None,
 
 
 # ---------------------------------------------------------------------------- demo publisher
-def run_demo(config: "Config", args: argparse.Namespace) -> int:
+def run_demo(config: Config, args: argparse.Namespace) -> int:
     from razvilka.protocol.demo import play
     from razvilka.protocol.errors import ProtocolError
 
@@ -197,7 +191,7 @@ def run_demo(config: "Config", args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- schema and vectors
-def run_schema(config: "Config", args: argparse.Namespace) -> int:
+def run_schema(config: Config, args: argparse.Namespace) -> int:
     from razvilka.protocol import schema
 
     path = args.out or schema.SCHEMA_PATH
@@ -214,7 +208,7 @@ def run_schema(config: "Config", args: argparse.Namespace) -> int:
     return 0
 
 
-def run_vectors(config: "Config", args: argparse.Namespace) -> int:
+def run_vectors(config: Config, args: argparse.Namespace) -> int:
     from razvilka.protocol import vectors
 
     directory = args.out or vectors.VECTORS_DIR

@@ -8,6 +8,13 @@ Wire format, one ZeroMQ multipart message::
 
 Decoding checks frame count and size, the topic, then the header (version first),
 then the body by type. Every failure is a :class:`ProtocolError` with a code.
+
+With signing on, the codec also refuses replays (as jupyter_client's Session refuses a
+signature it has seen): a signed frame captured off the wire and sent again carries the same
+``seq``, and a message whose ``seq`` is not above the last one received for its (sender,
+session, type) is :data:`~razvilka.protocol.errors.ErrorCode.REPLAYED`. The table of last
+seqs is an LRU of :data:`REPLAY_STREAMS` streams, so a flood of sessions cannot grow it.
+Without a key anyone may send anything, so there is nothing to protect and nothing is tracked.
 """
 from __future__ import annotations
 
@@ -17,7 +24,9 @@ import itertools
 import os
 import re
 import uuid
-from typing import Any, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -37,6 +46,9 @@ from razvilka.protocol.messages import (
 
 DEFAULT_MAX_FRAME = 1 << 20
 MAX_TOPIC = 256
+#: (sender, session, type) streams whose last seq a signing receiver remembers (least recent dropped).
+#: ~16 types per sender session: room for a few hundred sessions, about 0.5 MB at most.
+REPLAY_STREAMS = 4096
 _TOPIC_RE = re.compile(r"^[a-z0-9_]+(\.[a-zA-Z0-9_\-]+)*\.$")
 _FIELD_RE = re.compile(r"at `\$\.?([^`]*)`")
 
@@ -99,8 +111,9 @@ def check_version(version: object) -> tuple[int, int]:
 class Codec:
     """Stamps outgoing messages for one sender and decodes incoming ones.
 
-    ``key`` turns on signing: every sent message carries an HMAC and every
-    received one must carry a valid one.
+    ``key`` turns on signing: every sent message carries an HMAC, every received one must
+    carry a valid one, and one whose ``seq`` is not above the last seen of its (sender,
+    session, type) is refused as a replay. ``replay_streams`` bounds that table.
     """
 
     def __init__(
@@ -110,11 +123,14 @@ class Codec:
         key: bytes | None = None,
         session: str | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        replay_streams: int = REPLAY_STREAMS,
     ) -> None:
         self.sender = sender
         self.session = session or uuid.uuid4().hex
         self.key = key or None
         self.max_frame = max_frame
+        self.replay_streams = max(1, replay_streams)
+        self._last_seen: OrderedDict[tuple[str, str, str], int] = OrderedDict()  # signing only
         self._seq: dict[str, itertools.count[int]] = {}
         self._ids = itertools.count()
         self._topics: dict[Any, bytes] = {}  # (type, *subtopic) -> checked topic bytes
@@ -178,8 +194,13 @@ class Codec:
         return mac.hexdigest().encode()
 
     # ------------------------------------------------------------------ receive
-    def decode(self, frames: Sequence[bytes], *, keep_frames: bool = False) -> Message:
-        """Frames -> :class:`Message`. Unknown types come back with a plain-map body."""
+    def decode(self, frames: Sequence[bytes], *, keep_frames: bool = False, retained: bool = False) -> Message:
+        """Frames -> :class:`Message`. Unknown types come back with a plain-map body.
+
+        ``retained``: the frames come from the bus's snapshot, which re-delivers old messages by
+        design (signatures intact); they are neither checked for replay nor recorded, so the
+        live copies that follow are still dropped quietly by the snapshot's ``last_seq``.
+        """
         n = len(frames)
         if n not in (3, 4):
             raise ProtocolError(ErrorCode.FRAME_COUNT, f"expected 3 frames (4 when signed), got {n}")
@@ -200,7 +221,8 @@ class Codec:
             raise ProtocolError(ErrorCode.BAD_TOPIC, "topic is not UTF-8") from None
         if topic not in _good_topics:
             if not _TOPIC_RE.fullmatch(topic):  # fullmatch: "$" alone would accept a trailing newline
-                raise ProtocolError(ErrorCode.BAD_TOPIC, f"topic {topic!r} must be dotted lowercase words ending in '.'")
+                raise ProtocolError(ErrorCode.BAD_TOPIC,
+                                    f"topic {topic!r} must be dotted lowercase words ending in '.'")
             if len(_good_topics) < 4096:
                 _good_topics.add(topic)
         header = self._decode_header(raw_header)
@@ -221,7 +243,26 @@ class Codec:
                 raise _too_deep("body") from None
             if body.NEEDS_FORK and not header.fork_id:
                 raise ProtocolError(ErrorCode.MISSING_FIELD, f"{header.type} needs header.fork_id")
+        if self.key and not retained:
+            self._check_replay(header)
         return Message(topic, header, body, list(frames) if keep_frames else None)
+
+    def _check_replay(self, header: Header) -> None:
+        """Refuse a seq at or below the last one of its stream; record it (the last check of decoding)."""
+        stream = (header.sender, header.session, header.type)
+        seen = self._last_seen
+        last = seen.get(stream)
+        if last is not None:
+            if header.seq <= last:
+                raise ProtocolError(
+                    ErrorCode.REPLAYED,
+                    f"{header.type} seq {header.seq} from {header.sender!r} (session {header.session[:16]}) is not "
+                    f"after the last one received ({last}): a replayed or duplicated message",
+                )
+            seen.move_to_end(stream)
+        elif len(seen) >= self.replay_streams:
+            seen.popitem(last=False)
+        seen[stream] = header.seq
 
     def _decode_header(self, raw: bytes) -> Header:
         try:

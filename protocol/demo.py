@@ -50,7 +50,7 @@ def _join(text: str, word: str) -> str:
 async def play(config: BusConfig, *, forks: int = 0, interval: float = 0.6,
                loop_forever: bool = False, leave_open: bool = False) -> int:
     """Publish the script; returns 0. Stops early (cleanly) on SIGINT/SIGTERM."""
-    from razvilka.protocol.cli import stop_event
+    from razvilka.runtime import stop_event
 
     stop = stop_event()
     async with BusClient.from_config("demo", config, role="tool") as bus:
@@ -65,7 +65,7 @@ async def play(config: BusConfig, *, forks: int = 0, interval: float = 0.6,
         async def pause(seconds: float) -> bool:
             try:
                 await asyncio.wait_for(stop.wait(), seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
             return True
 
@@ -91,8 +91,8 @@ async def play(config: BusConfig, *, forks: int = 0, interval: float = 0.6,
                 break
             if await pause(interval / 2):
                 break
-            bus.publish(Focus(index=chosen, source="demo", confidence=0.9), fork_id=fork_id)
-            bus.publish(Confirm(source="demo", index=chosen), fork_id=fork_id)
+            bus.publish(Focus(index=chosen, source="demo", confidence=0.9, kind="other"), fork_id=fork_id)
+            bus.publish(Confirm(source="demo", index=chosen, kind="other"), fork_id=fork_id)
             word = cands[chosen][0]
             start = len(text)
             text = _join(text, word)

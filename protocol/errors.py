@@ -29,6 +29,7 @@ class ErrorCode(IntEnum):
     BAD_SIGNATURE = 12     # the HMAC does not match the bytes
     BAD_VALUE = 13         # right type, value out of range (negative seq, prob > 1, ...)
     UNKNOWN_TYPE = 14      # not an error on receive (ignored); raised only when *sending* an unregistered type
+    REPLAYED = 15          # signing is on and seq is not above the last one of its (sender, session, type)
     # 100-199: the daemon refusing a request
     UNKNOWN_FORK = 100     # the message names a fork the daemon never opened
     STALE_FORK = 101       # the fork was already decided or superseded

@@ -15,13 +15,25 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 2  # 1.1: input.select / fork.decided phrase_words; 1.2: Candidate.joins
+# 1.1: input.select / fork.decided phrase_words; 1.2: Candidate.joins;
+# 1.3: kind on input.focus / input.confirm / input.select (what sort of input the source is), and
+#      with signing on, receivers refuse replays (a seq not above the last of its stream: REPLAYED).
+PROTOCOL_MINOR = 3
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 
 NonNeg = Annotated[int, Meta(ge=0)]
 Prob = Annotated[float, Meta(ge=0.0, le=1.0)]
 Index = Annotated[int, Meta(ge=0, le=255)]
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
+
+#: The kinds of input source 1.3 knows (``kind`` of focus, confirm and select). The set is closed
+#: for 1.3 senders, but the field is a string, not an enum: a later minor may add a kind, and a 1.3
+#: receiver accepts a value it does not know and treats it as "other" (a minor only adds).
+#: "" (the default) = not said: a 1.0-1.2 sender.
+SOURCE_KINDS = ("key", "switch", "pointer", "gaze", "eeg", "other")
+Kind = Annotated[str, Meta(max_length=32, description=(
+    "1.3: what sort of input the source is: key, switch, pointer, gaze, eeg or other; "
+    "'' = not said (a 1.0-1.2 sender); a value a receiver does not know counts as other"))]
 
 
 VERSION_PATTERN = r"^[0-9]{1,6}\.[0-9]{1,6}$"
@@ -192,6 +204,7 @@ class Focus(Body):
     dwell: Prob | None = None  # progress towards a dwell confirm, 0..1
     x: float | None = None     # where the gaze is, in screen pixels (the layout's coordinates)
     y: float | None = None
+    kind: Kind = ""            # 1.3: key, switch, pointer, gaze, eeg, other ("" = a 1.2 sender)
 
 
 class Confirm(Body):
@@ -203,6 +216,7 @@ class Confirm(Body):
     confidence: Prob = 1.0
     index: Index | None = None
     posterior: list[float] | None = None
+    kind: Kind = ""  # 1.3: see SOURCE_KINDS
 
 
 class Select(Body):
@@ -218,6 +232,7 @@ class Select(Body):
     # 1.1: take the candidate and the first N words of its look-ahead (a click on the look-ahead's
     # Nth word). 0: as ``phrase`` says. A 1.0 daemon ignores it and commits the word alone.
     phrase_words: Annotated[int, Meta(ge=0, le=64)] = 0
+    kind: Kind = ""  # 1.3: see SOURCE_KINDS
 
 
 COMMANDS = ("back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new")

@@ -10,15 +10,17 @@ Files:
 * ``valid.json``   - every message type, full and minimal, plus the compatibility cases
                      (unknown fields, unknown type, newer minor version, subtopics);
 * ``invalid.json`` - one fault per vector, each with the error code a receiver must raise;
-* ``signed.json``  - HMAC-signed messages under :data:`TEST_KEY`, and the forged/unsigned ones.
+* ``signed.json``  - HMAC-signed messages under :data:`TEST_KEY`, the forged/unsigned ones, and
+                     replays (a vector's ``before`` frames are decoded first, by the same receiver).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import msgspec
 
@@ -54,7 +56,7 @@ from razvilka.protocol.messages import (
 from razvilka.protocol.schema import message_to_json
 
 VECTORS_DIR = Path(__file__).with_name("vectors")
-FORMAT = 1
+FORMAT = 2  # 2: vectors may carry ``before`` (frames the same receiver decodes first: replays)
 #: The documented HMAC key of the signed vectors (its UTF-8 bytes are the key). Never use it on a real bus.
 TEST_KEY = "razvilka-conformance-test-key"
 OTHER_KEY = "not-the-bus-key"
@@ -62,6 +64,12 @@ SENDER = "vectors"
 SESSION = "5e55105e55105e55105e55105e551050"
 BASE_TS = 123_456_789_000_000  # ~34 h of uptime, in ns: below 2**53, exact in JavaScript numbers
 FORK = "f-0001"
+
+
+def other_session(n: int) -> str:
+    """A session of the same sender other than :data:`SESSION` (each replay vector has its own)."""
+    return f"{SESSION[:-4]}{n:04d}"
+
 TOO_DEEP = 2000  # nesting levels; receivers must refuse (MALFORMED) anything deeper than 1000
 
 _pack = msgspec.msgpack.encode
@@ -104,10 +112,10 @@ def sample_bodies() -> dict[str, Body]:
             code=int(ErrorCode.STALE_FORK), name=ErrorCode.STALE_FORK.name,
             message="fork f-0000 was already decided", ref_id="a1b2c3-7",
         ),
-        "input.focus": Focus(index=2, source="gaze", confidence=0.875, dwell=0.5, x=812.5, y=440.0),
-        "input.confirm": Confirm(source="footswitch", confidence=1.0, index=2, posterior=None),
+        "input.focus": Focus(index=2, source="gaze", confidence=0.875, dwell=0.5, x=812.5, y=440.0, kind="gaze"),
+        "input.confirm": Confirm(source="footswitch", confidence=1.0, index=2, posterior=None, kind="switch"),
         "input.select": Select(index=3, source="eeg", confidence=0.75, phrase=True,
-                               posterior=[0.125, 0.0625, 0.0625, 0.75]),
+                               posterior=[0.125, 0.0625, 0.0625, 0.75], kind="eeg"),
         "input.command": Command(command="type", source="keyboard", text="lake", bias=0.0),
         "render.layout": Layout(
             boxes=[Box(index=0, x=100.0, y=400.0, w=180.0, h=64.0),
@@ -181,9 +189,17 @@ class _Builder:
         codec = Codec(SENDER, key=key.encode() if key else None, session=SESSION)
         return codec.encode_parts(topic, header, body)
 
-    def ok(self, name: str, description: str, frames: list[bytes], *, key: str | None = None,
-           max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    @staticmethod
+    def receiver(key: str | None, max_frame: int, before: Sequence[Sequence[bytes]]) -> Codec:
+        """A fresh receiver that has decoded ``before`` (each must decode: they set up a replay)."""
         codec = Codec("receiver", key=key.encode() if key else None, max_frame=max_frame)
+        for earlier in before:
+            codec.decode(earlier)
+        return codec
+
+    def ok(self, name: str, description: str, frames: list[bytes], *, key: str | None = None,
+           max_frame: int = DEFAULT_MAX_FRAME, before: Sequence[Sequence[bytes]] = ()) -> None:
+        codec = self.receiver(key, max_frame, before)
         msg = codec.decode(frames)  # raises if the vector is wrong: the generator refuses to lie
         wire = {
             "topic": bytes(frames[0]).decode(),
@@ -195,6 +211,7 @@ class _Builder:
             "description": description,
             "key": key,
             "max_frame": max_frame,
+            **({"before": [_hex(f) for f in before]} if before else {}),
             "frames": _hex(frames),
             "result": "ok" if msg.known else "ignore",
             "wire": wire,
@@ -206,8 +223,9 @@ class _Builder:
         self.vectors.append(vector)
 
     def error(self, name: str, description: str, frames: Sequence[bytes], code: ErrorCode, *,
-              key: str | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        codec = Codec("receiver", key=key.encode() if key else None, max_frame=max_frame)
+              key: str | None = None, max_frame: int = DEFAULT_MAX_FRAME,
+              before: Sequence[Sequence[bytes]] = ()) -> None:
+        codec = self.receiver(key, max_frame, before)
         try:
             codec.decode(frames)
         except ProtocolError as exc:
@@ -221,6 +239,7 @@ class _Builder:
             "description": description,
             "key": key,
             "max_frame": max_frame,
+            **({"before": [_hex(f) for f in before]} if before else {}),
             "frames": _hex(frames),
             "result": "error",
             "error": {"code": int(code), "name": code.name},
@@ -239,19 +258,36 @@ def build_valid() -> list[dict[str, Any]]:
     b.ok("subtopic", "a topic refined by extra segments (type + '.' + 'gaze.'); subscribers to 'input.focus.' get it",
          b.frames("input.focus.gaze.", make_header("input.focus", 3),
                   {"index": 1, "source": "gaze", "x": 10.5, "y": 20.25}))
-    b.ok("unknown-fields", "unknown fields in header, body and a nested struct are ignored (a later minor version may add them)",
+    b.ok("unknown-fields",
+         "unknown fields in header, body and a nested struct are ignored (a later minor version may add them)",
          b.frames("fork.open.", make_header("fork.open", 4, priority=7, trace={"hop": 1}),
                   {"candidates": [{"index": 0, "word": "yes", "prob": 0.5, "color": "red"}],
                    "temperature": 0.75, "context": "Say"}))
     b.ok("minor-version", "a newer minor version (1.7) of the same major is accepted: minors only add",
          b.frames("heartbeat.", make_header("heartbeat", 5, version="1.7"), {"role": "tool", "interval_ms": 500}))
-    b.ok("older-minor", "a 1.0 sender's select, without the 1.1 field phrase_words: accepted, the default (0) filled in",
+    b.ok("older-minor",
+         "a 1.0 sender's select, without the 1.1 field phrase_words: accepted, the default (0) filled in",
          b.frames("input.select.", make_header("input.select", 8, version="1.0", fork_id="f-1"),
                   {"index": 2, "source": "keyboard", "confidence": 1.0, "phrase": True, "posterior": None}))
     b.ok("older-minor-candidate", "a 1.1 sender's fork.open, candidates without the 1.2 field joins: accepted, "
          "the default (false) filled in",
          b.frames("fork.open.", make_header("fork.open", 10, version="1.1", fork_id="f-2"),
                   {"candidates": [{"index": 0, "word": "yes", "prob": 0.5, "lookahead": []}], "context": "Say"}))
+    b.ok("older-minor-focus", "a 1.2 sender's focus, without the 1.3 field kind: accepted, the default ('' = not "
+         "said) filled in; the daemon then guesses the kind from the source's name",
+         b.frames("input.focus.", make_header("input.focus", 11, version="1.2", fork_id="f-3"),
+                  {"index": 1, "source": "gaze", "confidence": 0.5, "dwell": None, "x": None, "y": None}))
+    b.ok("kind-pointer", "a 1.3 focus from a page's mouse: kind 'pointer' (it outranks gaze in the daemon)",
+         b.frames("input.focus.web.", make_header("input.focus", 12, fork_id="f-3"),
+                  {"index": 0, "source": "web", "kind": "pointer"}))
+    b.ok("kind-unknown", "a kind this receiver does not know (a later minor's 'voice'): accepted and kept as sent; "
+         "a receiver treats it as 'other' (a minor only adds, so it is not refused)",
+         b.frames("input.confirm.", make_header("input.confirm", 13, version="1.4", fork_id="f-3"),
+                  {"source": "mic", "kind": "voice"}))
+    again = b.frames("input.select.", make_header("input.select", 14, fork_id="f-3"), {"index": 1, "source": "k"})
+    b.ok("repeat-unsigned", "the same frames twice to a receiver that does not sign: accepted again (without a key "
+         "anyone may send anything, so nothing is tracked; replays are refused only with signing on)",
+         again, before=[again])
     b.ok("unknown-type", "a type this receiver does not know: valid, ignored (not delivered, not an error)",
          b.frames("gaze.calibration.", make_header("gaze.calibration", 0), {"points": [[0.1, 0.2]], "ok": True}))
     b.ok("unknown-type-unknown-major-field", "an unknown type with a body of any shape of map is still ignored",
@@ -262,7 +298,8 @@ def build_valid() -> list[dict[str, Any]]:
     b.ok("null-fork-id", "fork_id may be null (or absent) for types that do not refer to a fork",
          b.frames("text.auto.", make_header("text.auto", 7), {"text": " so", "words": ["so"]}))
     b.ok("max-ints", "the largest seq and ts_ns (uint64) decode exactly; JavaScript needs BigInt for them",
-         b.frames("heartbeat.", make_header("heartbeat", 2**64 - 1, ts_ns=2**64 - 1), {"role": "tool", "interval_ms": 1}))
+         b.frames("heartbeat.", make_header("heartbeat", 2**64 - 1, ts_ns=2**64 - 1),
+                  {"role": "tool", "interval_ms": 1}))
     return b.vectors
 
 
@@ -287,12 +324,15 @@ def build_invalid() -> list[dict[str, Any]]:
     b.error("oversize/topic", f"a topic over {MAX_TOPIC} bytes", [b"heartbeat." + b"a." * 130, good[1], good[2]],
             E.OVERSIZE)
     # topic
-    b.error("topic/no-trailing-dot", "topic 'heartbeat' does not end in '.'", [b"heartbeat", good[1], good[2]], E.BAD_TOPIC)
+    b.error("topic/no-trailing-dot", "topic 'heartbeat' does not end in '.'", [b"heartbeat", good[1], good[2]],
+            E.BAD_TOPIC)
     b.error("topic/uppercase-first", "the first topic segment must be lowercase", [b"Heartbeat.", good[1], good[2]],
             E.BAD_TOPIC)
-    b.error("topic/empty-segment", "'heartbeat..' has an empty segment", [b"heartbeat..", good[1], good[2]], E.BAD_TOPIC)
+    b.error("topic/empty-segment", "'heartbeat..' has an empty segment", [b"heartbeat..", good[1], good[2]],
+            E.BAD_TOPIC)
     b.error("topic/not-utf8", "the topic bytes are not UTF-8", [b"heartbeat.\xff.", good[1], good[2]], E.BAD_TOPIC)
-    b.error("topic/trailing-newline", "'heartbeat.\\n': the whole topic must match (a regex '$' alone allows a final newline)",
+    b.error("topic/trailing-newline",
+            "'heartbeat.\\n': the whole topic must match (a regex '$' alone allows a final newline)",
             [b"heartbeat.\n", good[1], good[2]], E.BAD_TOPIC)
     b.error("topic/space", "spaces are not allowed in a topic", [b"heartbeat. x.", good[1], good[2]], E.BAD_TOPIC)
     # malformed msgpack
@@ -362,7 +402,8 @@ def build_invalid() -> list[dict[str, Any]]:
     # topic vs type
     b.error("topic-mismatch/other-type", "topic fork.decided. carries a fork.open header",
             b.frames("fork.decided.", fo_h, fo_b), E.TOPIC_MISMATCH)
-    b.error("topic-mismatch/longer-word", "topic 'fork.opening.' does not start with 'fork.open.' (why topics end in '.')",
+    b.error("topic-mismatch/longer-word",
+            "topic 'fork.opening.' does not start with 'fork.open.' (why topics end in '.')",
             b.frames("fork.opening.", fo_h, fo_b), E.TOPIC_MISMATCH)
     # values out of range
     b.error("bad-value/negative-seq", "seq -1", b.frames("heartbeat.", {**hb_h, "seq": -1}, hb_b), E.BAD_VALUE)
@@ -380,6 +421,12 @@ def build_invalid() -> list[dict[str, Any]]:
     b.error("bad-value/screen-zero", "screen_w must be > 0",
             b.frames("render.layout.", make_header("render.layout", 1),
                      {"boxes": [], "screen_w": 0.0, "screen_h": 600.0, "renderer": "web"}), E.BAD_VALUE)
+    b.error("bad-value/kind-too-long", "a kind of 33 characters (at most 32)",
+            b.frames("input.focus.", make_header("input.focus", 1), {"index": 0, "source": "k", "kind": "k" * 33}),
+            E.BAD_VALUE)
+    b.error("wrong-type/kind-int", "kind is an integer, not a string",
+            b.frames("input.select.", make_header("input.select", 1), {"index": 0, "source": "k", "kind": 2}),
+            E.WRONG_TYPE)
     b.error("bad-value/type-pattern", "header.type 'fork..open' is not dotted words",
             b.frames("fork.open.", {**fo_h, "type": "fork..open"}, fo_b), E.BAD_VALUE)
     b.error("bad-value/type-trailing-newline", "header.type 'heartbeat\\n'",
@@ -391,8 +438,8 @@ def build_signed() -> list[dict[str, Any]]:
     b = _Builder()
     E = ErrorCode
     for kind, body in sample_bodies().items():
-        b.ok(f"signed/{kind}", f"{kind}, signed with the test key", b.frames(topic_for(kind), Header(**make_header(kind, 1)), body, key=TEST_KEY),
-             key=TEST_KEY)
+        b.ok(f"signed/{kind}", f"{kind}, signed with the test key",
+             b.frames(topic_for(kind), Header(**make_header(kind, 1)), body, key=TEST_KEY), key=TEST_KEY)
     hb_h, hb_b = make_header("heartbeat", 2), {"role": "input", "interval_ms": 1000}
     good = b.frames("heartbeat.", hb_h, hb_b, key=TEST_KEY)
     b.error("unsigned", "signing is on and the message has 3 frames", good[:3], E.UNSIGNED, key=TEST_KEY)
@@ -413,6 +460,32 @@ def build_signed() -> list[dict[str, Any]]:
     bad_topic = [b"Heartbeat.", good[1], good[2]]
     b.error("signed-then-checked", "the signature is checked before the topic: a validly signed bad topic is BAD_TOPIC",
             [*bad_topic, _sign(bad_topic, TEST_KEY)], E.BAD_TOPIC, key=TEST_KEY)
+
+    # Replays: a receiver with a key keeps the last seq of each (sender, session, type).
+    def signed(kind: str, seq: int, session: str, body: Any) -> list[bytes]:
+        return b.frames(topic_for(kind), make_header(kind, seq, session=session), body, key=TEST_KEY)
+
+    select = {"index": 1, "source": "keyboard", "kind": "key"}
+    captured = signed("input.select", 3, other_session(1), select)
+    b.error("replay/same-frames", "a signed select captured off the wire and sent again: the second copy is refused",
+            captured, E.REPLAYED, key=TEST_KEY, before=[captured])
+    beat = {"role": "input", "interval_ms": 1000}
+    b.error("replay/older-seq", "seq 4 after seq 5 of the same sender, session and type (validly signed)",
+            signed("heartbeat", 4, other_session(2), beat), E.REPLAYED, key=TEST_KEY,
+            before=[signed("heartbeat", 5, other_session(2), beat)])
+    b.error("replay/same-seq-other-bytes", "seq 5 again with another id and body: the seq decides, not the bytes",
+            b.frames("heartbeat.", make_header("heartbeat", 5, session=other_session(3), id="vec-other"),
+                     {"role": "input", "interval_ms": 500}, key=TEST_KEY), E.REPLAYED, key=TEST_KEY,
+            before=[signed("heartbeat", 5, other_session(3), beat)])
+    b.ok("replay/next-seq", "seq 9 after seq 5 (a gap: messages were lost, not replayed): accepted",
+         signed("heartbeat", 9, other_session(4), beat), key=TEST_KEY,
+         before=[signed("heartbeat", 5, other_session(4), beat)])
+    b.ok("replay/other-session", "seq 0 of a new session after seq 5 of the old one (the sender restarted): accepted",
+         signed("heartbeat", 0, other_session(6), beat), key=TEST_KEY,
+         before=[signed("heartbeat", 5, other_session(5), beat)])
+    b.ok("replay/other-type", "seq 0 of another type after seq 5 of a heartbeat (seq counts per type): accepted",
+         signed("source.status", 0, other_session(7), {"source": "gaze", "state": "ok"}), key=TEST_KEY,
+         before=[signed("heartbeat", 5, other_session(7), beat)])
     return b.vectors
 
 

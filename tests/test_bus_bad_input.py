@@ -7,24 +7,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
+from bus_helpers import receive
+from conftest import ClientFactory, make_bus_config
 
 from razvilka.protocol.bus import BusHost
-from razvilka.protocol.client import BusClient
 from razvilka.protocol.codec import DEFAULT_MAX_FRAME, Codec
 from razvilka.protocol.errors import ErrorCode
 from razvilka.protocol.messages import Heartbeat, TextAuto
 from razvilka.protocol.vectors import TEST_KEY, load_vectors, vector_frames
-from bus_helpers import receive
-from conftest import ClientFactory, make_bus_config
 
 pytestmark = pytest.mark.timeout(30)
 
 VECTORS = load_vectors()
 
 
+def before_frames(vector: dict) -> list[list[bytes]]:  # type: ignore[type-arg]
+    """The messages a vector's receiver must have decoded first (a replay's original)."""
+    return [[bytes.fromhex(h) for h in frames] for frames in vector.get("before", [])]
+
+
 async def roundtrip_errors(host: BusHost, vectors: list[dict]) -> None:  # type: ignore[type-arg]
-    """Send each vector then a valid marker; check the code counted and the marker received."""
+    """Send each vector (after its ``before`` frames) then a valid marker; check the code counted
+    and the marker received."""
     clients = ClientFactory(host)
     try:
         receivers = {  # one per frame-size limit; subscribers connect before the sender
@@ -35,6 +41,8 @@ async def roundtrip_errors(host: BusHost, vectors: list[dict]) -> None:  # type:
         for vector in vectors:
             receiver = receivers[vector["max_frame"]]
             before = dict(receiver.stats.errors_by_code)
+            for earlier in before_frames(vector):
+                sender.send_raw(earlier)
             sender.send_raw(vector_frames(vector))
             marker = sender.publish(TextAuto(text=" ok", words=["ok"]))
             for rx in receivers.values():  # every receiver reads up to the marker
@@ -44,7 +52,8 @@ async def roundtrip_errors(host: BusHost, vectors: list[dict]) -> None:  # type:
                         got = msg
                         break
                 assert got is not None, f"{vector['name']}: the valid message after it was lost"
-            counted = {c: n - before.get(c, 0) for c, n in receiver.stats.errors_by_code.items() if n != before.get(c, 0)}
+            counted = {c: n - before.get(c, 0) for c, n in receiver.stats.errors_by_code.items()
+                       if n != before.get(c, 0)}
             assert counted == {vector["error"]["code"]: 1}, (vector["name"], counted)
     finally:
         await clients.close()
@@ -65,7 +74,7 @@ async def test_signed_vectors_through_a_signed_bus(runtime_dir: Path) -> None:
     host.start()
     try:
         bad = [v for v in VECTORS if v["result"] == "error" and v["key"] == TEST_KEY]
-        assert {v["error"]["name"] for v in bad} >= {"UNSIGNED", "BAD_SIGNATURE"}
+        assert {v["error"]["name"] for v in bad} >= {"UNSIGNED", "BAD_SIGNATURE", "REPLAYED"}
         await roundtrip_errors(host, bad)
     finally:
         host.stop()
@@ -76,13 +85,18 @@ async def test_valid_vectors_are_delivered_or_ignored(ipc_bus, ipc_clients) -> N
     receiver = await ipc_clients("receiver", subscribe=[""], heartbeat_ms=0)
     sender = await ipc_clients("sender", heartbeat_ms=0)
     good = [v for v in VECTORS if v["result"] != "error" and v["key"] is None]
+    expected = []  # (topic, id) of every delivered message, a vector's `before` ones included
     for v in good:
+        for earlier in before_frames(v):  # without a key a repeat is delivered again
+            sender.send_raw(earlier)
+            expected.append((earlier[0].decode(), msgspec.msgpack.decode(earlier[1])["id"]))
         sender.send_raw(vector_frames(v))
+        if v["result"] == "ok":
+            expected.append((v["decoded"]["topic"], v["decoded"]["header"]["id"]))
     delivered = [v for v in good if v["result"] == "ok"]
-    got = await receive(receiver, lambda got: len(got) >= len(delivered))
-    assert [(m.topic, m.header.id) for m in got] == [
-        (v["decoded"]["topic"], v["decoded"]["header"]["id"]) for v in delivered
-    ]
+    got = await receive(receiver, lambda got: len(got) >= len(expected))
+    assert [(m.topic, m.header.id) for m in got] == expected
+    assert any("before" in v for v in delivered)
     assert receiver.stats.rejected == 0
     assert receiver.stats.unknown == len(good) - len(delivered) > 0
 

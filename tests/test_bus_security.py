@@ -8,14 +8,14 @@ import pytest
 import zmq
 import zmq.asyncio
 import zmq.auth
+from bus_helpers import receive, wait_retained
+from conftest import ClientFactory, make_bus_config
 
 from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.codec import Codec
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Candidate, ForkOpen, Select, TextAuto, topic_for
-from bus_helpers import receive
-from conftest import ClientFactory, make_bus_config
+from razvilka.protocol.messages import Candidate, ForkOpen, Select, TextAuto
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -151,3 +151,102 @@ async def test_hmac_state_cache_ignores_forged(signed_bus) -> None:  # type: ign
     assert host.rejected == 2
     # the signature travels with the cached frames: the snapshot verifies too
     assert all(m.header.sender == "sender" for m in snap)
+
+
+# ---------------------------------------------------------------- replays (protocol 1.3)
+async def eavesdrop(endpoint: str, prefix: bytes, prober: BusClient) -> zmq.asyncio.Socket:
+    """A raw SUB socket on the bus, as an attacker would open one, surely subscribed to ``prefix``:
+    a probe sent through the bus came back on it (PUB/SUB drops what precedes the subscription)."""
+    tap = zmq.asyncio.Context.instance().socket(zmq.SUB)
+    tap.linger = 0
+    token = f"_probe.tap.{id(tap)}.".encode()
+    tap.subscribe(prefix)
+    tap.subscribe(token)
+    tap.connect(endpoint)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while loop.time() < deadline:
+        prober.send_raw([token, b"", b""])
+        if await tap.poll(50) and (await tap.recv_multipart())[0] == token:
+            tap.unsubscribe(token)
+            return tap
+    tap.close(linger=0)
+    raise AssertionError(f"the tap on {endpoint} never saw its probe")
+
+
+async def captured(tap: zmq.asyncio.Socket, prefix: bytes) -> list[bytes]:
+    """The next frames on the tap under ``prefix`` (probes still in flight are skipped)."""
+    while True:
+        assert await tap.poll(5000), "nothing captured within 5 s"
+        frames = await tap.recv_multipart()
+        if frames[0].startswith(prefix):
+            return frames
+
+
+async def test_hmac_replayed_frame_is_refused(signed_bus) -> None:  # type: ignore[no-untyped-def]
+    """A signed select captured off the wire and sent again, byte for byte, is REPLAYED."""
+    host, clients = signed_bus
+    receiver = await clients("receiver", subscribe=["input."], heartbeat_ms=0)
+    sender = await clients("sender", heartbeat_ms=0)
+    tap = await eavesdrop(host.endpoints.sub, b"input.select.", sender)
+    try:
+        sender.publish(Select(index=1, source="keyboard", kind="key"), fork_id="f1")
+        frames = await captured(tap, b"input.select.")
+    finally:
+        tap.close(linger=0)
+    assert len(frames) == 4, "signed: topic, header, body, signature"
+    sender.send_raw(frames)
+    sender.publish(Select(index=2, source="keyboard", kind="key"), fork_id="f1")
+    got = await receive(receiver, lambda got: len(got) >= 2)
+    assert [(m.header.seq, m.body.index) for m in got] == [(0, 1), (1, 2)]
+    assert receiver.stats.errors_by_code == {int(ErrorCode.REPLAYED): 1}
+
+
+async def test_hmac_snapshot_then_live_copy_is_no_replay(signed_bus) -> None:  # type: ignore[no-untyped-def]
+    """A late joiner gets a retained message twice (snapshot, then live): dropped quietly, not REPLAYED."""
+    host, clients = signed_bus
+    late = await clients("late", subscribe=["fork."], heartbeat_ms=0)
+    sender = await clients("sender", heartbeat_ms=0)
+    sender.publish(fork("river"), fork_id="f1")  # reaches late's queue and the bus's cache
+    snap = await wait_retained(late, lambda snap: any(m.type == "fork.open" for m in snap))
+    assert [m.header.fork_id for m in snap if m.type == "fork.open"] == ["f1"]
+    sender.publish(fork("road"), fork_id="f2")
+    msg = await late.recv(timeout=3)  # the live f1 copy is dropped on the way; f2 arrives
+    assert msg is not None and msg.header.fork_id == "f2"
+    assert late.stats.rejected == 0, late.stats.errors_by_code
+
+
+@pytest.mark.model
+@pytest.mark.timeout(300)
+async def test_daemon_refuses_a_replayed_signed_select(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """The real daemon, signing on: a select captured off the bus and sent again decides nothing
+    and gets daemon.error REPLAYED (before 1.3 it was decoded again, as a select for a stale fork)."""
+    from daemon_fixtures import next_of
+
+    d = await start_daemon(bus={"hmac_key": KEY})
+    bus = await d.client("t", ["fork.", "daemon.error."])
+    assert bus.codec.key == KEY.encode()
+    tap = await eavesdrop(d.endpoints.sub, b"input.select.", bus)
+    try:
+        snap = [m for m in await bus.snapshot() if m.type == "fork.open"]
+        fork_msg = snap[-1] if snap else await next_of(bus, "fork.open", 60)
+        fid = fork_msg.header.fork_id
+        bus.publish(Select(index=0, source="keyboard", kind="key"), fork_id=fid)
+        frames = await captured(tap, b"input.select.")
+    finally:
+        tap.close(linger=0)
+    await next_of(bus, "fork.decided", 60, where=lambda m: m.header.fork_id == fid)
+    bus.send_raw(frames)  # the captured frames, byte for byte: a valid signature
+    marker = bus.publish(Select(index=0, source="keyboard", kind="key"), fork_id="no-such-fork")
+    seen = []
+    while True:  # everything up to the daemon's answer to the marker, which it handles after the replay
+        msg = await bus.recv(30)
+        assert msg is not None, "the daemon answered neither the replay nor the marker"
+        seen.append(msg)
+        if msg.type == "daemon.error" and msg.body.ref_id == marker.id:
+            break
+    errors = [m.body for m in seen if m.type == "daemon.error"]
+    assert [e.name for e in errors] == ["REPLAYED", "UNKNOWN_FORK"], errors
+    assert errors[0].code == int(ErrorCode.REPLAYED) and "replayed" in errors[0].message
+    assert not [m for m in seen if m.type == "fork.decided" and m.header.fork_id == fid], "a second decision"
+    assert d.daemon.client.stats.errors_by_code.get(int(ErrorCode.REPLAYED)) == 1

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from razvilka.daemon.decider import Decider
+from razvilka.daemon.decider import Decider, guess_kind
+from razvilka.daemon.errors import DaemonRefusal
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import Confirm, Focus, Select
 
@@ -21,7 +22,8 @@ def test_keys_only_arrows_then_enter() -> None:
     d.on_focus(Focus(index=0, source="keyboard"), 100 * MS)
     d.on_focus(Focus(index=1, source="keyboard"), 200 * MS)
     decision = d.on_confirm(Confirm(source="keyboard"), 300 * MS)
-    assert (decision.index, decision.sources, decision.rule, decision.latency_ms) == (1, ["keyboard"], "focus+confirm", 300.0)
+    assert (decision.index, decision.sources, decision.rule, decision.latency_ms) == (
+        1, ["keyboard"], "focus+confirm", 300.0)
 
 
 def test_number_key_selects_directly() -> None:
@@ -53,13 +55,13 @@ def test_key_focus_wins_over_gaze_focus() -> None:
 def test_stale_focus_does_not_count() -> None:
     d = fresh()
     d.on_focus(Focus(index=1, source="gaze"), 0)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(DaemonRefusal) as err:
         d.on_confirm(Confirm(source="footswitch"), 2000 * MS)
     assert err.value.code == ErrorCode.NO_FOCUS and "older than 1500 ms" in str(err.value)
 
 
 def test_confirm_without_focus_says_why() -> None:
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(DaemonRefusal) as err:
         fresh().on_confirm(Confirm(source="footswitch"), 10 * MS)
     assert err.value.code == ErrorCode.NO_FOCUS and "nothing is focused" in str(err.value)
 
@@ -73,7 +75,7 @@ def test_gaze_plus_eeg() -> None:
 
 def test_eeg_alone_needs_high_confidence() -> None:
     d = fresh(4)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(DaemonRefusal) as err:
         d.on_confirm(Confirm(source="eeg", index=1, posterior=[0.2, 0.5, 0.2, 0.1]), 100 * MS)
     assert err.value.code == ErrorCode.NO_FOCUS
     decision = d.on_confirm(Confirm(source="eeg", index=1, posterior=[0.01, 0.95, 0.02, 0.02]), 100 * MS)
@@ -83,16 +85,16 @@ def test_eeg_alone_needs_high_confidence() -> None:
 def test_eeg_disagreeing_with_gaze_does_not_decide_for_weak_gaze_candidate() -> None:
     d = fresh(4)
     d.on_focus(Focus(index=0, source="gaze"), 100 * MS)
-    with pytest.raises(ProtocolError):
+    with pytest.raises(DaemonRefusal):
         d.on_confirm(Confirm(source="eeg", index=3, posterior=[0.05, 0.05, 0.1, 0.8]), 200 * MS)
 
 
 def test_out_of_range() -> None:
     d = fresh(3)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(DaemonRefusal) as err:
         d.on_select(Select(index=3, source="keyboard"), 0)
     assert err.value.code == ErrorCode.OUT_OF_RANGE
-    with pytest.raises(ProtocolError):
+    with pytest.raises(DaemonRefusal):
         d.on_focus(Focus(index=7, source="gaze"), 0)
 
 
@@ -100,3 +102,67 @@ def test_dwell_confirm_that_names_its_candidate() -> None:
     d = fresh()
     decision = d.on_confirm(Confirm(source="gaze", index=2), 700 * MS)
     assert (decision.index, decision.rule, decision.sources) == (2, "dwell", ["gaze"])
+
+
+def test_refusals_are_the_daemons_own_error_not_a_wire_error() -> None:
+    with pytest.raises(DaemonRefusal) as err:
+        fresh().on_confirm(Confirm(source="footswitch", kind="switch"), 10 * MS)
+    assert not isinstance(err.value, ProtocolError)
+
+
+# ---------------------------------------------------------------- 1.3: ranking by the kind a message carries
+def test_gaze_named_otherwise_is_gaze_by_kind() -> None:
+    """An adapter named gaze-tobii that says kind=gaze dwells like gaze (by name it was 'other')."""
+    d = fresh()
+    d.on_focus(Focus(index=3, source="gaze-tobii", kind="gaze", dwell=1.0), 600 * MS)
+    decision = d.on_confirm(Confirm(source="gaze-tobii", kind="gaze"), 610 * MS)
+    assert (decision.index, decision.rule, decision.sources) == (3, "dwell", ["gaze-tobii"])
+    indexed = fresh().on_confirm(Confirm(source="gaze-tobii", kind="gaze", index=1), 700 * MS)
+    assert (indexed.index, indexed.rule) == (1, "dwell")
+
+
+def test_kind_ranks_focus_not_the_name() -> None:
+    d = fresh()
+    d.on_focus(Focus(index=1, source="pad-7", kind="switch"), 100 * MS)     # a switch, by kind
+    d.on_focus(Focus(index=2, source="tobii", kind="gaze"), 200 * MS)        # gaze
+    d.on_focus(Focus(index=4, source="keyboard", kind="other"), 300 * MS)    # named keyboard, says other
+    assert d.on_confirm(Confirm(source="pad-7", kind="switch"), 400 * MS).index == 1
+    d = fresh()
+    d.on_focus(Focus(index=2, source="tobii", kind="gaze"), 100 * MS)
+    d.on_focus(Focus(index=4, source="keyboard", kind="other"), 200 * MS)    # newer, but below gaze
+    decision = d.on_confirm(Confirm(source="pedal", kind="switch"), 300 * MS)
+    assert (decision.index, decision.sources) == (2, ["tobii", "pedal"])
+
+
+def test_pointer_beats_gaze() -> None:
+    d = fresh()
+    d.on_focus(Focus(index=0, source="web", kind="pointer"), 100 * MS)
+    d.on_focus(Focus(index=3, source="gaze", kind="gaze"), 200 * MS)
+    assert d.on_confirm(Confirm(source="footswitch", kind="switch"), 300 * MS).index == 0
+
+
+def test_unknown_kind_from_a_later_minor_counts_as_other() -> None:
+    d = fresh()
+    d.on_focus(Focus(index=2, source="tracker", kind="gaze"), 100 * MS)
+    d.on_focus(Focus(index=4, source="mic", kind="voice"), 200 * MS)  # newer, unknown kind: below gaze
+    assert d.on_confirm(Confirm(source="pedal", kind="switch"), 300 * MS).index == 2
+    # an indexed confirm of an unknown kind decides, as "confirm" (not "dwell")
+    assert fresh().on_confirm(Confirm(source="mic", kind="voice", index=3), 0).rule == "confirm"
+
+
+def test_gaze_by_kind_is_fused_with_eeg() -> None:
+    d = fresh(4)
+    d.on_focus(Focus(index=2, source="tobii", kind="gaze"), 100 * MS)
+    decision = d.on_confirm(Confirm(source="p300", kind="eeg", index=2, confidence=0.55,
+                                    posterior=[0.1, 0.1, 0.55, 0.25]), 900 * MS)
+    assert (decision.index, decision.rule, decision.sources) == (2, "gaze+eeg", ["tobii", "p300"])
+
+
+def test_no_kind_falls_back_to_the_name_guess() -> None:
+    """The 1.2 compatibility rule: only a message without a kind is ranked by its source's name."""
+    names = ("keyboard", "tui", "web:1", "mouse", "footswitch.left", "gaze", "eeg", "tobii")
+    assert [guess_kind(n) for n in names] == ["key", "key", "pointer", "pointer", "switch", "gaze", "eeg", "other"]
+    d = fresh()
+    d.on_focus(Focus(index=1, source="tobii"), 100 * MS)    # 1.2 sender, unknown name: other
+    d.on_focus(Focus(index=3, source="gaze"), 50 * MS)      # 1.2 sender named gaze: gaze, older but ranks higher
+    assert d.on_confirm(Confirm(source="footswitch"), 200 * MS).index == 3

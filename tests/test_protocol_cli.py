@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_bus_config
 
 from razvilka.cli import main
 from razvilka.protocol.bus import BusHost
@@ -24,7 +25,6 @@ from razvilka.protocol.messages import PROTOCOL_VERSION, Candidate, ForkOpen, He
 from razvilka.protocol.schema import render_schema
 from razvilka.protocol.vectors import load_vectors, vector_frames
 from razvilka.renderers.printer import Printer
-from conftest import make_bus_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -131,9 +131,9 @@ def test_bus_demo_and_print_end_to_end(runtime_dir: Path) -> None:
         out, err = printer.communicate(timeout=15)
         assert printer.returncode == 0, err
         lines = out.splitlines()
-        assert any(" = demo#" in l and "fork.open [demo-2]" in l and "river .41" in l for l in lines), out
-        assert any("fork.lookahead [demo-2]" in l for l in lines), out
-        assert not any("fork.open [demo-1]" in l for l in lines), "a decided fork is not current"
+        assert any(" = demo#" in ln and "fork.open [demo-2]" in ln and "river .41" in ln for ln in lines), out
+        assert any("fork.lookahead [demo-2]" in ln for ln in lines), out
+        assert not any("fork.open [demo-1]" in ln for ln in lines), "a decided fork is not current"
     finally:
         bus.send_signal(signal.SIGTERM)
         assert bus.wait(10) == 0, bus.stderr.read()

@@ -8,8 +8,8 @@ import re
 import jsonschema
 import msgspec
 import pytest
-
 from conftest import ROOT
+
 from razvilka.protocol import messages, schema, vectors
 from razvilka.protocol.messages import BODY_TYPES
 

@@ -21,6 +21,14 @@ def receiver(vector: dict) -> Codec:  # type: ignore[type-arg]
     return Codec("receiver", key=key.encode() if key else None, max_frame=vector["max_frame"])
 
 
+def primed(vector: dict) -> Codec:  # type: ignore[type-arg]
+    """A receiver that has decoded the vector's ``before`` frames (each must decode)."""
+    codec = receiver(vector)
+    for earlier in vector.get("before", []):
+        codec.decode([bytes.fromhex(h) for h in earlier])
+    return codec
+
+
 def test_vectors_are_not_stale() -> None:
     stale = vectors.stale_vectors()
     assert not stale, f"regenerate with `razvilka protocol vectors`: {stale} differ from messages.py/codec.py"
@@ -48,7 +56,7 @@ def test_every_type_and_every_receive_error_is_covered() -> None:
 @pytest.mark.parametrize("vector", VECTORS, ids=IDS)
 def test_vector_decodes_as_stated(vector: dict) -> None:  # type: ignore[type-arg]
     frames = vectors.vector_frames(vector)
-    codec = receiver(vector)
+    codec = primed(vector)
     if vector["result"] == "error":
         with pytest.raises(ProtocolError) as err:
             codec.decode(frames)
@@ -89,3 +97,24 @@ def test_signature_is_hex_hmac_sha256_of_three_frames() -> None:
     topic, header, body, sig = vectors.vector_frames(v)
     expected = hmac.new(vectors.TEST_KEY.encode(), topic + header + body, hashlib.sha256).hexdigest()
     assert sig == expected.encode()
+
+
+def test_replay_vectors_need_their_before_frames() -> None:
+    """Without ``before`` the replayed frames decode: the refusal comes from what the receiver saw."""
+    replays = [v for v in VECTORS if v["result"] == "error" and v["error"]["name"] == "REPLAYED"]
+    assert {v["name"] for v in replays} >= {"replay/same-frames", "replay/older-seq"}
+    for v in replays:
+        assert v["before"] and v["key"] == vectors.TEST_KEY
+        assert receiver(v).decode(vectors.vector_frames(v)).known
+    same = next(v for v in replays if v["name"] == "replay/same-frames")
+    assert same["before"] == [same["frames"]]
+
+
+def test_kind_vectors() -> None:
+    """1.3 kind: set, defaulted for a 1.2 sender, and kept when unknown (a later minor's)."""
+    by_name = {v["name"]: v for v in VECTORS}
+    assert by_name["older-minor-focus"]["decoded"]["body"]["kind"] == ""
+    assert "kind" not in by_name["older-minor-focus"]["wire"]["body"]
+    assert by_name["kind-pointer"]["decoded"]["body"]["kind"] == "pointer"
+    assert by_name["kind-unknown"]["decoded"]["body"]["kind"] == "voice"
+    assert by_name["input.focus/full"]["decoded"]["body"]["kind"] == "gaze"

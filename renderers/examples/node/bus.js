@@ -161,7 +161,7 @@ export class Bus {
       for (const size of meta.sizes ?? []) {
         const frames = reply.slice(pos, pos + size);
         pos += size;
-        const msg = this.accept(frames);
+        const msg = this.accept(frames, { retained: true });
         if (msg) out.push(msg);
       }
       return out;
@@ -171,10 +171,10 @@ export class Bus {
   }
 
   /** Decode one message; bad ones are counted and reported, never thrown; unknown types are skipped. */
-  accept(frames) {
+  accept(frames, { retained = false } = {}) {
     let msg;
     try {
-      msg = this.codec.decode(frames);
+      msg = this.codec.decode(frames, { retained });
     } catch (err) {
       if (frames[0]?.toString().startsWith("_probe.")) return null;
       if (!(err instanceof ProtocolError)) throw err;

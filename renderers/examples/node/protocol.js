@@ -9,6 +9,9 @@
 //   [topic, header, body]          signing off
 //   [topic, header, body, hmac]    signing on: lowercase hex HMAC-SHA256 over the
 //                                  bytes of topic, header and body, in that order
+//
+// With signing on, a message whose seq is not above the last one received of its
+// (sender, session, type) is a replay and is refused (REPLAYED, protocol 1.3).
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -17,10 +20,12 @@ import { fileURLToPath } from "node:url";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_VERSION = "1.2";
+export const PROTOCOL_VERSION = "1.3";
 export const DEFAULT_MAX_FRAME = 1 << 20;
 export const MAX_TOPIC = 256;
 export const MAX_DEPTH = 1000;
+/** (sender, session, type) streams a signing receiver remembers the last seq of (least recent dropped). */
+export const REPLAY_STREAMS = 4096;
 
 /** Error codes of the wire (docs/protocol.md, "Errors"). */
 export const ErrorCode = Object.freeze({
@@ -38,6 +43,7 @@ export const ErrorCode = Object.freeze({
   BAD_SIGNATURE: 12,
   BAD_VALUE: 13,
   UNKNOWN_TYPE: 14,
+  REPLAYED: 15,
 });
 const CODE_NAMES = Object.fromEntries(Object.entries(ErrorCode).map(([k, v]) => [v, k]));
 
@@ -299,8 +305,11 @@ export function nowNs() {
  * every received one must carry a valid one.
  */
 export class Codec {
-  constructor({ sender, key = "", maxFrame = DEFAULT_MAX_FRAME, schema = loadSchema(), session } = {}) {
+  constructor({ sender, key = "", maxFrame = DEFAULT_MAX_FRAME, schema = loadSchema(), session,
+                replayStreams = REPLAY_STREAMS } = {}) {
     this.sender = sender;
+    this.replayStreams = Math.max(1, replayStreams);
+    this.lastSeen = new Map(); // "sender\0session\0type" -> last seq (signing only; Map order = LRU order)
     this.key = key ? Buffer.from(key) : null;
     this.maxFrame = maxFrame;
     this.schema = schema;
@@ -353,8 +362,9 @@ export class Codec {
    * Frames -> { topic, header, body, type, known }. Unknown types come back with
    * known = false and the body as a plain map: receivers skip them.
    * Every failure throws a ProtocolError; checks run in the order of docs/protocol.md.
+   * `retained`: the frames come from a snapshot (old by design): no replay check, nothing recorded.
    */
-  decode(frames) {
+  decode(frames, { retained = false } = {}) {
     const n = frames.length;
     if (n !== 3 && n !== 4) throw new ProtocolError(ErrorCode.FRAME_COUNT, `expected 3 frames (4 when signed), got ${n}`);
     frames.forEach((f, i) => {
@@ -390,13 +400,34 @@ export class Codec {
     const known = this.schema.types.get(header.type);
     if (!known) {
       if (!isMap(raw)) throw new ProtocolError(ErrorCode.NOT_A_MAP, `body must be a map, got ${kindOf(raw)}`);
+      if (this.key && !retained) this.checkReplay(header);
       return { topic, header, body: raw, type: header.type, known: false };
     }
     const body = check(raw, known.schema, "body", { defs: this.schema.defs, part: "body" });
     if (known.needsFork && !header.fork_id) {
       throw new ProtocolError(ErrorCode.MISSING_FIELD, `${header.type} needs header.fork_id`);
     }
+    if (this.key && !retained) this.checkReplay(header);
     return { topic, header, body, type: header.type, known: true };
+  }
+
+  /** The last check: refuse a seq at or below the last one of its stream, then record it. */
+  checkReplay(header) {
+    const stream = `${header.sender}\0${header.session}\0${header.type}`;
+    const last = this.lastSeen.get(stream);
+    const seq = BigInt(header.seq);
+    if (last !== undefined) {
+      if (seq <= last) {
+        throw new ProtocolError(
+          ErrorCode.REPLAYED,
+          `${header.type} seq ${seq} from '${header.sender}' is not after the last one received (${last}): a replayed or duplicated message`,
+        );
+      }
+      this.lastSeen.delete(stream); // re-inserted below: the most recent at the end
+    } else if (this.lastSeen.size >= this.replayStreams) {
+      this.lastSeen.delete(this.lastSeen.keys().next().value);
+    }
+    this.lastSeen.set(stream, seq);
   }
 
   decodeHeader(frame) {

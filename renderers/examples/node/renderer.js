@@ -120,7 +120,8 @@ async function main() {
             return true; // stop: nothing to select
           }
           selected = forkId;
-          await bus.publish("input.select", { index: cand.index, source: opts.name }, { forkId });
+          // kind (protocol 1.3): a scripted choice is neither keys nor a pointer
+          await bus.publish("input.select", { index: cand.index, source: opts.name, kind: "other" }, { forkId });
           console.log(`selected ${forkId} index ${cand.index} (${cand.word.trim()})`);
         }
         break;

@@ -1,6 +1,7 @@
 // Conformance: every vector in protocol/vectors/*.json, decoded by this client.
 // Valid ones must equal the expected value (and survive an encode/decode round trip;
 // canonical ones re-encode byte for byte); invalid ones must raise the expected code.
+// A vector's `before` frames are decoded first by the same receiver (they set up a replay).
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -41,7 +42,9 @@ for (const file of files) {
     for (const v of doc.vectors) {
       count += 1;
       test(v.name, () => {
-        const codec = new Codec({ sender: "node-test", key: v.key ?? "", maxFrame: v.max_frame, schema });
+        const receiver = () => new Codec({ sender: "node-test", key: v.key ?? "", maxFrame: v.max_frame, schema });
+        const codec = receiver();
+        for (const earlier of v.before ?? []) codec.decode(earlier.map(unhex));
         const frames = v.frames.map(unhex);
         if (v.result === "error") {
           assert.throws(
@@ -60,8 +63,9 @@ for (const file of files) {
         assert.deepEqual({ topic: msg.topic, header: msg.header, body: msg.body }, v.decoded);
         if (msg.known) seenTypes.add(msg.type);
         // encoder: decode(encode(x)) == x; canonical vectors re-encode to the same bytes
+        // (a fresh receiver: the one that decoded `frames` would refuse the same seq as a replay)
         const again = codec.encodeParts(v.decoded.topic, v.decoded.header, v.decoded.body);
-        const back = codec.decode(again);
+        const back = receiver().decode(again);
         assert.deepEqual({ topic: back.topic, header: back.header, body: back.body }, v.decoded);
         if (v.canonical) {
           assert.equal(again.length, frames.length);
@@ -86,7 +90,9 @@ describe("encoder", () => {
     assert.equal(msg.topic, "input.select.");
     assert.equal(msg.header.fork_id, "f-9");
     assert.equal(msg.header.sender, "node");
-    assert.deepEqual(msg.body, { index: 2, source: "node", confidence: 1, phrase: false, posterior: null, phrase_words: 0 });
+    assert.deepEqual(msg.body, {
+      index: 2, source: "node", confidence: 1, phrase: false, posterior: null, phrase_words: 0, kind: "",
+    });
     assert.equal(frames[2].includes(Buffer.from("cb3ff0000000000000", "hex")), true, "confidence 1.0 is a float64");
   });
   test("sequence numbers count per type, subtopics refine the topic", () => {
@@ -119,5 +125,28 @@ describe("encoder", () => {
     assert.equal(signer.decode(frames).body.interval_ms, 500);
     frames[2][frames[2].length - 1] ^= 1;
     assert.throws(() => signer.decode(frames), (err) => err.codeName === "BAD_SIGNATURE");
+  });
+  test("signing: the same frames again are a replay; a snapshot's copy is not checked", () => {
+    const sender = new Codec({ sender: "node", key: "k", schema });
+    const receiver = new Codec({ sender: "rx", key: "k", schema });
+    const first = sender.encode("input.select", { index: 1, source: "node", kind: "key" }, { forkId: "f" });
+    assert.equal(receiver.decode(first).body.kind, "key");
+    assert.throws(() => receiver.decode(first), (err) => err.codeName === "REPLAYED");
+    assert.equal(receiver.decode(first, { retained: true }).header.seq, 0);
+    const next = sender.encode("input.select", { index: 2, source: "node" }, { forkId: "f" });
+    assert.equal(receiver.decode(next).body.index, 2);
+    const plain = new Codec({ sender: "rx", schema }); // no key: nothing to protect, nothing tracked
+    const unsigned = new Codec({ sender: "node", schema }).encode("heartbeat", { role: "renderer", interval_ms: 9 });
+    plain.decode(unsigned);
+    assert.equal(plain.decode(unsigned).body.interval_ms, 9);
+  });
+  test("the replay table is bounded: the least recently active stream is forgotten", () => {
+    const receiver = new Codec({ sender: "rx", key: "k", schema, replayStreams: 2 });
+    const senders = ["a", "b", "c"].map((name) => new Codec({ sender: name, key: "k", schema }));
+    const frames = senders.map((s) => s.encode("heartbeat", { role: "input", interval_ms: 1000 }));
+    for (const f of frames) receiver.decode(f);
+    assert.equal(receiver.lastSeen.size, 2);
+    assert.throws(() => receiver.decode(frames[2]), (err) => err.codeName === "REPLAYED");
+    assert.equal(receiver.decode(frames[0]).header.sender, "a"); // forgotten: the documented limit
   });
 });
