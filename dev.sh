@@ -3,7 +3,9 @@
 #   ./dev.sh run    set up what is missing, then start the daemon (embedded model), the terminal view
 #                   and keyboard input
 #   ./dev.sh test   set up what is missing (apt packages, virtualenv, llama.cpp build, model, Node
-#                   packages), then run the whole test suite
+#                   packages), then run the static checks (ruff, mypy) and the whole test suite
+# and a third for while you work:
+#   ./dev.sh lint   only the static checks: ruff, then mypy (settings in pyproject.toml)
 # Extra arguments after `test` go to pytest; after `run` they go to `razvilka up`.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,8 +17,8 @@ say() { printf '\033[1m[razvilka]\033[0m %s\n' "$*" >&2; }
 
 apt_packages_for() {
   case "$1" in
-    run)  echo "python3-venv" ;;
-    test) echo "python3-venv xvfb xdotool x11-utils chromium" ;;
+    run)  echo "python3-venv espeak-ng xclip xdotool" ;;
+    test) echo "python3-venv xvfb xdotool x11-utils chromium espeak-ng xclip python3-tk pulseaudio" ;;
   esac
 }
 
@@ -61,6 +63,20 @@ ensure_node() {
   fi
 }
 
+lint() {
+  # Both checkers always run, so one pass shows all that is wrong; then the failed ones are named.
+  local failed=()
+  say "ruff check (lint: pyproject.toml [tool.ruff])"
+  "$VENV/bin/ruff" check --output-format concise . || failed+=("ruff")
+  say "mypy (types: pyproject.toml [tool.mypy]; strict for protocol/)"
+  "$PY" tools/typecheck.py || failed+=("mypy")
+  if [ ${#failed[@]} -gt 0 ]; then
+    say "static checks FAILED: ${failed[*]} (findings above; rerun with ./dev.sh lint)"
+    return 1
+  fi
+  say "static checks passed: ruff, mypy"
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
   run)
@@ -69,13 +85,19 @@ case "$cmd" in
     ;;
   test)
     ensure_apt test; ensure_venv "test,learn,bench"; ensure_node
+    lint || exit 1
     set +e
     "$PY" -m pytest -q -p no:cacheprovider "$@"
     rc=$?
     set -e
     if [ $rc -eq 5 ]; then say "pytest collected no tests: that is a failure"; exit 1; fi
+    [ $rc -eq 0 ] || say "pytest FAILED (exit $rc)"
     exit $rc
     ;;
+  lint)
+    ensure_venv "test,learn,bench"
+    lint
+    ;;
   *)
-    echo "usage: ./dev.sh run | test [pytest args]" >&2; exit 2 ;;
+    echo "usage: ./dev.sh run | test [pytest args] | lint" >&2; exit 2 ;;
 esac

@@ -24,11 +24,10 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Literal
 
 WARM_TOPIC = b"bench.warm."
 MODES = ("protocol", "raw+msgpack", "raw", "raw-sync")
@@ -44,8 +43,17 @@ def gaze_body() -> Any:
 def other_bodies() -> list[tuple[Any, str | None]]:
     """A realistic mix of the non-gaze traffic (fork, look-ahead, layout, status, text, inputs)."""
     from razvilka.protocol.messages import (
-        Box, Candidate, Confirm, DaemonStatus, ForkLookahead, ForkOpen, Layout, Lookahead, Stimulus,
-        TextAuto, TextState,
+        Box,
+        Candidate,
+        Confirm,
+        DaemonStatus,
+        ForkLookahead,
+        ForkOpen,
+        Layout,
+        Lookahead,
+        Stimulus,
+        TextAuto,
+        TextState,
     )
 
     words = ["river", "road", "forest", "lake", "town", "bay", "hill", "field"]
@@ -129,7 +137,7 @@ async def async_sub(job: dict[str, Any], warm: Any) -> dict[str, Any]:
         sock.linger, sock.rcvhwm = 0, 100_000
         sock.subscribe(b"")
         sock.connect(ep.sub)
-        plain = zmq.Socket.shadow(sock.underlying)
+        plain: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
         burst = 0
         unpack = None
         if mode == "raw+msgpack":
@@ -171,7 +179,7 @@ def sync_sub(job: dict[str, Any], warm: Any) -> dict[str, Any]:
     import zmq
 
     ep, n, idle = _endpoints(job["endpoints"]), job["n"], job["idle_s"]
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
     sock.linger, sock.rcvhwm, sock.rcvtimeo = 0, 100_000, int(idle * 1000)
     sock.subscribe(b"")
@@ -227,7 +235,7 @@ async def async_pub(job: dict[str, Any], warm: Any) -> dict[str, Any]:
         sock = ctx.socket(zmq.PUB)
         sock.linger, sock.sndhwm = 0, 100_000
         sock.connect(ep.pub)
-        plain = zmq.Socket.shadow(sock.underlying)  # as BusClient.publish sends
+        plain: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)  # as BusClient.publish sends
         frames = [_frames(name, b, f, subtopic) for b, f in bodies]
         while not warm.is_set():  # until the subscriber sees us
             plain.send_multipart([WARM_TOPIC, b"", b""])
@@ -272,7 +280,7 @@ def sync_pub(job: dict[str, Any], warm: Any) -> dict[str, Any]:
     import zmq
 
     ep, n, rate = _endpoints(job["endpoints"]), job["n"], job["rate"]
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.PUB)
     sock.linger, sock.sndhwm = 0, 100_000
     sock.connect(ep.pub)
@@ -372,12 +380,11 @@ def sustained(pool: Pool, ep: dict[str, Any], seconds: float) -> dict[str, Any]:
             "received": sub["counts"], **{k: v for k, v in sub["stats"].items() if k != "received"}}
 
 
-def start_bus(transport: str, runtime_dir: str) -> Any:
+def start_bus(transport: Literal["ipc", "tcp"], runtime_dir: str) -> Any:
     from razvilka.protocol.bus import BusHost
     from razvilka.protocol.config import BusConfig
 
-    host = BusHost(BusConfig(transport=transport, runtime_dir=runtime_dir,  # type: ignore[arg-type]
-                             pub_port=0, sub_port=0, snapshot_port=0))
+    host = BusHost(BusConfig(transport=transport, runtime_dir=runtime_dir, pub_port=0, sub_port=0, snapshot_port=0))
     host.start()
     return host
 
@@ -415,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
                     lost_all = sum(r["lost"] for runs in (*lats.values(), *tps.values()) for r in runs)
                     print(f"best of {args.repeat} runs per mode ({n_lat} msgs at 1,000/s for latency, "
                           f"{n_tp:,} flooded for throughput)")
-                    cpu = {m: (min(r["cpu_pub_us"] for r in tps[m]), min(r["cpu_sub_us"] for r in tps[m])) for m in MODES}
+                    cpu = {m: (min(r["cpu_pub_us"] for r in tps[m]), min(r["cpu_sub_us"] for r in tps[m]))
+                           for m in MODES}
                     print(f"{'':10} {'p50 us':>8} {'p99 us':>8}   {'recv msg/s':>11} {'send msg/s':>11}   "
                           f"{'CPU us/msg pub':>14} {'sub':>5}   all p50 / all recv msg/s")
                     for m in MODES:
@@ -430,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                     tp_ratio = tp[base]["msgs_per_s"] / tp["protocol"]["msgs_per_s"]
                     cpu_ratio = sum(cpu["protocol"]) / sum(cpu[base])
                     print(f"protocol/raw+msgpack: p50 latency x{lat_ratio:.2f}, p99 x{p['p99_us'] / r['p99_us']:.2f}, "
-                          f"time per message (1/throughput) x{tp_ratio:.2f}, CPU per message (pub+sub) x{cpu_ratio:.2f}")
+                          f"time per message (1/throughput) x{tp_ratio:.2f}, "
+                          f"CPU per message (pub+sub) x{cpu_ratio:.2f}")
                     for other in ("raw", "raw-sync"):
                         print(f"protocol/{other}: p50 latency x{p['p50_us'] / lat[other]['p50_us']:.2f}, "
                               f"time per message x{tp[other]['msgs_per_s'] / tp['protocol']['msgs_per_s']:.2f}, "

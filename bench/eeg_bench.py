@@ -29,15 +29,16 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from razvilka.inputs.eeg.adapter import calibrate_from_files
 from razvilka.inputs.eeg.bayes import lm_prior
+from razvilka.inputs.eeg.classifier import P300Model
 from razvilka.inputs.eeg.config import EegConfig
 from razvilka.inputs.eeg.epochs import epochs_from_recording
 from razvilka.inputs.eeg.recording import load_muse_csv
-from razvilka.inputs.eeg.classifier import P300Model
 from razvilka.inputs.eeg.simulate import Summary, Trial, simulate, summarise, wolpaw_bits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,13 +72,13 @@ def leave_one_run_out(cfg: EegConfig) -> list[Fold]:
     return folds
 
 
-def simulate_folds(folds: list[Fold], prior: np.ndarray, trials: int, **kw: object) -> list[Trial]:
+def simulate_folds(folds: list[Fold], prior: np.ndarray, trials: int, **kw: Any) -> list[Trial]:
     """Each fold simulates its share of the trials with its own scores and its own likelihoods."""
     out: list[Trial] = []
     for n, fold in enumerate(folds):
         share = trials // len(folds) + (1 if n < trials % len(folds) else 0)
         out += simulate(fold.scores[fold.labels == 1], fold.scores[fold.labels == 0], fold.model.scores, prior,
-                        trials=share, **kw)  # type: ignore[arg-type]
+                        trials=share, **kw)
     return out
 
 
@@ -104,7 +105,8 @@ def main() -> None:
     single = balanced_accuracy_score(labels, llrs > 0)
     pooled = roc_auc_score(labels, np.concatenate([f.scores for f in folds]))
     print(f"Muse visual oddball, subject 1, 6 runs, leave-one-run-out ({t_cal:.0f} s for 6 calibrations)")
-    print(f"  held-out AUC per run {' '.join(f'{f.auc:.3f}' for f in folds)} (mean {np.mean([f.auc for f in folds]):.3f}, "
+    print(f"  held-out AUC per run {' '.join(f'{f.auc:.3f}' for f in folds)} "
+          f"(mean {np.mean([f.auc for f in folds]):.3f}, "
           f"pooled {pooled:.3f}); cross-validated AUC inside calibration "
           f"{np.mean([f.model.report.auc for f in folds]):.3f}")
     print(f"  balanced single-trial accuracy {single:.3f} ({int(labels.sum())} targets, "
@@ -146,7 +148,8 @@ def main() -> None:
     idle0 = simulate_folds(folds, lm_prior(np.ones(6) / 6), args.trials, null_prior=0.0, **idle_kw)
     print(f"nobody attending (K=6): false selections {np.mean([t.choice is not None for t in idle]):.3f} "
           f"with the none-of-them hypothesis, {np.mean([t.choice is not None for t in idle0]):.3f} without")
-    print(f"Wolpaw bits/selection for reference: K=6 at 84%: {wolpaw_bits(6, 0.84):.2f}; at 95%: {wolpaw_bits(6, 0.95):.2f}")
+    print(f"Wolpaw bits/selection for reference: K=6 at 84%: {wolpaw_bits(6, 0.84):.2f}; "
+          f"at 95%: {wolpaw_bits(6, 0.95):.2f}")
     print("Anchors: classic P300 spellers 1-5 chars/min; with a language model ~6 chars/min at 84% accuracy.")
 
 

@@ -34,12 +34,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from simuser import report  # noqa: E402
 from simuser.costs import (  # noqa: E402
-    CostParams, Modality, PhraseResult, summarize, summarize_letters, with_overrides,
+    CostParams,
+    Modality,
+    PhraseResult,
+    summarize,
+    summarize_letters,
+    with_overrides,
 )
 from simuser.driver import Person, prompt_for  # noqa: E402
 from simuser.matrix import BASELINE, HEADLINE, BenchConfig, known, matrix  # noqa: E402
-from simuser import report  # noqa: E402
 
 PHRASES = ROOT.parent / "shared" / "data" / "phrases" / "mackenzie-soukoreff-500-cleaned.txt"
 log = logging.getLogger("simuser")
@@ -83,6 +88,7 @@ async def run_config(cfg: BenchConfig, engine: Any, phrases_all: list[str], chos
     config = daemon_config(cfg, runtime_dir, args.model)
     daemon = Daemon(config, engine=engine, resume=False)
     await daemon.start()
+    assert daemon.bus is not None  # start() opened it
     client = BusClient("simuser", daemon.bus.endpoints, subscribe=["fork.", "text.", "daemon.error."],
                        heartbeat_ms=1000)
     await client.start()
@@ -115,7 +121,7 @@ def git_rev() -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("+dirty" if dirty else "")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return ""
 
 
@@ -235,7 +241,8 @@ def finish(out_dir: Path, run: dict[str, Any], stored: dict[str, Any], by_label:
         print(f"KSR of {HEADLINE}: {head['ksr']:.1%} (target >= 65%: {'met' if head['ksr_met'] else 'NOT met'})")
     for mod, v in head.get("injected", {}).items():
         print(f"{mod} errors injected (p={v['error']:.3f}): KSR {v['measured_ksr']:.1%} measured vs "
-              f"{v['expected_ksr']:.1%} expected; WPM {v['measured_wpm']:.2f} measured vs {v['expected_wpm']:.2f} expected")
+              f"{v['expected_ksr']:.1%} expected; "
+              f"WPM {v['measured_wpm']:.2f} measured vs {v['expected_wpm']:.2f} expected")
     print(f"time: {total_s:.0f}s for {len(run['phrases'])} phrases x {len(stored)} runs; "
           f"estimated {est_500_s / 60:.0f} min for the 500 phrases x {len(configs)} configurations")
     if not args.no_plots:

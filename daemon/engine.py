@@ -36,7 +36,8 @@ import numpy as np
 
 from razvilka.daemon.config import ModelConfig
 from razvilka.daemon.words import Kind, Vocab, display_word, lstrip_space, trim_to_words
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.daemon.errors import DaemonRefusal
+from razvilka.protocol.errors import ErrorCode, RazvilkaError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Aborted(Exception):
     """The work was stopped because its abort event was set (the daemon cancels stale pre-generation)."""
 
 
-class ContextFull(ProtocolError):
+class ContextFull(DaemonRefusal):
     """The KV cache has no room left, even after freeing every side sequence."""
 
     def __init__(self, message: str) -> None:
@@ -112,7 +113,7 @@ class _Path:
     raw: bytes
     mass: float
     punct: bool = False                        # body is punctuation (complete after the prefix is met)
-    before_joiner: "_Path | None" = None       # the word before a trailing bare joiner ("don" before "'")
+    before_joiner: _Path | None = None         # the word before a trailing bare joiner ("don" before "'")
 
 
 @dataclass
@@ -127,11 +128,12 @@ class _Word:
 # ----------------------------------------------------------------------------------------------- llama.cpp
 _LLAMA: Any = None
 _LOG_LINES: deque[str] = deque(maxlen=20)
+_LOG_CALLBACK: Any = None  # llama.cpp holds only a C pointer to it: keep the Python object alive
 
 
 def _llama() -> Any:
     """Import llama_cpp once, silence its console logging (kept for error messages), init the backend."""
-    global _LLAMA
+    global _LLAMA, _LOG_CALLBACK
     if _LLAMA is None:
         import llama_cpp as L
 
@@ -142,7 +144,7 @@ def _llama() -> Any:
                 _LOG_LINES.append(line)
 
         L.llama_log_set(_on_log, None)
-        L.__razvilka_log_cb = _on_log  # keep the callback alive
+        _LOG_CALLBACK = _on_log
         L.llama_backend_init()
         _LLAMA = L
     return _LLAMA
@@ -179,13 +181,13 @@ def check_gguf(path: str | Path, what: str = "model") -> Path:
     """A clear BAD_CONFIG for a missing file or one that is not GGUF, before llama.cpp sees it."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise ProtocolError(ErrorCode.BAD_CONFIG, f"{what} file not found: {p}")
+        raise DaemonRefusal(ErrorCode.BAD_CONFIG, f"{what} file not found: {p}")
     if not p.is_file():
-        raise ProtocolError(ErrorCode.BAD_CONFIG, f"{what} path is not a file: {p}")
+        raise DaemonRefusal(ErrorCode.BAD_CONFIG, f"{what} path is not a file: {p}")
     with p.open("rb") as f:
         magic = f.read(4)
     if magic != GGUF_MAGIC:
-        raise ProtocolError(ErrorCode.BAD_CONFIG,
+        raise DaemonRefusal(ErrorCode.BAD_CONFIG,
                             f"{what} file is not GGUF (starts with {magic!r}, expected b'GGUF'): {p}")
     return p
 
@@ -213,7 +215,7 @@ def available_memory() -> int:
 def check_memory(needed: int, what: str) -> None:
     avail = available_memory()
     if needed > avail:
-        raise ProtocolError(ErrorCode.MODEL_ERROR,
+        raise DaemonRefusal(ErrorCode.MODEL_ERROR,
                             f"not enough memory for {what}: needs about {needed / 2**20:.0f} MiB, "
                             f"{avail / 2**20:.0f} MiB available")
 
@@ -275,7 +277,7 @@ class Engine:
         _LOG_LINES.clear()
         model = L.llama_model_load_from_file(str(path).encode(), mp)
         if not model:
-            raise ProtocolError(ErrorCode.MODEL_ERROR, f"llama.cpp could not load {path}{_last_llama_error()}")
+            raise DaemonRefusal(ErrorCode.MODEL_ERROR, f"llama.cpp could not load {path}{_last_llama_error()}")
         self._model = model
         self.model_name = self._meta("general.name") or path.stem
         self.n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
@@ -288,7 +290,7 @@ class Engine:
         rows = ROW_CACHE * self.n_vocab * 4 + 2 * self.n_vocab * 4 * (self.n_side + 1)
         try:
             check_memory(kv_bytes + rows, f"n_ctx={self.n_ctx} (KV cache {kv_bytes / 2**20:.0f} MiB) and logits")
-        except ProtocolError:
+        except RazvilkaError:
             self.close()
             raise
 
@@ -315,7 +317,7 @@ class Engine:
         ctx = L.llama_init_from_model(model, cp)
         if not ctx:
             self.close()
-            raise ProtocolError(ErrorCode.MODEL_ERROR, f"llama.cpp could not create a context{_last_llama_error()}")
+            raise DaemonRefusal(ErrorCode.MODEL_ERROR, f"llama.cpp could not create a context{_last_llama_error()}")
         self._ctx = ctx
         self._mem = L.llama_get_memory(ctx)
         self.n_threads = threads
@@ -538,7 +540,7 @@ class Engine:
                     if exc.rc == 1:
                         raise ContextFull(f"the context is full (n_ctx={self.n_ctx}, document {len(self._main)} "
                                           "tokens): start a new text or raise model.n_ctx") from None
-                    raise ProtocolError(ErrorCode.MODEL_ERROR,
+                    raise DaemonRefusal(ErrorCode.MODEL_ERROR,
                                         f"llama_decode failed ({exc.rc}){_last_llama_error()}") from None
             raise AssertionError("unreachable")
         finally:
@@ -554,7 +556,7 @@ class Engine:
         if not self._free:
             victims = [s for s in self._side.values() if s.id not in protect]
             if not victims:
-                raise ProtocolError(ErrorCode.MODEL_ERROR, "no free side sequence (raise model.side_sequences)")
+                raise DaemonRefusal(ErrorCode.MODEL_ERROR, "no free side sequence (raise model.side_sequences)")
             self._drop(min(victims, key=lambda s: s.used).id)
         sid = self._free.pop()
         self._tick += 1
@@ -681,7 +683,7 @@ class Engine:
             mem = mem[max(0, len(mem) - max(0, self.n_ctx // 2 - len(body))):]
         toks = ([self._bos] if self._add_bos or not (mem or body) else []) + mem + body
         if len(toks) - len(mem) > self.n_ctx - 64:
-            raise ProtocolError(ErrorCode.BAD_CONFIG,
+            raise DaemonRefusal(ErrorCode.BAD_CONFIG,
                                 f"prompt is {len(toks) - len(mem)} tokens, too long for n_ctx={self.n_ctx}")
         keep = min(self._common(self._main, toks), len(toks) - 1)
         for sid in list(self._side):
@@ -740,7 +742,7 @@ class Engine:
     def rewind(self, n_tokens: int) -> None:
         """Back to an earlier checkpoint: drop the document's KV beyond it (no re-evaluation)."""
         if not 1 <= n_tokens <= len(self._main):
-            raise ProtocolError(ErrorCode.BAD_COMMAND,
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND,
                                 f"cannot rewind to {n_tokens} tokens (document has {len(self._main)})")
         self._L.llama_memory_seq_rm(self._mem, 0, n_tokens, -1)
         self._set_main(self._main[:n_tokens])
@@ -785,7 +787,7 @@ class Engine:
     def _distribution(self, base: list[int], k: int, prefix: str, page: int, exclude: Collection[str],
                       abort: threading.Event | None) -> WordDistribution:
         if k < 1 or page < 0:
-            raise ProtocolError(ErrorCode.BAD_COMMAND, f"k must be >= 1 and page >= 0 (got k={k}, page={page})")
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"k must be >= 1 and page >= 0 (got k={k}, page={page})")
         ckey = (tuple(base), k, prefix, page, tuple(sorted(exclude)), self._bias_version)
         hit = self._dists.get(ckey)
         if hit is not None:
@@ -1074,9 +1076,9 @@ class Engine:
         """
         word = word.strip()
         if not word:
-            raise ProtocolError(ErrorCode.BAD_COMMAND, "bias: empty word")
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, "bias: empty word")
         if math.isnan(bias):
-            raise ProtocolError(ErrorCode.BAD_COMMAND, "bias: not a number")
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, "bias: not a number")
         token_level = False
         for form in {word, " " + word}:
             toks = self.tokenize(form)
@@ -1109,7 +1111,7 @@ class Engine:
             _LOG_LINES.clear()
             adapter = L.llama_adapter_lora_init(self._model, str(p).encode())
             if not adapter:
-                raise ProtocolError(ErrorCode.BAD_CONFIG,
+                raise DaemonRefusal(ErrorCode.BAD_CONFIG,
                                     f"LoRA {p} does not fit this model ({self.model_name}){_last_llama_error()}")
             arr = (L.llama_adapter_lora_p_ctypes * 1)(adapter)
             scales = (ctypes.c_float * 1)(scale)
@@ -1119,7 +1121,7 @@ class Engine:
         if rc != 0:
             if adapter:
                 L.llama_adapter_lora_free(adapter)
-            raise ProtocolError(ErrorCode.MODEL_ERROR, f"llama.cpp refused the LoRA adapter ({rc})")
+            raise DaemonRefusal(ErrorCode.MODEL_ERROR, f"llama.cpp refused the LoRA adapter ({rc})")
         if self._lora:
             L.llama_adapter_lora_free(self._lora)
         self._lora = adapter

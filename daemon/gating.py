@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from razvilka.daemon.engine import WordDistribution
 
 
-def cost_weight(cfg: "GatingConfig", cost: str) -> float:
+def cost_weight(cfg: GatingConfig, cost: str) -> float:
     """How much one selection costs with this input, relative to a key press.
 
     A partial ``cost_weights`` table keeps the defaults for the inputs it does not name; an unknown
@@ -24,13 +24,13 @@ def cost_weight(cfg: "GatingConfig", cost: str) -> float:
     return max(0.1, float(w))
 
 
-def thresholds(cfg: "GatingConfig", cost: str) -> tuple[float, float]:
+def thresholds(cfg: GatingConfig, cost: str) -> tuple[float, float]:
     """(entropy ceiling, margin floor) for writing on with this input: a costlier input writes on more."""
     w = cost_weight(cfg, cost)
     return cfg.max_entropy_bits * w, cfg.min_margin / w
 
 
-def should_fork(dist: "WordDistribution", cfg: "GatingConfig", cost: str, *, auto_words: int = 0) -> tuple[bool, str]:
+def should_fork(dist: WordDistribution, cfg: GatingConfig, cost: str, *, auto_words: int = 0) -> tuple[bool, str]:
     """(fork?, reason). Write on only when the model is sure by BOTH measures, for this input's cost.
 
     ``auto_words``: words written on since the last fork; at ``cfg.max_auto_words`` the human gets a

@@ -124,7 +124,7 @@ class Vocab:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab | None":
+    def load(cls, path: str | Path) -> Vocab | None:
         """A saved table, or None when it is missing, unreadable or of another format."""
         try:
             with np.load(path) as z:
@@ -180,7 +180,7 @@ def head_words(vocab: Vocab, tokens: Sequence[int], n: int) -> tuple[str, list[i
     else ``[]`` (the caller tokenizes the text); a run with ``n`` words or fewer comes back whole.
     """
     text = vocab.text(tokens)
-    words = re.match(r"(?:\s*\S+){%d}" % max(1, n), text)
+    words = re.match(rf"(?:\s*\S+){{{max(1, n)}}}", text)
     if words is None or not text[words.end():].strip():
         return text, list(tokens)
     want = text[:words.end()]

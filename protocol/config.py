@@ -38,7 +38,9 @@ class BusConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return Path(base) / "razvilka" if base else Path(f"/tmp/razvilka-{os.getuid()}")
 
     def resolved_discovery_file(self) -> Path:
-        return Path(self.discovery_file).expanduser() if self.discovery_file else self.resolved_runtime_dir() / "bus.json"
+        if self.discovery_file:
+            return Path(self.discovery_file).expanduser()
+        return self.resolved_runtime_dir() / "bus.json"
 
     def resolved_curve_dir(self) -> Path:
         return Path(self.curve_keys_dir).expanduser() if self.curve_keys_dir else self.resolved_runtime_dir() / "curve"

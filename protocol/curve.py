@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
@@ -42,14 +43,14 @@ def load_secret(path: Path) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def make_server(sock: zmq.Socket, keys_dir: Path) -> None:
+def make_server(sock: zmq.Socket[Any], keys_dir: Path) -> None:
     public, secret = load_secret(keys_dir / "server.key_secret")
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_server = True
 
 
-def make_client(sock: zmq.Socket, server_public: bytes, client_secret_file: Path) -> None:
+def make_client(sock: zmq.Socket[Any], server_public: bytes, client_secret_file: Path) -> None:
     public, secret = load_secret(client_secret_file)
     sock.curve_secretkey = secret
     sock.curve_publickey = public

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from razvilka.protocol.codec import MAX_TOPIC, _TOPIC_RE
+from razvilka.protocol.codec import _TOPIC_RE, MAX_TOPIC
 from razvilka.protocol.messages import BODY_TYPES, PROTOCOL_VERSION, Header, Message
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")

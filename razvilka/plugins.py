@@ -10,8 +10,8 @@ import importlib
 from typing import Any
 
 
-def register_group(sub: argparse._SubParsersAction, name: str, help_text: str, members: dict[str, tuple[str, str]],  # type: ignore[type-arg]
-                   dest: str) -> None:
+def register_group(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str,
+                   members: dict[str, tuple[str, str]], dest: str) -> None:
     parser = sub.add_parser(name, help=help_text)
     names = parser.add_subparsers(dest=dest, metavar="NAME")
     names.required = True

@@ -27,18 +27,21 @@ class WebConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str = "web"                 # bus sender name; also the ``source``/``renderer`` of what the page sends
     host: str = "127.0.0.1"           # bind address: loopback only; see docs/renderers.md to expose it safely
     port: int = 8765                  # HTTP + WebSocket port (0 = any free port, logged at start)
-    allowed_hosts: list[str] = msgspec.field(default_factory=list)    # extra Host names accepted (a reverse proxy's); loopback names always are
-    allowed_origins: list[str] = msgspec.field(default_factory=list)  # extra Origins that may open the WebSocket; same-origin always may
-    theme: Literal["contrast", "light"] = "contrast"  # high-contrast dark (yellow/white on black) or high-contrast light
+    # extra Host names accepted (a reverse proxy's); loopback names always are
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    # extra Origins that may open the WebSocket; same-origin always may
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    theme: Literal["contrast", "light"] = "contrast"  # high-contrast dark (yellow/white on black) or light
     min_font_px: Annotated[int, msgspec.Meta(ge=8)] = 34   # font size of the least likely candidate
     max_font_px: Annotated[int, msgspec.Meta(ge=8)] = 96   # font size of the most likely candidate
     gaze_cursor: bool = False         # draw a dot where gaze Focus messages (x, y) land
-    touch_peek_ms: Annotated[int, msgspec.Meta(ge=0)] = 450  # a touch held longer only shows the look-ahead; a shorter tap selects
+    touch_peek_ms: Annotated[int, msgspec.Meta(ge=0)] = 450  # a longer touch only shows the look-ahead; a tap selects
     p300: bool = False                # flash the candidates for EEG P300 selection
     flash_ms: Annotated[float, msgspec.Meta(gt=0)] = 100.0  # P300: how long one flash stays lit
     isi_ms: Annotated[float, msgspec.Meta(ge=0)] = 75.0     # P300: dark time between two flashes
-    p300_rounds: Annotated[int, msgspec.Meta(ge=0)] = 0     # P300: rounds (each candidate once per round) per fork; 0 = until decided
-    clock_pings: Annotated[int, msgspec.Meta(ge=1)] = 8     # page<->bus clock sync: pings per burst (the minimum-RTT one wins)
+    # P300: rounds (each candidate once per round) per fork; 0 = until decided
+    p300_rounds: Annotated[int, msgspec.Meta(ge=0)] = 0
+    clock_pings: Annotated[int, msgspec.Meta(ge=1)] = 8     # page<->bus clock sync: pings per burst (min-RTT one wins)
     clock_resync_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # seconds between sync bursts
     max_message_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 65536  # largest WebSocket message accepted from a page
     page_queue: Annotated[int, msgspec.Meta(ge=16)] = 1000  # messages buffered per page before a stuck page is dropped

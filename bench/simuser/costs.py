@@ -95,7 +95,7 @@ GAZE = Modality("gaze", choose_s=0.6, letter_s=0.6 + 0.4, command_s=0.6 + 0.2, e
 #: P300: flashes over the candidates (or a 6x6 speller for letters); 96.7 % right at K=8 with the LM
 #: prior, as bench/eeg_bench.py measured on the shared Muse recording (docs/eeg.md).
 P300 = Modality("p300", choose_s=0.0, letter_s=0.0, command_s=0.0, error=0.033, flash=True)
-DEFAULT_MODALITIES = (KEY, FOOT, GAZE, P300)
+DEFAULT_MODALITIES: tuple[Modality, ...] = (KEY, FOOT, GAZE, P300)
 
 
 def with_overrides(params: CostParams, items: Sequence[str]) -> CostParams:
@@ -110,13 +110,16 @@ def with_overrides(params: CostParams, items: Sequence[str]) -> CostParams:
         if "." in key:
             name, attr = key.split(".", 1)
             mods = {m.name: m for m in params.modalities}
-            if name not in mods or attr not in {f.name for f in fields(Modality)} or attr in ("name", "rounds", "flash"):
+            settable = {f.name for f in fields(Modality)} - {"name", "rounds", "flash"}
+            if name not in mods or attr not in settable:
                 raise ValueError(f"--cost {item!r}: no modality field {key!r}")
             cast = int if isinstance(getattr(mods[name], attr), int) else float
-            params = replace(params, modalities=tuple(replace(m, **{attr: cast(value)}) if m.name == name else m
+            change: dict[str, Any] = {attr: cast(value)}
+            params = replace(params, modalities=tuple(replace(m, **change) if m.name == name else m
                                                        for m in params.modalities))
         elif key in ("search_a", "search_b", "read_word_s"):
-            params = replace(params, **{key: value})
+            change = {key: value}
+            params = replace(params, **change)
         else:
             raise ValueError(f"--cost {item!r}: unknown cost {key!r}")
     return params
@@ -258,7 +261,7 @@ class PhraseResult:
         return count_actions(self.steps)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "PhraseResult":
+    def from_json(cls, data: dict[str, Any]) -> PhraseResult:
         data = dict(data)
         data.pop("actions", None)
         data.setdefault("undone_right", None)  # runs stored before it was recorded
@@ -266,7 +269,7 @@ class PhraseResult:
         data["steps"] = [Step(*s) for s in raw]
         if raw and len(raw[0]) < 5:  # stored before ``typed`` existed: read the prefixes off the action log
             data["steps"] = _typed_from_log(data["steps"], data.get("log", []))
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self) -> dict[str, object]:
@@ -278,10 +281,9 @@ class PhraseResult:
 
 def _typed_from_log(steps: list[Step], log: Sequence[str]) -> list[Step]:
     """Fill ``typed`` from log lines "select 3 at FORK (prefix 'wat', ...)" (one per action, in order)."""
+    import ast
     import re
     from dataclasses import replace
-
-    import ast
 
     quoted = re.compile(r"""\(prefix ('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
     prefixes = [len(ast.literal_eval(m.group(1))) for line in log if line.split(" ", 1)[0] in ACTION_KINDS
@@ -361,7 +363,8 @@ def summarize_letters(phrases: Sequence[str], params: CostParams) -> dict[str, o
     out: dict[str, object] = {
         "phrases": len(phrases), "done": len(phrases), "chars": chars, "words": words, "actions": chars,
         "ksr": 0.0, "actions_per_char": 1.0, "actions_per_word": chars / words if words else 0.0,
-        "fork_rate": 1.0, "auto_words": 0, "auto_error_rate": None, "auto_wasted": 0, "backs": 0, "undone_right": 0, "phrase_selections": 0,
+        "fork_rate": 1.0, "auto_words": 0, "auto_error_rate": None, "auto_wasted": 0, "backs": 0, "undone_right": 0,
+        "phrase_selections": 0,
         "selects": 0, "pregen_hit_share": None, "fork_compute_ms_mean": None, "lookahead_compute_ms_mean": None,
         "wait_ms_median": None, "lookahead_wait_ms_median": None, "wall_s": 0.0, "backs_per_wrong_word": 1.0,
     }

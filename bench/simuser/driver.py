@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.messages import (
+    Body,
     Command,
     DaemonError,
     Focus,
@@ -168,7 +169,7 @@ class Person:
                 self.result.log.append(f"daemon.error {body.name}: {body.message}")
 
     # ------------------------------------------------------------------ waiting
-    async def _until(self, cond, what: str, timeout: float | None = None) -> None:  # type: ignore[no-untyped-def]
+    async def _until(self, cond: Callable[[], bool], what: str, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or self.opt.timeout_s)
         errors_before = len(self.errors)
         while not cond():
@@ -177,7 +178,7 @@ class Person:
                     raise DriverError(self._why(f"the daemon refused our request while waiting for {what}"))
             await self._pump(deadline)
 
-    async def _wait_some(self, cond, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    async def _wait_some(self, cond: Callable[[], bool], seconds: float) -> None:
         """Wait up to ``seconds`` for ``cond`` (e.g. pre-generation done); no error if it does not come."""
         deadline = time.monotonic() + seconds
         while not cond() and time.monotonic() < deadline:
@@ -185,7 +186,7 @@ class Person:
             if msg is not None:
                 self._on(msg)
 
-    def _publish(self, body, fork_id: str | None) -> None:  # type: ignore[no-untyped-def]
+    def _publish(self, body: Body, fork_id: str | None) -> None:
         header = self.client.publish(body, fork_id=fork_id)
         self.sent_ids.add(header.id)
 
@@ -211,7 +212,7 @@ class Person:
                 if self.opt.focus:
                     self._publish(Focus(index=intended, source=SOURCE), fork.id)
                 t0 = time.monotonic()
-                await self._until(lambda: fork.lookahead_done, "the look-ahead")
+                await self._until(lambda: fork.lookahead_done, "the look-ahead")  # noqa: B023 - awaited here
                 result.lookahead_wait_ms.append((time.monotonic() - t0) * 1000)
                 view = fork.view()
             action = decide(self.target, self.text, view, self.opt.policy)
@@ -224,9 +225,9 @@ class Person:
                 break
             if action.kind == "select" and self.opt.focus:
                 if not self.opt.policy.phrases:  # otherwise focused above
-                    self._publish(Focus(index=action.index, source=SOURCE), fork.id)  # type: ignore[arg-type]
+                    self._publish(Focus(index=action.index, source=SOURCE), fork.id)
                 left = self.opt.think_s - (time.monotonic() - fork.ready_at)
-                await self._wait_some(lambda: action.index in fork.long_done, max(0.0, left))
+                await self._wait_some(lambda: action.index in fork.long_done, max(0.0, left))  # noqa: B023 - awaited here
             await self._act(action, fork, view, result)
         self._take_auto(result, decision=False)
         final, _ = compare(self.target, self.text)
@@ -256,18 +257,23 @@ class Person:
         if self.opt.error > 0 and action.kind == "letter" and self.rng.random() < self.opt.error:
             right = text[-1]
             text = text[:-1] + self.rng.choice([c for c in LETTERS if c != right.lower()])
+        shown = ", ".join(map(repr, view.words))
         result.log.append(f"{action.kind} {sent_index if sent_index is not None else text!r}"
                           f"{' (error)' if sent_index != action.index or text != action.text else ''}"
-                          f" at {fork.id} (prefix {view.prefix!r}, page {view.page}: {', '.join(map(repr, view.words))})")
+                          f" at {fork.id} (prefix {view.prefix!r}, page {view.page}: {shown})")
         if action.kind in ("select", "phrase"):
             phrase = action.kind == "phrase"
             partial = phrase and self.opt.policy.partial_phrases  # a click on the look-ahead's last right word
-            body = Select(index=sent_index, source=SOURCE, phrase=phrase and not partial,  # type: ignore[arg-type]
-                          phrase_words=action.words - 1 if partial else 0)
+            if sent_index is None:
+                raise DriverError(f"the policy chose {action.kind} without a candidate")
+            body: Select | Command = Select(index=sent_index, source=SOURCE, phrase=phrase and not partial,
+                                            phrase_words=action.words - 1 if partial else 0)
         elif action.kind in ("letter", "backspace", "commit"):
             body = Command(command="type", source=SOURCE, text=text)
+        elif action.kind == "back" or action.kind == "more":
+            body = Command(command=action.kind, source=SOURCE)
         else:
-            body = Command(command=action.kind, source=SOURCE)  # back / more
+            raise DriverError(f"the policy chose an action the driver does not know: {action.kind!r}")
         changes_text = action.kind in ("select", "phrase", "commit", "back")
         result.steps.append(Step(action.kind, n=n, words=action.words - 1 if action.kind == "phrase" else 0,
                                  presses=action.presses, typed=len(view.prefix)))

@@ -1,7 +1,7 @@
 """The table, the plots (matplotlib, imported only here) and the headline ratios of one run."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,9 @@ def plots(rows: Sequence[Mapping[str, Any]], configs: Mapping[str, Mapping[str, 
     by = {r["name"]: r for r in rows}
     written: list[Path] = []
 
-    def series(pred) -> list[tuple[float, Mapping[str, Any]]]:  # type: ignore[no-untyped-def]
-        pts = [(c, by[n]) for n, c in configs.items() if n in by and pred(c)]
-        return pts
+    def series(pred: Callable[[Mapping[str, Any]], bool]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+        """(configuration, result row) of the configurations that pred picks and that ran."""
+        return [(c, by[n]) for n, c in configs.items() if n in by and pred(c)]
 
     def k_of(c: Mapping[str, Any]) -> float:
         return float(c["k"])

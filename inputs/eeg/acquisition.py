@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from razvilka.inputs.eeg.boards import (PLAYBACK_BOARD, SERIAL_BOARDS, STREAMING_BOARD, BoardInfo, board_info,
-                                        brainflow)
+from razvilka.inputs.eeg.boards import PLAYBACK_BOARD, SERIAL_BOARDS, STREAMING_BOARD, BoardInfo, board_info, brainflow
 from razvilka.inputs.eeg.config import EegConfig
 from razvilka.protocol.clock import now_ns
 from razvilka.protocol.errors import ErrorCode, ProtocolError
@@ -75,7 +74,8 @@ def input_params(cfg: EegConfig) -> Any:
     p = BrainFlowInputParams()
     p.serial_port, p.mac_address, p.ip_address = cfg.serial_port, cfg.mac_address, cfg.ip_address
     p.ip_port, p.ip_protocol, p.serial_number = cfg.ip_port, cfg.ip_protocol, cfg.serial_number
-    p.other_info, p.timeout, p.file, p.master_board = cfg.other_info, cfg.discovery_timeout_s, cfg.playback_file, cfg.master_board
+    p.other_info, p.timeout = cfg.other_info, cfg.discovery_timeout_s
+    p.file, p.master_board = cfg.playback_file, cfg.master_board
     return p
 
 

@@ -15,8 +15,9 @@ target even when nobody responded.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy.stats import norm
@@ -36,7 +37,7 @@ class ScoreModel:
     clip: float = 4.0
 
     @classmethod
-    def fit(cls, scores: np.ndarray, labels: np.ndarray, clip: float = 4.0) -> "ScoreModel":
+    def fit(cls, scores: np.ndarray, labels: np.ndarray, clip: float = 4.0) -> ScoreModel:
         scores, labels = np.asarray(scores, dtype=float), np.asarray(labels).astype(bool)
         t, n = scores[labels], scores[~labels]
         pooled = np.sqrt(((len(t) - 1) * t.var(ddof=1) + (len(n) - 1) * n.var(ddof=1)) / (len(t) + len(n) - 2))
@@ -49,7 +50,7 @@ class ScoreModel:
         return np.clip(raw, -self.clip, self.clip)
 
 
-def lm_prior(probs: Sequence[float], weight: float = 1.0, floor: float = 0.02) -> np.ndarray:
+def lm_prior(probs: Sequence[float] | np.ndarray, weight: float = 1.0, floor: float = 0.02) -> np.ndarray:
     """The prior over K shown candidates from their LM probabilities.
 
     ``weight`` 0 gives a uniform prior; ``floor`` mixes in that much uniform mass.

@@ -46,7 +46,7 @@ def brainflow() -> types.ModuleType:
             assert spec is not None and spec.origin is not None
             return os.path.join(os.path.dirname(spec.origin), path)
 
-        shim.resource_filename = resource_filename  # type: ignore[attr-defined]
+        shim.__dict__["resource_filename"] = resource_filename
         sys.modules["pkg_resources"] = shim
     try:
         BoardControllerDLL.get_instance()

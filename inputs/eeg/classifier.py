@@ -23,7 +23,7 @@ FORMAT = "razvilka-p300"
 FORMAT_VERSION = 1
 
 
-def make_pipeline(nfilter: int = 2):  # type: ignore[no-untyped-def]
+def make_pipeline(nfilter: int = 2) -> Any:  # a scikit-learn Pipeline (scikit-learn ships no types)
     """XdawnCovariances -> TangentSpace -> LDA(shrinkage='auto').
 
     On the shared Muse recording (4 channels) this beat xDAWN + vectorised LDA in
@@ -52,7 +52,7 @@ class Montage:
     def describe(self) -> str:
         return f"{self.board} [{', '.join(self.channels)}] at {self.sampling_rate} Hz"
 
-    def compatible(self, other: "Montage") -> bool:
+    def compatible(self, other: Montage) -> bool:
         return self.channels == other.channels and self.sampling_rate == other.sampling_rate
 
 
@@ -115,7 +115,7 @@ class P300Model:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, montage: Montage | None = None) -> "P300Model":
+    def load(cls, path: str | Path, montage: Montage | None = None) -> P300Model:
         """Read a saved model; ProtocolError(BAD_CALIBRATION) if missing, corrupt or for another montage.
 
         The file is a pickle: load only your own calibration files.

@@ -22,7 +22,8 @@ class EegConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     # -- the board: BrainFlow board id and its BrainFlowInputParams ---------------------------
     board_id: int = -1                # BrainFlow BoardIds: -1 synthetic, -3 playback file, 0 Cyton, 1 Ganglion,
-                                      # 2 Cyton+Daisy, 22 Muse 2 (BLED dongle), 38 Muse 2 (native BLE), 41 Muse 2016 (native BLE)
+                                      # 2 Cyton+Daisy, 22 Muse 2 (BLED dongle), 38 Muse 2 (native BLE),
+                                      # 41 Muse 2016 (native BLE)
     serial_port: str = ""             # /dev/ttyUSB0 (Cyton dongle), /dev/ttyACM0 (Ganglion/BLED dongle)
     mac_address: str = ""             # Ganglion/Muse: pick one headset by address (empty: the first found)
     ip_address: str = ""              # WiFi shield / network boards

@@ -73,7 +73,8 @@ def load_brainflow_file(path: str | Path, board_id: int, channels: list[str] | t
     except Exception as exc:  # BrainFlowError or OSError
         raise ProtocolError(ErrorCode.BAD_STREAM, f"cannot read BrainFlow file {path}: {exc}") from None
     if data.shape[0] != info.num_rows:
-        raise ProtocolError(ErrorCode.BAD_STREAM, f"{path} has {data.shape[0]} rows; {info.name} writes {info.num_rows}")
+        raise ProtocolError(ErrorCode.BAD_STREAM,
+                            f"{path} has {data.shape[0]} rows; {info.name} writes {info.num_rows}")
     return Recording(eeg=data[list(rows)].T.copy(), timestamps=data[info.timestamp_row].copy(),
                      markers=data[info.marker_row].astype(int), channels=names,
                      sampling_rate=info.sampling_rate, source=str(path))

@@ -12,6 +12,7 @@ drawn independently; see docs/eeg.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +102,7 @@ def simulate(target_scores: np.ndarray, nontarget_scores: np.ndarray, scores: Sc
     return out
 
 
-def _draws(rng: np.random.Generator, n: int):  # type: ignore[no-untyped-def]
+def _draws(rng: np.random.Generator, n: int) -> Iterator[int]:
     """Indices 0..n-1 in random order without repeats, reshuffled when used up."""
     while True:
         yield from rng.permutation(n)

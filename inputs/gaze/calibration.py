@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -60,7 +60,7 @@ class Calibration:
     user: str
     screen_px: tuple[float, float]
     regions: list[Region]
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -110,7 +110,7 @@ class Calibration:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "Calibration":
+    def load(cls, path: Path) -> Calibration:
         """Read a stored calibration; anything wrong with it is BAD_CALIBRATION (never a crash)."""
         try:
             raw = path.read_bytes()
@@ -121,7 +121,8 @@ class Calibration:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise ProtocolError(ErrorCode.BAD_CALIBRATION, f"{path} is not a gaze calibration: {exc}") from None
         if f.format != FORMAT or f.version != 1:
-            raise ProtocolError(ErrorCode.BAD_CALIBRATION, f"{path}: format {f.format!r} v{f.version} is not {FORMAT} v1")
+            raise ProtocolError(ErrorCode.BAD_CALIBRATION,
+                                f"{path}: format {f.format!r} v{f.version} is not {FORMAT} v1")
         for r in f.regions:
             if not all(math.isfinite(v) for v in (*r.target, *r.offset, r.spread_px)) or r.spread_px < 0:
                 raise ProtocolError(ErrorCode.BAD_CALIBRATION, f"{path}: region at {r.target} has unusable values")
@@ -239,7 +240,7 @@ class TargetDisplay(Protocol):
 
 
 def run_routine(
-    stream: "GazeStream",
+    stream: GazeStream,
     display: TargetDisplay,
     cfg: GazeConfig,
     targets: Sequence[tuple[float, float]] | None = None,

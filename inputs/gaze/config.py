@@ -22,30 +22,35 @@ class GazeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     resolve_timeout_s: float = 2.0  # how long one resolve attempt waits before reporting the stream missing
     retry_s: float = 2.0  # pause between attempts to find (or re-open) the stream
     lost_after_ms: float = 1000.0  # no samples for this long = stream lost (a live tracker sends NaN, not nothing)
-    clock_refresh_s: float = 5.0  # how often the LSL time correction (tracker clock -> bus clock) is re-measured
+    clock_refresh_s: float = 5.0  # how often the LSL time correction (tracker clock -> bus clock) is measured
     poll_ms: float = 10.0  # how often the inlet is drained
 
     # --- the channel map
-    channels: str = "tobii"  # preset: "tobii" (lx ly lpupil rx ry rpupil), "binocular" (lx ly rx ry), "mono" (x y), "custom"
-    channel_map: dict[str, int | str] = msgspec.field(default_factory=dict)  # for "custom": role -> 0-based index or channel label; roles x y | lx ly rx ry, optional lpupil rpupil valid
+    # preset: "tobii" (lx ly lpupil rx ry rpupil), "binocular" (lx ly rx ry), "mono" (x y), "custom"
+    channels: str = "tobii"
+    # for "custom": role -> 0-based index or channel label; roles x y | lx ly rx ry, optional lpupil rpupil valid
+    channel_map: dict[str, int | str] = msgspec.field(default_factory=dict)
     valid_min: float = 0.5  # a "valid" (confidence) channel below this marks the sample invalid
     units: Literal["norm", "px"] = "norm"  # "norm": 0..1 of the display area; "px": tracker pixels (see tracker_px)
-    tracker_px: list[float] = msgspec.field(default_factory=lambda: [1920.0, 1080.0])  # screen size the tracker reports pixels in, for units = "px"
+    # screen size the tracker reports pixels in, for units = "px"
+    tracker_px: list[float] = msgspec.field(default_factory=lambda: [1920.0, 1080.0])
     y_up: bool = False  # True when the tracker's y grows upwards (Pupil Labs norm_pos); Tobii's grows downwards
     offscreen_margin: float = 0.25  # an eye further than this (normalised) outside the display counts as invalid
 
     # --- signal processing
     smooth_samples: int = 3  # causal moving average over this many valid samples (1 = off)
     max_gap_ms: float = 75.0  # shorter invalid gaps are bridged (no reset of the smoother or the velocity)
-    screen_mm: list[float] = msgspec.field(default_factory=lambda: [531.0, 299.0])  # physical display size (24" 16:9), for degrees
+    # physical display size (24" 16:9), for degrees
+    screen_mm: list[float] = msgspec.field(default_factory=lambda: [531.0, 299.0])
     distance_mm: float = 650.0  # eye-to-screen distance, for degrees
     velocity_deg_s: float = 30.0  # I-VT: faster than this is a saccade (Tobii Pro's default I-VT threshold)
     velocity_window_ms: float = 20.0  # I-VT speed is measured over at least this span (timestamps jitter at 60 Hz)
     min_fixation_ms: float = 50.0  # a fixation must last this long before it moves focus to another box
 
     # --- hit testing (the renderer's Layout, screen pixels)
-    renderer: str = ""  # use layouts from this renderer only ("" = the latest layout of the fork from any renderer)
-    fuzzy_radius_px: float = 40.0  # a fixation this close outside a box still hits it; the focused box keeps focus within it
+    renderer: str = ""  # use layouts from this renderer only ("" = the fork's latest layout from any renderer)
+    # a fixation this close outside a box still hits it; the focused box keeps focus within it
+    fuzzy_radius_px: float = 40.0
 
     # --- dwell
     dwell_ms: int = 600  # fixation time on one candidate that confirms it (0 = never confirm by dwell; focus only)
@@ -53,7 +58,7 @@ class GazeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cascade_min_ms: int = 300  # with cascade, dwell = dwell_ms - (dwell_ms - cascade_min_ms) * prob
     fresh_fixation: bool = True  # at a new fork, only fixations that start after it opened count towards dwell
     blink_hold_ms: float = 300.0  # gaze lost (blink, look-away) shorter than this pauses the dwell; longer drops focus
-    confirm_index: bool = False  # name the candidate in dwell Confirm messages (default: confirm the focus, rule "dwell")
+    confirm_index: bool = False  # name the candidate in dwell Confirms (default: confirm the focus, rule "dwell")
     progress_hz: float = 10.0  # Focus messages with dwell progress per second while dwelling
     refresh_ms: float = 500.0  # re-send the held focus this often, so that it never goes stale at the daemon
 
@@ -64,4 +69,4 @@ class GazeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     default_spread_px: float = 40.0  # gaze spread assumed without a calibration (about 1 degree at 65 cm)
     calibration_grid: int = 3  # the routine shows grid x grid targets
     calibration_target_ms: float = 1500.0  # how long each target is shown
-    calibration_settle_ms: float = 500.0  # samples in the first part of each target are ignored (the eye is moving there)
+    calibration_settle_ms: float = 500.0  # samples in the first part of each target are ignored (the eye moves there)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 from razvilka.inputs.gaze.fixation import FIXATION
 
@@ -49,7 +48,7 @@ class ConfirmEvent:
     confidence: float = 1.0
 
 
-GazeEvent = Union[FocusEvent, ConfirmEvent]
+GazeEvent = FocusEvent | ConfirmEvent
 
 
 def dwell_for(prob: float, dwell_ms: float, cascade: bool, cascade_min_ms: float) -> float:

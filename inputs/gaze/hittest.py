@@ -32,7 +32,7 @@ class HitMap:
     @classmethod
     def from_layout(
         cls, layout: Layout | Mapping[str, Any], fuzzy_px: float = 40.0, k: int | None = None,
-    ) -> "HitMap":
+    ) -> HitMap:
         """Check a layout (a message body or a plain map); anything unusable is BAD_LAYOUT.
 
         ``k`` is the fork's candidate count, when known: boxes must name candidates 0..k-1.
@@ -57,7 +57,8 @@ class HitMap:
             if box.index in seen:
                 raise ProtocolError(ErrorCode.BAD_LAYOUT, f"candidate {box.index} has two boxes")
             if k is not None and box.index >= k:
-                raise ProtocolError(ErrorCode.BAD_LAYOUT, f"box {box.index} names no candidate of this fork (0..{k - 1})")
+                raise ProtocolError(ErrorCode.BAD_LAYOUT,
+                                    f"box {box.index} names no candidate of this fork (0..{k - 1})")
             seen.add(box.index)
             rects.append((box.x, box.y, box.x + box.w, box.y + box.h))
         return cls(tuple(b.index for b in layout.boxes), np.asarray(rects, dtype=np.float64).reshape(-1, 4), sw, sh,

@@ -61,7 +61,7 @@ class ChannelMap:
     y_up: bool = False
 
     @classmethod
-    def from_config(cls, cfg: GazeConfig) -> "ChannelMap":
+    def from_config(cls, cfg: GazeConfig) -> ChannelMap:
         """Build the map from ``channels``/``channel_map``; a map that cannot work is BAD_CONFIG."""
         common: dict[str, Any] = dict(
             valid_min=cfg.valid_min, units=cfg.units, y_up=cfg.y_up,
@@ -70,13 +70,13 @@ class ChannelMap:
         if len(cfg.tracker_px) != 2 or min(cfg.tracker_px) <= 0:
             raise ProtocolError(ErrorCode.BAD_CONFIG, f"tracker_px must be [width, height] > 0, not {cfg.tracker_px}")
         if cfg.channels in PRESETS:
-            roles, count = PRESETS[cfg.channels]
+            preset, count = PRESETS[cfg.channels]
             if cfg.channel_map:
                 raise ProtocolError(
                     ErrorCode.BAD_CONFIG,
                     f"channel_map is given but channels = {cfg.channels!r}; set channels = \"custom\" to use it",
                 )
-            return cls(dict(roles), count, **common)
+            return cls(dict(preset), count, **common)
         if cfg.channels != "custom":
             raise ProtocolError(
                 ErrorCode.BAD_CONFIG,
@@ -103,7 +103,7 @@ class ChannelMap:
                 raise ProtocolError(ErrorCode.BAD_CONFIG, f"channel_map.{role} is an empty label")
         return cls(roles, None, **common)
 
-    def bind(self, channel_count: int, labels: list[str] | None = None, channel_format: int = 1) -> "BoundMap":
+    def bind(self, channel_count: int, labels: list[str] | None = None, channel_format: int = 1) -> BoundMap:
         """Resolve labels to indices for one stream; a stream this map cannot read is BAD_STREAM."""
         if channel_format not in NUMERIC_FORMATS:
             raise ProtocolError(ErrorCode.BAD_STREAM, f"the stream's channel format {channel_format} is not numeric")
@@ -172,7 +172,7 @@ def _lost_error() -> type[Exception]:
     try:
         from pylsl.util import LostError
     except ImportError:  # pragma: no cover - older pylsl
-        from pylsl import LostError  # type: ignore[attr-defined,no-redef]
+        from pylsl import LostError
     return LostError
 
 
@@ -189,7 +189,7 @@ def predicate(cfg: GazeConfig) -> str:
     return " and ".join(parts)
 
 
-def channel_labels(info: "pylsl.StreamInfo") -> list[str]:
+def channel_labels(info: pylsl.StreamInfo) -> list[str]:
     """Labels from the stream description (``desc/channels/channel/label``), if it has them."""
     labels: list[str] = []
     ch = info.desc().child("channels").child("channel")
@@ -206,7 +206,7 @@ class GazeStream:
     is the bus clock) is measured on open and refreshed by :meth:`refresh_clock`.
     """
 
-    def __init__(self, inlet: "pylsl.StreamInlet", info: "pylsl.StreamInfo", bound: BoundMap) -> None:
+    def __init__(self, inlet: pylsl.StreamInlet, info: pylsl.StreamInfo, bound: BoundMap) -> None:
         self.inlet = inlet
         self.info = info
         self.bound = bound
@@ -214,7 +214,7 @@ class GazeStream:
         self.clock_checked = 0.0
 
     @classmethod
-    def open(cls, cfg: GazeConfig, channel_map: ChannelMap | None = None, timeout: float | None = None) -> "GazeStream":
+    def open(cls, cfg: GazeConfig, channel_map: ChannelMap | None = None, timeout: float | None = None) -> GazeStream:
         """Resolve, check the shape, open the inlet (blocking: call it from a thread in async code).
 
         Raises ProtocolError: DEVICE_MISSING (no such stream), BAD_STREAM (wrong shape), BAD_CONFIG.
