@@ -17,7 +17,7 @@ else type its next letter, as the simulated person does), how many actions does 
 Per rule it prints recall@K at the word boundary and the actions per word of the word-by-word
 policy (a select = 1, each letter = 1, a word never offered = its letters + a space), as a ratio to
 the engine alone in the same run, and a keystroke-saving proxy. The rules: ``engine`` (no profile),
-``profile`` (the shipped rule), ``profile, prefix reranked`` (``PREFIX_RERANK``: prefix forks
+``profile`` (the shipped rule), ``profile, prefix reranked`` (``Profile(prefix_rerank=True)``: prefix forks
 reranked like whole-word forks, the rule before it was measured here); with ``--seed-rest`` also a
 profile whose cache first reads the rest of chapters 1-19 as text (how far a long history helps).
 Two **ceilings** are not rules: they show 2K words instead of K (the engine's 2K; the engine's K
@@ -119,20 +119,24 @@ def actions(item: Word, shown: Callable[[Any], list[str]], k: int) -> tuple[int,
 
 def _cache_best(prof: Any, context: str, prefix: str, n: int) -> list[str]:
     """The profile's cache LM alone: its ``n`` most probable words after ``context`` that start with ``prefix``."""
-    from razvilka.daemon.learn.profile import history_of
+    from razvilka.daemon.learn.text import history_of
 
-    parts = prof._parts(*history_of(context))
-    lo = bisect.bisect_left(prof._vocab, prefix)
-    hi = bisect.bisect_left(prof._vocab, prefix + "\U0010ffff", lo)
-    return heapq.nlargest(n, prof._vocab[lo:hi], key=lambda w: prof._p(w, parts))
+    cache = prof.cache
+    parts = cache.parts(*history_of(context))
+    lo = bisect.bisect_left(cache.vocab_, prefix)
+    hi = bisect.bisect_left(cache.vocab_, prefix + "\U0010ffff", lo)
+    return heapq.nlargest(n, cache.vocab_[lo:hi], key=lambda w: cache.p(w, parts))
 
 
 CEILINGS = ("ceiling: the engine's 2K words all shown", "ceiling: the engine's K and the cache's K best shown")
 
 
-def _history(P: Any, data: dict[str, list[Word]], size: int, k: int, seed: Sequence[str]) -> Any:
-    """The profile after the first ``size`` clauses (the daemon's ``observe`` calls; the engine's top K shown)."""
-    prof = P.Profile(None, "probe")
+def _history(data: dict[str, list[Word]], size: int, k: int, seed: Sequence[str], **params: Any) -> Any:
+    """The profile after the first ``size`` clauses (the daemon's ``observe`` calls; the engine's top K shown),
+    with the hyperparameters ``params`` (``Profile.set_params``)."""
+    from razvilka.daemon.learn.profile import Profile
+
+    prof = Profile(None, "probe").set_params(**params)
     for i, clause in enumerate(seed):  # nothing on screen, nothing chosen: the cache learns the text
         prof.observe("", [], None, clause, document=f"seed{i}")
     for item in data["first"]:
@@ -149,43 +153,38 @@ def score(data: dict[str, list[Word]], size: int, rule: str, k: int, seed: Seque
           lists: str = "") -> dict[str, Any]:
     """Actions per word for one rule; ``seed``: clauses the profile's cache reads first (text only);
     ``lists``: "+memory<size>" scores the engine lists computed with the profile's memory."""
-    from razvilka.daemon.learn import profile as P
-
-    P.PREFIX_RERANK = rule == "profile, prefix reranked"
-    try:
-        out: dict[str, Any] = {}
-        for part in ("dev", "test"):  # each part from the same history: the test part does not learn the dev part
-            prof = _history(P, data, size, k, seed) if rule != "engine" else None
-            if prof is not None:
-                prof.reading = bool(lists)  # the model read the memory: the cache's weights for that case
-            n_act = chars = hits = 0
-            for item in data[part + lists]:
-                ctx = item.context
-                if prof is None:
-                    a, hit = actions(item, lambda d: [c.word for c in d.candidates], k)
-                elif rule in CEILINGS:  # not rules: how far any ranking of these words could go, with 2K places
-                    a, hit = actions(item, (lambda d: [c.word for c in d.candidates]) if rule == CEILINGS[0] else
-                                     (lambda d: [c.word for c in d.candidates[:k]]
-                                      + _cache_best(prof, ctx, d.prefix, k)), 2 * k)
-                    prof.observe(ctx, [c.word for c in item.dist.candidates[:k]], None, " " + item.word,
-                                 document=f"{part}{item.phrase}")
-                else:
-                    a, hit = actions(item, lambda d: [c.word for c in prof.rerank(d, ctx, k=k).candidates], k)
-                    shown = [c.word for c in prof.rerank(item.dist, ctx, k=k).candidates]
-                    prof.observe(ctx, shown, item.word if item.word in shown else None, " " + item.word,
-                                 document=f"{part}{item.phrase}")
-                n_act += a
-                chars += len(item.word) + 1
-                hits += hit
-            n = len(data[part + lists])
-            out[part] = {"words": n, "recall_at_k": hits / n, "actions_per_word": n_act / n,
-                         "ksr_proxy": 1 - n_act / chars}
-            if prof is not None:
-                out.setdefault("profile", {})[part] = {"lambda": [round(x, 4) for x in prof.lam],
-                                                       "beta": [round(x, 4) for x in prof.beta]}
-        return out
-    finally:
-        P.PREFIX_RERANK = False
+    prefix_rerank = rule == "profile, prefix reranked"
+    out: dict[str, Any] = {}
+    for part in ("dev", "test"):  # each part from the same history: the test part does not learn the dev part
+        prof = _history(data, size, k, seed, prefix_rerank=prefix_rerank) if rule != "engine" else None
+        if prof is not None:
+            prof.reading_ = bool(lists)  # the model read the memory: the cache's weights for that case
+        n_act = chars = hits = 0
+        for item in data[part + lists]:
+            ctx = item.context
+            if prof is None:
+                a, hit = actions(item, lambda d: [c.word for c in d.candidates], k)
+            elif rule in CEILINGS:  # not rules: how far any ranking of these words could go, with 2K places
+                a, hit = actions(item, (lambda d: [c.word for c in d.candidates]) if rule == CEILINGS[0] else
+                                 (lambda d: [c.word for c in d.candidates[:k]]
+                                  + _cache_best(prof, ctx, d.prefix, k)), 2 * k)
+                prof.observe(ctx, [c.word for c in item.dist.candidates[:k]], None, " " + item.word,
+                             document=f"{part}{item.phrase}")
+            else:
+                a, hit = actions(item, lambda d: [c.word for c in prof.rerank(d, ctx, k=k).candidates], k)
+                shown = [c.word for c in prof.rerank(item.dist, ctx, k=k).candidates]
+                prof.observe(ctx, shown, item.word if item.word in shown else None, " " + item.word,
+                             document=f"{part}{item.phrase}")
+            n_act += a
+            chars += len(item.word) + 1
+            hits += hit
+        n = len(data[part + lists])
+        out[part] = {"words": n, "recall_at_k": hits / n, "actions_per_word": n_act / n,
+                     "ksr_proxy": 1 - n_act / chars}
+        if prof is not None:
+            out.setdefault("profile", {})[part] = {"lambda": [round(x, 4) for x in prof.mixture.lam_],
+                                                   "beta": [round(x, 4) for x in prof.choice.beta_]}
+    return out
 
 
 def main() -> int:
@@ -229,13 +228,11 @@ def main() -> int:
     if args.memory and any(f"{p}+memory{n}" not in data for n in sizes for p in ("dev", "test")):
         from razvilka.daemon.config import ModelConfig
         from razvilka.daemon.engine import Engine, embedded_model_path
-        from razvilka.daemon.learn import profile as P
-
         parts = texts(args)
         engine = Engine(ModelConfig(path=str(embedded_model_path()), n_threads=args.threads, seed=0))
         for size in sizes:
             for name in ("dev", "test"):
-                mem = _history(P, data, size, args.k, ())  # the memory the daemon's profile has after the history
+                mem = _history(data, size, args.k, ())  # the memory the daemon's profile has after the history
                 say(f"engine lists for the {name} part with the memory of {size} clauses "
                     f"({len(mem.memory_text())} characters to start)")
                 data[f"{name}+memory{size}"] = engine_words(engine, parts[name], args.k, 2 * args.k, letters=True,

@@ -145,16 +145,17 @@ async def write_part(label: str, engine: Any, phrases: list[str], store: Path, a
                      prompts: list[str] | None = None) -> tuple[list[PhraseResult], dict[str, Any]]:
     """One daemon (plain, or with ``profile``) on the shared engine; the person writes every phrase
     (or those in ``indices``), each after ``prompts[i]`` or else the phrases before it in ``phrases``."""
-    from razvilka.daemon.learn.live import profiled_daemon
+    from razvilka.daemon.learn.live import ProfileLearner
     from razvilka.daemon.service import Daemon
     from razvilka.protocol.client import BusClient
 
     runtime_dir = Path(tempfile.mkdtemp(prefix="rz-ru-", dir="/tmp"))
     config, bench_cfg = daemon_config(runtime_dir, store, args.threads, memory_chars)
-    if profile is not None:
-        daemon = profiled_daemon(config, profile=profile, engine=engine, resume=False)
-    else:
-        daemon = Daemon(config, engine=engine, resume=False)
+    learner = None
+    if profile is not None:  # as daemon/cli.py builds the shipped daemon, with this profile
+        learner = ProfileLearner(profile, widen=config.daemon.profile_widen,
+                                 memory_chars=config.daemon.profile_memory_chars)
+    daemon = Daemon(config, engine=engine, learner=learner, resume=False)
     await daemon.start()
     client = BusClient("simuser", daemon.bus.endpoints, subscribe=["fork.", "text.", "daemon.error."], heartbeat_ms=1000)
     await client.start()
@@ -175,16 +176,16 @@ async def write_part(label: str, engine: Any, phrases: list[str], store: Path, a
         await daemon.close()
         shutil.rmtree(runtime_dir, ignore_errors=True)
     extra: dict[str, Any] = {"run_s": time.perf_counter() - started}
-    if profile is not None:
-        ms = sorted(daemon.engine.rerank_cpu_ms)
-        wall = sorted(daemon.engine.rerank_ms)
+    if learner is not None:
+        ms = sorted(learner.rerank_cpu_ms)
+        wall = sorted(learner.rerank_ms)
         extra.update({
             "rerank_ms_mean": sum(ms) / len(ms) if ms else None,
             "rerank_ms_p99": ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else None,
             "rerank_ms_max": ms[-1] if ms else None, "reranks": len(ms),
             "rerank_wall_ms_median": wall[len(wall) // 2] if wall else None,
             "rerank_wall_ms_p99": wall[min(len(wall) - 1, int(0.99 * len(wall)))] if wall else None,
-            "save_ms_mean": sum(daemon.save_ms) / len(daemon.save_ms) if daemon.save_ms else None,
+            "save_ms_mean": sum(learner.save_ms) / len(learner.save_ms) if learner.save_ms else None,
             "profile_after": profile.summary(),
         })
     return results, extra
@@ -282,6 +283,7 @@ async def main_async(args: argparse.Namespace) -> int:
     from razvilka.daemon.config import ModelConfig
     from razvilka.daemon.engine import Engine
     from razvilka.daemon.learn.live import replay_store
+    from razvilka.daemon.learn.persist import load_profile, save_profile
     from razvilka.daemon.learn.profile import Profile
 
     first, later, later_prompts = parts(args)
@@ -307,8 +309,8 @@ async def main_async(args: argparse.Namespace) -> int:
         engine.clear_cache()
         prof = None
         if use_profile:
-            prof = Profile.load(profile_file or work / "profile.json", "reader")
-            prof.path = work / f"profile-{len(rows)}.json"
+            prof = load_profile(profile_file or work / "profile.json", "reader")
+            prof.set_params(path=work / f"profile-{len(rows)}.json")
         elif use_profile is None:
             prof = Profile(work / f"profile-{len(rows)}.json", "reader")
         res, extra = await write_part(label.split(": ")[1], engine, later, work / f"later-{len(rows)}.sqlite3",
@@ -326,7 +328,7 @@ async def main_async(args: argparse.Namespace) -> int:
         path = work / ("profile.json" if size == sizes[-1] else f"profile-learned-{size}.json")
         learned = Profile(path, "reader")
         n = replay_store(learned, store1, "reader")
-        learned.save()
+        save_profile(learned)
         summary = learned.summary()
         info["profile" if size == sizes[-1] else f"profile_{size}"] = {
             "phrases_learned": size, "decisions_replayed": n, "seconds": time.perf_counter() - t0, **summary}

@@ -4,23 +4,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
+from typing import TYPE_CHECKING
 
+from razvilka.cli import positive_int
 from razvilka.config import Config
+
+if TYPE_CHECKING:
+    from razvilka.daemon.engine import Engine
+    from razvilka.daemon.service import Daemon
 
 log = logging.getLogger("razvilka.daemon")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("daemon", help="run the generation daemon (hosts the bus) in the foreground")
     p.add_argument("--model", help="GGUF file (default: the embedded Gemma 3 270M)")
     p.add_argument("--prompt", help="start a new document from this prompt (default: resume the open one)")
     p.add_argument("--user", help="whose session store and profile to use")
-    p.add_argument("--k", type=int, help="candidates per fork")
+    p.add_argument("--k", type=positive_int, help="candidates per fork (1 or more)")
     p.add_argument("--always-fork", action="store_true", help="fork at every word")
     p.add_argument("--input-cost", choices=["key", "switch", "gaze", "eeg"], help="the input in use (fork gating)")
-    p.add_argument("--no-bus", action="store_true", help="join a bus started with `razvilka bus` instead of hosting one")
+    p.add_argument("--no-bus", action="store_true",
+                   help="join a bus started with `razvilka bus` instead of hosting one")
     p.set_defaults(handler=run_daemon)
 
     s = sub.add_parser("sessions", help="list or export stored sessions")
@@ -42,7 +48,7 @@ def _apply_flags(config: Config, args: argparse.Namespace) -> Config:
         config.daemon.prompt = args.prompt
     if args.user:
         config.daemon.user = args.user
-    if args.k:
+    if args.k is not None:
         config.gating.k = args.k
     if args.always_fork:
         config.gating.mode = "always"
@@ -52,35 +58,44 @@ def _apply_flags(config: Config, args: argparse.Namespace) -> Config:
 
 
 def run_daemon(config: Config, args: argparse.Namespace) -> int:
-    from razvilka.protocol.errors import ProtocolError
+    from razvilka.protocol.errors import RazvilkaError
 
     config = _apply_flags(config, args)
     try:
         return asyncio.run(_serve(config, new_prompt=args.prompt is not None, host_bus=not args.no_bus))
-    except ProtocolError as exc:
+    except RazvilkaError as exc:
         print(f"razvilka daemon: {exc}", file=sys.stderr)
         return 2
 
 
-async def _serve(config: Config, *, new_prompt: bool, host_bus: bool) -> int:
+def build_daemon(config: Config, *, engine: Engine | None = None, host_bus: bool = True,
+                 resume: bool = True) -> Daemon:
+    """The daemon as ``razvilka daemon`` and ``razvilka up`` run it (and as the tests start it): a plain
+    ``Daemon`` with the person's profile as its learner, unless ``daemon.profile`` is off.
+
+    The profile reranks every fork and learns from every acknowledged decision (docs/learning.md)."""
     from razvilka.daemon.service import Daemon
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if config.daemon.profile:  # the person's profile reranks every fork and learns from every decision
-        from razvilka.daemon.learn.live import profiled_daemon
-        from razvilka.daemon.learn.profile import Profile, default_profile_path
+    learner = None
+    if config.daemon.profile:
+        from razvilka.daemon.learn.live import ProfileLearner
+        from razvilka.daemon.learn.persist import default_profile_path, load_profile
 
-        profile = Profile.load(default_profile_path(config.daemon.user, config.store.path), config.daemon.user)
-        daemon = profiled_daemon(config, profile=profile, widen=config.daemon.profile_widen,
-                                 host_bus=host_bus, resume=not new_prompt)
-    else:
-        daemon = Daemon(config, host_bus=host_bus, resume=not new_prompt)
+        profile = load_profile(default_profile_path(config.daemon.user, config.store.path), config.daemon.user)
+        learner = ProfileLearner(profile, widen=config.daemon.profile_widen,
+                                 memory_chars=config.daemon.profile_memory_chars)
+    return Daemon(config, engine=engine, learner=learner, host_bus=host_bus, resume=resume)
+
+
+async def _serve(config: Config, *, new_prompt: bool, host_bus: bool) -> int:
+    from razvilka.runtime import stop_event
+
+    stop = stop_event()
+    daemon = build_daemon(config, host_bus=host_bus, resume=not new_prompt)
     try:
         await daemon.start()
-        log.info("daemon ready: model=%s store=%s", daemon.engine.model_name if daemon.engine else "?", daemon.store.path)
+        log.info("daemon ready: model=%s store=%s", daemon.engine.model_name if daemon.engine else "?",
+                 daemon.store.path)
         await daemon.run_until(stop)
     finally:
         await daemon.close()
@@ -101,9 +116,10 @@ def list_sessions(config: Config, args: argparse.Namespace) -> int:
 
 def export_sessions(config: Config, args: argparse.Namespace) -> int:
     from razvilka.daemon.store import Store
+    from razvilka.private import open_private
 
     store = Store(config.store.path)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    out = open_private(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         count = 0
         for line in store.export_jsonl(args.document):

@@ -18,7 +18,7 @@ from pathlib import Path
 from razvilka.config import Config
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("learn", help="learn from the person's choices: profile, export, LoRA")
     ls = p.add_subparsers(dest="learn_command", metavar="ACTION")
     ls.required = True
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ex.set_defaults(handler=run_export)
 
     lo = ls.add_parser("lora", help="train a LoRA adapter on the user's choices (needs razvilka[learn])")
-    lo.add_argument("-o", "--output", help="adapter file (default: $XDG_DATA_HOME/razvilka/adapters/<user>-<time>.gguf)")
+    lo.add_argument("-o", "--output",
+                    help="adapter file (default: $XDG_DATA_HOME/razvilka/adapters/<user>-<time>.gguf)")
     lo.add_argument("--user", help="whose decisions (default: daemon.user)")
     lo.add_argument("--steps", type=int, default=80, help="optimizer steps in all, SFT then DPO (default 80)")
     lo.add_argument("--minutes", type=float, default=0.0, help="time budget for training (default: none)")
@@ -66,8 +67,10 @@ def _fail(what: str, exc: Exception) -> int:
 
 def run_profile(config: Config, args: argparse.Namespace) -> int:
     from razvilka.daemon.learn.live import replay_store
-    from razvilka.daemon.learn.profile import Profile, default_profile_path
-    from razvilka.protocol.errors import ProtocolError
+    from razvilka.daemon.learn.memory import Memory
+    from razvilka.daemon.learn.persist import default_profile_path, import_profile, load_profile, save_profile
+    from razvilka.daemon.learn.profile import Profile
+    from razvilka.protocol.errors import RazvilkaError
 
     user = _user(config, args)
     path = Path(args.profile) if args.profile else default_profile_path(user, config.store.path)
@@ -76,10 +79,11 @@ def run_profile(config: Config, args: argparse.Namespace) -> int:
         if args.action == "import":
             if not args.file:
                 return _fail("profile import", ValueError("name the file to import"))
-            prof = Profile.import_file(args.file, path, user)
+            prof = import_profile(args.file, path, user)
             kept = _keep_aside(path, "before-import")
-            prof.save()
-            print(f"imported {args.file} as the profile of {user!r} ({path})" + (f"; the old one is {kept}" if kept else ""))
+            save_profile(prof)
+            print(f"imported {args.file} as the profile of {user!r} ({path})"
+                  + (f"; the old one is {kept}" if kept else ""))
             return 0
         if args.action == "read":
             if not args.file:
@@ -88,37 +92,36 @@ def run_profile(config: Config, args: argparse.Namespace) -> int:
                 text = Path(args.file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 return _fail("profile read", exc)
-        prof = Profile.load(path, user)
-        if prof.notice:
-            print(f"razvilka learn profile: {prof.notice}", file=sys.stderr)
+        prof = load_profile(path, user)
+        if prof.notice_:
+            print(f"razvilka learn profile: {prof.notice_}", file=sys.stderr)
         if args.action == "show":
             print(json.dumps(prof.summary(), indent=2, ensure_ascii=False))
         elif args.action == "export":
             if not args.file:
                 return _fail("profile export", ValueError("name the file to write"))
-            prof.export(args.file)
+            save_profile(prof, args.file)
             print(f"exported the profile of {user!r} to {args.file}")
         elif args.action == "reset":
             kept = _keep_aside(path, "reset")
             prof.reset()
-            prof.save()
+            save_profile(prof)
             print(f"reset the profile of {user!r}" + (f"; the old one is kept as {kept}" if kept else ""))
         elif args.action == "read":
-            prof.memory_chars = config.daemon.profile_memory_chars
+            prof.set_params(memory__max_chars=config.daemon.profile_memory_chars)
             n = prof.read_text(text, f"read:{Path(args.file).name}")
-            prof.save()
+            save_profile(prof)
             print(f"the profile of {user!r} learned {n} words from {args.file}; its memory holds "
                   f"{prof.summary()['memory_chars']} characters ({path})")
         elif args.action == "rebuild":
-            fresh = Profile(path, user)
-            fresh.memory_chars = config.daemon.profile_memory_chars
+            fresh = Profile(path, user, memory=Memory(max_chars=config.daemon.profile_memory_chars))
             n = replay_store(fresh, config.store.path, user)
             kept = _keep_aside(path, "before-rebuild")
-            fresh.save()
+            save_profile(fresh)
             print(f"rebuilt the profile of {user!r} from {n} decisions in the store ({path})"
                   + (f"; the old one is kept as {kept}" if kept else ""))
             print(json.dumps(fresh.summary(), indent=2, ensure_ascii=False))
-    except ProtocolError as exc:
+    except RazvilkaError as exc:
         return _fail("profile", exc)
     return 0
 
@@ -134,13 +137,13 @@ def _keep_aside(path: Path, why: str) -> Path | None:
 
 def run_export(config: Config, args: argparse.Namespace) -> int:
     from razvilka.daemon.learn.export import export
-    from razvilka.protocol.errors import ProtocolError
+    from razvilka.protocol.errors import RazvilkaError
 
     user = _user(config, args)
     out = Path(args.output) if args.output else _data_dir() / "learn" / user
     try:
         counts = export(config.store.path, out, None if user == "all" else user)
-    except ProtocolError as exc:
+    except RazvilkaError as exc:
         return _fail("export", exc)
     print(f"wrote {counts['pairs']} DPO pairs, {counts['sft']} SFT documents and {counts['labels']} fork labels "
           f"to {out}/ (pairs.jsonl, sft.jsonl, labels.jsonl)")
@@ -149,19 +152,19 @@ def run_export(config: Config, args: argparse.Namespace) -> int:
 
 def run_lora(config: Config, args: argparse.Namespace) -> int:
     from razvilka.daemon.learn.hf import require_learn_extra
-    from razvilka.protocol.errors import ProtocolError
+    from razvilka.protocol.errors import RazvilkaError
 
     if not 0.0 <= args.holdout < 1.0:
         print(f"razvilka learn lora: --holdout must be a share in [0, 1), not {args.holdout}", file=sys.stderr)
         return 2
     try:
         require_learn_extra()
-    except ProtocolError as exc:
+    except RazvilkaError as exc:
         print(f"razvilka learn lora: {exc.detail}", file=sys.stderr)
         return 2
     try:
         return _train_lora(config, args)
-    except ProtocolError as exc:
+    except RazvilkaError as exc:
         return _fail("lora", exc)
 
 
@@ -187,7 +190,8 @@ def _train_lora(config: Config, args: argparse.Namespace) -> int:
     opt = lora.LoraOptions(rank=args.rank, alpha=args.alpha, steps=args.steps, minutes=args.minutes, lr=args.lr,
                            holdout_share=args.holdout)
     peft_model, rep = lora.train(model, tok, sft_items, pair_items, opt, say=say)
-    out = Path(args.output) if args.output else _data_dir() / "adapters" / f"{user}-{time.strftime('%Y%m%d-%H%M%S')}.gguf"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.output) if args.output else _data_dir() / "adapters" / f"{user}-{stamp}.gguf"
     lora.export_gguf(peft_model, gguf_path, out, extra={"user": user})
     rep.adapter = str(out)
     meta = check_adapter(out, gguf_path)

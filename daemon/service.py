@@ -10,7 +10,9 @@ Three asyncio tasks and one engine thread:
   follows the focused candidate; focus changes cancel work for candidates no longer focused;
 * the engine (llama.cpp) runs only on a single-thread executor, so it is never used concurrently.
 
-Every decision is written to the store before it is acknowledged on the bus.
+Every decision is written to the store before it is acknowledged on the bus; a learner (the
+person's profile, daemon/learner.py) takes part through one seam and learns only what the store
+acknowledged. A failed store write is a ``STORE_ERROR`` and the fork opens again.
 """
 from __future__ import annotations
 
@@ -20,26 +22,28 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
 from razvilka.config import Config
 from razvilka.daemon.decider import Decider, Decision
 from razvilka.daemon.engine import Aborted, Engine, WordCandidate, WordDistribution
+from razvilka.daemon.errors import DaemonRefusal
 from razvilka.daemon.gating import should_fork
+from razvilka.daemon.learner import Acknowledged, Learner
 from razvilka.daemon.store import Document, Entry, Store
 from razvilka.daemon.words import head_words, joins
 from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient, cancel_and_wait
 from razvilka.protocol.clock import now_ns
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.protocol.errors import ErrorCode, RazvilkaError
 from razvilka.protocol.messages import (
     Body,
     Candidate,
     Command,
     Confirm,
-    DaemonError,
     DaemonStatus,
     Focus,
     ForkDecided,
@@ -52,6 +56,9 @@ from razvilka.protocol.messages import (
     TextAuto,
     TextState,
     TextUndo,
+)
+from razvilka.protocol.messages import (
+    DaemonError as DaemonErrorMsg,
 )
 
 log = logging.getLogger("razvilka.daemon")
@@ -100,11 +107,12 @@ class Reopen:
 class Daemon:
     """One daemon: ``await daemon.start()``, ``await daemon.run_until(stop_event)``, ``await daemon.close()``."""
 
-    def __init__(self, config: Config, *, engine: Engine | None = None, host_bus: bool = True,
-                 resume: bool = True) -> None:
+    def __init__(self, config: Config, *, engine: Engine | None = None, learner: Learner | None = None,
+                 host_bus: bool = True, resume: bool = True) -> None:
         self.config = config
         self.resume = resume
         self.engine = engine
+        self.learner = learner     # the person's profile (daemon/cli.py builds the shipped daemon with one)
         self._own_engine = engine is None
         self.host_bus = host_bus
         self.bus: BusHost | None = None
@@ -126,6 +134,7 @@ class Daemon:
         self.focus_index: int | None = None
         self.pregen_hits = 0
         self.decisions = 0
+        self.stale_focus = 0       # focus messages for a fork already decided: dropped, counted (docs/daemon.md)
         self._tasks: list[asyncio.Task[Any]] = []
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -141,13 +150,18 @@ class Daemon:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         cfg = self.config
+        if self.learner is not None:
+            await self.learner.start(self.store.path, cfg.daemon.user)
+            if self.learner.notice:
+                log.warning("profile: %s", self.learner.notice)
         if self.host_bus:
             self.bus = BusHost(cfg.bus)
             endpoints = self.bus.start()
             self.client = BusClient(
                 cfg.daemon.name, endpoints, role="daemon", subscribe=["input.", "heartbeat.", "source.status."],
                 heartbeat_ms=cfg.bus.heartbeat_ms, missed_beats=cfg.bus.missed_beats,
-                curve_secret_file=cfg.bus.resolved_curve_dir() / "client.key_secret" if endpoints.curve_server_public else None,
+                curve_secret_file=(cfg.bus.resolved_curve_dir() / "client.key_secret"
+                                   if endpoints.curve_server_public else None),
                 max_frame=cfg.bus.max_frame_bytes, on_reject=self._on_reject,
             )
         else:
@@ -179,11 +193,15 @@ class Daemon:
         return await loop.run_in_executor(self.pool, lambda: Engine(self.config.model, progress=progress))
 
     async def close(self) -> None:
-        """Flush the store, say goodbye on the bus, close the sockets."""
+        """Flush the store, save the learner, say goodbye on the bus, close the sockets."""
         self._status("stopping")
         await self._stop_worker()
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
+        if self.learner is not None:
+            if self.doc is not None:  # words the model wrote after the last decision, kept
+                self.learner.document_end(self._spans()[0], self.doc.id)
+            await self.learner.close()
         self._status("stopped", detail="goodbye")
         if self.client is not None:
             await asyncio.sleep(0.05)  # let the goodbye leave before the socket closes
@@ -215,19 +233,29 @@ class Daemon:
         except Exception as exc:  # the daemon keeps serving even if one publish fails
             log.error("publish %s failed: %s", type(body).__name__, exc)
 
-    def _error(self, exc: ProtocolError, ref_id: str | None = None) -> None:
+    def _error(self, exc: RazvilkaError, ref_id: str | None = None) -> None:
         log.info("refused: %s", exc)
-        self._publish(DaemonError(code=int(exc.code), name=exc.code.name, message=exc.detail, ref_id=ref_id))
+        self._publish(DaemonErrorMsg(code=int(exc.code), name=exc.code.name, message=exc.detail, ref_id=ref_id))
 
-    def _on_reject(self, exc: ProtocolError, frames: Any) -> None:
+    def _on_reject(self, exc: RazvilkaError, frames: Any) -> None:
         self._error(exc)
+
+    def _standing_detail(self) -> str:
+        """What ``daemon.status`` says when nothing else is going on: a profile that had to be put
+        aside, and how many stale focus messages were dropped (docs/daemon.md, "daemon.status")."""
+        parts = []
+        if self.learner is not None and self.learner.notice:
+            parts.append(f"profile reset: {self.learner.notice}")
+        if self.stale_focus:
+            parts.append(f"stale focus dropped: {self.stale_focus}")
+        return "; ".join(parts)
 
     def _status(self, state: str | None = None, **kw: Any) -> None:
         if state is not None:
             self.state = state
         if self.client is None or self.client.pub is None:
             return
-        sources = {name: st for name, st in self.client.alive().items()}
+        sources = dict(self.client.alive())
         self._publish(DaemonStatus(
             state=self.state,  # type: ignore[arg-type]
             model=getattr(self.engine, "model_name", "") or "",
@@ -235,7 +263,7 @@ class Daemon:
             k=self.config.gating.k,
             last_fork_ms=self.last_fork_ms,
             sources=sources,
-            **kw,
+            **({"detail": self._standing_detail()} | kw),
         ))
 
     async def _status_loop(self) -> None:
@@ -261,8 +289,8 @@ class Daemon:
         self._publish_text()
 
     def _memory_for(self, document: str | None, prompt: str) -> str:
-        """Text the model reads before this document and that is not part of it (a profile's memory)."""
-        return ""
+        """Text the model reads before this document and that is not part of it (the learner's memory)."""
+        return self.learner.memory(document, prompt) if self.learner is not None else ""
 
     def _replay(self, prompt: str, entries: list[Entry], memory: str = "") -> None:
         """Rebuild the engine state of a stored document (resume after a restart or crash)."""
@@ -278,7 +306,7 @@ class Daemon:
                 self.engine.commit(e.text)
             self.marks.append(self.engine.checkpoint())
 
-    def _commit(self, item: WordCandidate | str) -> "asyncio.Future[None]":
+    def _commit(self, item: WordCandidate | str) -> asyncio.Future[None]:
         """Append to the engine on its thread; record the token mark that ``back`` rewinds to."""
         assert self.engine is not None
         engine = self.engine
@@ -292,6 +320,9 @@ class Daemon:
     async def _new_document(self, prompt: str, memory: str | None = None) -> None:
         """Start a new document; ``memory``: what ``_memory_for(None, prompt)`` gives, if the caller has it already."""
         assert self.engine is not None
+        if self.learner is not None and self.doc is not None:
+            self.learner.document_end(self._spans()[0], self.doc.id)
+            memory = None  # the document just ended joins the memory: read it again
         await self._eng(self._replay, prompt, [], self._memory_for(None, prompt) if memory is None else memory)
         self.doc = self.store.new_document(self.config.daemon.user, prompt, self.engine.model_name)
         self.known_forks.clear()
@@ -303,7 +334,7 @@ class Daemon:
         for e in self.store.entries(self.doc.id):
             start = len(text)
             text += e.text
-            origin = "human" if e.kind == "human" else "model"
+            origin: Literal["human", "model"] = "human" if e.kind == "human" else "model"
             if spans and spans[-1].origin == origin and spans[-1].end == start:
                 spans[-1].end = len(text)
             else:
@@ -327,36 +358,38 @@ class Daemon:
             if self.fork is None or self.fork.resolved:
                 try:
                     await self._advance()
-                except ProtocolError as exc:
+                except RazvilkaError as exc:
                     self._error(exc)
                     await asyncio.sleep(0.5)
                     continue
             action = await self.actions.get()
             try:
                 await self._apply(action)
-            except ProtocolError as exc:
+            except RazvilkaError as exc:
                 self._error(exc)
+                if exc.code == ErrorCode.STORE_ERROR:  # nothing was acknowledged: the person decides again
+                    self.reopen = Reopen("error")
             except Exception as exc:  # keep serving: report and reopen the fork
                 log.exception("applying %r failed", action)
-                self._error(ProtocolError(ErrorCode.MODEL_ERROR, f"internal error: {exc}"))
+                self._error(DaemonRefusal(ErrorCode.MODEL_ERROR, f"internal error: {exc}"))
                 self.reopen = Reopen("error")
 
     async def _advance(self) -> None:
         """Write on while the model is confident, then open a fork."""
         assert self.engine is not None and self.doc is not None
         g = self.config.gating
-        reopen, self.reopen = self.reopen, None
+        reopen = self.reopen  # kept until its fork is open: a store error on the way retries it
         auto: list[WordCandidate] = []
         self._status("generating")
         while True:
             started = time.perf_counter()
-            dist = await self._eng(self.engine.words, g.k, prefix=reopen.prefix if reopen else "",
+            dist = await self._eng(self._words, g.k, prefix=reopen.prefix if reopen else "",
                                    page=reopen.page if reopen else 0)
             compute_ms = (time.perf_counter() - started) * 1000
             if not dist.candidates and reopen is not None and reopen.prefix:
                 dist = await self._eng(self._typed_only, reopen.prefix)  # no word starts so: offer the typed one
             if not dist.candidates:
-                raise ProtocolError(ErrorCode.MODEL_ERROR, "the model offered no candidates here")
+                raise DaemonRefusal(ErrorCode.MODEL_ERROR, "the model offered no candidates here")
             if reopen is not None:
                 reason = reopen.reason
                 break
@@ -369,7 +402,8 @@ class Daemon:
                 break
             if not self.unpaused.is_set():
                 await self.unpaused.wait()
-            self.store.add_entry(self.doc.id, Entry(uuid.uuid4().hex, 0, "model", top.text, list(top.tokens), [top.word]))
+            self.store.add_entry(self.doc.id,
+                                 Entry(uuid.uuid4().hex, 0, "model", top.text, list(top.tokens), [top.word]))
             await self._commit(top)
             auto.append(top)
             self._publish(TextAuto(text=top.text, words=[top.word], position=self._position()))
@@ -377,6 +411,25 @@ class Daemon:
             self._publish_text()
         self._open_fork(dist, reason, compute_ms, pregenerated=False,
                         prefix=reopen.prefix if reopen else "", page=reopen.page if reopen else 0)
+        self.reopen = None
+
+    def _words(self, k: int, *, prefix: str = "", page: int = 0) -> WordDistribution:
+        """The words at the end of the document (engine thread): the engine's, or, with a learner, the
+        engine's ``widen`` x K ranked by the learner down to the K of this page."""
+        assert self.engine is not None
+        if self.learner is None:
+            return self.engine.words(k, prefix=prefix, page=page)
+        dist = self.engine.words(k * (page + self.learner.widen), prefix=prefix, page=0)
+        out = self.learner.rerank(dist, self.engine.text, k * (page + 1))
+        return replace(out, candidates=out.candidates[k * page: k * page + k])
+
+    def _after(self, cand: WordCandidate, k: int, abort: threading.Event) -> WordDistribution:
+        """The fork that would follow ``cand`` (pre-generation, engine thread), ranked like a live one."""
+        assert self.engine is not None
+        if self.learner is None:
+            return self.engine.after(cand, k, abort=abort)
+        dist = self.engine.after(cand, k * self.learner.widen, abort=abort)
+        return self.learner.rerank(dist, self.engine.text + cand.text, k)
 
     def _typed_only(self, prefix: str) -> WordDistribution:
         """A fork offering just what the person typed, when the model knows no word that starts so."""
@@ -437,7 +490,8 @@ class Daemon:
                     phrases = await self._eng(self.engine.lookahead, fork.dist.candidates, g.lookahead_tokens,
                                               abort=abort, on_step=on_step)
                     if not abort.is_set():
-                        self._publish_lookahead(fork, phrases, False, None, True, (time.perf_counter() - started) * 1000)
+                        self._publish_lookahead(fork, phrases, False, None, True,
+                                                (time.perf_counter() - started) * 1000)
                         self.store.update_fork_candidates(fork.id, [
                             {"index": i, "word": c.word, "prob": c.prob, "lookahead": list(c.lookahead)}
                             for i, c in enumerate(fork.dist.candidates)])
@@ -451,14 +505,16 @@ class Daemon:
                         fork.long_done.add(idx)
                         self._publish_lookahead(fork, phrases, True, idx, True, (time.perf_counter() - started) * 1000)
                 elif kind == "after" and idx not in fork.after:
-                    dist = await self._eng(self.engine.after, fork.dist.candidates[idx], g.k, abort=abort)
+                    dist = await self._eng(self._after, fork.dist.candidates[idx], g.k, abort)
                     if not abort.is_set():
                         fork.after[idx] = dist
             except Aborted:  # cancelled on purpose: the focus moved or the fork was decided
                 pass
+            except RazvilkaError as exc:  # a store that cannot write, a model error: report, keep serving
+                self._error(exc)
             except Exception as exc:  # look-ahead failure must not take the daemon down
                 log.exception("fork work %s failed", kind)
-                self._error(ProtocolError(ErrorCode.MODEL_ERROR, f"{kind} look-ahead failed: {exc}"))
+                self._error(DaemonRefusal(ErrorCode.MODEL_ERROR, f"{kind} look-ahead failed: {exc}"))
             finally:
                 fork.running = None
 
@@ -500,7 +556,7 @@ class Daemon:
         if worker is not None:
             try:
                 await asyncio.wait_for(worker, timeout=30)
-            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            except (TimeoutError, asyncio.CancelledError, Exception):
                 pass
         self._worker = None
 
@@ -513,11 +569,16 @@ class Daemon:
                 continue
             try:
                 self._handle(msg)
-            except ProtocolError as exc:
+            except RazvilkaError as exc:
                 self._error(exc, msg.header.id)
             except Exception as exc:
                 log.exception("handling %s failed", msg.type)
-                self._error(ProtocolError(ErrorCode.BAD_COMMAND, f"{msg.type}: {exc}"), msg.header.id)
+                self._error(DaemonRefusal(ErrorCode.BAD_COMMAND, f"{msg.type}: {exc}"), msg.header.id)
+
+    def _stale(self, fork_id: str | None) -> bool:
+        """``fork_id`` names a fork this daemon opened that is decided or superseded."""
+        fork = self.fork
+        return fork_id in self.known_forks and not (fork is not None and fork.id == fork_id and not fork.resolved)
 
     def _check_fork(self, msg: Message) -> OpenFork:
         fid = msg.header.fork_id
@@ -525,8 +586,8 @@ class Daemon:
         if fork is not None and fid == fork.id and not fork.resolved:
             return fork
         if fid in self.known_forks:
-            raise ProtocolError(ErrorCode.STALE_FORK, f"fork {fid} is already decided or superseded")
-        raise ProtocolError(ErrorCode.UNKNOWN_FORK, f"no fork {fid!r} was opened by this daemon")
+            raise DaemonRefusal(ErrorCode.STALE_FORK, f"fork {fid} is already decided or superseded")
+        raise DaemonRefusal(ErrorCode.UNKNOWN_FORK, f"no fork {fid!r} was opened by this daemon")
 
     def _handle(self, msg: Message) -> None:
         body = msg.body
@@ -537,10 +598,15 @@ class Daemon:
         if not isinstance(body, (Focus, Confirm, Select)):
             return
         if not self.ready.is_set():
-            raise ProtocolError(ErrorCode.NOT_READY, "the model is still loading")
+            raise DaemonRefusal(ErrorCode.NOT_READY, "the model is still loading")
+        if isinstance(body, Focus) and self._stale(msg.header.fork_id):
+            # a gaze stream (hundreds of samples a second) races every decision: where the eyes were
+            # after the fork closed is no lost action, so it is counted, not answered (docs/daemon.md)
+            self.stale_focus += 1
+            return
         fork = self._check_fork(msg)
         if not self.unpaused.is_set():
-            raise ProtocolError(ErrorCode.NOT_READY, f"paused: {msg.type} from {body.source} ignored")
+            raise DaemonRefusal(ErrorCode.NOT_READY, f"paused: {msg.type} from {body.source} ignored")
         if isinstance(body, Focus):
             index = self.decider.on_focus(body, ts)
             if index != self.focus_index:
@@ -553,7 +619,7 @@ class Daemon:
 
     def _command(self, cmd: Command, msg: Message) -> None:
         if msg.header.fork_id and msg.header.fork_id not in self.known_forks:
-            raise ProtocolError(ErrorCode.UNKNOWN_FORK, f"no fork {msg.header.fork_id!r} was opened by this daemon")
+            raise DaemonRefusal(ErrorCode.UNKNOWN_FORK, f"no fork {msg.header.fork_id!r} was opened by this daemon")
         name = cmd.command
         if name in ("pause", "resume", "toggle_pause"):
             pause = name == "pause" or (name == "toggle_pause" and self.unpaused.is_set())
@@ -564,11 +630,11 @@ class Daemon:
             self._status("paused" if pause else ("waiting" if self.fork and not self.fork.resolved else "generating"))
             return
         if not self.ready.is_set():
-            raise ProtocolError(ErrorCode.NOT_READY, "the model is still loading")
+            raise DaemonRefusal(ErrorCode.NOT_READY, "the model is still loading")
         if name == "bias" and not cmd.text.strip():
-            raise ProtocolError(ErrorCode.BAD_COMMAND, "bias needs the word in `text` and a value in `bias`")
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, "bias needs the word in `text` and a value in `bias`")
         if name == "back" and not self.marks:
-            raise ProtocolError(ErrorCode.BAD_COMMAND, "back: nothing to undo")
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, "back: nothing to undo")
         if self.fork is not None:
             self.fork.resolved = True
         self.actions.put_nowait(Action(command=cmd, ts_ns=msg.header.ts_ns))
@@ -604,7 +670,7 @@ class Daemon:
             await self._new_document(cmd.text)
             self._publish_text()
         else:
-            raise ProtocolError(ErrorCode.BAD_COMMAND, f"command {name!r} cannot be applied now")
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"command {name!r} cannot be applied now")
 
     def _chosen(self, cand: WordCandidate, decision: Decision) -> tuple[WordCandidate, list[str]]:
         """What a decision commits, and its words: the candidate, plus its whole look-ahead
@@ -624,6 +690,7 @@ class Daemon:
         offered = fork.dist.candidates[decision.index]
         cand, words = self._chosen(offered, decision)
         phrase = cand is not offered  # look-ahead text went with it
+        context = self._spans()[0] if self.learner is not None else ""
         entry = Entry(uuid.uuid4().hex, 0, "human", cand.text, list(cand.tokens), words,
                       fork_id=fork.id, idx=decision.index, sources=decision.sources, rule=decision.rule,
                       latency_ms=decision.latency_ms, phrase=phrase)
@@ -632,6 +699,9 @@ class Daemon:
         self._publish(ForkDecided(index=decision.index, words=words, sources=decision.sources, rule=decision.rule,
                                   latency_ms=round(decision.latency_ms, 3), decision_id=entry.id,
                                   phrase=phrase, phrase_words=len(words) - 1), fork.id)
+        if self.learner is not None:  # learned only once written: a failed write (above) teaches nothing
+            self.learner.learn(Acknowledged(context, [c.word for c in fork.dist.candidates], cand.word, cand.text,
+                                            self.doc.id, time.time_ns()))
         log.info("fork %s decided: %r by %s (%s, %.0f ms)", fork.id, " ".join(words), "+".join(decision.sources),
                  decision.rule, decision.latency_ms)
         pre = fork.after.get(decision.index) if not phrase else None
@@ -651,7 +721,7 @@ class Daemon:
     async def _commit_typed(self, fork: OpenFork | None, word: str) -> None:
         assert self.engine is not None and self.doc is not None
         if not word:
-            raise ProtocolError(ErrorCode.BAD_COMMAND, "type: empty word")
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, "type: empty word")
         text_before, _ = self._spans()
         lead = "" if not text_before or text_before[-1].isspace() else " "
         text = lead + word
@@ -662,6 +732,9 @@ class Daemon:
         if fork is not None:
             self._publish(ForkDecided(index=None, words=[word], sources=["typed"], rule="typed",
                                       latency_ms=round(entry.latency_ms, 3), decision_id=entry.id, typed=True), fork.id)
+        if self.learner is not None:
+            self.learner.learn(Acknowledged(text_before, [c.word for c in fork.dist.candidates] if fork else [],
+                                            None, text, self.doc.id, time.time_ns()))
         await self._commit(text)
         self._publish_text()
 
@@ -670,7 +743,7 @@ class Daemon:
         assert self.engine is not None and self.doc is not None
         entries = self.store.entries(self.doc.id)
         if not entries:
-            raise ProtocolError(ErrorCode.BAD_COMMAND, "back: nothing to undo")
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, "back: nothing to undo")
         undone: list[Entry] = []
         if entries[-1].kind == "model":
             while entries and entries[-1].kind == "model":

@@ -15,11 +15,13 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.daemon.errors import DaemonRefusal, ErrorCode
+from razvilka.private import private_dir, private_file
 
 SCHEMA_VERSION = 1
 
@@ -108,7 +110,12 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path) if path else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # private before SQLite opens it: the -wal and -shm files it creates take the database file's mode
+        private_dir(self.path.parent)
+        private_file(self.path)
+        for side in (self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+            if side.exists():  # left readable by an older version
+                private_file(side)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -117,7 +124,7 @@ class Store:
             self.db.executescript(_SCHEMA)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
-            raise ProtocolError(ErrorCode.STORE_ERROR, f"cannot open the session store {self.path}: {exc}") from None
+            raise DaemonRefusal(ErrorCode.STORE_ERROR, f"cannot open the session store {self.path}: {exc}") from None
 
     def _check_schema(self) -> None:
         row = self.db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
@@ -125,10 +132,21 @@ class Store:
             return
         ver = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if ver is not None and int(ver[0]) > SCHEMA_VERSION:
-            raise ProtocolError(
+            raise DaemonRefusal(
                 ErrorCode.STORE_ERROR,
                 f"{self.path} has store schema {ver[0]}, newer than this razvilka ({SCHEMA_VERSION}); upgrade razvilka",
             )
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """One transaction; a write SQLite refuses (read-only, disk full, closed) is a ``STORE_ERROR``
+        naming the file and what was being written, and nothing of it is kept."""
+        try:
+            with self.db:
+                yield
+        except sqlite3.Error as exc:
+            raise DaemonRefusal(ErrorCode.STORE_ERROR,
+                                f"the session store {self.path} could not write {what}: {exc}") from None
 
     def close(self) -> None:
         try:
@@ -139,7 +157,7 @@ class Store:
     # ------------------------------------------------------------------ documents
     def new_document(self, user: str, prompt: str, model: str) -> Document:
         doc = Document(uuid.uuid4().hex[:12], user, prompt, model, time.time_ns())
-        with self.db:
+        with self._writing("a new document"):
             self.db.execute("UPDATE documents SET closed=1 WHERE user=? AND closed=0", (user,))
             self.db.execute(
                 "INSERT INTO documents (id, user, prompt, model, created_ns) VALUES (?,?,?,?,?)",
@@ -159,7 +177,8 @@ class Store:
     def documents(self, user: str | None = None) -> list[tuple[Document, int, str]]:
         """(document, number of live entries, text written) newest first."""
         q = "SELECT id, user, prompt, model, created_ns, closed FROM documents"
-        rows = self.db.execute(q + (" WHERE user=?" if user else "") + " ORDER BY created_ns DESC", (user,) if user else ()).fetchall()
+        rows = self.db.execute(q + (" WHERE user=?" if user else "") + " ORDER BY created_ns DESC",
+                               (user,) if user else ()).fetchall()
         out = []
         for row in rows:
             doc = Document(*row[:5], bool(row[5]))
@@ -170,7 +189,7 @@ class Store:
     # ------------------------------------------------------------------ forks and entries
     def add_fork(self, document_id: str, fork_id: str, *, position: int, context: str, prefix: str, page: int,
                  reason: str, entropy: float, margin: float, candidates: list[dict[str, Any]]) -> None:
-        with self.db:
+        with self._writing(f"fork {fork_id}"):
             self.db.execute(
                 "INSERT OR REPLACE INTO forks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (fork_id, document_id, position, context, prefix, page, reason, entropy, margin,
@@ -178,12 +197,13 @@ class Store:
             )
 
     def update_fork_candidates(self, fork_id: str, candidates: list[dict[str, Any]]) -> None:
-        with self.db:
+        with self._writing(f"the look-aheads of fork {fork_id}"):
             self.db.execute("UPDATE forks SET candidates=? WHERE id=?", (json.dumps(candidates), fork_id))
 
     def add_entry(self, document_id: str, entry: Entry) -> Entry:
-        with self.db:
-            row = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM entries WHERE document_id=?", (document_id,)).fetchone()
+        with self._writing(f"the {'decision' if entry.kind == 'human' else 'auto-written text'} {entry.text!r}"):
+            row = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM entries WHERE document_id=?",
+                                  (document_id,)).fetchone()
             entry.ord = int(row[0])
             self.db.execute(
                 "INSERT INTO entries (id, document_id, ord, kind, fork_id, idx, text, tokens, words, sources, rule,"
@@ -200,7 +220,7 @@ class Store:
         if not live:
             return None
         last = live[-1]
-        with self.db:
+        with self._writing("an undo"):
             self.db.execute("UPDATE entries SET undone=1 WHERE id=?", (last.id,))
         return last
 

@@ -5,7 +5,7 @@ conformance vectors name them, so a client in any language can branch on them.
 
 Every error of the project is a :class:`RazvilkaError` with a code; each part raises its own
 subclass, so a caller can tell where it came from: :class:`ProtocolError` (the wire: decoding,
-signing, sending), ``razvilka.daemon.errors.DaemonError`` (the daemon refusing a request or
+signing, sending), ``razvilka.daemon.errors.DaemonRefusal`` (the daemon refusing a request or
 failing to serve it) and ``razvilka.daemon.learn.errors.LearnError`` (the profile and training).
 """
 from __future__ import annotations

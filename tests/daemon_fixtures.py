@@ -1,7 +1,9 @@
 """Fixtures for a real daemon (real model, real bus), shared by every test that needs one.
 
 The model is loaded once per test session (the ``engine`` fixture in conftest.py); each daemon
-starts a fresh document on it, so tests do not see each other's text.
+starts a fresh document on it, so tests do not see each other's text. Each daemon is built the way
+``razvilka daemon`` builds it (``daemon.cli.build_daemon``): with the person's profile as its
+learner, kept in the test's own runtime directory, unless a test turns ``daemon.profile`` off.
 """
 from __future__ import annotations
 
@@ -62,15 +64,16 @@ StartDaemon = Callable[..., Awaitable[RunningDaemon]]
 
 @pytest.fixture
 async def start_daemon(engine: Any, runtime_dir: Path) -> AsyncIterator[StartDaemon]:
-    """``await start_daemon(gating={...}, daemon={...})`` -> a running in-process daemon on its own ipc bus."""
-    from razvilka.daemon.service import Daemon
+    """``await start_daemon(gating={...}, daemon={...})`` -> a running in-process daemon on its own ipc bus,
+    as ``razvilka daemon`` builds it (profile on), on the session's model."""
+    from razvilka.daemon.cli import build_daemon
 
     running: list[RunningDaemon] = []
 
     async def start(**sections: dict[str, Any]) -> RunningDaemon:
         config = daemon_config(runtime_dir, **sections)
         engine.clear_cache()  # no look-ahead cached by an earlier test: each daemon computes its own
-        d = Daemon(config, engine=engine, resume=False)
+        d = build_daemon(config, engine=engine, resume=False)
         await d.start()
         rd = RunningDaemon(d, config, [])
         running.append(rd)
@@ -88,7 +91,8 @@ async def daemon(start_daemon: StartDaemon) -> RunningDaemon:
     return await start_daemon()
 
 
-async def next_of(client: BusClient, type_: str, timeout: float = 30.0, where: Callable[[Message], bool] | None = None) -> Message:
+async def next_of(client: BusClient, type_: str, timeout: float = 30.0,
+                  where: Callable[[Message], bool] | None = None) -> Message:
     """The next message of ``type_`` (and matching ``where``) on ``client``; fails after ``timeout`` s."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import pytest
-
 from daemon_fixtures import RunningDaemon, StartDaemon, next_of
+
 from razvilka.protocol.codec import Codec
 from razvilka.protocol.errors import ErrorCode
 from razvilka.protocol.messages import (
@@ -15,7 +16,6 @@ from razvilka.protocol.messages import (
     DaemonError,
     Focus,
     ForkDecided,
-    ForkLookahead,
     ForkOpen,
     Select,
     TextState,
@@ -130,7 +130,8 @@ async def test_gaze_dwell_and_gaze_eeg(start_daemon: StartDaemon) -> None:
     posterior = [0.05] * k
     posterior[1] = 1 - 0.05 * (k - 1)
     bus.publish(Focus(index=1, source="gaze"), fork_id=fork.header.fork_id)
-    bus.publish(Confirm(source="eeg", index=1, confidence=posterior[1], posterior=posterior), fork_id=fork.header.fork_id)
+    bus.publish(Confirm(source="eeg", index=1, confidence=posterior[1], posterior=posterior),
+                fork_id=fork.header.fork_id)
     decided = await next_of(bus, "fork.decided")
     assert (decided.body.index, decided.body.rule) == (1, "gaze+eeg")
     assert decided.body.sources == ["gaze", "eeg"]
@@ -156,7 +157,7 @@ async def test_back_more_type_bias_regenerate(daemon: RunningDaemon) -> None:
     bus.publish(Command(command="more", source="keyboard"))
     more = await open_fork(bus)
     assert more.body.page == 1 and more.body.reason == "more"
-    assert not set(c.word for c in more.body.candidates) & set(first_words)
+    assert not {c.word for c in more.body.candidates} & set(first_words)
     # type a prefix: candidates are constrained to it
     bus.publish(Command(command="type", source="keyboard", text="th"))
     typed = await open_fork(bus)
@@ -292,7 +293,8 @@ async def test_pregeneration_hit_and_cancel(daemon: RunningDaemon) -> None:
     bus.publish(Focus(index=3, source="keyboard"), fork_id=fid)
     long = await next_of(bus, "fork.lookahead", where=lambda m: m.body.entries[0].long)
     assert long.body.entries[0].index == 3
-    assert len(long.body.entries[0].phrases[0]) >= len(fork.body.candidates[3].lookahead[0] if fork.body.candidates[3].lookahead else "")
+    shown = fork.body.candidates[3].lookahead
+    assert len(long.body.entries[0].phrases[0]) >= len(shown[0] if shown else "")
     open_fork_state = daemon.daemon.fork
     assert 3 in open_fork_state.after
     bus.publish(Select(index=3, source="keyboard"), fork_id=fid)
@@ -367,3 +369,78 @@ async def test_a_piece_that_continues_the_last_word_is_marked_joins(start_daemon
     await next_of(bus, "fork.decided")
     state = await next_of(bus, "text.state", 20, where=lambda m: m.body.text != fork.body.context)
     assert state.body.text.startswith("The quick brown fox jumps over the lazy d" + pick.word)
+
+
+async def test_a_stale_focus_is_counted_quietly_a_stale_select_or_confirm_is_refused(daemon: RunningDaemon) -> None:
+    """A gaze stream races every decision: focus samples for the fork just decided lose no action, so
+    they are counted (``daemon.status`` detail) and not answered; a stale select or confirm is the
+    person's action lost, and gets a STALE_FORK error naming it."""
+    bus = await daemon.client("t", ["fork.", "daemon."])
+    fork = await _current_fork(bus)
+    fid = fork.header.fork_id
+    bus.publish(Select(index=0, source="keyboard"), fork_id=fid)
+    await next_of(bus, "fork.decided", where=lambda m: m.header.fork_id == fid)
+    for i in range(60):  # 100 ms of a 600 Hz gaze stream, all after the decision
+        bus.publish(Focus(index=i % 3, source="gaze", confidence=0.9), fork_id=fid)
+    select = bus.publish(Select(index=1, source="keyboard"), fork_id=fid)
+    confirm = bus.publish(Confirm(source="footswitch"), fork_id=fid)
+    errors: list[DaemonError] = []
+    while len(errors) < 2:  # the bus keeps one sender's order: any focus error would come before these
+        msg = await next_of(bus, "daemon.error", 20)
+        assert isinstance(msg.body, DaemonError)
+        errors.append(msg.body)
+    assert [(e.code, e.ref_id) for e in errors] == [(int(ErrorCode.STALE_FORK), select.id),
+                                                   (int(ErrorCode.STALE_FORK), confirm.id)], errors
+    assert daemon.daemon.stale_focus == 60
+    status = await next_of(bus, "daemon.status", 10, where=lambda m: "stale focus dropped: 60" in m.body.detail)
+    assert status.body.state in ("waiting", "generating")
+
+
+async def test_a_store_that_cannot_write_is_a_store_error_and_the_fork_opens_again(daemon: RunningDaemon) -> None:
+    """SQLite refuses the decision's write (the real store, switched read-only with ``PRAGMA query_only``:
+    the tests run as root, whom file permissions do not stop). The person hears STORE_ERROR, nothing
+    is acknowledged, written or learned, and once the store can write the same fork opens again."""
+    from razvilka.daemon.learn.live import ProfileLearner
+
+    d = daemon.daemon
+    learner = d.learner
+    assert isinstance(learner, ProfileLearner), "the tests run the daemon as it ships: with the profile"
+    bus = await daemon.client("t", ["fork.", "daemon.error.", "text."])
+    fork = await _current_fork(bus)
+    fid = fork.header.fork_id
+    assert d.doc is not None
+    await lookahead_done(bus, fid)  # its look-aheads are stored: the decision is the only write left
+    d.store.db.execute("PRAGMA query_only = ON")
+    try:
+        bus.publish(Select(index=1, source="keyboard"), fork_id=fid)
+        err = await error_of(bus, ErrorCode.STORE_ERROR)
+        assert str(d.store.path) in err.message and "decision" in err.message and "readonly" in err.message, err.message
+        assert d.store.entries(d.doc.id) == [] and learner.profile.decisions_ == 0
+        assert d.decisions == 0
+    finally:
+        d.store.db.execute("PRAGMA query_only = OFF")
+    again = await next_of(bus, "fork.open", 30, where=lambda m: m.body.reason == "error")
+    assert again.body.context == fork.body.context and again.header.fork_id != fid
+    assert [c.word for c in again.body.candidates] == [c.word for c in fork.body.candidates]
+    word = again.body.candidates[1].word
+    bus.publish(Select(index=1, source="keyboard"), fork_id=again.header.fork_id)
+    decided = await next_of(bus, "fork.decided", 30, where=lambda m: m.header.fork_id == again.header.fork_id)
+    assert decided.body.words == [word]
+    assert [e.words for e in d.store.entries(d.doc.id)] == [[word]]
+    assert learner.profile.decisions_ == 1 and learner.profile.cache.unigrams_.get(word) == 1
+
+
+async def test_a_profile_that_had_to_be_reset_is_said_in_the_daemon_status(start_daemon: StartDaemon,
+                                                                            runtime_dir: Path) -> None:
+    """An unreadable profile file is kept aside and a fresh profile starts; the person is told in
+    ``daemon.status`` (retained, so a renderer that joins later still sees it)."""
+    profiles = runtime_dir / "profiles"
+    profiles.mkdir()
+    (profiles / "default.json").write_text('{"format": "razvilka-profile", "version": 1, "unigr')
+    d = await start_daemon()
+    bus = await d.client("t", ["daemon.status."])
+    status = next((m for m in reversed(await bus.snapshot()) if m.type == "daemon.status"), None)
+    if status is None or "profile reset" not in status.body.detail:
+        status = await next_of(bus, "daemon.status", 10, where=lambda m: "profile reset" in m.body.detail)
+    assert "could not be read" in status.body.detail and "kept as" in status.body.detail
+    assert list(profiles.glob("default.corrupt-*.json")), "the unreadable file is kept, not deleted"

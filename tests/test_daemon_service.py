@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from daemon_fixtures import next_of
-from razvilka.daemon.learn.profile import words_of
+
+from razvilka.daemon.learn.text import words_of
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.discovery import read_discovery
 from razvilka.protocol.messages import Select

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from razvilka.daemon.engine import WordCandidate, WordDistribution
+from razvilka.daemon.learn.errors import LearnError
 from razvilka.daemon.learn.live import catch_up
-from razvilka.daemon.learn.profile import Profile, default_profile_path, history_of, words_of
+from razvilka.daemon.learn.persist import default_profile_path, import_profile, load_profile, save_profile, to_json
+from razvilka.daemon.learn.profile import Profile
+from razvilka.daemon.learn.text import history_of, words_of
 from razvilka.daemon.store import Entry, Store
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.protocol.errors import ErrorCode
 
 
 def dist(pairs: list[tuple[str, float]], prefix: str = "", lead: str = " ") -> WordDistribution:
@@ -63,7 +66,7 @@ def test_picked_words_rise_and_passed_over_words_sink() -> None:
     # "the" was shown and passed over every time: it sinks below where the LLM had it
     p_the = next(c.prob for c in after.candidates if c.word == "the")
     assert p_the < 0.30
-    assert prof.beta[0] > 0, "the weight of the accept/reject log-odds was learned from the choices"
+    assert prof.choice.beta_[0] > 0, "the weight of the accept/reject log-odds was learned from the choices"
     # gating sees the profile: the margin is recomputed from the reranked probabilities
     assert after.margin == pytest.approx(after.candidates[0].prob - after.candidates[1].prob)
     assert after.top_prob == after.candidates[0].prob
@@ -138,9 +141,9 @@ def test_a_typed_word_is_cache_evidence_not_accept_evidence() -> None:
     for i in range(10):
         c = f"Note {i} said"
         prof.observe(c, [w for w, _ in LLM[:5]], None, " zebra", probs=dict(LLM), document=f"d{i}")
-    assert prof.uni["zebra"] == 10 and "zebra" not in prof.acc
-    assert all(prof.acc[w][:2] == [0, 10] for w, _ in LLM[:5])
-    assert 1.0 < prof.acc["the"][2] <= 10 * 0.30 + 1e-9  # its probability at each fork, summed
+    assert prof.cache.unigrams_["zebra"] == 10 and "zebra" not in prof.choice.accept_
+    assert all(prof.choice.accept_[w][:2] == [0, 10] for w, _ in LLM[:5])
+    assert 1.0 < prof.choice.accept_["the"][2] <= 10 * 0.30 + 1e-9  # its probability at each fork, summed
 
 
 def test_interpolation_weight_is_learned_from_held_out_choices() -> None:
@@ -153,7 +156,7 @@ def test_interpolation_weight_is_learned_from_held_out_choices() -> None:
             steady.rerank(dist(LLM), ctx, k=5)
             steady.observe(ctx, [x for x, _ in LLM[:5]], w if w in dict(LLM) else None, " " + w, document="d")
             ctx += " " + w
-    assert max(steady.lam) > 0.5
+    assert max(steady.mixture.lam_) > 0.5
     ll = steady.log_likelihood()
     assert ll["mixture_bits"] < ll["llm_bits"]
 
@@ -165,11 +168,11 @@ def test_interpolation_weight_is_learned_from_held_out_choices() -> None:
         fresh.rerank(dist(LLM), ctx, k=5)
         fresh.observe(ctx, [x for x, _ in LLM[:5]], None, " " + w, document="d")
         ctx += " " + w
-    assert max(fresh.lam) < 0.1
+    assert max(fresh.mixture.lam_) < 0.1
 
     # forks where the model read the person's memory first have weights of their own, learned the same way
-    assert max(steady.lam[3:]) < 0.1 and steady.weight("on", "the") > 0.5
-    steady.reading = True
+    assert max(steady.mixture.lam_[3:]) < 0.1 and steady.weight("on", "the") > 0.5
+    steady.reading_ = True
     assert steady.weight("on", "the") < 0.1
     for _ in range(4):
         for w in text.split():
@@ -183,71 +186,77 @@ def test_undone_decision_is_taken_back() -> None:
     prof = Profile()
     prof.rerank(dist(LLM), "She took", k=5)
     prof.observe("She took", ["the", "a", "her"], "a", " a", document="d1")
-    assert prof.uni.get("a") == 1 and prof.decisions == 1
-    # the person pressed back: the next fork is at the same context again
+    assert prof.cache.unigrams_.get("a") == 1 and prof.decisions_ == 1
+    # the person pressed back: the next fork is at the same context again, and the undone word is
+    # taken back before that fork is ranked (else the word just undone would be offered first)
     prof.rerank(dist(LLM), "She took", k=5)
+    assert "a" not in prof.cache.unigrams_ and prof.decisions_ == 0
     prof.observe("She took", ["the", "a", "her"], "her", " her", document="d1")
-    assert "a" not in prof.uni and prof.uni["her"] == 1
-    assert prof.decisions == 1
-    assert prof.acc["a"][:2] == [0, 1]  # still shown and passed over this time (chosen, passed)
+    assert "a" not in prof.cache.unigrams_ and prof.cache.unigrams_["her"] == 1
+    assert prof.decisions_ == 1
+    assert prof.choice.accept_["a"][:2] == [0, 1]  # still shown and passed over this time (chosen, passed)
     # words the model wrote on its own and the person kept are learned at the next decision
     prof.observe("She took her hat and", ["went"], "went", " went", document="d1")
-    assert prof.uni["hat"] == 1 and prof.uni["and"] == 1
-    # a new document is never mistaken for an undo
+    assert prof.cache.unigrams_["hat"] == 1 and prof.cache.unigrams_["and"] == 1
+    # a new document is never mistaken for an undo, by observe nor, once the document ended, by rerank
     prof.observe("She took", ["the"], "the", " the", document="d2")
+    prof.sync("She took the", document="d2")
+    prof.settle()
+    prof.rerank(dist(LLM), "She took", k=5)
+    assert prof.cache.unigrams_["the"] == 1
     prof.observe("She took", ["the"], "a", " a", document="d3")
-    assert prof.uni["the"] == 1 and prof.uni["a"] == 1
+    assert prof.cache.unigrams_["the"] == 1 and prof.cache.unigrams_["a"] == 1
 
 
 def test_survives_restart_reset_export_import(tmp_path: Path) -> None:
     path = default_profile_path("ann", tmp_path / "store.sqlite3")
     assert path == tmp_path / "profiles" / "ann.json"
-    prof = Profile.load(path, "ann")
+    prof = load_profile(path, "ann")
     ctx = "Dear"
-    for w in "Mr Darcy said Mr Darcy".split():
+    for w in ["Mr", "Darcy", "said", "Mr", "Darcy"]:
         prof.rerank(dist(LLM), ctx, k=5)
         prof.observe(ctx, ["the", "a"], None, " " + w, document="d")
         ctx += " " + w
-    prof.save()
-    again = Profile.load(path, "ann")  # a daemon restart
-    assert again.to_json() == prof.to_json()
+    save_profile(prof)
+    again = load_profile(path, "ann")  # a daemon restart
+    assert to_json(again) == to_json(prof)
     assert [c.word for c in again.rerank(dist(LLM), "and Mr", k=5).candidates] == \
         [c.word for c in prof.rerank(dist(LLM), "and Mr", k=5).candidates]
-    out = prof.export(tmp_path / "ann-export.json")
-    imported = Profile.import_file(out, tmp_path / "bob.json", "bob")
-    assert imported.uni == prof.uni and imported.lam == prof.lam
+    out = save_profile(prof, tmp_path / "ann-export.json")
+    imported = import_profile(out, tmp_path / "bob.json", "bob")
+    assert imported.cache.unigrams_ == prof.cache.unigrams_ and imported.mixture.lam_ == prof.mixture.lam_
     again.reset()
-    again.save()
-    assert Profile.load(path).words_seen == 0
+    save_profile(again)
+    assert load_profile(path).words_seen == 0
 
 
 def test_corrupt_profile_is_kept_aside_and_a_fresh_one_starts(tmp_path: Path) -> None:
     path = tmp_path / "profiles" / "ann.json"
     path.parent.mkdir()
     path.write_text('{"format": "razvilka-profile", "version": 1, "unigr')  # cut short by a crash or a bad disk
-    prof = Profile.load(path, "ann")
-    assert prof.words_seen == 0 and "could not be read" in prof.notice and "kept as" in prof.notice
+    prof = load_profile(path, "ann")
+    assert prof.words_seen == 0 and "could not be read" in prof.notice_ and "kept as" in prof.notice_
     aside = list(path.parent.glob("ann.corrupt-*.json"))
     assert len(aside) == 1 and aside[0].read_text().endswith('"unigr')  # nothing lost
     prof.rerank(dist(LLM), "x", k=3)
     prof.observe("x", ["the"], "the", " the")
-    prof.save()
-    assert Profile.load(path).words_seen == 1
+    save_profile(prof)
+    assert load_profile(path).words_seen == 1
 
     wrong = tmp_path / "other.json"
     wrong.write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(ProtocolError) as err:
-        Profile.import_file(wrong, tmp_path / "x.json")
+    with pytest.raises(LearnError) as err:
+        import_profile(wrong, tmp_path / "x.json")
     assert err.value.code == ErrorCode.BAD_CONFIG and "not a usable razvilka profile" in err.value.detail
 
 
 def test_profile_from_a_newer_razvilka_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
-    data = Profile(path).to_json() | {"version": 99}
+    data = to_json(Profile(path)) | {"version": 99}
     path.write_text(json.dumps(data))
     before = path.read_bytes()
-    with pytest.raises(ProtocolError) as err:
-        Profile.load(path)
+    with pytest.raises(LearnError) as err:
+        load_profile(path)
     assert err.value.code == ErrorCode.BAD_CONFIG and "newer" in err.value.detail
     assert path.read_bytes() == before
 
@@ -266,7 +275,7 @@ def test_a_crash_before_the_profile_is_saved_loses_no_decision(tmp_path: Path) -
     learns what the store has and it lacks, once, and never a decision it already had."""
     store = Store(tmp_path / "store.sqlite3")
     path = tmp_path / "profiles" / "ann.json"
-    prof = Profile.load(path, "ann")
+    prof = load_profile(path, "ann")
     doc = store.new_document("ann", "Dear", "gemma")
     shown = ["Mr", "Miss", "Sir"]
     ctx = "Dear"
@@ -275,29 +284,29 @@ def test_a_crash_before_the_profile_is_saved_loses_no_decision(tmp_path: Path) -
         _decide_in_store(store, doc.id, ctx, word, list(dict.fromkeys(shown + [word])))
         prof.mark_store(time.time_ns())
         ctx += " " + word
-    prof.save()
+    save_profile(prof)
     saved = json.loads(path.read_text())
     # the third decision reaches the store; the daemon dies before the profile is written
     _decide_in_store(store, doc.id, ctx, "Sir", shown)
-    restarted = Profile.load(path, "ann")
-    assert restarted.to_json() == saved and "Sir" not in restarted.uni
+    restarted = load_profile(path, "ann")
+    assert to_json(restarted) == saved and "Sir" not in restarted.cache.unigrams_
     assert catch_up(restarted, store.path, "ann") == 1
-    assert restarted.uni["Sir"] == 1 and restarted.uni["Mr"] == 1 and restarted.decisions == 3
+    assert restarted.cache.unigrams_["Sir"] == 1 and restarted.cache.unigrams_["Mr"] == 1 and restarted.decisions_ == 3
     assert catch_up(restarted, store.path, "ann") == 0, "the mark moved past what it learned"
 
     # observed and saved, but the crash came before the store write was marked: not learned twice
     ctx += " Sir"
     restarted.observe(ctx, shown, "Miss", " Miss", document=doc.id)
-    restarted.save()
+    save_profile(restarted)
     _decide_in_store(store, doc.id, ctx, "Miss", shown)
-    again = Profile.load(path, "ann")
+    again = load_profile(path, "ann")
     assert catch_up(again, store.path, "ann") == 0
-    assert again.uni["Miss"] == 1 and again.decisions == 4
-    assert again.store_mark_ns >= restarted.store_mark_ns
+    assert again.cache.unigrams_["Miss"] == 1 and again.decisions_ == 4
+    assert again.store_mark_ns_ >= restarted.store_mark_ns_
     # someone else's decisions are not this profile's
     other = store.new_document("bob", "Hi", "gemma")
     _decide_in_store(store, other.id, "Hi", "Sir", shown)
-    assert catch_up(again, store.path, "ann") == 0 and again.uni["Sir"] == 1
+    assert catch_up(again, store.path, "ann") == 0 and again.cache.unigrams_["Sir"] == 1
     # a reset profile starts from now: the old decisions are not learned back
     again.reset()
     assert catch_up(again, store.path, "ann") == 0 and again.words_seen == 0
@@ -323,7 +332,7 @@ def test_memory_keeps_what_the_person_wrote_per_document() -> None:
     assert prof.memory_text(prompt="Dear Mr Darcy\nthe letter came\n") == ""
     assert prof.memory_text(prompt="She wrote: the letter came.\n") == "Dear Mr Darcy\n"
     # trimmed by whole documents, down to half the budget at once: the text's start changes seldom
-    prof.memory_chars = 60
+    prof.set_params(memory__max_chars=60)
     for i in range(12):
         prof.observe(f"P{i}", [], None, f" line number {i:02d}", document=f"n{i}")
     text = prof.memory_text()
@@ -333,26 +342,27 @@ def test_memory_keeps_what_the_person_wrote_per_document() -> None:
         prof.observe(f"P{i}", [], None, f" line number {i:02d}", document=f"n{i}")
         starts.add(prof.memory_text()[:15])
     assert len(starts) <= 4  # a sliding window would start anew at each of the 8 documents
-    prof.memory_chars = 0  # off: nothing of the person's text is kept
+    prof.set_params(memory__max_chars=0)  # off: nothing of the person's text is kept
     prof.observe("P", [], None, " secret", document="z")
     assert prof.memory_text() == ""
 
 
 def test_memory_survives_restart_export_import_and_reset(tmp_path: Path) -> None:
     path = tmp_path / "profiles" / "ann.json"
-    prof = Profile.load(path, "ann")
+    prof = load_profile(path, "ann")
     prof.observe("Hi", [], None, " Pemberley is lovely", document="d1")
-    prof.save()
-    again = Profile.load(path, "ann")
+    save_profile(prof)
+    again = load_profile(path, "ann")
     assert again.memory_text() == "Pemberley is lovely\n"
-    assert Profile.import_file(prof.export(tmp_path / "x.json"), tmp_path / "b.json").memory_text() == again.memory_text()
+    exported = save_profile(prof, tmp_path / "x.json")
+    assert import_profile(exported, tmp_path / "b.json").memory_text() == again.memory_text()
     old = json.loads(path.read_text())
     del old["memory"]  # a file written before the memory existed still loads
     path.write_text(json.dumps(old))
-    assert Profile.load(path).memory_text() == "" and Profile.load(path).words_seen == again.words_seen
+    assert load_profile(path).memory_text() == "" and load_profile(path).words_seen == again.words_seen
     old["lam"] = old["lam"][:3]  # and so does one with the three weights of before (forks without memory)
     path.write_text(json.dumps(old))
-    assert Profile.load(path).lam == old["lam"] + [0.05] * 3
+    assert load_profile(path).mixture.lam_ == old["lam"] + [0.05] * 3
     again.reset()
     assert again.memory_text() == ""
 
@@ -365,11 +375,12 @@ def test_learn_profile_read_learns_text_written_elsewhere(tmp_path: Path, capsys
     profile = tmp_path / "p.json"
     base = ["--set", f"store.path={tmp_path / 'store.sqlite3'}", "learn", "profile"]
     letters = tmp_path / "letters.txt"
-    letters.write_text("Dear Jane,\nwe walked to Pemberley today.\n\nMy love to Pemberley and to you.\n", encoding="utf-8")
+    letters.write_text("Dear Jane,\nwe walked to Pemberley today.\n\nMy love to Pemberley and to you.\n",
+                       encoding="utf-8")
     assert razvilka.cli.main([*base, "read", str(letters), "--profile", str(profile)]) == 0
     assert "learned 17 words" in capsys.readouterr().out  # the units the engine offers: words and punctuation
-    prof = Profile.load(profile)
-    assert prof.uni["Pemberley"] == 2 and prof.decisions == 0
+    prof = load_profile(profile)
+    assert prof.cache.unigrams_["Pemberley"] == 2 and prof.decisions_ == 0
     assert prof.memory_text() == "Dear Jane, we walked to Pemberley today. My love to Pemberley and to you.\n"
     # no decision yet, so the cache has its prior weight (small): the word joins the list, low
     assert "Pemberley" in [c.word for c in prof.rerank(dist(LLM), "We went to", k=10).candidates]
@@ -382,3 +393,41 @@ def test_learn_profile_read_learns_text_written_elsewhere(tmp_path: Path, capsys
     assert razvilka.cli.main([*base, "read", str(tmp_path / "none.txt"), "--profile", str(profile)]) == 2
     assert "No such file" in capsys.readouterr().err
     assert profile.read_bytes() == before
+
+
+def test_hyperparameters_are_set_by_name_and_learned_state_ends_in_an_underscore() -> None:
+    """scikit-learn's conventions: ``get_params``/``set_params`` (nested as ``name__param``), never a module
+    global; learned state in ``..._`` attributes; a changed hyperparameter acts on the next fork."""
+    prof = Profile(None, "p")
+    params = prof.get_params()
+    assert params["prefix_rerank"] is False and params["inject"] == 6 and params["memory__max_chars"] == 8000
+    assert params["mixture__prior_mean"] == 0.05 and params["choice__rate"] == 0.05
+    assert prof.set_params(prefix_rerank=True, choice__rate=0.1) is prof
+    assert prof.prefix_rerank is True and prof.choice.rate == 0.1
+    with pytest.raises(ValueError, match="no hyperparameter 'prefix_reranks'.*prefix_rerank"):
+        prof.set_params(prefix_reranks=True)
+    with pytest.raises(ValueError, match="MixtureWeights has no hyperparameter 'rate'"):
+        prof.set_params(mixture__rate=1.0)
+    # prefix_rerank changes what a prefix fork shows: the engine's order is kept only while it is off
+    for i, name in enumerate(["Elizabeth", "Emma", "Elizabeth", "Emma", "Edmund"] * 2):
+        c = f"Note {i} said"
+        prof.rerank(dist(LLM), c, k=5)
+        prof.observe(c, [w for w, _ in LLM[:5]], None, " " + name, document=f"d{i}")
+    engine = dist([("Ed", 0.4), ("Em", 0.3), ("Eve", 0.2), ("Ewan", 0.05)], prefix="E")
+    reranked = [c.word for c in prof.rerank(engine, "and then said", k=3).candidates]
+    kept = [c.word for c in prof.set_params(prefix_rerank=False).rerank(engine, "and then said", k=3).candidates]
+    assert kept[:2] == ["Ed", "Em"] or kept[1:] == ["Ed", "Em"]
+    assert len([w for w in reranked if w in ("Elizabeth", "Emma", "Edmund")]) > 1, reranked
+    learned = {name for name in vars(prof.cache) if not name.startswith("_")}
+    assert learned and all(name.endswith("_") for name in learned)
+
+
+def test_the_profile_file_is_private(tmp_path: Path) -> None:
+    """What the person writes may be medical: the profile is 0600 in a 0700 directory (razvilka/private.py)."""
+    path = tmp_path / "profiles" / "ann.json"
+    prof = load_profile(path, "ann")
+    prof.observe("Hi", [], None, " Pemberley", document="d1")
+    save_profile(prof)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert load_profile(path, "ann").cache.unigrams_ == {"Pemberley": 1}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from razvilka.daemon.errors import DaemonRefusal
 from razvilka.daemon.store import SCHEMA_VERSION, Entry, Store
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.protocol.errors import ErrorCode
 
 
 def test_entries_survive_reopen_and_undo_is_kept(tmp_path: Path) -> None:
@@ -49,7 +50,7 @@ def test_newer_schema_is_refused_clearly(tmp_path: Path) -> None:
     db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
     db.commit()
     db.close()
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(DaemonRefusal) as err:
         Store(path)
     assert err.value.code == ErrorCode.STORE_ERROR and "newer" in str(err.value)
 
@@ -57,6 +58,28 @@ def test_newer_schema_is_refused_clearly(tmp_path: Path) -> None:
 def test_corrupt_file_is_refused_clearly(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(DaemonRefusal) as err:
         Store(path)
     assert err.value.code == ErrorCode.STORE_ERROR and str(path) in str(err.value)
+
+
+def test_a_write_sqlite_refuses_is_a_store_error_and_keeps_nothing(tmp_path: Path) -> None:
+    """A store that cannot write (here SQLite itself refuses: ``query_only``, then a closed connection)
+    raises STORE_ERROR naming the file and what it was writing; nothing of the write is kept."""
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    doc = store.new_document("ann", "Hello", "gemma")
+    store.db.execute("PRAGMA query_only = ON")
+    with pytest.raises(DaemonRefusal) as err:
+        store.add_entry(doc.id, Entry("e1", 0, "human", " world", [1], ["world"], fork_id="f1", idx=0))
+    assert err.value.code == ErrorCode.STORE_ERROR
+    assert str(path) in err.value.detail and "decision ' world'" in err.value.detail and "readonly" in err.value.detail
+    store.db.execute("PRAGMA query_only = OFF")
+    assert store.entries(doc.id) == []
+    store.add_entry(doc.id, Entry("e1", 0, "human", " world", [1], ["world"], fork_id="f1", idx=0))
+    assert [e.id for e in store.entries(doc.id)] == ["e1"]
+    store.close()
+    with pytest.raises(DaemonRefusal) as err:
+        store.add_fork(doc.id, "f2", position=1, context="Hello world", prefix="", page=0, reason="uncertain",
+                       entropy=1.0, margin=0.1, candidates=[])
+    assert err.value.code == ErrorCode.STORE_ERROR and "fork f2" in err.value.detail

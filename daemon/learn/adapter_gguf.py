@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.daemon.learn.errors import ErrorCode, LearnError
 
 KEY_BASE_NAME = "razvilka.base.name"
 KEY_BASE_FILE = "razvilka.base.file"
@@ -37,7 +37,7 @@ def hf_to_gguf_name(module: str, arch: str, n_layers: int) -> str:
     arch_id = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
     name = gguf.get_tensor_name_map(arch_id, n_layers).get_name(module)
     if name is None:
-        raise ProtocolError(ErrorCode.BAD_CONFIG, f"no GGUF tensor for the module {module!r} of a {arch} model")
+        raise LearnError(ErrorCode.BAD_CONFIG, f"no GGUF tensor for the module {module!r} of a {arch} model")
     return name + ".weight"
 
 
@@ -102,7 +102,7 @@ def model_info(model_path: str | Path) -> dict[str, Any]:
     try:
         kv, shapes = gguf_header(model_path)
     except (ValueError, struct.error, KeyError, OSError) as exc:
-        raise ProtocolError(ErrorCode.BAD_CONFIG, f"cannot read the model {model_path}: {exc}") from None
+        raise LearnError(ErrorCode.BAD_CONFIG, f"cannot read the model {model_path}: {exc}") from None
     return {"arch": kv.get("general.architecture"), "name": kv.get("general.name") or "",
             "file": Path(model_path).name, "size": Path(model_path).stat().st_size, "shapes": shapes}
 
@@ -117,9 +117,9 @@ def write_adapter(path: str | Path, pairs: Mapping[str, tuple[np.ndarray, np.nda
     for name, (a, b) in pairs.items():
         ne = shapes.get(name)
         if ne is None:
-            raise ProtocolError(ErrorCode.BAD_CONFIG, f"{base['file']} has no tensor {name}")
+            raise LearnError(ErrorCode.BAD_CONFIG, f"{base['file']} has no tensor {name}")
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != ne[0] or b.shape[0] != ne[1] or a.shape[0] != b.shape[1]:
-            raise ProtocolError(ErrorCode.BAD_CONFIG, f"LoRA for {name}: A {a.shape} / B {b.shape} do not fit "
+            raise LearnError(ErrorCode.BAD_CONFIG, f"LoRA for {name}: A {a.shape} / B {b.shape} do not fit "
                                 f"the model's {ne[1]} x {ne[0]} weight")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ def read_adapter(path: str | Path) -> dict[str, Any]:
     try:
         kv, shapes = gguf_header(p)
     except (ValueError, struct.error, KeyError, OSError) as exc:
-        raise ProtocolError(ErrorCode.BAD_CONFIG, f"LoRA {p} is not a readable GGUF: {exc}") from None
+        raise LearnError(ErrorCode.BAD_CONFIG, f"LoRA {p} is not a readable GGUF: {exc}") from None
     return {
         "type": kv.get("general.type"), "adapter_type": kv.get("adapter.type"),
         "arch": kv.get("general.architecture"), "alpha": kv.get("adapter.lora.alpha"),
@@ -170,20 +170,20 @@ def check_adapter(adapter_path: str | Path, model_path: str | Path) -> dict[str,
     where = f"LoRA {adapter_path}"
     made_for = ad.get("base_name") or ad.get("base_file") or ad.get("arch") or "an unknown model"
     if ad["type"] != "adapter" or ad["adapter_type"] != "lora":
-        raise ProtocolError(ErrorCode.BAD_CONFIG, f"{where} is not a LoRA adapter (general.type={ad['type']!r}, "
+        raise LearnError(ErrorCode.BAD_CONFIG, f"{where} is not a LoRA adapter (general.type={ad['type']!r}, "
                             f"adapter.type={ad['adapter_type']!r})")
     if ad["arch"] != model["arch"]:
-        raise ProtocolError(ErrorCode.BAD_CONFIG, f"{where} was made for a {ad['arch']} model ({made_for}), "
+        raise LearnError(ErrorCode.BAD_CONFIG, f"{where} was made for a {ad['arch']} model ({made_for}), "
                             f"but the daemon runs {model['file']} ({model['arch']})")
     for tname, ne in ad["shapes"].items():
         base_name, _, part = tname.rpartition(".")
         have = model["shapes"].get(base_name)
         if have is None:
-            raise ProtocolError(ErrorCode.BAD_CONFIG, f"{where} adapts {base_name}, which {model['file']} does not "
+            raise LearnError(ErrorCode.BAD_CONFIG, f"{where} adapts {base_name}, which {model['file']} does not "
                                 f"have: it was made for another model ({made_for})")
         dim_ok = ne[0] == have[0] if part == "lora_a" else ne[1] == have[1]
         if not dim_ok:
-            raise ProtocolError(ErrorCode.BAD_CONFIG, f"{where} does not fit {model['file']}: {tname} has shape "
+            raise LearnError(ErrorCode.BAD_CONFIG, f"{where} does not fit {model['file']}: {tname} has shape "
                                 f"{ne} for a weight of shape {have}; it was made for another model ({made_for})")
     if ad.get("base_size") and model["size"] != int(ad["base_size"]):
         ad["warning"] = (f"the adapter was trained on {ad.get('base_file')} ({ad.get('base_size')} bytes); "

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from razvilka.daemon.learn.history import DocumentHistory, candidate_text, documents, open_store
-from razvilka.daemon.learn.profile import WORD_RE, words_of
+from razvilka.daemon.learn.text import WORD_RE, words_of
+from razvilka.private import open_private, private_dir
 
 CHOSEN_WORDS = 6   # words of the real continuation kept after the chosen word when the rejected side has no look-ahead
 
@@ -105,10 +106,10 @@ KINDS = {"pairs": pairs, "sft": sft, "labels": labels}
 def export(store_path: str | Path, out_dir: str | Path, user: str | None = None) -> dict[str, int]:
     """Write ``pairs.jsonl``, ``sft.jsonl`` and ``labels.jsonl`` into ``out_dir``; returns line counts."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)
     db = open_store(store_path)
-    counts = {k: 0 for k in KINDS}
-    files = {k: (out / f"{k}.jsonl").open("w", encoding="utf-8") for k in KINDS}
+    counts = dict.fromkeys(KINDS, 0)
+    files = {k: open_private(out / f"{k}.jsonl", "w", encoding="utf-8") for k in KINDS}
     try:
         for doc in documents(db, user):
             for kind, fn in KINDS.items():

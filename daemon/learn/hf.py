@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.daemon.learn.errors import ErrorCode, LearnError
 
 log = logging.getLogger("razvilka.learn.hf")
 
@@ -33,7 +33,7 @@ def require_learn_extra() -> None:
         except ImportError:
             missing.append(mod)
     if missing:
-        raise ProtocolError(ErrorCode.BAD_CONFIG, f"LoRA training needs {', '.join(missing)}, which "
+        raise LearnError(ErrorCode.BAD_CONFIG, f"LoRA training needs {', '.join(missing)}, which "
                             f"{'is' if len(missing) == 1 else 'are'} not installed: {INSTALL_HINT}")
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from razvilka.daemon.learn.errors import ErrorCode, LearnError
 from razvilka.daemon.store import SCHEMA_VERSION, default_store_path
-from razvilka.protocol.errors import ErrorCode, ProtocolError
 
 #: What learning reads (schema 1). A store lacking any of it is too old to learn from.
 REQUIRED = {
@@ -29,19 +29,19 @@ def open_store(path: str | Path = "") -> sqlite3.Connection:
     """A read-only connection to the session store, after checking its schema."""
     p = Path(path) if path else default_store_path()
     if not p.is_file():
-        raise ProtocolError(ErrorCode.STORE_ERROR, f"no session store at {p}")
+        raise LearnError(ErrorCode.STORE_ERROR, f"no session store at {p}")
     try:
         db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
-        raise ProtocolError(ErrorCode.STORE_ERROR, f"cannot read the session store {p}: {exc}") from None
+        raise LearnError(ErrorCode.STORE_ERROR, f"cannot read the session store {p}: {exc}") from None
     version: int | None = None
     if "meta" in tables:
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row else None
     if version is not None and version > SCHEMA_VERSION:
         db.close()
-        raise ProtocolError(ErrorCode.STORE_ERROR, f"{p} has store schema {version}, newer than this razvilka "
+        raise LearnError(ErrorCode.STORE_ERROR, f"{p} has store schema {version}, newer than this razvilka "
                             f"reads ({SCHEMA_VERSION}); upgrade razvilka")
     missing = []
     for table, cols in REQUIRED.items():
@@ -53,7 +53,7 @@ def open_store(path: str | Path = "") -> sqlite3.Connection:
     if missing:
         db.close()
         what = f"schema {version}" if version is not None else "no schema version (older than schema 1)"
-        raise ProtocolError(ErrorCode.STORE_ERROR, f"{p} is a session store from an older razvilka ({what}): it "
+        raise LearnError(ErrorCode.STORE_ERROR, f"{p} is a session store from an older razvilka ({what}): it "
                             f"lacks {', '.join(missing)}, which learning needs; this razvilka reads schema "
                             f"{SCHEMA_VERSION}. The file was not changed.")
     return db

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.daemon.learn.errors import ErrorCode, LearnError
 
 
 @dataclass
@@ -272,7 +272,7 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
     dpo = dpo_examples(pick_pairs(split.pairs, budget_pairs, opt.seed), tok, opt)
     rep.sft_examples, rep.dpo_pairs = len(sft), len(dpo)
     if not sft and len(dpo) < opt.min_pairs:
-        raise ProtocolError(ErrorCode.BAD_CONFIG, "nothing to learn from: the store holds no written text for this "
+        raise LearnError(ErrorCode.BAD_CONFIG, "nothing to learn from: the store holds no written text for this "
                             "user (write with the daemon first, or check --user)")
     use_dpo = len(dpo) >= opt.min_pairs
     dpo_steps = int(round(opt.steps * opt.dpo_share)) if use_dpo else 0
@@ -437,7 +437,7 @@ def export_gguf(peft_model: Any, model_path: str | Path, out_path: str | Path, *
     info = model_info(model_path)
     hf_pairs, settings = lora_pairs(peft_model)
     if not hf_pairs:
-        raise ProtocolError(ErrorCode.BAD_CONFIG, "the model carries no LoRA weights to export")
+        raise LearnError(ErrorCode.BAD_CONFIG, "the model carries no LoRA weights to export")
     n_layers = int(_causal_lm(peft_model).config.num_hidden_layers)
     pairs = {hf_to_gguf_name(name, info["arch"], n_layers): ab for name, ab in hf_pairs.items()}
     return write_adapter(out_path, pairs, alpha=settings["alpha"], base=info,
