@@ -119,7 +119,7 @@ class DeviceSpec:
     name: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "DeviceSpec":
+    def parse(cls, text: str) -> DeviceSpec:
         text = text.strip()
         if not text:
             return cls()
@@ -138,7 +138,7 @@ class DeviceSpec:
             return f"{self.vendor:04x}:{self.product:04x}"
         return self.path or (f"name containing {self.name!r}" if self.name else "any device")
 
-    def matches(self, info: "DeviceInfo") -> bool:
+    def matches(self, info: DeviceInfo) -> bool:
         if self.vendor is not None and (info.vendor, info.product) != (self.vendor, self.product):
             return False
         if self.path is not None and os.path.realpath(info.path) != os.path.realpath(self.path):
@@ -343,7 +343,7 @@ class Recording:
     provenance: str = ""
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recording":
+    def load(cls, path: str | Path) -> Recording:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -372,7 +372,7 @@ class Recording:
 class RecordedDevice:
     """Plays a recording's events like an InputDevice; an unplug mark raises ENODEV as the kernel does."""
 
-    def __init__(self, finder: "RecordedFinder") -> None:
+    def __init__(self, finder: RecordedFinder) -> None:
         self.finder = finder
         self.path = finder.recording.device.path
         self.name = finder.recording.device.name
@@ -483,7 +483,7 @@ async def record(spec: DeviceSpec, out: Path, *, seconds: float, finder: Finder 
         while (left := deadline - time.monotonic()) > 0:
             try:
                 ev = await asyncio.wait_for(reader.__anext__(), timeout=left)
-            except (asyncio.TimeoutError, StopAsyncIteration):
+            except (TimeoutError, StopAsyncIteration):
                 break
             except OSError:
                 rows.append({"unplug": True})
@@ -499,5 +499,5 @@ async def record(spec: DeviceSpec, out: Path, *, seconds: float, finder: Finder 
                    "keys": keys},
         "events": rows,
     }
-    out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    await asyncio.to_thread(out.write_text, json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return len(rows)

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from razvilka.inputs.keyadapter import SUBSCRIBE, KeyAdapter, KeySource, fail, serve_until_signal
-from razvilka.inputs.keymap import X11_NAMES, KeyInterpreter, KeyMap
+from razvilka.inputs.keyadapter import KeySource, fail, key_names, main, serve_source
+from razvilka.inputs.keymap import KeyInterpreter, KeyMap
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 
 if TYPE_CHECKING:
@@ -38,30 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("evdev", "x11"),
                         help="evdev: read and grab the pedal (default); x11: HID-keyboard pedal via the X listener")
     parser.add_argument("--device", help="vendor:product (05f3:00ff), /dev/input/eventN or part of the device name")
-    parser.add_argument("--list", action="store_true", help="list input devices with vendor:product and keys, then exit")
+    parser.add_argument("--list", action="store_true",
+                        help="list input devices with vendor:product and keys, then exit")
     parser.add_argument("--list-keys", action="store_true", help="print every key name the evdev backend knows")
     parser.add_argument("--record", metavar="FILE", help="save the device's raw events to FILE (JSON), then exit")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long --record listens (default 15)")
-    parser.add_argument("--replay", metavar="FILE", help="play a recorded event file through the adapter instead of a device")
+    parser.add_argument("--replay", metavar="FILE",
+                        help="play a recorded event file through the adapter instead of a device")
     parser.add_argument("--realtime", action="store_true", help="--replay at the recorded pace")
 
 
-def build_keymap(cfg: "FootswitchConfig", backend: str) -> KeyMap:
-    if backend == "evdev":
-        from razvilka.inputs.evdevkeys import evdev_names
-
-        names = evdev_names()
-    else:
-        names = X11_NAMES
-    return KeyMap.build(cfg.pedals, names, where="inputs.footswitch.pedals", long=cfg.long_press,
+def build_keymap(cfg: FootswitchConfig, backend: str) -> KeyMap:
+    return KeyMap.build(cfg.pedals, key_names(backend), where="inputs.footswitch.pedals", long=cfg.long_press,
                         long_press_ms=cfg.long_press_ms)
 
 
-def make_interpreter(cfg: "FootswitchConfig", keymap: KeyMap) -> KeyInterpreter:
-    return KeyInterpreter(keymap, source=cfg.name, debounce_ms=cfg.debounce_ms, typing=False)
+def make_interpreter(cfg: FootswitchConfig, keymap: KeyMap) -> KeyInterpreter:
+    return KeyInterpreter(keymap, source=cfg.name, debounce_ms=cfg.debounce_ms, typing=False, kind="switch")
 
 
-def make_source(cfg: "FootswitchConfig", keymap: KeyMap, backend: str, device: str,
+def make_source(cfg: FootswitchConfig, keymap: KeyMap, backend: str, device: str,
                 replay: str | None = None, realtime: bool = False) -> KeySource:
     if backend == "x11":
         from razvilka.inputs.x11keys import X11KeySource
@@ -69,7 +65,7 @@ def make_source(cfg: "FootswitchConfig", keymap: KeyMap, backend: str, device: s
         log.warning("x11 backend: the pedal's keys also reach the focused window (no grab); "
                     "use the evdev backend to keep them out")
         return X11KeySource(COMMAND)
-    from razvilka.inputs.evdevkeys import DeviceSpec, EvdevSource, Recording, RecordedFinder
+    from razvilka.inputs.evdevkeys import DeviceSpec, EvdevSource, RecordedFinder, Recording
 
     finder = RecordedFinder(Recording.load(replay), realtime=realtime) if replay else None
     spec = DeviceSpec.parse(device)
@@ -79,9 +75,7 @@ def make_source(cfg: "FootswitchConfig", keymap: KeyMap, backend: str, device: s
     return EvdevSource(spec, keymap.keys(), finder=finder, grab=cfg.grab, reconnect_s=cfg.reconnect_ms / 1000)
 
 
-async def _main(config: "Config", args: argparse.Namespace, stop: asyncio.Event) -> int:
-    from razvilka.protocol.client import BusClient
-
+async def _main(config: Config, args: argparse.Namespace, stop: asyncio.Event) -> int:
     cfg = config.inputs.footswitch
     backend = args.backend or cfg.backend
     keymap = build_keymap(cfg, backend)
@@ -89,22 +83,11 @@ async def _main(config: "Config", args: argparse.Namespace, stop: asyncio.Event)
     if args.replay and args.device is None:
         device = ""  # the recording is the device
     source = make_source(cfg, keymap, backend, device, args.replay, args.realtime)
-    if hasattr(source, "open"):
-        await source.open()
-    try:
-        client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=list(SUBSCRIBE))
-        async with client:
-            adapter = KeyAdapter(client, source, make_interpreter(cfg, keymap), name=cfg.name)
-            code = await adapter.run(stop)
-            if args.replay:
-                await asyncio.sleep(0.3)  # closing drops unsent messages (linger 0): let the last ones leave
-            return code
-    finally:
-        if hasattr(source, "close"):
-            source.close()
+    return await serve_source(config, cfg.name, source, make_interpreter(cfg, keymap), stop,
+                              drain_s=0.3 if args.replay else 0.0)
 
 
-def _tools(config: "Config", args: argparse.Namespace) -> int | None:
+def _tools(config: Config, args: argparse.Namespace) -> int | None:
     """--list, --list-keys, --record: device helpers that need no bus."""
     if args.list_keys:
         from razvilka.inputs.evdevkeys import evdev_names
@@ -127,11 +110,9 @@ def _tools(config: "Config", args: argparse.Namespace) -> int | None:
     return None
 
 
-def run(config: "Config", args: argparse.Namespace) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
     try:
         done = _tools(config, args)
-        if done is not None:
-            return done
-        return asyncio.run(serve_until_signal(lambda stop: _main(config, args, stop)))
     except ProtocolError as exc:
         return fail(COMMAND, exc)
+    return done if done is not None else main(COMMAND, lambda stop: _main(config, args, stop))

@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from razvilka.inputs.keymap import KeyEvent, KeyInterpreter, StatusEvent
+from razvilka.inputs.keymap import X11_NAMES, KeyEvent, KeyInterpreter, KeyNames, StatusEvent
 from razvilka.protocol.client import cancel_and_wait
 from razvilka.protocol.errors import ProtocolError
 from razvilka.protocol.messages import SourceStatus
+from razvilka.runtime import serve_until_signal
 
 if TYPE_CHECKING:
+    from razvilka.config import Config
     from razvilka.protocol.client import BusClient
 
 log = logging.getLogger("razvilka.inputs.keys")
@@ -107,14 +108,43 @@ class KeyAdapter:
         return 1 if lost else 0
 
 
-async def serve_until_signal(make: Callable[[asyncio.Event], Awaitable[int]]) -> int:
-    """Run ``make(stop)`` with SIGINT/SIGTERM setting ``stop``."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    return await make(stop)
+def key_names(backend: str) -> KeyNames:
+    """The key names ``backend`` can report, to validate a configured map against."""
+    if backend == "evdev":
+        from razvilka.inputs.evdevkeys import evdev_names
+
+        return evdev_names()
+    return X11_NAMES
+
+
+async def serve_source(config: Config, name: str, source: KeySource, interpreter: KeyInterpreter,
+                       stop: asyncio.Event, *, drain_s: float = 0.0) -> int:
+    """Open ``source``, run a :class:`KeyAdapter` for it on the bus as ``name`` until ``stop``, close it.
+
+    ``drain_s``: wait this long before closing, so the last messages leave (closing drops
+    unsent ones: linger 0)."""
+    from razvilka.protocol.client import BusClient
+
+    if hasattr(source, "open"):
+        await source.open()  # fail now, with what to do (no X display, no such device)
+    try:
+        client = BusClient.from_config(name, config.bus, role="input", subscribe=list(SUBSCRIBE))
+        async with client:
+            code = await KeyAdapter(client, source, interpreter, name=name).run(stop)
+            if drain_s:
+                await asyncio.sleep(drain_s)
+            return code
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+
+
+def main(command: str, make: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+    """A key adapter's process: ``make(stop)`` until SIGINT/SIGTERM; a bad setup is one clear line."""
+    try:
+        return asyncio.run(serve_until_signal(make))
+    except ProtocolError as exc:
+        return fail(command, exc)
 
 
 def fail(command: str, exc: ProtocolError) -> int:

@@ -1,6 +1,7 @@
 """``razvilka input keyboard``: steer forks from the keyboard.
 
-Defaults: 1-9 select a candidate, arrows move focus, Enter/Space confirm, Backspace goes
+Defaults: 1-9 and 0 select a candidate, arrows move focus, Enter/Space confirm, End takes
+the focused candidate with its look-ahead (Shift+arrows mark how many words), Backspace goes
 back (or deletes a typed letter), Tab/+ asks for more candidates, Esc/F12 toggle pause,
 letters type "my own word". The key logic lives in :mod:`razvilka.inputs.keymap`; the
 events come from X (pynput, default) or from ``/dev/input`` (``--backend evdev``).
@@ -12,9 +13,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from razvilka.inputs.keyadapter import SUBSCRIBE, KeyAdapter, KeySource, fail, serve_until_signal
-from razvilka.inputs.keymap import DEFAULT_KEYBOARD_KEYS, X11_NAMES, KeyInterpreter, KeyMap
-from razvilka.protocol.errors import ProtocolError
+from razvilka.inputs.keyadapter import KeySource, key_names, main, serve_source
+from razvilka.inputs.keymap import DEFAULT_KEYBOARD_KEYS, KeyInterpreter, KeyMap
 
 if TYPE_CHECKING:
     from razvilka.config import Config
@@ -31,24 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-typing", action="store_true", help="letters do not start 'my own word'")
 
 
-def build_keymap(cfg: "KeyboardConfig", backend: str) -> KeyMap:
+def build_keymap(cfg: KeyboardConfig, backend: str) -> KeyMap:
     """The validated key map for ``backend`` (``ProtocolError(BAD_CONFIG)`` on unknown names)."""
-    if backend == "evdev":
-        from razvilka.inputs.evdevkeys import evdev_names
-
-        names = evdev_names()
-    else:
-        names = X11_NAMES
-    return KeyMap.build(cfg.keys, names, where="inputs.keyboard.keys",
+    return KeyMap.build(cfg.keys, key_names(backend), where="inputs.keyboard.keys",
                         defaults=DEFAULT_KEYBOARD_KEYS if cfg.defaults else None)
 
 
-def make_interpreter(cfg: "KeyboardConfig", keymap: KeyMap, typing: bool | None = None) -> KeyInterpreter:
+def make_interpreter(cfg: KeyboardConfig, keymap: KeyMap, typing: bool | None = None) -> KeyInterpreter:
     return KeyInterpreter(keymap, source=cfg.name, debounce_ms=cfg.debounce_ms,
                           typing=cfg.typing if typing is None else typing)
 
 
-def make_source(cfg: "KeyboardConfig", keymap: KeyMap, backend: str, device: str, typing: bool) -> KeySource:
+def make_source(cfg: KeyboardConfig, keymap: KeyMap, backend: str, device: str, typing: bool) -> KeySource:
     if backend == "evdev":
         from razvilka.inputs.evdevkeys import DeviceSpec, EvdevSource
 
@@ -62,28 +56,14 @@ def make_source(cfg: "KeyboardConfig", keymap: KeyMap, backend: str, device: str
     return X11KeySource(COMMAND)
 
 
-async def _main(config: "Config", args: argparse.Namespace, stop: asyncio.Event) -> int:
-    from razvilka.protocol.client import BusClient
-
+async def _main(config: Config, args: argparse.Namespace, stop: asyncio.Event) -> int:
     cfg = config.inputs.keyboard
     backend = args.backend or cfg.backend
     typing = cfg.typing and not args.no_typing
     keymap = build_keymap(cfg, backend)
     source = make_source(cfg, keymap, backend, args.device if args.device is not None else cfg.device, typing)
-    if hasattr(source, "open"):
-        await source.open()  # fail now, with what to do, if there is no X display
-    try:
-        client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=list(SUBSCRIBE))
-        async with client:
-            adapter = KeyAdapter(client, source, make_interpreter(cfg, keymap, typing), name=cfg.name)
-            return await adapter.run(stop)
-    finally:
-        if hasattr(source, "close"):
-            source.close()
+    return await serve_source(config, cfg.name, source, make_interpreter(cfg, keymap, typing), stop)
 
 
-def run(config: "Config", args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(serve_until_signal(lambda stop: _main(config, args, stop)))
-    except ProtocolError as exc:
-        return fail(COMMAND, exc)
+def run(config: Config, args: argparse.Namespace) -> int:
+    return main(COMMAND, lambda stop: _main(config, args, stop))

@@ -1,14 +1,17 @@
-"""Key presses in, protocol bodies out: the logic shared by the keyboard and the foot switch.
+"""Key presses in, protocol bodies out: the one place for the key rules.
 
-Pure and device-free: the X11 (pynput) and evdev sources turn their events into
-:class:`KeyEvent` (a canonical key name, down or up, a bus-clock time), and
-:class:`KeyInterpreter` turns those into Focus / Confirm / Select / Command bodies,
-using the fork it has seen on the bus. Nothing here imports pynput or evdev.
+The keyboard and foot-switch adapters and the terminal view all use :class:`KeyInterpreter`,
+so a key does the same wherever it is pressed. Pure and device-free: the X11 (pynput) and
+evdev sources turn their events into :class:`KeyEvent` (a canonical key name, down or up, a
+bus-clock time), the terminal view turns Textual's key names into canonical ones, and
+:class:`KeyInterpreter` turns those into Focus / Confirm / Select / Command bodies, using the
+fork it has seen on the bus. Nothing here imports pynput, evdev or Textual.
 
 Canonical key names are pynput's ``Key`` names (``enter``, ``esc``, ``f12``, ``page_up``,
-...), single characters (``a``, ``1``, ``+``; letters lower-case) and, for evdev
-devices only, the lower-cased kernel names of keys and buttons without another name
-(``btn_0``, ``key_playpause``). Config files may also use the aliases in :data:`ALIASES`.
+...), single characters (``a``, ``1``, ``+``; letters lower-case), ``shift+NAME`` for a
+named key pressed with Shift (``shift+right``) and, for evdev devices only, the lower-cased
+kernel names of keys and buttons without another name (``btn_0``, ``key_playpause``).
+Config files may also use the aliases in :data:`ALIASES`.
 """
 from __future__ import annotations
 
@@ -17,17 +20,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from razvilka.protocol.client import ForkTracker, TrackedFork
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import (
-    Body,
-    Command,
-    Confirm,
-    Focus,
-    ForkDecided,
-    ForkOpen,
-    Message,
-    Select,
-)
+from razvilka.protocol.messages import Body, Command, Confirm, Focus, Message, Select
 
 #: pynput's ``Key`` names that the X11 backend reports (aliases such as ``ctrl_l`` fold
 #: into ``ctrl``: pynput reports the left modifier under the plain name).
@@ -51,13 +46,15 @@ ALIASES: dict[str, str] = {
 
 #: Held modifiers that mean "this key press is a shortcut for another program".
 SHORTCUT_MODIFIERS = frozenset({"ctrl", "ctrl_r", "alt", "alt_r", "cmd", "cmd_r"})
-MODIFIERS = SHORTCUT_MODIFIERS | {"shift", "shift_r", "alt_gr", "caps_lock", "num_lock"}
+SHIFTS = frozenset({"shift", "shift_r"})
+MODIFIERS = SHORTCUT_MODIFIERS | SHIFTS | {"alt_gr", "caps_lock", "num_lock"}
 
 #: Plain actions; ``select:N`` (N >= 1) selects candidate N directly; ``phrase:N`` takes the focused
-#: candidate with the first N words of its look-ahead (protocol 1.1 ``phrase_words``).
+#: candidate with the first N words of its look-ahead (protocol 1.1 ``phrase_words``);
+#: ``mark_more``/``mark_fewer`` set how many look-ahead words a plain ``phrase`` takes.
 ACTIONS: tuple[str, ...] = (
     "confirm", "phrase", "back", "more", "toggle_pause", "pause", "resume", "regenerate",
-    "focus_next", "focus_prev", "none",
+    "focus_next", "focus_prev", "mark_more", "mark_fewer", "none",
 )
 _SELECT_RE = re.compile(r"^select:([1-9][0-9]{0,2})$")
 _PHRASE_RE = re.compile(r"^phrase:([1-9]|[1-5][0-9]|6[0-4])$")
@@ -65,10 +62,10 @@ _VK_RE = re.compile(r"^vk_[0-9]+$")
 
 #: The keyboard's defaults; ``inputs.keyboard.keys`` entries override them one by one.
 DEFAULT_KEYBOARD_KEYS: dict[str, str] = {
-    **{str(n): f"select:{n}" for n in range(1, 10)},
+    **{str(n): f"select:{n}" for n in range(1, 10)}, "0": "select:10",
     "up": "focus_prev", "left": "focus_prev", "down": "focus_next", "right": "focus_next",
     "enter": "confirm", "space": "confirm",
-    "end": "phrase",
+    "end": "phrase", "shift+right": "mark_more", "shift+left": "mark_fewer",
     "backspace": "back",
     "tab": "more", "+": "more",
     "esc": "toggle_pause", "f12": "toggle_pause",
@@ -100,6 +97,9 @@ class KeyNames:
     def canonical(self, name: str) -> str | None:
         """The canonical form of a configured name, or None if this backend never reports it."""
         raw = name if is_char_name(name) else name.strip().lower()
+        if raw.startswith("shift+") and len(raw) > len("shift+"):  # a chord: Shift with a named key
+            key = self.canonical(raw[len("shift+"):])
+            return f"shift+{key}" if key is not None and not is_char_name(key) and key not in MODIFIERS else None
         key = self.aliases.get(raw, ALIASES.get(raw, raw))
         if key in self.named or (self.chars and is_char_name(key)) or (self.vk and _VK_RE.match(key)):
             return key.lower() if is_char_name(key) else key
@@ -150,7 +150,7 @@ class KeyMap:
         defaults: Mapping[str, str] | None = None,
         long: Mapping[str, str] | None = None,
         long_press_ms: float = 600.0,
-    ) -> "KeyMap":
+    ) -> KeyMap:
         """Validate a configured map; raise ``ProtocolError(BAD_CONFIG)`` naming every bad entry.
 
         ``defaults`` are laid under ``keys``; map a key to ``"none"`` to switch a default off.
@@ -266,23 +266,6 @@ class Reaction:
     action: str = ""
 
 
-@dataclass(slots=True)
-class ForkView:
-    """The open fork as keys see it: candidate indices and words in display order."""
-
-    fork_id: str
-    indices: list[int]
-    words: list[str]
-    prefix: str = ""
-
-    @property
-    def k(self) -> int:
-        return len(self.indices)
-
-    def position(self, index: int | None) -> int | None:
-        return self.indices.index(index) if index in self.indices else None
-
-
 def typable(char: str | None, typed: str) -> bool:
     """Letters start or grow a word; an apostrophe or hyphen may continue one."""
     if not char or len(char) != 1:
@@ -291,15 +274,27 @@ def typable(char: str | None, typed: str) -> bool:
 
 
 class KeyInterpreter:
-    """Turns key events into protocol bodies, tracking the current fork, focus and typed word.
+    """The key rules: key presses in, Focus / Confirm / Select / Command bodies out.
 
-    "My own word": with ``typing`` on, an unmapped letter appends to the typed prefix and
-    sends ``Command(command="type", text=prefix)`` so the daemon narrows the candidates.
-    The back key deletes a letter while a prefix is typed (sending the shorter prefix;
-    ``""`` ends typing). Confirm with a prefix and no focus commits the typed word: a
-    ``Select`` of the candidate that is exactly that word when the fork has one, otherwise
-    ``Command(command="type", text=word + " ")`` -- a trailing space ends the word, as on a
-    keyboard.
+    Every key source uses it: the keyboard and foot-switch adapters (through :meth:`feed`,
+    with debouncing and long presses) and the terminal view (through :meth:`press`), so a key
+    does the same wherever it is pressed. It follows the open fork, the focus (its own, or
+    another source's) and the typed prefix:
+
+    * ``select:N`` selects the N-th candidate as sent; ``focus_next``/``focus_prev`` move the
+      focus from the latest focus of any source, wrapping.
+    * ``confirm`` names the candidate only when the focus is this source's own (its arrows
+      put it there). Otherwise the confirm carries no index and the daemon's decider fuses it
+      with the freshest focus (a key or pointer beats gaze).
+    * ``phrase`` takes the focused candidate with its look-ahead: the words marked with
+      ``mark_more``/``mark_fewer`` (a mark stays with its candidate), else all of it;
+      ``phrase:N`` takes its first N words.
+    * "My own word": with ``typing`` on, an unmapped letter appends to the typed prefix and
+      sends ``Command(command="type", text=prefix)`` so the daemon narrows the candidates.
+      ``back`` deletes a letter while a prefix is typed (sending the shorter prefix; ``""``
+      ends typing). ``confirm`` with a prefix and no focus commits the typed word: a
+      ``Select`` of the candidate that is exactly that word when the fork has one, otherwise
+      ``Command(command="type", text=word + " ")`` -- a trailing space ends the word.
     """
 
     def __init__(
@@ -309,42 +304,65 @@ class KeyInterpreter:
         source: str,
         debounce_ms: float = 60.0,
         typing: bool = False,
+        kind: str = "key",
     ) -> None:
         self.keymap = keymap
         self.source = source
+        self.kind = kind  # protocol 1.3 ``kind`` of the focus, confirm and select it sends
         self.typing = typing
         self.debounce = Debouncer(debounce_ms)
-        self.fork: ForkView | None = None
+        self.forks = ForkTracker()
         self.focus: int | None = None
+        self.focus_source = ""
         self.focus_own = False
         self.typed = ""
+        self.marked: tuple[str, int, int] | None = None  # (fork, candidate, N): look-ahead words marked
         self._sent_prefixes: set[str] = set()
         self._pressed_at: dict[str, int] = {}
         # A modifier the map names is a key like any other (a pedal programmed to send Super).
         self._modifiers = MODIFIERS - keymap.keys()
         self._shortcut_modifiers = SHORTCUT_MODIFIERS - keymap.keys()
 
+    @property
+    def fork(self) -> TrackedFork | None:
+        """The open fork, or None."""
+        return self.forks.fork
+
+    def phrase_mark(self) -> int:
+        """Look-ahead words marked on the focused candidate (0 when the mark is on another one)."""
+        fork = self.forks.fork
+        if self.marked and fork and self.marked[:2] == (fork.fork_id, self.focus):
+            return self.marked[2]
+        return 0
+
     # ------------------------------------------------------------ bus side
-    def observe(self, msg: Message) -> None:
-        """Follow forks and other sources' focus (call for every received message)."""
-        body, fork_id = msg.body, msg.header.fork_id
-        if isinstance(body, ForkOpen) and fork_id:
-            ordered = sorted(body.candidates, key=lambda c: c.index)
-            self.fork = ForkView(fork_id, [c.index for c in ordered], [c.word.strip() for c in ordered], body.prefix)
-            self.focus, self.focus_own = None, False
-            if body.prefix != self.typed and body.prefix not in self._sent_prefixes:
+    def observe(self, msg: Message) -> bool:
+        """Follow forks and other sources' focus (call for every received message).
+
+        True when the fork, its look-aheads, the focus or the typed prefix changed."""
+        what = self.forks.update(msg)
+        body, fork = msg.body, self.forks.fork
+        if what in ("open", "reopen") and fork is not None:
+            self._set_focus(None, "")
+            if fork.prefix != self.typed and fork.prefix not in self._sent_prefixes:
                 # Someone else (another adapter, the daemon) set the prefix: continue from it.
-                self.typed = body.prefix
+                self.typed = fork.prefix
                 self._sent_prefixes.clear()
-        elif isinstance(body, ForkDecided):
-            if self.fork is not None and fork_id == self.fork.fork_id:
-                self.fork = None
-                self.focus, self.focus_own = None, False
-                self.typed = ""
-                self._sent_prefixes.clear()
-        elif isinstance(body, Focus):
-            if self.fork is not None and fork_id == self.fork.fork_id and body.source != self.source:
-                self.focus, self.focus_own = body.index, False
+            return True
+        if what in ("decided", "undone"):
+            self._set_focus(None, "")
+            self.typed = ""
+            self._sent_prefixes.clear()
+            return True
+        if isinstance(body, Focus) and fork is not None and msg.header.fork_id == fork.fork_id:
+            if body.source == self.source or (body.index is not None and fork.position_of(body.index) is None):
+                return False  # our own echo (already applied), or a candidate this fork lacks
+            self._set_focus(body.index, body.source if body.index is not None else "")
+            return True
+        return what != ""
+
+    def _set_focus(self, index: int | None, source: str) -> None:
+        self.focus, self.focus_source, self.focus_own = index, source, source == self.source
 
     def release_all(self) -> None:
         """Forget held keys (the device went away mid-press)."""
@@ -353,6 +371,7 @@ class KeyInterpreter:
 
     # ------------------------------------------------------------ key side
     def feed(self, ev: KeyEvent) -> Reaction:
+        """One key going down or up from a device: debounced, modifiers and long presses applied."""
         if not self.debounce.accept(ev):
             return Reaction()  # a repeat, a double report or a bounce: silently dropped
         if ev.name in self._modifiers:
@@ -364,10 +383,17 @@ class KeyInterpreter:
             return Reaction()
         if self.debounce.held(self._shortcut_modifiers):
             return Reaction(note=f"{ev.name}: a ctrl/alt/cmd shortcut, not for us")
-        action = self.keymap.actions.get(ev.name)
+        name = ev.name
+        if self.debounce.held(SHIFTS) and f"shift+{name}" in self.keymap.actions:
+            name = f"shift+{name}"
+        return self.press(name, ev.char)
+
+    def press(self, name: str, char: str | None = None) -> Reaction:
+        """One key press by canonical name (``shift+right`` for a chord), ``char`` the text it types."""
+        action = self.keymap.actions.get(name)
         if action is None:
-            if self.typing and typable(ev.char, self.typed):
-                return self._type(ev.char or "")
+            if self.typing and typable(char, self.typed):
+                return self._type(char or "")
             return Reaction()
         return self.perform(action)
 
@@ -392,7 +418,7 @@ class KeyInterpreter:
         return reaction
 
     def perform(self, action: str) -> Reaction:
-        fork = self.fork
+        fork = self.forks.fork
         fid = fork.fork_id if fork else None
         src = self.source
         if action == "none":
@@ -409,49 +435,56 @@ class KeyInterpreter:
             n = int(match.group(1))
             if n > fork.k:
                 return Reaction(note=f"select {n}: the fork has only {fork.k} candidates", action=action)
-            return Reaction([Emit(Select(index=fork.indices[n - 1], source=src), fid)], action=action)
+            return Reaction([Emit(Select(index=fork.indices[n - 1], source=src, kind=self.kind), fid)],
+                            action=action)
         if action in ("focus_next", "focus_prev"):
             if fork.k == 0:
                 return Reaction(note=f"{action}: the fork has no candidates", action=action)
             step = 1 if action == "focus_next" else -1
-            pos = fork.position(self.focus)
+            pos = fork.position_of(self.focus)
             pos = (0 if step == 1 else fork.k - 1) if pos is None else (pos + step) % fork.k
-            new = fork.indices[pos]
-            self.focus, self.focus_own = new, True
-            return Reaction([Emit(Focus(index=new, source=src), fid)], action=action)
+            self._set_focus(fork.indices[pos], src)
+            return Reaction([Emit(Focus(index=self.focus, source=src, kind=self.kind), fid)], action=action)
+        if action in ("mark_more", "mark_fewer"):  # local: which look-ahead words `phrase` will take
+            if self.focus is None:
+                return Reaction(note=f"{action}: no candidate is focused (move to one first)", action=action)
+            most = len(fork.lookahead_words(self.focus))
+            n = self.phrase_mark() + (1 if action == "mark_more" else -1)
+            self.marked = (fork.fork_id, self.focus, max(0, min(most, n)))
+            return Reaction(note=f"{self.marked[2]} look-ahead word(s) marked", action=action)
         words = _PHRASE_RE.match(action)
         if action == "phrase" or words:  # the focused candidate and (the head of) its look-ahead: one key
             if self.focus is None:
                 return Reaction(note=f"{action}: no candidate is focused (move to one first)", action=action)
-            n = int(words.group(1)) if words else 0
-            return Reaction([Emit(Select(index=self.focus, source=src, phrase=not n, phrase_words=n), fid)],
-                            action=action)
+            n = int(words.group(1)) if words else self.phrase_mark()
+            return Reaction([Emit(Select(index=self.focus, source=src, phrase=not n, phrase_words=n,
+                                         kind=self.kind), fid)], action=action)
         if action == "confirm":
             if self.typed and self.focus is None:
                 return self._commit(fork)
             index = self.focus if self.focus_own else None
-            return Reaction([Emit(Confirm(source=src, index=index), fid)], action=action)
+            return Reaction([Emit(Confirm(source=src, index=index, kind=self.kind), fid)], action=action)
         return Reaction(note=f"unknown action {action!r}", action=action)  # pragma: no cover - validated
 
     def _type(self, char: str) -> Reaction:
-        if self.fork is None:
+        if self.forks.fork is None:
             return Reaction(note=f"typed {char!r}: no open fork to narrow", action="type")
         self.typed += char
         return self._send_prefix("type")
 
     def _send_prefix(self, action: str) -> Reaction:
-        self.focus, self.focus_own = None, False
+        self._set_focus(None, "")
         self._sent_prefixes.add(self.typed)
-        fid = self.fork.fork_id if self.fork else None
+        fid = self.forks.fork_id
         return Reaction([Emit(Command(command="type", source=self.source, text=self.typed), fid)], action=action)
 
-    def _commit(self, fork: ForkView) -> Reaction:
+    def _commit(self, fork: TrackedFork) -> Reaction:
         word = self.typed
         self.typed = ""
         self._sent_prefixes.clear()
         if word in fork.words:
             index = fork.indices[fork.words.index(word)]
-            return Reaction([Emit(Select(index=index, source=self.source), fork.fork_id)],
+            return Reaction([Emit(Select(index=index, source=self.source, kind=self.kind), fork.fork_id)],
                             action="commit")
         return Reaction([Emit(Command(command="type", source=self.source, text=word + " "), fork.fork_id)],
                         action="commit")

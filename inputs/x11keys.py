@@ -146,7 +146,7 @@ class X11KeySource:
         while True:
             try:
                 ev = await asyncio.wait_for(self.queue.get(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if not self.listener.is_alive():
                     yield StatusEvent("lost", f"the X listener on {self.display} stopped (X server gone?)")
                     return
@@ -160,7 +160,7 @@ class X11KeySource:
         context = getattr(self.listener, "_context", None)
         try:
             self.listener.stop()
-        except Exception:  # noqa: BLE001 - stopping a listener whose X server is gone
+        except Exception:
             log.debug("listener stop failed", exc_info=True)
         deadline = time.monotonic() + timeout_s
         while self.listener.is_alive() and time.monotonic() < deadline:
@@ -175,7 +175,7 @@ class X11KeySource:
                     control.record_disable_context(context)
                     control.flush()
                     control.close()
-                except Exception:  # noqa: BLE001 - the context may be gone already
+                except Exception:
                     log.debug("record disable failed", exc_info=True)
         if self.listener.is_alive():
             log.warning("the X key listener thread did not stop within %.1f s", timeout_s)

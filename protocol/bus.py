@@ -19,6 +19,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from razvilka.protocol import curve
+from razvilka.protocol.client import ForkTracker
 from razvilka.protocol.codec import Codec
 from razvilka.protocol.config import BusConfig
 from razvilka.protocol.discovery import Endpoints, write_discovery
@@ -29,6 +30,8 @@ log = logging.getLogger("razvilka.bus")
 
 #: Topics whose latest message (per sender) a late joiner needs.
 RETAINED = ("fork.", "text.state.", "daemon.status.", "render.layout.", "source.status.", "heartbeat.")
+#: Followed only for what they do to the open fork (``text.undo`` ends it), never retained.
+FORK_ONLY = ("text.undo",)
 SNAPSHOT_REQUEST = b"SNAPSHOT"
 
 
@@ -45,32 +48,28 @@ class StateCache:
 
     def __init__(self) -> None:
         self.latest: OrderedDict[tuple[str, str], list[bytes]] = OrderedDict()
-        self.fork_id: str | None = None
-        self.fork_open: list[bytes] | None = None
-        self.fork_updates: list[list[bytes]] = []
+        self.forks = ForkTracker()
         self.last_seq: dict[str, int] = {}
+
+    @property
+    def fork_id(self) -> str | None:
+        return self.forks.fork_id
 
     def add(self, msg: Message, frames: list[bytes]) -> None:
         h = msg.header
         self.last_seq[f"{h.sender}/{h.session}/{h.type}"] = h.seq
-        if h.type == "fork.open":
-            self.fork_id, self.fork_open, self.fork_updates = h.fork_id, frames, []
-        elif h.type.startswith("fork."):
-            if h.fork_id == self.fork_id and self.fork_open is not None:
-                self.fork_updates.append(frames)
-                if h.type == "fork.decided":
-                    self.fork_open, self.fork_updates, self.fork_id = None, [], None
-                    self.latest[(h.type, h.sender)] = frames
-        else:
+        if msg.frames is None:
+            msg.frames = list(frames)
+        if self.forks.update(msg) == "decided":
+            self.latest[(h.type, h.sender)] = frames  # the last decision, drawn by a late joiner
+        elif not h.type.startswith("fork.") and h.type not in FORK_ONLY:
             key = (msg.topic, h.sender)
             self.latest.pop(key, None)
             self.latest[key] = frames
 
     def messages(self) -> list[list[bytes]]:
         out = list(self.latest.values())
-        if self.fork_open is not None:
-            out.append(self.fork_open)
-            out.extend(self.fork_updates)
+        out.extend(m.frames for m in self.forks.messages() if m.frames is not None)
         return out
 
 
@@ -194,7 +193,7 @@ class BusHost:
             if s is not None and not s.closed:
                 s.close(linger=0)
 
-    def __enter__(self) -> "BusHost":
+    def __enter__(self) -> BusHost:
         self.start()
         return self
 
@@ -218,7 +217,7 @@ class BusHost:
         sub = self.ctx.socket(zmq.SUB)
         sub.linger = 0
         sub.rcvhwm = self.config.hwm
-        for prefix in RETAINED:
+        for prefix in (*RETAINED, *(f"{t}." for t in FORK_ONLY)):
             sub.subscribe(prefix.encode())
         sub.connect(self._inproc)
         poller = zmq.Poller()

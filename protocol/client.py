@@ -7,12 +7,16 @@ No other module opens ZeroMQ sockets. The client
 * counts sequence gaps per sender and type;
 * sends heartbeats and tracks peers' heartbeats, warning when a peer misses 3 beats;
 * fetches a snapshot for late joiners and drops live messages the snapshot already covered.
+
+:class:`ForkTracker` follows which fork is open (and its look-aheads) for every client that
+needs to know: the bus host's state cache, adapters, renderers.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -29,7 +33,17 @@ from razvilka.protocol.codec import Codec
 from razvilka.protocol.config import BusConfig
 from razvilka.protocol.discovery import Endpoints, read_discovery
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Body, Header, Heartbeat, Message
+from razvilka.protocol.messages import (
+    Body,
+    Candidate,
+    ForkDecided,
+    ForkLookahead,
+    ForkOpen,
+    Header,
+    Heartbeat,
+    Message,
+    TextUndo,
+)
 
 log = logging.getLogger("razvilka.client")
 
@@ -105,7 +119,6 @@ class BusClient:
         self._pub_sync: zmq.Socket | None = None
         self._sub_sync: zmq.Socket | None = None
         self._burst = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.pub: zmq.asyncio.Socket | None = None
         self.sub: zmq.asyncio.Socket | None = None
         self.state = "ok"
@@ -125,14 +138,17 @@ class BusClient:
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
-        if self.endpoints.curve_server_public:
-            if self.curve_secret_file is None:
-                raise ProtocolError(ErrorCode.BAD_CONFIG, "the bus requires CURVE: give a client secret key file")
-            curve.make_client(sock, self.endpoints.curve_server_public.encode(), self.curve_secret_file)
+        try:
+            if self.endpoints.curve_server_public:
+                if self.curve_secret_file is None:
+                    raise ProtocolError(ErrorCode.BAD_CONFIG, "the bus requires CURVE: give a client secret key file")
+                curve.make_client(sock, self.endpoints.curve_server_public.encode(), self.curve_secret_file)
+        except BaseException:
+            sock.close(linger=0)  # not handed out, so nobody else would close it
+            raise
         return sock
 
     async def start(self) -> "BusClient":
-        self._loop = asyncio.get_running_loop()
         self.pub = self._socket(zmq.PUB)
         self.pub.sndhwm = 100_000
         self.pub.connect(self.endpoints.pub)
@@ -215,11 +231,6 @@ class BusClient:
             assert self.pub is not None, "call start() first"
             raise zmq.ZMQError(zmq.ENOTSOCK)  # closed: what the socket itself would say
         return self._pub_sync
-
-    def publish_threadsafe(self, body: Body, *, fork_id: str | None = None, subtopic: Sequence[str] = ()) -> None:
-        """For callbacks on foreign threads (pynput, evdev): hand the send to the loop."""
-        assert self._loop is not None, "call start() first"
-        self._loop.call_soon_threadsafe(lambda: self.publish(body, fork_id=fork_id, subtopic=subtopic))
 
     def send_raw(self, frames: Sequence[bytes]) -> None:
         """Send frames as they are (bridges forwarding foreign messages, tests of bad input)."""
@@ -343,7 +354,7 @@ class BusClient:
             chunk = frames[pos:pos + size]
             pos += size
             try:
-                msg = self.codec.decode(chunk)
+                msg = self.codec.decode(chunk, retained=True)  # old by design: no replay check
             except ProtocolError as exc:
                 log.warning("%s: snapshot held a bad message: %s", self.name, exc)
                 continue
@@ -381,3 +392,131 @@ class BusClient:
             for p in self.peers.values()
             if p.name != self.name
         }
+
+
+# ---------------------------------------------------------------------- following forks
+@dataclass
+class TrackedFork:
+    """The open fork as a client sees it: its ``fork.open`` and the look-aheads streamed since."""
+
+    fork_id: str
+    body: ForkOpen
+    messages: list[Message] = field(default_factory=list)  # fork.open, then its updates, as received
+    short: dict[int, list[str]] = field(default_factory=dict)
+    long: dict[int, list[str]] = field(default_factory=dict)
+    lookahead_done: bool = False
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        """In the order the daemon sent them: the order renderers draw and number keys count."""
+        return self.body.candidates
+
+    @property
+    def k(self) -> int:
+        return len(self.body.candidates)
+
+    @property
+    def indices(self) -> list[int]:
+        return [c.index for c in self.body.candidates]
+
+    @property
+    def words(self) -> list[str]:
+        return [c.word.strip() for c in self.body.candidates]
+
+    @property
+    def prefix(self) -> str:
+        return self.body.prefix
+
+    def position_of(self, index: int | None) -> int | None:
+        """Where candidate ``index`` sits in the sent order (None if absent)."""
+        for pos, cand in enumerate(self.body.candidates):
+            if cand.index == index:
+                return pos
+        return None
+
+    def phrases(self, index: int) -> list[str]:
+        """The short look-ahead phrases of candidate ``index`` (from fork.open or fork.lookahead)."""
+        return self.short.get(index, [])
+
+    def long_phrases(self, index: int) -> list[str]:
+        """The longer look-ahead when it has arrived, else the short one."""
+        return self.long.get(index) or self.short.get(index, [])
+
+    def lookahead_words(self, index: int) -> list[str]:
+        """The words of the first short look-ahead, as the daemon counts them for ``phrase_words``."""
+        phrases = self.phrases(index)
+        return phrases[0].split() if phrases else []
+
+    def stem(self, cand: Candidate) -> str:
+        """The end of the word a joining candidate continues ("Miss" for "es"), from the fork's context."""
+        if not cand.joins:
+            return ""
+        m = re.search(r"\w+$", self.body.context)
+        return m.group(0) if m else ""
+
+
+class ForkTracker:
+    """Which fork is open now: the one place that reads ``fork.*`` and ``text.undo`` for it.
+
+    Feed it every received message with :meth:`update`. A fork ends when it is decided, when
+    another fork opens (more, type, a new page), or when ``text.undo`` takes back the text it
+    was opened on; ended forks are remembered (``remember`` of them) so that a late message for
+    one is known to be stale rather than unknown.
+    """
+
+    def __init__(self, remember: int = 256) -> None:
+        self.fork: TrackedFork | None = None
+        self.closed: deque[str] = deque(maxlen=remember)
+        self.ended: str | None = None  # the fork the last update ended, if it ended one
+        self.last_decided: Message | None = None
+
+    @property
+    def fork_id(self) -> str | None:
+        return self.fork.fork_id if self.fork else None
+
+    def is_stale(self, fork_id: str | None) -> bool:
+        """True for a fork that was open once and has ended (decided, superseded or undone)."""
+        return fork_id is not None and fork_id != self.fork_id and fork_id in self.closed
+
+    def messages(self) -> list[Message]:
+        """The open fork's messages (fork.open first), for a late joiner to replay."""
+        return list(self.fork.messages) if self.fork else []
+
+    def update(self, msg: Message) -> str:
+        """Fold one message in. Returns what it did to the fork: ``"open"`` (a new fork),
+        ``"reopen"`` (the same id again), ``"lookahead"``, ``"update"`` (another fork message),
+        ``"decided"``, ``"undone"``, or ``""`` (nothing about the open fork)."""
+        self.ended = None
+        kind, fork_id, body = msg.header.type, msg.header.fork_id, msg.body
+        if isinstance(body, ForkOpen) and fork_id:
+            same = fork_id == self.fork_id
+            if self.fork is not None and not same:
+                self._end(self.fork.fork_id)
+            self.fork = TrackedFork(fork_id, body, [msg],
+                                    short={c.index: list(c.lookahead) for c in body.candidates if c.lookahead})
+            return "reopen" if same else "open"
+        if isinstance(body, TextUndo) and self.fork is not None:
+            self._end(self.fork.fork_id)
+            return "undone"
+        if not kind.startswith("fork.") or self.fork is None or fork_id != self.fork.fork_id:
+            if isinstance(body, ForkDecided) and fork_id and fork_id not in self.closed:
+                self.closed.append(fork_id)  # one we never saw open: still, it is over
+            return ""
+        if isinstance(body, ForkDecided):
+            self.last_decided = msg
+            self._end(fork_id)
+            return "decided"
+        self.fork.messages.append(msg)
+        if isinstance(body, ForkLookahead):
+            for entry in body.entries:
+                (self.fork.long if entry.long else self.fork.short)[entry.index] = list(entry.phrases)
+            self.fork.lookahead_done = self.fork.lookahead_done or body.done
+            return "lookahead"
+        return "update"
+
+    def _end(self, fork_id: str) -> None:
+        if fork_id not in self.closed:
+            self.closed.append(fork_id)
+        if self.fork is not None and self.fork.fork_id == fork_id:
+            self.fork = None
+        self.ended = fork_id

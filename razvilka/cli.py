@@ -5,7 +5,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from razvilka.config import Config, ConfigError, load_config
 
@@ -17,9 +17,21 @@ AREAS = (
     "razvilka.inputs.cli",
     "razvilka.renderers.cli",
     "razvilka.up",
+    "razvilka.say_cli",
 )
 
 Handler = Callable[[Config, argparse.Namespace], int]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1 (``--k 0`` is an error, not ignored)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

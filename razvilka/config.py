@@ -20,6 +20,7 @@ import msgspec
 
 from razvilka.daemon.config import DaemonConfig, GatingConfig, ModelConfig, StoreConfig
 from razvilka.inputs.config import InputsConfig
+from razvilka.outconfig import SpeechConfig, TextOutConfig
 from razvilka.protocol.config import BusConfig
 from razvilka.renderers.config import RenderersConfig
 
@@ -40,6 +41,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     inputs: InputsConfig = msgspec.field(default_factory=InputsConfig)
     renderers: RenderersConfig = msgspec.field(default_factory=RenderersConfig)
+    speech: SpeechConfig = msgspec.field(default_factory=SpeechConfig)
+    textout: TextOutConfig = msgspec.field(default_factory=TextOutConfig)
 
 
 def default_config_path() -> Path:
@@ -114,5 +117,5 @@ def from_dict(tree: Mapping[str, Any]) -> Config:
 
 
 def to_toml_dict(config: Config) -> dict[str, Any]:
-    """The effective configuration as plain data (for ``razvilka config show`` and stored run configs)."""
+    """The effective configuration as plain data (for ``razvilka config`` and stored run configs)."""
     return msgspec.to_builtins(config)

@@ -13,6 +13,7 @@ import sys
 import time
 
 from razvilka.config import Config
+from razvilka.private import open_private, private_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,12 +38,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
     base = _base(args)
     discovery = config.bus.resolved_discovery_file()
     log_dir = config.bus.resolved_runtime_dir()
-    log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(log_dir)
     children: list[subprocess.Popen[bytes]] = []
     renderer = args.renderer or ("tui" if sys.stdout.isatty() else "print")
     try:
         daemon_cmd = base + ["daemon"] + (["--prompt", args.prompt] if args.prompt else [])
-        daemon_log = open(log_dir / "daemon.log", "ab")
+        daemon_log = open_private(log_dir / "daemon.log", "ab")
         print(f"razvilka: starting the daemon (log: {log_dir / 'daemon.log'})", file=sys.stderr)
         if discovery.exists():
             discovery.unlink()
@@ -58,7 +59,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
             time.sleep(0.1)
         if not args.no_keyboard:
             if os.environ.get("DISPLAY"):
-                kb_log = open(log_dir / "keyboard.log", "ab")
+                kb_log = open_private(log_dir / "keyboard.log", "ab")
                 children.append(subprocess.Popen(base + ["input", "keyboard"], stdout=kb_log, stderr=kb_log))
             else:
                 print("razvilka: no X display, so no global keyboard adapter; keys typed into the "

@@ -11,7 +11,8 @@ import asyncio
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from razvilka.config import Config
@@ -29,12 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-snapshot", action="store_true", help="do not ask for the current state first")
 
 
-def run(config: "Config", args: argparse.Namespace) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
     from razvilka.protocol.client import BusClient
     from razvilka.protocol.errors import ProtocolError
 
     async def main() -> int:
-        from razvilka.protocol.cli import stop_event
+        from razvilka.runtime import stop_event
 
         stop = stop_event()
         client = BusClient.from_config("printer", config.bus, role="renderer", subscribe=args.topics)
@@ -89,7 +90,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
 }
 
 
-def format_message(msg: "Message", *, snapshot: bool = False) -> str:
+def format_message(msg: Message, *, snapshot: bool = False) -> str:
     """One line: wall time, ``=`` for snapshot state, sender#seq, type, fork, summary."""
     h = msg.header
     fmt = FORMATS.get(h.type)
@@ -116,7 +117,7 @@ class Printer:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def message(self, msg: "Message", *, snapshot: bool = False) -> None:
+    def message(self, msg: Message, *, snapshot: bool = False) -> None:
         if msg.type == "heartbeat" and not self.heartbeats:
             return
         if self.json_lines:
@@ -127,7 +128,7 @@ class Printer:
             self.line(format_message(msg, snapshot=snapshot))
         self.printed += 1
 
-    def notice(self, client: "BusClient") -> None:
+    def notice(self, client: BusClient) -> None:
         """Report new gaps, rejections and peer changes since the last call."""
         stats = client.stats
         if stats.gaps != self._gaps:
@@ -136,7 +137,8 @@ class Printer:
         if stats.rejected != self._rejected:
             err = stats.last_error
             what = f"{err.code.name}({int(err.code)}): {err.detail}" if err else "?"
-            self.line(f"! rejected {stats.rejected - self._rejected} message(s) ({stats.rejected} in all); last: {what}")
+            new = stats.rejected - self._rejected
+            self.line(f"! rejected {new} message(s) ({stats.rejected} in all); last: {what}")
             self._rejected = stats.rejected
         peers = client.alive()
         for name, state in sorted(peers.items()):
@@ -151,7 +153,7 @@ class Printer:
                 self.line(f"· {name} is back")
         self._peers = peers
 
-    async def follow(self, client: "BusClient", stop: asyncio.Event, *, count: int = 0, snapshot: bool = True) -> int:
+    async def follow(self, client: BusClient, stop: asyncio.Event, *, count: int = 0, snapshot: bool = True) -> int:
         """Print the snapshot, then live messages until ``stop`` is set or ``count`` is reached."""
         from razvilka.protocol.errors import ProtocolError
 

@@ -72,7 +72,7 @@ def _accepts(display: str) -> bool:
         d = xdisplay.Display(display)
         d.close()
         return True
-    except Exception:  # noqa: BLE001 - not up yet
+    except Exception:
         return False
 
 

@@ -10,11 +10,20 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from key_helpers import (  # noqa: F401 - fixtures
+    XServer,
+    cli_command,
+    cli_env,
+    display,
+    fork_open,
+    next_input,
+    until,
+    xserver,
+)
 
 from razvilka.inputs.config import FootswitchConfig
 from razvilka.inputs.evdevkeys import (
@@ -22,8 +31,8 @@ from razvilka.inputs.evdevkeys import (
     DeviceSpec,
     EvdevFinder,
     EvdevSource,
-    Recording,
     RecordedFinder,
+    Recording,
     choose_device,
     key_codes,
     list_devices_text,
@@ -35,16 +44,6 @@ from razvilka.inputs.keymap import StatusEvent
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import Command, Confirm, Message, SourceStatus
-from key_helpers import (  # noqa: F401 - fixtures
-    XServer,
-    cli_command,
-    cli_env,
-    display,
-    fork_open,
-    next_input,
-    until,
-    xserver,
-)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,13 +76,15 @@ async def messages(observer: BusClient, stop_at: str = "status:stopped", timeout
 
 
 @pytest.fixture
-async def bus_side(ipc_clients: Any) -> AsyncIterator[tuple[Any, BusClient]]:
-    """A fork is open (published by a stand-in daemon) and an observer listens to inputs."""
+async def bus_side(ipc_clients: Any) -> tuple[Any, BusClient]:
+    """A fork is open (published by a stand-in daemon, retained by the bus) and an observer listens to inputs."""
     daemon = await ipc_clients("fake-daemon", role="daemon")
     observer = await ipc_clients("observer", subscribe=["input.", "source.status."])
     daemon.publish(fork_open(["the", "a", "an"]), fork_id="f1")
-    await asyncio.sleep(0.1)
-    yield ipc_clients, observer
+    deadline = asyncio.get_running_loop().time() + 5
+    while not any(m.header.fork_id == "f1" for m in await observer.snapshot()):
+        assert asyncio.get_running_loop().time() < deadline, "the bus never retained fork f1"
+    return ipc_clients, observer
 
 
 async def run_footswitch(factory: Any, source: Any, **cfg: Any) -> tuple[int, KeyAdapter]:

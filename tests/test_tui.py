@@ -9,12 +9,19 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
+from key_helpers import until as key_until
 
 from razvilka.config import Config
+from razvilka.inputs.config import KeyboardConfig
+from razvilka.inputs.keyadapter import SUBSCRIBE as KEY_SUBSCRIBE
+from razvilka.inputs.keyadapter import KeyAdapter
+from razvilka.inputs.keyboard import build_keymap, make_interpreter
+from razvilka.inputs.keymap import KeyEvent
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.config import BusConfig
 from razvilka.protocol.messages import (
@@ -27,19 +34,19 @@ from razvilka.protocol.messages import (
     ForkLookahead,
     ForkOpen,
     Lookahead,
+    Message,
     Select,
     SourceStatus,
     Span,
     TextAuto,
     TextState,
     TextUndo,
+    to_builtins,
 )
 from razvilka.renderers.config import RenderersConfig, TuiConfig
 from razvilka.renderers.tui import app as tui_cli
 from razvilka.renderers.tui.state import ViewState
 from razvilka.renderers.tui.view import SUBSCRIBE, TuiApp
-
-from conftest import ROOT
 
 SIZE = (120, 36)
 PROMPT = "Dear Anna, "
@@ -114,11 +121,12 @@ async def test_draws_text_fork_lookahead_and_status(ipc_clients) -> None:  # typ
                     what="the fork and its look-aheads")
         screen = screen_text(app)
         # the cloud: every candidate, numbered, with its probability
-        for n, (word, prob) in enumerate(WORDS, start=1):
+        for word, prob in WORDS:
             assert word in screen
             assert f"{prob * 100:.0f}%" in screen
-        assert "1▸" in screen  # the first candidate is focused by default
-        # the look-ahead of each candidate, and the longer one for the focused candidate
+        # nothing is focused until a source focuses a word (as the daemon sees it); the detail shows the first
+        assert "▸" not in screen and "flowers  46.0%  (none focused)" in screen
+        # the look-ahead of each candidate, and the longer one for the first candidate
         for phrase in PHRASES:
             assert phrase in screen
         assert "you sent me on Sunday morning" in screen and "you picked in the garden" in screen
@@ -137,7 +145,7 @@ async def test_draws_text_fork_lookahead_and_status(ipc_clients) -> None:  # typ
         # probability bands: the likeliest word is drawn heavier than the least likely one
         top = next(s for s in segs if "flowers" in s.text and s.style and s.style.bgcolor)
         low = next(s for s in segs if s.text.strip() == "gift")
-        assert top.style.bold and not low.style.bold and not low.style.bgcolor == top.style.bgcolor
+        assert top.style.bold and not low.style.bold and low.style.bgcolor != top.style.bgcolor
         assert sum(low.style.color.triplet) < sum(top.style.color.triplet)
 
 
@@ -155,7 +163,9 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         assert isinstance(msg.body, Select) and msg.body.index == 1 and msg.body.source == "tui"
         assert msg.header.fork_id == "f-7" and msg.topic == "input.select."
 
-        await pilot.press("right")
+        await pilot.press("right", "right")  # nothing focused: the first arrow focuses the first candidate
+        msg = await next_input(observer)
+        assert isinstance(msg.body, Focus) and msg.body.index == 0 and msg.header.fork_id == "f-7"
         msg = await next_input(observer)
         assert isinstance(msg.body, Focus) and msg.body.index == 1 and msg.header.fork_id == "f-7"
         await until(pilot, lambda: "2▸" in screen_text(app), what="focus drawn")
@@ -167,7 +177,7 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         msg = await next_input(observer)
         assert isinstance(msg.body, Focus) and msg.body.index == 3
 
-        await pilot.press("enter")
+        await pilot.press("enter")  # the focus is the view's own (its arrows): the confirm names it
         msg = await next_input(observer)
         assert isinstance(msg.body, Confirm) and msg.body.index == 3 and msg.header.fork_id == "f-7"
         await pilot.press("end")  # the focused candidate with its look-ahead phrase
@@ -183,7 +193,8 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         assert not any("birthday" in t for t in marked())
         await pilot.press("end")
         msg = await next_input(observer)
-        assert isinstance(msg.body, Select) and msg.body.index == 3 and msg.body.phrase_words == 2 and not msg.body.phrase
+        assert isinstance(msg.body, Select) and msg.body.index == 3
+        assert msg.body.phrase_words == 2 and not msg.body.phrase
         await pilot.press("left")  # the mark belongs to its candidate: another one starts with none
         await next_input(observer)
         assert app.state.phrase_mark() == 0
@@ -220,7 +231,8 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         # the daemon decides, then opens the next fork: typing starts afresh
         daemon.publish(ForkDecided(index=None, words=["f"], sources=["tui"], typed=True), fork_id="f-7")
         daemon.publish(fork_body(), fork_id="f-8")
-        await until(pilot, lambda: app.state.fork is not None and app.state.fork.fork_id == "f-8" and not app.state.typed)
+        await until(pilot, lambda: app.state.fork is not None and app.state.fork.fork_id == "f-8"
+                    and not app.state.typed)
         await pilot.press("g", "i", "f", "t")
         for prefix in ("g", "gi", "gif", "gift"):
             msg = await next_input(observer)
@@ -228,7 +240,7 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         await pilot.press("enter")  # a typed word that is a candidate selects it
         msg = await next_input(observer)
         assert isinstance(msg.body, Select) and msg.body.index == 3 and msg.header.fork_id == "f-8"
-        assert app.published == 22
+        assert app.published == 23
 
 
 async def test_view_only_publishes_nothing(ipc_clients) -> None:  # type: ignore[no-untyped-def]
@@ -297,7 +309,8 @@ async def test_shows_which_sources_are_alive(ipc_clients) -> None:  # type: igno
     gaze = await ipc_clients("gaze", role="input")
     app = await make_app(ipc_clients)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: all(f"{name} alive" in screen_text(app) for name in ("keyboard", "gaze", "tui", "daemon")),
+        await until(pilot, lambda: all(f"{name} alive" in screen_text(app)
+                                       for name in ("keyboard", "gaze", "tui", "daemon")),
                     what="every peer alive")  # the daemon is listed apart from the inputs
         gaze.publish(SourceStatus(source="gaze", state="lost", detail="tracker unplugged"))
         await until(pilot, lambda: "gaze lost" in screen_text(app), what="gaze lost")
@@ -336,7 +349,7 @@ async def test_screenshot(ipc_clients, tmp_path: Path) -> None:  # type: ignore[
         await pilot.press("backspace")
         await until(pilot, lambda: "typing" not in screen_text(app))
         path = Path(app.save_screenshot("tui.svg", str(tmp_path)))
-        svg = path.read_text()
+        svg = await asyncio.to_thread(path.read_text)
         assert svg.startswith("<svg") and "flowers" in svg
         if os.environ.get("RAZVILKA_SAVE_SCREENSHOTS"):
             (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
@@ -352,10 +365,12 @@ def test_state_ignores_look_aheads_of_another_fork() -> None:
     state.apply(codec.decode(codec.encode(fork_body(), fork_id="a")))
     stale = codec.decode(codec.encode(ForkLookahead(entries=[Lookahead(index=0, phrases=["old"])]), fork_id="b"))
     assert state.apply(stale) is False and state.fork is not None and state.fork.phrases(0) == []
-    # a new page of the same fork keeps the focused candidate when it is still there
-    state.focus = 2
+    gaze = Codec("gaze")
+    assert state.apply(gaze.decode(gaze.encode(Focus(index=2, source="gaze"), fork_id="a")))
+    assert (state.focus, state.focus_source) == (2, "gaze")
+    # the fork opening again (a new page: other words under the same indices) drops the focus, as the decider does
     state.apply(codec.decode(codec.encode(fork_body(page=1), fork_id="a")))
-    assert state.focus == 2
+    assert state.focus is None and state.fork is not None and state.fork.body.page == 1
 
 
 def test_cli_without_a_bus_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -430,7 +445,7 @@ async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(ipc_clients) 
                                 context="and the elder Miss"), fork_id="j-1")
         daemon.publish(ForkLookahead(entries=[Lookahead(index=1, phrases=[" Bennet were"])]), fork_id="j-1")
         await until(pilot, lambda: "Bennet were" in screen_text(app), what="the fork and its look-ahead")
-        await pilot.press("right")  # focus the joining piece: the detail shows the word it makes
+        await pilot.press("right", "right")  # focus the joining piece: the detail shows the word it makes
         await until(pilot, lambda: "→ Misses Bennet were" in screen_text(app), what="the focused detail")
         assert "Misses" in screen_text(app)
         segs = screen_segments(app)
@@ -438,3 +453,183 @@ async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(ipc_clients) 
         assert len(pairs) == 3, pairs  # in the cloud, beside its look-ahead and in the focused detail
         for stem, piece in pairs:  # the stem is there, but quieter (Textual draws dim as a darker colour)
             assert sum(stem.style.color.triplet) < sum(piece.style.color.triplet)
+
+
+# ---------------------------------------------------------------- one set of key rules
+class ScriptedKeys:
+    """A key source fed by the test: real KeyEvents into the real KeyAdapter, as a device would give them."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[KeyEvent] = asyncio.Queue()
+        self.t_ns = 0
+
+    def press(self, name: str, char: str | None = None, shift: bool = False) -> None:
+        """Down and up, 100 ms after the last event (well past the debounce window)."""
+        keys = (["shift"] if shift else []) + [name]
+        for key in keys:
+            self._event(key, True, char if key == name else None)
+        for key in reversed(keys):
+            self._event(key, False, None)
+
+    def _event(self, name: str, down: bool, char: str | None) -> None:
+        self.t_ns += 100_000_000
+        self.queue.put_nowait(KeyEvent(name, down, self.t_ns, char))
+
+    async def events(self) -> AsyncIterator[KeyEvent]:
+        while True:
+            yield await self.queue.get()
+
+
+def without_source(msg) -> tuple[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+    body = to_builtins(msg.body)
+    assert isinstance(body, dict)
+    return msg.type, {k: v for k, v in body.items() if k != "source"}
+
+
+async def test_tui_and_keyboard_adapter_send_the_same_messages_for_the_same_keys(ipc_clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The terminal view and the keyboard adapter share one key rule module: same keys, same messages.
+
+    Each runs on a bus of its own (each would otherwise follow the other's focus), with the same
+    daemon stand-in's fork and the same gaze focus half-way."""
+    from conftest import ClientFactory, make_bus_config
+
+    from razvilka.protocol.bus import BusHost
+
+    # (Textual key, the keyboard's canonical name, the character it types, shift held)
+    before_gaze = [("2", "2", "2", False), ("right", "right", None, False), ("right", "right", None, False),
+                   ("shift+right", "right", None, True), ("end", "end", None, False),
+                   ("enter", "enter", None, False), ("0", "0", "0", False)]
+    after_gaze = [("enter", "enter", None, False), ("end", "end", None, False), ("right", "right", None, False),
+                  ("backspace", "backspace", None, False), ("tab", "tab", None, False), ("plus", "+", "+", False),
+                  ("escape", "esc", None, False), ("f12", "f12", None, False), ("g", "g", "g", False),
+                  ("i", "i", "i", False), ("backspace", "backspace", None, False), ("space", "space", None, False)]
+
+    async def heard(observer: BusClient, sender: str, n: int) -> list[tuple[str, dict[str, object]]]:
+        out: list[tuple[str, dict[str, object]]] = []
+        deadline = time.monotonic() + 5
+        while len(out) < n:
+            msg = await observer.recv(timeout=max(0.01, deadline - time.monotonic()))
+            assert msg is not None, f"{sender}: only {out} by now"
+            if msg.header.sender == sender and msg.type.startswith("input."):
+                out.append(without_source(msg))
+        return out
+
+    async def scene(clients: ClientFactory) -> tuple[BusClient, BusClient]:
+        daemon = await clients("daemon", role="daemon")
+        gaze = await clients("gaze", role="input")
+        return daemon, gaze
+
+    # the terminal view, keys pressed through Textual's pilot
+    daemon, gaze = await scene(ipc_clients)
+    observer = await ipc_clients("observer", subscribe=["input."])
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None)
+        publish_scene(daemon, fork_id="f-9")
+        await until(pilot, lambda: app.state.fork is not None and bool(app.state.fork.short), what="the fork")
+        for tui_key, *_ in before_gaze:
+            await pilot.press(tui_key)
+        tui = await heard(observer, "tui", 5)
+        gaze.publish(Focus(index=2, source="gaze"), fork_id="f-9")
+        await until(pilot, lambda: app.state.focus == 2, what="gaze focus")
+        for tui_key, *_ in after_gaze:
+            await pilot.press(tui_key)
+        tui += await heard(observer, "tui", 12)
+
+    # the keyboard adapter, the same keys as device events, on a bus of its own
+    host = BusHost(make_bus_config(tmp_path))
+    host.start()
+    clients = ClientFactory(host)
+    try:
+        daemon, gaze = await scene(clients)
+        observer = await clients("observer", subscribe=["input."])
+        conf = KeyboardConfig()
+        keys = ScriptedKeys()
+        kb_client = await clients(conf.name, role="input", subscribe=list(KEY_SUBSCRIBE))
+        adapter = KeyAdapter(kb_client, keys, make_interpreter(conf, build_keymap(conf, "x11")), name=conf.name)
+        stop = asyncio.Event()
+        kb_task = asyncio.create_task(adapter.run(stop))
+        try:
+            await asyncio.wait_for(adapter.ready.wait(), 5)
+            publish_scene(daemon, fork_id="f-9")
+            await key_until(lambda: adapter.interp.fork is not None and bool(adapter.interp.fork.short))
+            for _, name, char, shift in before_gaze:
+                keys.press(name, char, shift)
+            keyboard = await heard(observer, "keyboard", 5)
+            gaze.publish(Focus(index=2, source="gaze"), fork_id="f-9")
+            await key_until(lambda: adapter.interp.focus == 2)
+            for _, name, char, shift in after_gaze:
+                keys.press(name, char, shift)
+            keyboard += await heard(observer, "keyboard", 12)
+        finally:
+            stop.set()
+            await asyncio.wait_for(kb_task, 5)
+    finally:
+        await clients.close()
+        host.stop()
+
+    assert tui == keyboard
+    types = [t for t, _ in tui]
+    bodies = [b for _, b in tui]
+    assert types[:5] == ["input.select", "input.focus", "input.focus", "input.select", "input.confirm"]
+    assert bodies[3]["index"] == 1 and bodies[3]["phrase_words"] == 1  # shift+right marked one look-ahead word
+    assert bodies[4]["index"] == 1  # the focus was its own: the confirm names it
+    assert types[5] == "input.confirm" and bodies[5]["index"] is None  # gaze's focus: the decider fuses
+    assert bodies[6]["index"] == 2 and bodies[6]["phrase"]  # End takes the focused candidate, from any source
+    assert [b.get("command") for b in bodies[8:13]] == ["back", "more", "more", "toggle_pause", "toggle_pause"]
+    assert [b.get("text") for b in bodies[13:]] == ["g", "gi", "g", "g "]
+    assert all(b.get("kind") == "key" for t, b in tui if t != "input.command")
+
+
+async def test_tui_confirm_decides_the_gaze_focus_when_the_view_has_none_of_its_own(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+    """Enter in the view, while gaze rests on candidate j: the real decider decides j, not the view's first word."""
+    from razvilka.daemon.decider import Decider
+
+    daemon = await ipc_clients("daemon", role="daemon")
+    gaze = await ipc_clients("gaze", role="input")
+    observer = await ipc_clients("observer", subscribe=["fork.open.", "input."])
+    app = await make_app(ipc_clients)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot_ok is not None)
+        publish_scene(daemon, fork_id="f-5")
+        await until(pilot, lambda: app.state.fork is not None, what="fork")
+        gaze.publish(Focus(index=2, source="gaze", confidence=0.8), fork_id="f-5")
+        await until(pilot, lambda: app.state.focus == 2, what="gaze focus drawn")
+        await pilot.press("enter")
+        heard: dict[str, Message] = {}
+        deadline = time.monotonic() + 5
+        while "input.confirm" not in heard:
+            msg = await observer.recv(timeout=max(0.01, deadline - time.monotonic()))
+            assert msg is not None, f"heard only {list(heard)}"
+            heard.setdefault(msg.type, msg)
+    confirm = heard["input.confirm"]
+    assert isinstance(confirm.body, Confirm) and confirm.body.index is None and confirm.header.sender == "tui"
+    decider = Decider(stale_focus_ms=1500)
+    decider.open("f-5", len(WORDS), heard["fork.open"].header.ts_ns)
+    decider.on_focus(heard["input.focus"].body, heard["input.focus"].header.ts_ns)  # type: ignore[arg-type]
+    decision = decider.on_confirm(confirm.body, confirm.header.ts_ns)
+    assert (decision.index, decision.sources, decision.rule) == (2, ["gaze", "tui"], "focus+confirm")
+
+
+@pytest.mark.model
+async def test_tui_confirm_takes_the_gaze_focus_with_the_real_daemon(daemon) -> None:  # type: ignore[no-untyped-def]
+    """Gaze rests on a word, Enter in the view (no focus of its own): the daemon decides the gaze's word."""
+    from daemon_fixtures import next_of
+    from renderer_helpers import open_fork
+
+    observer = await daemon.client("observer", subscribe=["fork."])
+    first = await open_fork(observer)
+    gaze = await daemon.client("gaze", role="input")
+    client = await daemon.client("tui", subscribe=list(SUBSCRIBE), role="renderer")
+    app = TuiApp(client, TuiConfig(refresh_ms=100))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.fork is not None, timeout=30, what="the open fork")
+        fork = app.state.fork
+        assert fork is not None and fork.fork_id == first.header.fork_id and fork.k >= 3
+        j = fork.indices[2]
+        gaze.publish(Focus(index=j, source="gaze", confidence=0.9), fork_id=fork.fork_id)
+        await until(pilot, lambda: app.state.focus == j, what="the gaze focus drawn")
+        await pilot.press("enter")
+        decided = await next_of(observer, "fork.decided", timeout=60, where=lambda m: m.header.fork_id == fork.fork_id)
+    assert decided.body.index == j
+    assert decided.body.sources == ["gaze", "tui"] and decided.body.rule == "focus+confirm"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ log = logging.getLogger("razvilka.eeg")
 
 #: Flashes whose onset is this far ahead of the bus clock are refused (clock confusion).
 MAX_FUTURE_S = 5.0
+#: Forks (text.undo ends one), the renderers' flashes, and focus (the calibration target).
+SUBSCRIBE = ("fork.", "text.undo.", "render.stimulus.", "input.focus.")
 #: Flashes kept while waiting for their data (about 30 min of flashing at 175 ms).
 MAX_PENDING = 10_000
 
@@ -83,12 +84,15 @@ class EegAdapter:
 
     def __init__(self, cfg: "EegConfig", client: "BusClient", *, model: "P300Model | None" = None,
                  calibrate: bool = False, load_model: bool = True) -> None:
+        from razvilka.protocol.client import ForkTracker
+
         self.cfg = cfg
         self.client = client
         self.model = model
         self.calibrating = calibrate
         self.load_model = load_model and model is None and not calibrate
-        self.forks: dict[str, ForkState] = {}
+        self.tracker = ForkTracker()      # which fork is open
+        self.forks: dict[str, ForkState] = {}   # the evidence gathered per fork
         self.pending: list[Flash] = []
         self.link: BoardLink | None = None
         self.buffer: EpochBuffer | None = None
@@ -164,15 +168,17 @@ class EegAdapter:
                     log.exception("failed to handle %s", msg.type)
 
     def _on_message(self, msg: "Message") -> None:
-        from razvilka.protocol.messages import Focus, ForkDecided, ForkOpen, Stimulus
+        from razvilka.protocol.messages import Focus, ForkDecided, Stimulus
 
         body, fork_id = msg.body, msg.header.fork_id
-        if isinstance(body, ForkOpen) and fork_id:
-            self._open_fork(fork_id, body)
-        elif isinstance(body, ForkDecided) and fork_id:
-            state = self.forks.get(fork_id)
+        what = self.tracker.update(msg)
+        for ended in (self.tracker.ended, fork_id if isinstance(body, ForkDecided) else None):
+            state = self.forks.get(ended or "")
             if state is not None and not state.done:
-                state.done = "decided"
+                state.done = "decided"  # decided, superseded or undone: its evidence can change nothing
+        if what in ("open", "reopen") and self.tracker.fork is not None:
+            self._open_fork(self.tracker.fork.fork_id, self.tracker.fork.body)
+        elif isinstance(body, ForkDecided) and fork_id:
             self._marker({"event": "fork.decided", "fork": fork_id, "index": body.index, "sources": body.sources},
                          msg.header.ts_ns / 1e9)
         elif isinstance(body, Stimulus):
@@ -399,7 +405,8 @@ class EegAdapter:
         if verdict == "confident" and self.cfg.mode in ("select", "both"):
             state.done = "selected"
             self.stats.selects += 1
-            self.client.publish(Select(index=best, source=self.cfg.name, confidence=conf, posterior=posterior),
+            self.client.publish(Select(index=best, source=self.cfg.name, confidence=conf, posterior=posterior,
+                                       kind="eeg"),
                                 fork_id=state.fork_id, subtopic=(self.cfg.name,))
             log.info("fork %s: select %d (posterior %.3f after %d flashes, %d scored)", state.fork_id, best,
                      conf, int(acc.flashes.sum()), acc.scored)
@@ -408,7 +415,8 @@ class EegAdapter:
         if self.cfg.mode in ("confirm", "both") and conf >= self.cfg.confirm_threshold and best not in state.confirmed:
             state.confirmed.add(best)
             self.stats.confirms += 1
-            self.client.publish(Confirm(source=self.cfg.name, confidence=conf, index=best, posterior=posterior),
+            self.client.publish(Confirm(source=self.cfg.name, confidence=conf, index=best, posterior=posterior,
+                                        kind="eeg"),
                                 fork_id=state.fork_id, subtopic=(self.cfg.name,))
             log.info("fork %s: confirm %d (posterior %.3f)", state.fork_id, best, conf)
         if verdict == "confident":
@@ -580,13 +588,10 @@ def run(config: "Config", args: argparse.Namespace) -> int:
 
 async def _serve(config: "Config", cfg: "EegConfig", *, calibrate: bool) -> int:
     from razvilka.protocol.client import BusClient
+    from razvilka.runtime import stop_event
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    client = BusClient.from_config(cfg.name, config.bus, role="input",
-                                   subscribe=["fork.", "render.stimulus.", "input.focus."])
+    stop = stop_event()
+    client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=list(SUBSCRIBE))
     async with client:
         await client.wait_connected()
         await EegAdapter(cfg, client, calibrate=calibrate).run(stop)

@@ -112,10 +112,6 @@ class EpochBuffer:
         assert off is not None
         return off + index / self.rate
 
-    @property
-    def newest_time(self) -> float | None:
-        return None if self.total == 0 or self.offset is None else self.time_of(self.total - 1)
-
     def _note_offset(self, first: int, offsets: np.ndarray) -> None:
         self._offsets.append((first, float(offsets.min())))
         while self._offsets and self._offsets[0][0] < self.total - self.clock_window and len(self._offsets) > 1:

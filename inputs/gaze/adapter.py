@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import time
 from typing import TYPE_CHECKING
 
@@ -24,9 +23,10 @@ from razvilka.inputs.gaze.dwell import ConfirmEvent, FocusEvent, GazeEvent
 from razvilka.inputs.gaze.hittest import HitMap
 from razvilka.inputs.gaze.pipeline import GazeTracker
 from razvilka.inputs.gaze.stream import ChannelMap
-from razvilka.protocol.client import BusClient, cancel_and_wait
+from razvilka.protocol.client import BusClient, ForkTracker, cancel_and_wait
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Confirm, Focus, ForkDecided, ForkOpen, Layout, Message, SourceStatus
+from razvilka.protocol.messages import Confirm, Focus, Layout, Message, SourceStatus
+from razvilka.runtime import stop_event
 
 if TYPE_CHECKING:  # pragma: no cover
     from razvilka.config import Config
@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("razvilka.gaze")
 
+#: Forks (and text.undo, which ends one) and the renderers' layouts.
+SUBSCRIBE = ("fork.", "text.undo.", "render.layout.")
 #: Layouts kept for forks the adapter has not seen open yet (a late joiner, a reordering).
 PENDING_LAYOUTS = 8
 
@@ -49,6 +51,7 @@ class GazeAdapter:
         self.stream: GazeStream | None = None
         self.channel_map: ChannelMap | None = None
         self.pending: dict[str, Layout] = {}
+        self.forks = ForkTracker()  # which fork is open (the pure tracker below knows only what it is told)
         self.state = "starting"
         self.last_detail = ""
         self.lost = False
@@ -81,13 +84,14 @@ class GazeAdapter:
         for e in events:
             if isinstance(e, FocusEvent):
                 body = Focus(index=e.index, source=name, confidence=round(e.confidence, 4),
-                             dwell=None if e.dwell is None else round(e.dwell, 4), x=e.x, y=e.y)
+                             dwell=None if e.dwell is None else round(e.dwell, 4), x=e.x, y=e.y, kind="gaze")
             elif isinstance(e, ConfirmEvent):
                 log.info("dwell confirmed candidate %d of fork %s", e.index, fork_id)
                 # Without an index the daemon confirms this source's focus (just published, same
-                # candidate) by its "dwell" rule; an index alone is read as EEG-style evidence there.
+                # candidate) by its "dwell" rule; with one (confirm_index) it decides that candidate,
+                # also by "dwell" (an index with no posterior is a decision, not EEG evidence).
                 body = Confirm(source=name, confidence=round(e.confidence, 4),  # type: ignore[assignment]
-                               index=e.index if self.cfg.confirm_index else None)
+                               index=e.index if self.cfg.confirm_index else None, kind="gaze")
             else:  # pragma: no cover - GazeEvent has two kinds
                 continue
             self.client.publish(body, fork_id=fork_id, subtopic=(name,))
@@ -95,14 +99,16 @@ class GazeAdapter:
     # ------------------------------------------------------------------ the bus side
     def on_message(self, msg: Message) -> None:
         body, fork_id = msg.body, msg.header.fork_id
-        if isinstance(body, ForkOpen) and fork_id:
-            self.tracker.open_fork(fork_id, {c.index: c.prob for c in body.candidates})
-            layout = self.pending.pop(fork_id, None)
+        what = self.forks.update(msg)
+        fork = self.forks.fork
+        if what in ("open", "reopen") and fork is not None:
+            self.tracker.open_fork(fork.fork_id, {c.index: c.prob for c in fork.candidates})
+            layout = self.pending.pop(fork.fork_id, None)
             self.pending.clear()
             if layout is not None:
-                self.on_layout(fork_id, layout)
-        elif isinstance(body, ForkDecided):
-            self.tracker.close_fork(fork_id)
+                self.on_layout(fork.fork_id, layout)
+        elif what in ("decided", "undone"):
+            self.tracker.close_fork(self.forks.ended)
         elif isinstance(body, Layout) and fork_id:
             if self.cfg.renderer and body.renderer != self.cfg.renderer:
                 return
@@ -265,12 +271,9 @@ def run(config: "Config", args: argparse.Namespace) -> int:
 
 
 async def _main(config: "Config", cfg: GazeConfig) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     try:
-        client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=["fork.", "render.layout."])
+        client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=list(SUBSCRIBE))
     except (OSError, ProtocolError) as exc:
         log.error("cannot join the bus: %s (is the daemon or `razvilka bus` running?)", exc)
         return 1

@@ -86,11 +86,11 @@ def cloud_title(state: ViewState) -> str:
     if fork is None:
         return "fork"
     parts = [f"fork {fork.fork_id}"]
-    if fork.page:
-        parts.append(f"page {fork.page + 1}")
-    if fork.compute_ms:
-        parts.append(f"{fork.compute_ms:.0f} ms")
-    if fork.pregenerated:
+    if fork.body.page:
+        parts.append(f"page {fork.body.page + 1}")
+    if fork.body.compute_ms:
+        parts.append(f"{fork.body.compute_ms:.0f} ms")
+    if fork.body.pregenerated:
         parts.append("pre-generated")
     if fork.prefix:
         parts.append(f"prefix '{fork.prefix}'")
@@ -115,7 +115,7 @@ def lookaheads(state: ViewState) -> Text:
         out.append("  ")
         mark = state.phrase_mark() if focused else 0
         if phrases and mark:  # the words End will take, marked
-            head = re.match(r"(?:\s*\S+){%d}" % mark, phrases[0])
+            head = re.match(rf"(?:\s*\S+){{{mark}}}", phrases[0])
             cut = head.end() if head else len(phrases[0])
             out.append(one_line(phrases[0][:cut]), style="reverse bold #ffaf00")
             rest = one_line(phrases[0][cut:])
@@ -127,20 +127,20 @@ def lookaheads(state: ViewState) -> Text:
 
 
 def focused_detail(state: ViewState, lines: int) -> Text:
-    """The focused candidate with its longer look-ahead phrases."""
+    """The focused candidate with its longer look-ahead phrases; with nothing focused, the first one."""
     fork = state.fork
     out = Text()
-    if fork is None or state.focus is None:
+    if fork is None or not fork.candidates:
         out.append("nothing focused", style="dim")
         return out
     pos = fork.position_of(state.focus)
-    if pos is None:
-        return out
-    cand = fork.candidates[pos]
+    cand = fork.candidates[0 if pos is None else pos]
     out.append(fork.stem(cand), style="bold #ffaf00 dim")
     out.append(cand.word.strip(), style="bold #ffaf00")
     out.append(f"  {cand.prob * 100:.1f}%", style="#808080")
-    if state.focus_source and state.focus_source != state.me:
+    if pos is None:
+        out.append("  (none focused)", style="dim")
+    elif state.focus_source and state.focus_source != state.me:
         out.append(f"  (focus from {state.focus_source})", style="dim")
     phrases = fork.long_phrases(cand.index)[:lines]
     for phrase in phrases:
@@ -228,7 +228,7 @@ def sources_view(state: ViewState, alive: Mapping[str, str], roles: Mapping[str,
 def help_line(state: ViewState, keys_on: bool) -> Text:
     if not keys_on:
         return Text("view only (keys off)   ctrl+q quit", style="dim")
-    text = ("1-9 select  ←→ focus  enter confirm  end +phrase  shift+←→ mark phrase  ⌫ back  +/tab more  "
+    text = ("1-9 select  ←→ focus  enter/space confirm  end +phrase  shift+←→ mark phrase  ⌫ back  +/tab more  "
             "a-z type  esc pause  ctrl+q quit")
     out = Text(text, style="dim", no_wrap=True, overflow="ellipsis")
     if state.typed:

@@ -5,16 +5,14 @@ terminal, and a late joiner rebuilds it by applying the snapshot's messages in o
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from razvilka.inputs.keymap import KeyInterpreter, Reaction
+from razvilka.protocol.client import TrackedFork
 from razvilka.protocol.messages import (
-    Candidate,
     DaemonError,
     DaemonStatus,
-    Focus,
     ForkDecided,
-    ForkLookahead,
     ForkOpen,
     Message,
     SourceStatus,
@@ -23,60 +21,7 @@ from razvilka.protocol.messages import (
     TextState,
     TextUndo,
 )
-
-
-@dataclass
-class Fork:
-    """The open fork: its candidates and the look-ahead phrases streamed for them."""
-
-    fork_id: str
-    candidates: list[Candidate]
-    context: str = ""
-    prefix: str = ""
-    page: int = 0
-    compute_ms: float = 0.0
-    pregenerated: bool = False
-    short: dict[int, list[str]] = field(default_factory=dict)
-    long: dict[int, list[str]] = field(default_factory=dict)
-    lookahead_done: bool = False
-
-    @classmethod
-    def from_open(cls, fork_id: str, body: ForkOpen) -> "Fork":
-        fork = cls(
-            fork_id=fork_id,
-            candidates=list(body.candidates),
-            context=body.context,
-            prefix=body.prefix,
-            page=body.page,
-            compute_ms=body.compute_ms,
-            pregenerated=body.pregenerated,
-        )
-        for cand in body.candidates:
-            if cand.lookahead:
-                fork.short[cand.index] = list(cand.lookahead)
-        return fork
-
-    def position_of(self, index: int | None) -> int | None:
-        """Where candidate ``index`` sits in the displayed order (None if absent)."""
-        for pos, cand in enumerate(self.candidates):
-            if cand.index == index:
-                return pos
-        return None
-
-    def phrases(self, index: int) -> list[str]:
-        return self.short.get(index, [])
-
-    def stem(self, cand: Candidate) -> str:
-        """The end of the word a joining candidate continues ("Miss" for "es"): shown with it, so the
-        person sees "Misses", not a bare "es" (protocol 1.2 ``joins``)."""
-        if not cand.joins:
-            return ""
-        m = re.search(r"\w+$", self.context)
-        return m.group(0) if m else ""
-
-    def long_phrases(self, index: int) -> list[str]:
-        """The longer look-ahead when it has arrived, else the short one."""
-        return self.long.get(index) or self.short.get(index, [])
+from razvilka.renderers.tui.keys import canonical_key, tui_interpreter
 
 
 @dataclass
@@ -91,114 +36,93 @@ class Decision:
 
 @dataclass
 class ViewState:
-    """Everything drawn on screen. ``apply`` takes any decoded message and ignores the rest."""
+    """Everything drawn on screen. ``apply`` takes any decoded message and ignores the rest.
+
+    The open fork, the focus, the typed prefix and the marked look-ahead words are the key
+    rules' state (:class:`~razvilka.inputs.keymap.KeyInterpreter`): what the keys act on is
+    exactly what is drawn.
+    """
 
     me: str = "tui"
     text: str = ""
     spans: list[Span] = field(default_factory=list)
-    fork: Fork | None = None
-    focus: int | None = None
-    focus_source: str = ""
     last_decision: Decision | None = None
     status: DaemonStatus | None = None
     last_fork_ms: float | None = None
     sources: dict[str, SourceStatus] = field(default_factory=dict)
     last_error: DaemonError | None = None
-    focus_own: bool = False  # the focus came from this view's own arrow keys
-    typed: str = ""  # "my own word": the prefix typed so far
-    sent_prefixes: set[str] = field(default_factory=set)
     version: int = 0  # bumped on every change, so the view redraws only when needed
-    marked: tuple[str, int, int] | None = None  # (fork, candidate, N): look-ahead words marked (shift+arrows)
+    keys: KeyInterpreter = field(init=False)
 
-    def look_words(self, index: int) -> list[str]:
-        """The words of a candidate's short look-ahead, as the daemon counts them for ``phrase_words``."""
-        phrases = self.fork.phrases(index) if self.fork else []
-        return phrases[0].split() if phrases else []
+    def __post_init__(self) -> None:
+        self.keys = tui_interpreter(self.me)
+
+    @property
+    def fork(self) -> TrackedFork | None:
+        return self.keys.fork
+
+    @property
+    def focus(self) -> int | None:
+        return self.keys.focus
+
+    @property
+    def focus_source(self) -> str:
+        return self.keys.focus_source
+
+    @property
+    def typed(self) -> str:
+        """"My own word": the prefix typed so far."""
+        return self.keys.typed
 
     def phrase_mark(self) -> int:
-        """Look-ahead words marked on the focused candidate (0 when the mark is on another candidate or fork)."""
-        if self.marked and self.fork and self.marked[:2] == (self.fork.fork_id, self.focus):
-            return self.marked[2]
-        return 0
+        """Look-ahead words marked on the focused candidate (shift+arrows)."""
+        return self.keys.phrase_mark()
 
     # ------------------------------------------------------------------ incoming
     def apply(self, msg: Message) -> bool:
         """Fold one message into the state; True when something visible changed."""
         body = msg.body
-        fork_id = msg.header.fork_id
-        changed = True
-        if isinstance(body, ForkOpen) and fork_id:
-            self._open(fork_id, body)
-        elif isinstance(body, ForkLookahead):
-            changed = self._lookahead(fork_id, body)
+        changed = self.keys.observe(msg)
+        if isinstance(body, ForkOpen):
+            if body.compute_ms and changed:
+                self.last_fork_ms = body.compute_ms
         elif isinstance(body, ForkDecided):
-            changed = self._decided(fork_id, body)
+            self.last_decision = Decision(list(body.words), list(body.sources), body.latency_ms, body.rule)
+            changed = True
         elif isinstance(body, TextState):
             self.text, self.spans = body.text, list(body.spans)
+            changed = True
         elif isinstance(body, TextAuto):
             self._append(body.text, "model")
+            changed = True
         elif isinstance(body, TextUndo):
             self._undo(body.removed)
+            changed = True
         elif isinstance(body, DaemonStatus):
             self.status = body
             if body.last_fork_ms is not None:
                 self.last_fork_ms = body.last_fork_ms
+            changed = True
         elif isinstance(body, DaemonError):
             self.last_error = body
+            changed = True
         elif isinstance(body, SourceStatus):
             self.sources[body.source] = body
-        elif isinstance(body, Focus):
-            changed = self._focus(fork_id, body)
-        else:
-            changed = False
+            changed = True
         if changed:
             self.version += 1
         return changed
 
-    def _open(self, fork_id: str, body: ForkOpen) -> None:
-        same_fork = self.fork is not None and self.fork.fork_id == fork_id
-        keep = self.fork.candidates[self.fork.position_of(self.focus)].index if (
-            same_fork and self.fork and self.fork.position_of(self.focus) is not None
-        ) else None
-        self.fork = Fork.from_open(fork_id, body)
-        if body.compute_ms:
-            self.last_fork_ms = body.compute_ms
-        if keep is not None and self.fork.position_of(keep) is not None:
-            self.focus = keep
-        else:
-            self.focus = self.fork.candidates[0].index if self.fork.candidates else None
-            self.focus_source, self.focus_own = "", False
-        if body.prefix != self.typed and body.prefix not in self.sent_prefixes:
-            # Someone else (another adapter, the daemon) set the prefix: continue from it.
-            self.typed = body.prefix
-            self.sent_prefixes.clear()
+    # ------------------------------------------------------------------ keys
+    def press(self, key: str, character: str | None) -> Reaction:
+        """A key pressed in the view (Textual's name and character), through the shared key rules.
 
-    def _lookahead(self, fork_id: str | None, body: ForkLookahead) -> bool:
-        if self.fork is None or self.fork.fork_id != fork_id:
-            return False
-        for entry in body.entries:
-            target = self.fork.long if entry.long else self.fork.short
-            target[entry.index] = list(entry.phrases)
-        self.fork.lookahead_done = self.fork.lookahead_done or body.done
-        return True
-
-    def _decided(self, fork_id: str | None, body: ForkDecided) -> bool:
-        self.last_decision = Decision(list(body.words), list(body.sources), body.latency_ms, body.rule)
-        if self.fork is not None and self.fork.fork_id == fork_id:
-            self.fork = None
-            self.focus, self.focus_own = None, False
-            self.typed = ""
-            self.sent_prefixes.clear()
-        return True
-
-    def _focus(self, fork_id: str | None, body: Focus) -> bool:
-        if self.fork is None or self.fork.fork_id != fork_id:
-            return False
-        if body.index is not None and self.fork.position_of(body.index) is None:
-            return False
-        self.focus, self.focus_source = body.index, body.source
-        self.focus_own = body.source == self.me
-        return True
+        The local focus, prefix and marks change at once, so the screen answers before the
+        echo comes back through the bus."""
+        reaction = self.keys.press(canonical_key(key, character), character)
+        if reaction.action:
+            self.version += 1
+        return reaction
 
     # ------------------------------------------------------------------ text
     def _append(self, piece: str, origin: str) -> None:
@@ -238,13 +162,3 @@ class ViewState:
         if pos < len(self.text):
             out.append((self.text[pos:], "model"))
         return out
-
-    # ------------------------------------------------------------------ focus moves
-    def moved_focus(self, step: int) -> int | None:
-        """The candidate index ``step`` places from the focused one (wrapping), or None."""
-        if self.fork is None or not self.fork.candidates:
-            return None
-        pos = self.fork.position_of(self.focus)
-        n = len(self.fork.candidates)
-        new = (0 if step > 0 else n - 1) if pos is None else (pos + step) % n
-        return self.fork.candidates[new].index

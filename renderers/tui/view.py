@@ -4,13 +4,12 @@ Imported only by :func:`razvilka.renderers.tui.app.run` (and tests), never at CL
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
+from typing import ClassVar
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.events import Key
 from textual.message import Message as UIMessage
@@ -22,8 +21,8 @@ from razvilka.protocol.errors import ProtocolError
 from razvilka.protocol.messages import Message, SourceStatus
 from razvilka.renderers.config import TuiConfig
 from razvilka.renderers.tui import render
-from razvilka.renderers.tui.keys import messages_for_key
 from razvilka.renderers.tui.state import ViewState
+from razvilka.runtime import stop_event
 
 log = logging.getLogger("razvilka.render.tui")
 
@@ -64,7 +63,7 @@ class TuiApp(App[int]):
     #sources { height: 1; padding: 0 1; background: #1c2630; }
     #help { height: 1; padding: 0 1; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         # Tab would move widget focus; here it asks for more candidates.
         Binding("tab", "key_more", "more", show=False, priority=True),
@@ -104,11 +103,7 @@ class TuiApp(App[int]):
             await self.client.start()
         if self.config.keys:
             self._announce("ok", "keys in the terminal view")
-        try:
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGTERM, self.exit)
-        except (RuntimeError, ValueError, NotImplementedError):  # not the main thread (tests)
-            pass
+        stop_event(then=self.exit)  # SIGTERM (`razvilka up` stopping) closes the view cleanly
         self.redraw(force=True)
         self.set_interval(self.config.refresh_ms / 1000, self._refresh_sources)
         self.follow_bus()
@@ -167,13 +162,14 @@ class TuiApp(App[int]):
             self._press("tab", None)
 
     def _press(self, key: str, character: str | None) -> bool:
-        before = self.state.version
-        outgoing = messages_for_key(self.state, key, character, self.client.name)
-        for out in outgoing:
-            self.client.publish(out.body, fork_id=out.fork_id)
+        reaction = self.state.press(key, character)
+        for emit in reaction.emits:
+            self.client.publish(emit.body, fork_id=emit.fork_id)
             self.published += 1
+        if reaction.note:
+            log.info("key=%s action=%s %s", key, reaction.action or "-", reaction.note)
         self.redraw()
-        return bool(outgoing) or self.state.version != before  # a key that changed only the screen is ours too
+        return bool(reaction.action)  # a key with an action is ours, even one that changed only the screen
 
     # ------------------------------------------------------------------ drawing
     def redraw(self, force: bool = False) -> None:

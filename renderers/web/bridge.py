@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit
 import msgspec
 from aiohttp import WSMsgType, web
 
-from razvilka.protocol.client import BusClient
+from razvilka.protocol.client import BusClient, ForkTracker
 from razvilka.protocol.clock import now_ns
 from razvilka.protocol.codec import validation_error
 from razvilka.protocol.errors import ErrorCode, ProtocolError
@@ -33,7 +32,6 @@ from razvilka.protocol.messages import (
     Body,
     Command,
     Focus,
-    ForkOpen,
     Layout,
     Message,
     Select,
@@ -57,6 +55,9 @@ PAGE_TYPES: dict[str, tuple[type[Body], str]] = {
     "render.layout": (Layout, "renderer"),
     "render.stimulus": (Stimulus, "renderer"),
 }
+
+#: The source kinds (protocol 1.3) a page may send: mouse and touch are "pointer", keys "key".
+PAGE_KINDS = ("pointer", "key")
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -99,32 +100,20 @@ class BusMirror:
 
     def __init__(self, remember: int = 256) -> None:
         self.latest: dict[tuple[str, str], Message] = {}
-        self.fork: list[Message] = []           # fork.open, then its updates
-        self.closed: deque[str] = deque(maxlen=remember)  # decided or superseded fork ids
+        self.forks = ForkTracker(remember)
 
     @property
     def fork_id(self) -> str | None:
-        return self.fork[0].header.fork_id if self.fork else None
+        return self.forks.fork_id
 
     @property
     def candidates(self) -> int:
-        body = self.fork[0].body if self.fork else None
-        return len(body.candidates) if isinstance(body, ForkOpen) else 0
+        return self.forks.fork.k if self.forks.fork else 0
 
     def update(self, msg: Message) -> None:
-        kind, fork_id = msg.header.type, msg.header.fork_id
-        if kind == "fork.open":
-            if self.fork_id and self.fork_id != fork_id:
-                self.closed.append(self.fork_id)
-            self.fork = [msg]
-        elif kind.startswith("fork."):
-            if fork_id == self.fork_id:
-                if kind == "fork.decided":
-                    self.closed.append(fork_id)
-                    self.fork = []
-                else:
-                    self.fork.append(msg)
-        elif kind in ("text.state", "daemon.status"):
+        kind = msg.header.type
+        self.forks.update(msg)
+        if kind in ("text.state", "daemon.status"):
             self.latest[(kind, msg.header.sender)] = msg
         elif kind == "source.status":
             self.latest[(kind, getattr(msg.body, "source", msg.header.sender))] = msg
@@ -132,7 +121,7 @@ class BusMirror:
     def messages(self) -> list[Message]:
         """Retained messages, oldest first, the open fork last."""
         held = sorted(self.latest.values(), key=lambda m: m.header.ts_ns)
-        return held + self.fork
+        return held + self.forks.messages()
 
 
 class Page:
@@ -249,7 +238,8 @@ class WebBridge:
         """Refuse foreign Host names (DNS rebinding) and add a strict content policy."""
         host = (request.url.host or "").strip("[]").lower()
         if host not in self.allowed_hosts:
-            log.warning("web: refused Host %r from %s (add it to renderers.web.allowed_hosts)", request.host, request.remote)
+            log.warning("web: refused Host %r from %s (add it to renderers.web.allowed_hosts)",
+                        request.host, request.remote)
             return web.Response(status=403, text=f"Host {request.host!r} is not allowed here\n")
         response: web.StreamResponse = await handler(request)
         if not isinstance(response, web.WebSocketResponse):
@@ -365,6 +355,11 @@ class WebBridge:
         cls, stamp = PAGE_TYPES[event.type]
         raw = dict(event.body)
         raw[stamp] = self.name  # a page speaks for this bridge only; it cannot pose as gaze or EEG
+        if cls in (Focus, Select):  # protocol 1.3 kind: a page is a pointer (mouse, touch) or keys
+            kind = raw.get("kind") or "pointer"
+            if kind not in PAGE_KINDS:
+                raise ProtocolError(ErrorCode.BAD_VALUE, f"body.kind: a page is 'pointer' or 'key', not {kind!r}")
+            raw["kind"] = kind
         try:
             body = msgspec.convert(raw, cls)
         except msgspec.ValidationError as exc:
@@ -373,7 +368,7 @@ class WebBridge:
         if cls.NEEDS_FORK and not fork_id:
             raise ProtocolError(ErrorCode.MISSING_FIELD, f"{event.type} needs fork_id")
         if fork_id is not None and fork_id != self.mirror.fork_id:
-            if fork_id in self.mirror.closed:
+            if self.mirror.forks.is_stale(fork_id):
                 raise ProtocolError(ErrorCode.STALE_FORK, f"fork {fork_id!r} was already decided or superseded")
             raise ProtocolError(ErrorCode.UNKNOWN_FORK, f"no open fork {fork_id!r} (open: {self.mirror.fork_id!r})")
         indices = _indices(body)
@@ -382,7 +377,8 @@ class WebBridge:
         for index in indices:
             if index >= self.mirror.candidates:
                 raise ProtocolError(
-                    ErrorCode.OUT_OF_RANGE, f"candidate {index} is outside fork {fork_id!r} ({self.mirror.candidates} candidates)"
+                    ErrorCode.OUT_OF_RANGE,
+                    f"candidate {index} is outside fork {fork_id!r} ({self.mirror.candidates} candidates)",
                 )
         return body, fork_id
 
@@ -393,7 +389,8 @@ class WebBridge:
             self._drop(page)
 
     def _reply_error(self, page: Page, exc: ProtocolError, ref: str | int | None) -> None:
-        self._send(page, {"type": "error", "code": int(exc.code), "name": exc.code.name, "message": exc.detail, "ref": ref})
+        self._send(page, {"type": "error", "code": int(exc.code), "name": exc.code.name, "message": exc.detail,
+                          "ref": ref})
 
 
 def _indices(body: Body) -> list[int]:

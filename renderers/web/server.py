@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 import msgspec
@@ -49,11 +48,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
 async def _serve(config: Config, web: WebConfig) -> int:
     from razvilka.protocol.client import BusClient
     from razvilka.renderers.web.bridge import SUBSCRIBE, WebBridge
+    from razvilka.runtime import stop_event
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     client = BusClient.from_config(web.name, config.bus, role="renderer", subscribe=SUBSCRIBE)
     async with client:
         if not await client.wait_connected(5.0):
