@@ -1,11 +1,20 @@
-"""Receiving in bus tests without depending on timing: wait (long) for what must come, then briefly for extras."""
+"""Helpers for bus tests: receive without depending on timing, wait for retained state, and catch leaked sockets."""
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import pytest
+import zmq
+import zmq.asyncio
 
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.messages import Message
+
+TERM_TIMEOUT_S = 5.0
 
 
 async def receive(client: BusClient, until: Callable[[list[Message]], bool], *,
@@ -20,3 +29,76 @@ async def receive(client: BusClient, until: Callable[[list[Message]], bool], *,
     while (msg := await client.recv(timeout=quiet)) is not None:
         out.append(msg)
     return out
+
+
+async def wait_retained(client: BusClient, holds: Callable[[list[Message]], bool], *,
+                        timeout: float = 5.0) -> list[Message]:
+    """The bus snapshot once ``holds(snapshot)`` is true: the bus caches on its own thread, so ask until it has.
+
+    Fails after ``timeout`` s naming what the snapshot held.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        snap = await client.snapshot()
+        if holds(snap):
+            return snap
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the bus did not retain it within {timeout}s; it holds "
+                                 f"{[(m.type, m.header.fork_id) for m in snap]}")
+        await asyncio.sleep(0.02)  # a poll interval: the cache has no event to wait on from here
+
+
+# ------------------------------------------------------------------------------------- leaked sockets
+def _describe(sock: zmq.Socket) -> str:  # type: ignore[type-arg]
+    try:
+        kind = zmq.SocketType(sock.type).name
+    except (zmq.ZMQError, ValueError):
+        kind = "socket"
+    try:
+        where = sock.last_endpoint.decode() or "not bound"
+    except zmq.ZMQError:
+        where = "?"
+    return f"{kind} ({where})"
+
+
+def open_sockets(ctx: zmq.Context) -> list[str]:  # type: ignore[type-arg]
+    """The sockets of ``ctx`` that are not closed yet, described by type and last endpoint."""
+    return [_describe(s) for s in list(getattr(ctx, "_sockets", ())) if not s.closed]
+
+
+def term_within(ctx: zmq.Context, timeout: float) -> bool:  # type: ignore[type-arg]
+    """``ctx.term()`` in a thread; False if it did not return in ``timeout`` s (a socket is still open)."""
+    t = threading.Thread(target=ctx.term, name="zmq-term", daemon=True)
+    t.start()
+    t.join(timeout)
+    return not t.is_alive()
+
+
+@pytest.fixture(autouse=True)
+def zmq_contexts() -> Iterator[dict[type, zmq.Context]]:  # type: ignore[type-arg]
+    """A fresh ZeroMQ context per test, installed as ``Context.instance()`` (sync and asyncio).
+
+    The code takes ``zmq.Context.instance()`` / ``zmq.asyncio.Context.instance()`` unless given a
+    context. At teardown each context is terminated with a timeout: a socket the test (or the code
+    under test) left open makes ``term()`` hang, and the test fails naming the socket, as pyzmq's
+    own test suite does.
+    """
+    pid = os.getpid()
+    contexts: dict[type, zmq.Context] = {zmq.Context: zmq.Context(), zmq.asyncio.Context: zmq.asyncio.Context()}  # type: ignore[type-arg]
+    for cls, ctx in contexts.items():
+        cls._instance = ctx  # type: ignore[attr-defined]
+        cls._instance_pid = pid  # type: ignore[attr-defined]
+    yield contexts
+    leaks: list[str] = []
+    for cls, ctx in contexts.items():
+        still_open = open_sockets(ctx)
+        if not term_within(ctx, TERM_TIMEOUT_S):
+            leaks.append(f"{cls.__module__}.{cls.__name__}: {', '.join(still_open) or 'a socket'}")
+            for s in list(getattr(ctx, "_sockets", ())):  # let term() finish and free the endpoints
+                if not s.closed:
+                    s.close(linger=0)
+        if cls.__dict__.get("_instance") is ctx:
+            cls._instance = None  # type: ignore[attr-defined]
+    if leaks:
+        pytest.fail(f"ZeroMQ sockets left open (the context did not terminate in {TERM_TIMEOUT_S:.0f} s): "
+                    + "; ".join(leaks), pytrace=False)

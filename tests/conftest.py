@@ -1,4 +1,5 @@
-"""Shared fixtures: a real bus on real sockets, and clients that always close with linger=0."""
+"""Shared fixtures: a real bus on real sockets, clients that always close with linger=0, and a fresh
+ZeroMQ context per test that fails the test if a socket is left open."""
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,7 @@ from razvilka.protocol.client import BusClient
 from razvilka.protocol.config import BusConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+TEST_DATA = ROOT / "tests" / "data"  # everything the tests read; see tests/data/README.md
 
 
 @pytest.fixture
@@ -102,6 +103,9 @@ async def ipc_clients(ipc_bus: BusHost) -> AsyncIterator[ClientFactory]:
 
 # Real-daemon fixtures (need the `engine` fixture below): start_daemon, daemon, and the next_of helper.
 from daemon_fixtures import daemon, start_daemon  # noqa: E402,F401
+
+# Autouse: each test gets its own ZeroMQ contexts, terminated with a timeout at teardown.
+from bus_helpers import zmq_contexts  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------------------ the real model, once per session

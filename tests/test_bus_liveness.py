@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,12 +50,12 @@ async def test_gap_is_counted(clients) -> None:
 async def test_no_false_gaps_when_a_sender_mixes_types(ipc_clients) -> None:
     """seq counts per sender *and type*: a subscriber to one type sees no holes from the others."""
     focus_only = await ipc_clients("fusion", subscribe=["input.focus."], heartbeat_ms=0)
-    sender = await ipc_clients("gaze", heartbeat_ms=50)
+    sender = await ipc_clients("gaze", heartbeat_ms=0)
     for i in range(20):
         sender.publish(Focus(index=i % 4, source="gaze"), fork_id="f1")
         sender.publish(TextAuto(text="x", words=["x"]))  # another type, not subscribed
-        if i % 5 == 0:
-            await asyncio.sleep(0.06)  # let heartbeats interleave too
+        if i % 5 == 0:  # heartbeats interleaved too (the fusion side receives those)
+            sender.publish(Heartbeat(role="input", interval_ms=50))
     got = []
     deadline = time.monotonic() + 5
     while len(got) < 20 and time.monotonic() < deadline:  # heartbeats keep coming: no "quiet" end
@@ -116,5 +120,42 @@ async def test_goodbye_is_not_a_loss(ipc_clients) -> None:
     await wait_peer(watcher, "keyboard", "alive")
     await adapter.close()  # clean stop: a final beat with state="stopped"
     assert (await wait_peer(watcher, "keyboard", "stopped"))["keyboard"] == "stopped"
-    await asyncio.sleep(0.45)  # more than 3 beats later it still reads stopped, never silent
+    # What is tested is time passing: 0.45 s is more than 3 missed beats of 100 ms, after which a
+    # peer that merely went quiet reads "silent"; one that said goodbye still reads "stopped".
+    await asyncio.sleep(0.45)
     assert watcher.alive()["keyboard"] == "stopped"
+
+
+LEAKY_TEST = """
+import zmq
+
+KEPT = []
+
+
+def test_closes_its_socket():
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.close(linger=0)
+
+
+def test_leaks_a_socket():
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock.bind("inproc://left-open")
+    KEPT.append(sock)  # never closed
+"""
+
+
+def test_a_socket_left_open_fails_its_test(tmp_path: Path) -> None:
+    """The autouse per-test context (bus_helpers.zmq_contexts) turns a leaked socket into a failure naming it."""
+    tests_dir = Path(__file__).resolve().parent
+    (tmp_path / "conftest.py").write_text("from bus_helpers import zmq_contexts  # noqa: F401\n")
+    (tmp_path / "test_leaky.py").write_text(LEAKY_TEST)
+    env = {**os.environ, "PYTHONPATH": str(tests_dir)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                          "-o", "timeout=60", "-o", "asyncio_default_fixture_loop_scope=function", str(tmp_path)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    # both bodies pass; the leaking one then errors at teardown, naming the socket
+    assert "2 passed, 1 error" in out, out
+    assert "ERROR at teardown of test_leaks_a_socket" in out and "ERROR at teardown of test_closes" not in out, out
+    assert "ZeroMQ sockets left open" in out and "PUB (inproc://left-open)" in out, out

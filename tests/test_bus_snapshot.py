@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -23,13 +25,19 @@ def fork_open(words: list[str]) -> ForkOpen:
     return ForkOpen(candidates=[Candidate(index=i, word=w, prob=1 / (i + 2)) for i, w in enumerate(words)])
 
 
-async def wait_cached(bus, count: int) -> None:  # type: ignore[no-untyped-def]
-    """The state thread caches asynchronously; wait until it holds ``count`` messages."""
-    for _ in range(100):
-        if len(bus.cache.messages()) >= count:
+def cached_topics(bus) -> list[bytes]:  # type: ignore[no-untyped-def]
+    return [bytes(frames[0]) for frames in bus.cache.messages()]
+
+
+async def wait_cached(bus, count: int, holds: Callable[[list[bytes]], bool] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """The state thread caches asynchronously: poll (2 s at most) until it holds ``count`` messages and ``holds(topics)``."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        topics = cached_topics(bus)
+        if len(topics) >= count and (holds is None or holds(topics)):
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"cache holds {len(bus.cache.messages())} messages, expected {count}")
+    raise AssertionError(f"cache holds {cached_topics(bus)}, expected {count} messages")
 
 
 async def test_late_joiner_gets_current_fork_and_lookaheads(bus, clients) -> None:
@@ -69,7 +77,11 @@ async def test_snapshot_covers_messages_already_queued(ipc_bus, ipc_clients) -> 
     daemon.publish(fork_open(["b", "c"]), fork_id="f7")
     daemon.publish(ForkLookahead(entries=[Lookahead(index=0, phrases=["b d"])]), fork_id="f7")
     await wait_cached(ipc_bus, 3)
-    await asyncio.sleep(0.1)  # the live copies are now queued at the late client
+    # Make sure the three live copies are queued at the late client before it asks: move them off its
+    # socket into its own queue of received messages (what recv() reads first, as wait_connected does).
+    for _ in range(3):
+        assert await late.sub.poll(5000), "a live copy never reached the late client"
+        late._pending.append(await late.sub.recv_multipart())
     snap = await late.snapshot()
     assert sorted(m.type for m in snap) == ["fork.lookahead", "fork.open", "text.state"]
     daemon.publish(TextState(text="A b"))
@@ -84,8 +96,7 @@ async def test_empty_bus_snapshot_and_no_current_fork_after_decision(ipc_bus, ip
     assert [m for m in await first.snapshot() if m.type.startswith("fork.")] == []
     first.publish(fork_open(["x"]), fork_id="f9")
     first.publish(ForkDecided(index=0, words=["x"], sources=["eeg"]), fork_id="f9")
-    await wait_cached(ipc_bus, 1)
-    await asyncio.sleep(0.05)
+    await wait_cached(ipc_bus, 1, lambda topics: all(t.startswith(b"fork.decided") for t in topics))
     second = await ipc_clients("second", heartbeat_ms=0)
     snap = await second.snapshot()
     assert [m.type for m in snap if m.type.startswith("fork.")] == ["fork.decided"], \

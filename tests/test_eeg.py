@@ -1,6 +1,6 @@
 """EEG P300 selection on real brain signals, real BrainFlow boards and a real bus.
 
-* Real Muse recordings (shared data): cross-run AUC, single-trial accuracy, simulated
+* Real Muse recordings (tests/data/eeg, see its PROVENANCE.md): cross-run AUC, single-trial accuracy, simulated
   K-candidate selections with and without the LM prior, and one run replayed through
   BrainFlow's playback board (id -3) into the adapter, ending in an ``input.select`` on the bus.
 * Synthetic-board data (master board -1) with time-locked ERPs written into playback files:
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import lzma
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import TEST_DATA
 
 from razvilka.inputs.eeg.adapter import EegAdapter, calibrate_from_files
 from razvilka.inputs.eeg.bayes import lm_prior
@@ -34,27 +35,39 @@ from razvilka.inputs.eeg.recording import NON_TARGET, TARGET, Recording, load_mu
 from razvilka.inputs.eeg.simulate import simulate, summarise
 from razvilka.protocol.clock import now_s, unix_to_bus_offset_s
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Candidate, Focus, ForkOpen, Select, SourceStatus, Stimulus
+from razvilka.protocol.messages import Candidate, Focus, ForkOpen, Heartbeat, Select, SourceStatus, Stimulus
 
-MUSE = SHARED_DATA / "eeg" / "muse-visual-p300" / "subject1" / "session1"
-RUNS = sorted(MUSE.glob("*.csv"))
-TRAIN, TEST = RUNS[:4], RUNS[4:]
+MUSE = TEST_DATA / "eeg" / "muse-visual-p300"
 SUBSCRIBE = ["fork.", "render.stimulus.", "input.focus."]
 
 
 # ---------------------------------------------------------------------------- real recordings
-@pytest.fixture(scope="module")
-def muse_model() -> P300Model:
-    """Calibrated on runs 1-4 of the shared recording (cross-validated by run)."""
-    assert len(RUNS) == 6, f"expected 6 runs in {MUSE}"
-    return calibrate_from_files(EegConfig(), [str(p) for p in TRAIN])
+@pytest.fixture(scope="session")
+def muse_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The six runs as the CSV files eeg-notebooks published (stored xz-compressed, unpacked once)."""
+    packed = sorted(MUSE.glob("*.csv.xz"))
+    assert len(packed) == 6, f"expected 6 runs in {MUSE}"
+    out = tmp_path_factory.mktemp("muse")
+    runs = []
+    for src in packed:
+        dst = out / src.name.removesuffix(".xz")
+        with lzma.open(src) as f:
+            dst.write_bytes(f.read())
+        runs.append(dst)
+    return runs
 
 
 @pytest.fixture(scope="module")
-def held_out(muse_model: P300Model) -> tuple[np.ndarray, np.ndarray]:
+def muse_model(muse_runs: list[Path]) -> P300Model:
+    """Calibrated on runs 1-4 of the recording (cross-validated by run)."""
+    return calibrate_from_files(EegConfig(), [str(p) for p in muse_runs[:4]])
+
+
+@pytest.fixture(scope="module")
+def held_out(muse_model: P300Model, muse_runs: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Scores and labels of the clean epochs of runs 5-6, which the model never saw."""
     scores, labels = [], []
-    for path in TEST:
+    for path in muse_runs[4:]:
         X, y, kept = epochs_from_recording(load_muse_csv(path), muse_model.spec)
         scores.append(muse_model.score(X[kept]))
         labels.append(y[kept])
@@ -164,14 +177,14 @@ async def play(session: Session, fork_id: str, flashes: list[tuple[float, int]],
 
 
 # ---------------------------------------------------------------------------- replay of a real run
-async def test_muse_run_replayed_through_playback_board_selects_on_bus(ipc_clients, muse_model, tmp_path) -> None:
+async def test_muse_run_replayed_through_playback_board_selects_on_bus(ipc_clients, muse_model, muse_runs, tmp_path) -> None:
     """Run 6 (never trained on) streams through BrainFlow's playback board in real time.
 
     The recorded stimuli become flashes of a K=4 fork: every target stimulus flashes
     candidate 2 and the non-target stimuli rotate over the other three. The renderer's
     stimulus events carry the recorded onsets on the bus clock.
     """
-    rec = load_muse_csv(RUNS[5])
+    rec = load_muse_csv(muse_runs[5])
     start_unix = time.time() + 0.5
     path = write_playback_file(tmp_path / "run6.csv", rec, 41, start_unix=start_unix)
     cfg = EegConfig(board_id=-3, master_board=41, playback_file=str(path), board_config=["old_timestamps"],
@@ -484,11 +497,11 @@ def test_epoch_buffer_waits_for_the_whole_window_and_expires_old_onsets() -> Non
 
 
 # ---------------------------------------------------------------------------- CLI
-def test_cli_calibrate_from_recordings(tmp_path, capsys) -> None:
+def test_cli_calibrate_from_recordings(muse_runs, tmp_path, capsys) -> None:
     from razvilka.cli import main
 
     code = main(["--set", f"inputs.eeg.model_dir={tmp_path}", "input", "eeg", "--user", "sam",
-                 "--calibrate-from", str(RUNS[0]), str(RUNS[1])])
+                 "--calibrate-from", str(muse_runs[0]), str(muse_runs[1])])
     out = capsys.readouterr().out
     assert code == 0 and "cross-validated AUC" in out, out
     model = P300Model.load(tmp_path / "sam.p300.pkl", Montage("Muse2016", ("TP9", "AF7", "AF8", "TP10"), 256))
@@ -504,15 +517,22 @@ async def test_cli_process_with_unknown_board_stays_up_and_stops_cleanly(ipc_bus
         proc = subprocess.Popen([sys.executable, "-m", "razvilka.cli", "input", "eeg", "--board-id", "999"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        status = None
+        status, sender = None, ""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and status is None:
             msg = await peer.recv(timeout=0.5)
             if msg is not None and isinstance(msg.body, SourceStatus) and "knows no board" in msg.body.detail:
-                status = msg.body
+                status, sender = msg.body, msg.header.sender
         assert status is not None and status.state == "error" and "knows no board with id 999" in status.detail
-        await asyncio.sleep(1.0)
-        assert proc.poll() is None                      # still up after the error
+        # still up after the error: it goes on beating (two heartbeats after the error status)
+        beats, deadline = 0, time.monotonic() + 10
+        while beats < 2 and time.monotonic() < deadline:
+            msg = await peer.recv(timeout=0.5)
+            if msg is not None and isinstance(msg.body, Heartbeat) and msg.header.sender == sender \
+                    and msg.body.state != "stopped":
+                beats += 1
+        assert beats == 2, "the adapter stopped beating after the error"
+        assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 10) == 0
     finally:

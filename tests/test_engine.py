@@ -13,7 +13,7 @@ import pytest
 from razvilka.daemon.config import ModelConfig
 from razvilka.daemon.engine import Aborted, Engine, WordCandidate
 from razvilka.daemon.words import Kind, display_word, trim_to_words
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.daemon.errors import DaemonRefusal, ErrorCode
 
 pytestmark = pytest.mark.model
 
@@ -95,10 +95,10 @@ def test_two_token_paths_of_one_word_merge_and_sum(engine: Engine) -> None:
 def test_line_start_words_have_no_leading_space(engine: Engine) -> None:
     engine.reset("Dear John,\n\n")
     dist = engine.words(6)
-    assert dist.candidates
-    for c in dist.candidates:
-        if c.word[0].isalpha():
-            assert c.text == c.word and not engine.vocab.pieces[c.tokens[0]].startswith(b" ")
+    words = [c for c in dist.candidates if c.word[0].isalpha()]
+    assert words, f"no word among the line-start candidates {[c.word for c in dist.candidates]}"
+    for c in words:
+        assert c.text == c.word and not engine.vocab.pieces[c.tokens[0]].startswith(b" ")
 
 
 # ------------------------------------------------------------------------------------------- look-ahead
@@ -216,7 +216,7 @@ def test_commit_text_checkpoint_and_rewind_equal_fresh(engine: Engine) -> None:
     fresh = engine.words(5)
     assert [c.word for c in after_rewind.candidates] == [c.word for c in fresh.candidates]
     assert [c.prob for c in after_rewind.candidates] == pytest.approx([c.prob for c in fresh.candidates], rel=1e-4)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(DaemonRefusal) as err:
         engine.rewind(engine.n_tokens + 5)
     assert err.value.code == ErrorCode.BAD_COMMAND
 
@@ -295,7 +295,7 @@ def test_bias_bans_and_boosts_a_word(engine: Engine) -> None:
     finally:
         engine.clear_bias()
     assert [c.word for c in engine.words(8).candidates] == words
-    with pytest.raises(ProtocolError):
+    with pytest.raises(DaemonRefusal):
         engine.set_bias("  ", 1.0)
 
 
@@ -352,11 +352,11 @@ def test_lora_hot_swap_and_a_lora_for_another_model(engine: Engine, tmp_path: Pa
     assert [(c.word, c.prob) for c in engine.words(5).candidates] == base
     for path, why in ((write_lora(tmp_path / "llama.gguf", arch="llama"), "arch"),
                       (write_lora(tmp_path / "1b.gguf", n_in=1152), "shape")):
-        with pytest.raises(ProtocolError) as err:
+        with pytest.raises(DaemonRefusal) as err:
             engine.load_lora(str(path))
         assert err.value.code == ErrorCode.BAD_CONFIG and "does not fit this model" in str(err.value), why
     (tmp_path / "notes.txt").write_text("not an adapter")
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(DaemonRefusal) as err:
         engine.load_lora(str(tmp_path / "notes.txt"))
     assert err.value.code == ErrorCode.BAD_CONFIG and "not GGUF" in str(err.value)
     assert [(c.word, c.prob) for c in engine.words(5).candidates] == base  # a refused LoRA changes nothing
@@ -372,10 +372,10 @@ def test_bad_model_files_give_clear_errors(tmp_path: Path, model_path: Path) -> 
     (tmp_path / "model.gguf").write_text("hello, I am not a model\n")
     (tmp_path / "cut.gguf").write_bytes(model_path.read_bytes()[:4096])
     for name, (path, code, words) in cases.items():
-        with pytest.raises(ProtocolError) as err:
+        with pytest.raises(DaemonRefusal) as err:
             Engine(ModelConfig(path=str(path)))
         assert err.value.code == code and words in str(err.value), name
-    with pytest.raises(ProtocolError) as err:  # a KV cache far larger than this machine's memory
+    with pytest.raises(DaemonRefusal) as err:  # a KV cache far larger than this machine's memory
         Engine(ModelConfig(path=str(model_path), n_ctx=1 << 24))
     assert err.value.code == ErrorCode.MODEL_ERROR and "not enough memory" in str(err.value)
 

@@ -1,7 +1,7 @@
 """Gaze adapter: the real Tobii recording through a real pylsl outlet/inlet, synthetic gaze for edge cases,
 the real adapter on a real ipc bus.
 
-The recording (../shared/data/gaze/tobii-matrix-calibration) is a BciPy matrix-speller calibration:
+The recording (tests/data/gaze/tobii-matrix-calibration, see its PROVENANCE.md) is a BciPy matrix-speller calibration:
 28 symbols at known positions; before each inquiry a symbol is prompted and the person looks at it
 while the matrix flashes. So each inquiry is a fork whose right answer is known.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gzip
 import json
+import lzma
 import os
 import shutil
 import subprocess
@@ -44,9 +44,10 @@ from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import (
     Box, Candidate, Confirm, Focus, ForkDecided, ForkOpen, Layout, Message, SourceStatus,
 )
-from conftest import ROOT, SHARED_DATA
+from bus_helpers import wait_retained
+from conftest import ROOT, TEST_DATA
 
-DATA = SHARED_DATA / "gaze" / "tobii-matrix-calibration"
+DATA = TEST_DATA / "gaze" / "tobii-matrix-calibration"
 RATE = 60.0
 
 
@@ -77,7 +78,7 @@ class Session:
 
 @functools.lru_cache(maxsize=1)
 def session() -> Session:
-    with gzip.open(DATA / "eyetracker_data_tobii-p0.csv.gz", "rt") as f:
+    with lzma.open(DATA / "eyetracker_data_tobii-p0.csv.xz", "rt") as f:
         rows = np.genfromtxt(f, delimiter=",", skip_header=3)
     pos = json.loads((DATA / "stimuli_positions.json").read_text())
     w, h = pos["screen_size_pixels"]
@@ -738,6 +739,15 @@ def status_is(state: str, *, contains: str = "") -> Callable[[Message], bool]:
     return lambda m: isinstance(m.body, SourceStatus) and m.body.state == state and contains in m.body.detail
 
 
+async def until(holds: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Poll in-process state until ``holds()`` (the adapter's fields have no event to await); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not holds():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
 async def start_adapter(ipc_clients, cfg: GazeConfig, calibration: Calibration | None = None):  # type: ignore[no-untyped-def]
     client = await ipc_clients(cfg.name, subscribe=["fork.", "render.layout."], role="input")
     adapter = GazeAdapter(cfg, client, calibration)
@@ -770,10 +780,8 @@ async def test_adapter_publishes_focus_and_confirm_for_the_fork_on_the_bus(ipc_c
         async def one_inquiry(fork_id: str, q: Inquiry, layout: Layout) -> tuple[list[Message], Message]:
             daemon.publish(fork_open(s), fork_id=fork_id)
             renderer.publish(layout, fork_id=fork_id)
-            for _ in range(100):
-                if adapter.tracker.fork_id == fork_id and adapter.tracker.active:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: adapter.tracker.fork_id == fork_id and adapter.tracker.active,
+                        f"the adapter follows fork {fork_id} with its layout")
             sel = (s.t >= q.prompt) & (s.t <= q.last_flash)
             base = max(pylsl.local_clock(), clock["next"])  # faster than real time, but never backwards
             ts = base + (s.t[sel] - q.prompt)
@@ -832,7 +840,8 @@ async def test_late_joiner_takes_fork_and_layout_from_the_snapshot(ipc_clients) 
     shifted = msgspec.structs.replace(s.layout, renderer="tui", boxes=[
         msgspec.structs.replace(b, x=b.x + 500.0) for b in s.layout.boxes])  # another renderer's boxes elsewhere
     other.publish(shifted, fork_id="fork-early")
-    await asyncio.sleep(0.2)
+    # the adapter starts only once the bus retains the fork and both layouts (its snapshot is what is tested)
+    await wait_retained(watcher, lambda snap: sum(m.header.fork_id == "fork-early" for m in snap) >= 3)
     adapter, stop, task = await start_adapter(ipc_clients, stream_cfg(sid, renderer="bcipy-matrix",
                                                                       resolve_timeout_s=5.0))
     try:
@@ -955,7 +964,10 @@ async def test_wrong_shape_stream_and_bad_config_keep_the_adapter_running(ipc_cl
     try:
         err = await expect(watcher, status_is("error", contains="BAD_CONFIG"))
         assert "eyelink" in err.body.detail  # type: ignore[union-attr]
-        await asyncio.sleep(0.3)
+        # still working after the error: it follows a fork opened afterwards
+        daemon = await ipc_clients("daemon", role="daemon")
+        daemon.publish(ForkOpen(candidates=[Candidate(index=0, word="yes", prob=1.0)]), fork_id="fork-after")
+        await until(lambda: adapter.tracker.fork_id == "fork-after", "the adapter follows forks after a bad config")
         assert not task.done(), "a bad channel map is reported, not fatal"
         assert adapter.errors[-1].code == ErrorCode.BAD_CONFIG
     finally:

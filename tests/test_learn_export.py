@@ -14,10 +14,12 @@ from daemon_fixtures import DEFAULT_PROMPT, daemon_config, next_of
 import razvilka.cli
 from razvilka.daemon.learn.export import export, read_jsonl
 from razvilka.daemon.learn.history import open_store
-from razvilka.daemon.learn.live import profiled_daemon, replay_store
+from razvilka.daemon.cli import build_daemon
+from razvilka.daemon.learn.live import replay_store
+from razvilka.daemon.learn.persist import save_profile
 from razvilka.daemon.learn.profile import Profile
 from razvilka.protocol.client import BusClient
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.daemon.learn.errors import ErrorCode, LearnError
 from razvilka.protocol.messages import Command, Select
 
 pytestmark = pytest.mark.model
@@ -116,9 +118,9 @@ async def test_export_formats_on_a_real_store(start_daemon: Any, tmp_path: Path)
     # and the profile learned from this store sees the same decisions
     prof = Profile()
     assert replay_store(prof, rd.config.store.path, "default") == 3
-    assert prof.uni.get("zebra") == 1, "the typed word is in the person's cache"
-    assert "zebra" not in prof.acc, "it was never on screen: no accept/reject evidence about it"
-    assert sum(v[1] for v in prof.acc.values()) > 0, "the candidates passed over were counted"
+    assert prof.cache.unigrams_.get("zebra") == 1, "the typed word is in the person's cache"
+    assert "zebra" not in prof.choice.accept_, "it was never on screen: no accept/reject evidence about it"
+    assert sum(v[1] for v in prof.choice.accept_.values()) > 0, "the candidates passed over were counted"
 
 
 def _old_store(path: Path) -> None:
@@ -140,7 +142,7 @@ def test_store_from_an_older_schema_gets_a_clear_error_and_is_not_changed(tmp_pa
     path = tmp_path / "old.sqlite3"
     _old_store(path)
     before = hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(LearnError) as err:
         export(path, tmp_path / "out")
     assert err.value.code == ErrorCode.STORE_ERROR
     assert "older razvilka" in err.value.detail and "forks.candidates" in err.value.detail
@@ -156,7 +158,7 @@ def test_store_from_an_older_schema_gets_a_clear_error_and_is_not_changed(tmp_pa
     db = sqlite3.connect(newer)
     db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('schema_version', '7');")
     db.close()
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(LearnError) as err:
         open_store(newer)
     assert "newer" in err.value.detail
 
@@ -169,9 +171,9 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
     for i in range(6):  # this person ends "... weekend is" with their own word, typed each time
         ctx = f"Note {i}: {DEFAULT_PROMPT}"
         prof.observe(ctx, ["a", "the"], None, " zebra", probs={"a": 0.3, "the": 0.2}, document=f"old{i}")
-    prof.save()
+    save_profile(prof)
     config = daemon_config(runtime_dir, gating={"mode": "always", "k": 4, "lookahead_tokens": 2})
-    daemon = profiled_daemon(config, profile=Profile.load(path, "default"), engine=engine, resume=False)
+    daemon = build_daemon(config, engine=engine, resume=False)  # as `razvilka daemon` runs: the profile at `path`
     await daemon.start()
     client = BusClient("person", daemon.bus.endpoints, subscribe=["fork.", "text.", "daemon."], heartbeat_ms=200)
     await client.start()
@@ -194,7 +196,7 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
         client.publish(Command(command="new", source="keyboard", text="Another note:"))
         fork3 = await next_of(client, "fork.open", 60, where=lambda m: m.body.context == "Another note:")
         assert fork3.body.candidates
-        assert daemon.profile.memory_text() == "zebra\n" * 7
+        assert daemon.learner.profile.memory_text() == "zebra\n" * 7
         assert daemon.engine.n_tokens >= len(engine.tokenize("zebra\n" * 7 + "Another note:"))
         # a click on the look-ahead's first word: the profile learns the candidate and that word
         look = await next_of(client, "fork.lookahead", 60, where=lambda m: m.header.fork_id == fork3.header.fork_id
@@ -204,7 +206,7 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
         client.publish(Select(index=0, source="mouse", phrase_words=1), fork_id=fork3.header.fork_id)
         decided = await _decided(client, fork3.header.fork_id)
         assert decided.body.words == [fork3.body.candidates[0].word, phrase.split()[0]]
-        assert daemon.profile.memory[daemon.doc.id].endswith(phrase.split()[0])
+        assert daemon.learner.profile.memory.texts_[daemon.doc.id].endswith(phrase.split()[0])
         for _ in range(100):  # written off the event loop within about half a second of the decision
             on_disk = json.loads(path.read_text())
             if on_disk["decisions"] == 8:
@@ -212,7 +214,7 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
             await asyncio.sleep(0.1)
         # typed six times (the cache knows it), then chosen once when offered (the accept count)
         assert on_disk["decisions"] == 8 and on_disk["unigrams"]["zebra"] == 7 and on_disk["accept"]["zebra"][0] == 1
-        assert daemon.engine.rerank_ms, "every fork went through the profile"
+        assert daemon.learner.rerank_ms, "every fork went through the profile"
     finally:
         await client.close()
         await asyncio.wait_for(daemon.close(), 60)

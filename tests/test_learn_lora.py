@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.daemon.errors import DaemonRefusal
+from razvilka.daemon.learn.errors import ErrorCode, LearnError
 
 pytestmark = pytest.mark.model
 
@@ -166,25 +167,25 @@ def test_adapter_for_another_model_is_refused_clearly_and_the_engine_goes_on(eng
     from razvilka.daemon.learn.adapter_gguf import check_adapter
 
     other = _foreign_adapter(tmp_path / "other.gguf")
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(LearnError) as err:
         check_adapter(other, model_path)
     assert err.value.code == ErrorCode.BAD_CONFIG
     assert "does not fit" in err.value.detail and "Some Other 200M" in err.value.detail
 
     llama_arch = _foreign_adapter(tmp_path / "llama.gguf", arch="llama", n_in=640)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(LearnError) as err:
         check_adapter(llama_arch, model_path)
     assert "made for a llama model" in err.value.detail
 
     engine.reset("The weather today is")
     before = [c.word for c in engine.words(4).candidates]
     for bad in (other, llama_arch):
-        with pytest.raises(ProtocolError) as err:
+        with pytest.raises(DaemonRefusal) as err:
             engine.load_lora(str(bad))     # llama.cpp itself refuses it too
         assert err.value.code == ErrorCode.BAD_CONFIG and "does not fit this model" in err.value.detail
     not_gguf = tmp_path / "notes.gguf"
     not_gguf.write_text("not an adapter")
-    with pytest.raises(ProtocolError):
+    with pytest.raises(DaemonRefusal):  # the engine's GGUF check, the one llama.cpp's loading goes through
         check_adapter(not_gguf, model_path)
     # nothing lost: same document, same words, no adapter
     assert engine.lora_path == ""

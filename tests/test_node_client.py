@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bus_helpers import wait_retained
 from conftest import ROOT, ClientFactory, make_bus_config
 from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient
@@ -160,10 +161,8 @@ async def test_node_joins_late_and_prints_the_open_fork(node: str, ipc_bus: BusH
     daemon.publish(fork_open(), fork_id="f-early")
     daemon.publish(ForkLookahead(entries=[Lookahead(index=2, phrases=["forest path"], long=True)]), fork_id="f-early")
     probe = await ipc_clients("probe", subscribe=["fork."])
-    for _ in range(100):  # until the bus retained it
-        if any(m.header.fork_id == "f-early" for m in await probe.snapshot()):
-            break
-        await asyncio.sleep(0.05)
+    await wait_retained(probe, lambda snap: {(m.type, m.header.fork_id) for m in snap}
+                        >= {("fork.open", "f-early"), ("fork.lookahead", "f-early")})
     run = await NodeRun.start(node, ipc_bus.discovery_path, "--forks", "1", "--timeout", "20")
     assert await run.finish() == 0, run.err
     out = "\n".join(run.out)

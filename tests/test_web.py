@@ -37,6 +37,7 @@ from razvilka.protocol.messages import (
 )
 from razvilka.renderers.config import WebConfig
 from razvilka.renderers.web.bridge import SUBSCRIBE, WebBridge
+from bus_helpers import wait_retained
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -129,6 +130,15 @@ async def next_msg(client: BusClient, type_: str, where: Callable[[Message], boo
     raise AssertionError(f"no {type_} within {timeout}s")
 
 
+async def until(holds: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Poll in-process state until ``holds()`` (the bridge's mirror has no event to await); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not holds():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
 async def drain(client: BusClient) -> None:
     while await client.recv(0.05) is not None:
         pass
@@ -173,7 +183,9 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
     rig.daemon.publish(DaemonStatus(state="waiting", model="gemma-3-270m", mode="entropy", k=5, last_fork_ms=84.0))
     rig.text(TEXT)
     rig.open_fork("f1")
-    await asyncio.sleep(0.2)
+    probe = await rig.clients("probe")
+    await wait_retained(probe, lambda snap: {(m.type, m.header.fork_id) for m in snap} >= {
+        ("daemon.status", None), ("text.state", None), ("fork.open", "f1"), ("fork.lookahead", "f1")})
     url = await rig.start_bridge()
     assert url.startswith("http://127.0.0.1:")
     page = await open_page(url)
@@ -298,13 +310,14 @@ async def test_layout_boxes_are_the_elements_screen_positions(rig: Rig, open_pag
     await check(lambda m: m.body.boxes != first.body.boxes)  # type: ignore[union-attr]
     # Scroll: a short window scrolls; the boxes move up by the scrolled distance (device pixels).
     await page.set_viewport_size({"width": 700, "height": 300})
-    await asyncio.sleep(0.5)
-    await drain(rig.observer)
     before = await page_rects(page)
     sy = await page.evaluate("() => screenY")
+    # the page has reported the resized, unscrolled boxes (any earlier layouts are passed over)
+    settled = await next_msg(rig.observer, "render.layout", lambda m: all(  # type: ignore[union-attr]
+        b.y == pytest.approx((sy + before[b.index]["top"]) * 2, abs=0.5) for b in m.body.boxes))
     scrolled_by = await page.evaluate("() => { window.scrollTo(0, 120); return window.scrollY; }")
     assert scrolled_by > 0
-    moved = await check()
+    moved = await check(lambda m: m.body.boxes != settled.body.boxes)  # type: ignore[union-attr]
     for box in moved.body.boxes:  # type: ignore[union-attr]
         assert box.y == pytest.approx((sy + before[box.index]["top"] - scrolled_by) * 2, abs=1)
 
@@ -410,7 +423,10 @@ async def test_late_page_draws_open_fork_and_decided_fork_is_stale(rig: Rig, ope
     url = await rig.start_bridge()
     rig.open_fork("f1")
     await next_msg(rig.observer, "fork.lookahead")
-    await asyncio.sleep(0.1)
+    bridge = rig.bridge
+    assert bridge is not None
+    await until(lambda: any(m.header.type == "fork.lookahead" for m in bridge.mirror.messages()),
+                "the bridge retains the fork's look-ahead")
     page = await open_page(url)  # opened mid-fork: drawn from the bridge's retained state
     await expect(page.locator("#cloud .cand")).to_have_count(len(WORDS))
     await page.locator('#cloud .cand[data-index="4"]').hover()
@@ -454,7 +470,7 @@ async def test_touch_long_press_peeks_and_tap_selects_once(rig: Rig, open_page: 
     cdp = await page.context.new_cdp_session(page)
     await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point]})
     await expect(page.locator("#peek-short li")).to_have_text([f"The {p}" for p in LOOKS[1]])
-    await asyncio.sleep(0.7)  # held past touch_peek_ms (450 ms): a peek, not a choice
+    await asyncio.sleep(0.7)  # what is tested: held past touch_peek_ms (450 ms), a peek, not a choice
     await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     await page.locator('#cloud .cand[data-index="3"]').tap()
     await page.locator("#back").tap()
