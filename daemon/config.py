@@ -57,6 +57,14 @@ class DaemonConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     profile_memory_chars: int = 8000  # the model first reads up to this much of the person's earlier writing (0: off)
 
 
+class KeyboardConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The on-screen keyboard the daemon announces with each fork (protocol 1.4 ``fork.open`` script, letters)."""
+
+    script: Literal["auto", "latin", "cyrillic"] = "auto"  # auto: the script of the text's letters
+    letter_words: int = 0  # words the next-letter probabilities are counted from; 0 = the fork's own search
+                           # (free: cached); more widens the search (about 2x a fork's time at 32: docs/engine.md)
+
+
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The durable session store (SQLite, WAL)."""
 

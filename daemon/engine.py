@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from razvilka.daemon.config import ModelConfig
-from razvilka.daemon.words import Kind, Vocab, display_word, lstrip_space, trim_to_words
+from razvilka.daemon.words import Kind, Vocab, display_word, joins, lstrip_space, trim_to_words
 from razvilka.daemon.errors import DaemonRefusal
 from razvilka.protocol.errors import ErrorCode, RazvilkaError
 
@@ -56,6 +56,7 @@ ROUND_GAIN = 2.0         # ...clearly: by this factor (near-ties at rank k are n
 ROW_CACHE = 96           # logits rows kept (1 MiB each for a 262k vocabulary)
 DIST_CACHE = 32          # word distributions kept (pre-generated forks)
 GREEDY_CACHE = 256       # look-ahead token runs kept
+LETTER_WORDS = 32        # words a letter distribution is counted from (Engine.letters; docs/engine.md)
 
 
 class Aborted(Exception):
@@ -92,6 +93,47 @@ class WordDistribution:
     prefix: str = ""
     coverage: float = 0.0            # total probability of all words found (how much of the mass was explored)
     top_prob: float = 0.0            # p(top1) word, whatever the page
+
+
+@dataclass
+class LetterDistribution:
+    """P(next character | the typed prefix) at the end of the document (protocol 1.4 ``fork.open`` letters).
+
+    Counted from the words of the same word search a fork makes: each word that starts with the
+    prefix gives its probability to the character after the prefix (" " when the word is the prefix
+    itself: the word ends there). ``uncovered`` is the mass these letters do not account for: words the
+    search did not reach or ranked below ``words``, and words whose next character is no keyboard key
+    (a digit, punctuation, a piece glued onto the word before). Under a prefix the engine's probabilities
+    are p(word | it starts with the prefix) over the words it found, so there ``uncovered`` counts the
+    words ranked below ``words`` and the characters that are no keys, not words the search never reached."""
+
+    letters: list[tuple[str, float]]  # (character, probability), likeliest first; " " = the word ends
+    uncovered: float
+    words: int                         # words counted
+    prefix: str = ""
+
+
+def letters_of(candidates: Sequence[WordCandidate], prefix: str, before: str,
+               is_key: Callable[[str], bool] | None = None) -> LetterDistribution:
+    """The next-character distribution the words ``candidates`` (found under ``prefix``, following the
+    text ``before``) imply: each word that starts with the prefix gives its probability to its character
+    after the prefix, folded to lower case (one key per letter), or to " " when it is the prefix itself.
+    ``is_key`` says which characters are keys (default: a letter, ``'`` or ``-``); the rest, and pieces
+    glued onto the word before (no new word's first letter), count as uncovered."""
+    keyed = is_key or (lambda ch: ch.isalpha() or ch in "'-")
+    mass: dict[str, float] = {}
+    counted = 0
+    for c in candidates:
+        word = c.word
+        if not word.startswith(prefix) or (not prefix and joins(before, c.text)):
+            continue
+        ch = word[len(prefix)].lower() if len(word) > len(prefix) else " "
+        if ch != " " and not keyed(ch):
+            continue
+        mass[ch] = mass.get(ch, 0.0) + float(c.prob)
+        counted += 1
+    ranked = sorted(mass.items(), key=lambda kv: (-kv[1], kv[0]))
+    return LetterDistribution(ranked, max(0.0, 1.0 - sum(p for _, p in ranked)), counted, prefix)
 
 
 @dataclass
@@ -766,6 +808,16 @@ class Engine:
     def words(self, k: int, *, prefix: str = "", page: int = 0, exclude: Collection[str] = ()) -> WordDistribution:
         """The next whole words at the end of the document (see the module doc and docs/gating.md)."""
         return self._distribution(self._main, k, prefix, page, exclude, None)
+
+    def letters(self, prefix: str = "", *, k: int = LETTER_WORDS,
+                is_key: Callable[[str], bool] | None = None) -> LetterDistribution:
+        """P(next character | ``prefix``) at the end of the document over the keyboard's keys plus " "
+        (the word ends), likeliest first: :func:`letters_of` the words of ``words(k, prefix=prefix)``.
+
+        The same search as the fork's: with the fork's own ``k`` it is cached and costs nothing; a
+        wider ``k`` covers more of the mass at the cost of a wider search (docs/engine.md, "Letters").
+        """
+        return letters_of(self.words(k, prefix=prefix).candidates, prefix, self.text, is_key)
 
     def after(self, cand: WordCandidate, k: int, *, abort: threading.Event | None = None) -> WordDistribution:
         """The fork that would follow choosing ``cand``, computed in side sequences; the document is untouched.

@@ -10,6 +10,11 @@ Three asyncio tasks and one engine thread:
   follows the focused candidate; focus changes cancel work for candidates no longer focused;
 * the engine (llama.cpp) runs only on a single-thread executor, so it is never used concurrently.
 
+Inputs may name targets (protocol 1.4, protocol/targets.py): a decided candidate or look-ahead word
+decides the fork, a command runs, a keyboard key edits the typed word (``_act``); while paused only
+``cmd:resume``/``cmd:pause`` get through. Each fork announces the next letters' probabilities and
+the keyboard's script.
+
 Every decision is written to the store before it is acknowledged on the bus; a learner (the
 person's profile, daemon/learner.py) takes part through one seam and learns only what the store
 acknowledged. A failed store write is a ``STORE_ERROR`` and the fork opens again.
@@ -28,8 +33,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from razvilka.config import Config
-from razvilka.daemon.decider import Decider, Decision
-from razvilka.daemon.engine import Aborted, Engine, WordCandidate, WordDistribution
+from razvilka.daemon.decider import Decider, Decision, guess_kind, source_kind
+from razvilka.daemon.engine import Aborted, Engine, LetterDistribution, WordCandidate, WordDistribution, letters_of
 from razvilka.daemon.errors import DaemonRefusal
 from razvilka.daemon.gating import should_fork
 from razvilka.daemon.learner import Acknowledged, Learner
@@ -49,6 +54,7 @@ from razvilka.protocol.messages import (
     ForkDecided,
     ForkLookahead,
     ForkOpen,
+    Letter,
     Lookahead,
     Message,
     Select,
@@ -60,11 +66,13 @@ from razvilka.protocol.messages import (
 from razvilka.protocol.messages import (
     DaemonError as DaemonErrorMsg,
 )
+from razvilka.protocol.targets import Target, is_key_char, text_script
 
 log = logging.getLogger("razvilka.daemon")
 T = TypeVar("T")
 
 CONTEXT_CHARS = 200
+PAUSE_TARGETS = ("cmd:pause", "cmd:resume")  # the only targets a paused daemon takes (a gaze user resumes by dwell)
 DECLINED_KEEP = 256   # remembered auto-written words taken back (per document)
 
 
@@ -129,6 +137,7 @@ class Daemon:
         self.paused = asyncio.Event()
         self.unpaused = asyncio.Event()
         self.unpaused.set()
+        self.pause_detail = ""     # "rest": paused because the person looked away (daemon.status detail)
         self.state = "loading"
         self.last_fork_ms: float | None = None
         self.focus_index: int | None = None
@@ -243,6 +252,8 @@ class Daemon:
     def _standing_detail(self) -> str:
         """What ``daemon.status`` says when nothing else is going on: a profile that had to be put
         aside, and how many stale focus messages were dropped (docs/daemon.md, "daemon.status")."""
+        if self.state == "paused" and self.pause_detail:
+            return self.pause_detail  # "rest": renderers show the rest overlay with its Resume target
         parts = []
         if self.learner is not None and self.learner.notice:
             parts.append(f"profile reset: {self.learner.notice}")
@@ -409,8 +420,9 @@ class Daemon:
             self._publish(TextAuto(text=top.text, words=[top.word], position=self._position()))
         if auto:
             self._publish_text()
-        self._open_fork(dist, reason, compute_ms, pregenerated=False,
-                        prefix=reopen.prefix if reopen else "", page=reopen.page if reopen else 0)
+        prefix, page = (reopen.prefix, reopen.page) if reopen else ("", 0)
+        letters = await self._eng(self._letters, prefix, page)
+        self._open_fork(dist, reason, compute_ms, pregenerated=False, prefix=prefix, page=page, letters=letters)
         self.reopen = None
 
     def _words(self, k: int, *, prefix: str = "", page: int = 0) -> WordDistribution:
@@ -422,6 +434,20 @@ class Daemon:
         dist = self.engine.words(k * (page + self.learner.widen), prefix=prefix, page=0)
         out = self.learner.rerank(dist, self.engine.text, k * (page + 1))
         return replace(out, candidates=out.candidates[k * page: k * page + k])
+
+    def _letters(self, prefix: str, page: int) -> LetterDistribution:
+        """The next letters after ``prefix`` (engine thread): counted from the same search ``_words`` made
+        (cached, so free), or a wider one when ``keyboard.letter_words`` asks for more words. Where the
+        model knows no word that starts with the prefix there are none (the keyboard shows no ranking)."""
+        assert self.engine is not None
+        k = self.config.gating.k
+        searched = k * (page + (self.learner.widen if self.learner is not None else 1))
+        return self.engine.letters(prefix, k=max(searched, self.config.keyboard.letter_words), is_key=is_key_char)
+
+    def _script(self, text: str) -> str:
+        """The keyboard to show: ``keyboard.script``, or (auto) the script of the text's letters."""
+        script = self.config.keyboard.script
+        return text_script(text) if script == "auto" else script
 
     def _after(self, cand: WordCandidate, k: int, abort: threading.Event) -> WordDistribution:
         """The fork that would follow ``cand`` (pre-generation, engine thread), ranked like a live one."""
@@ -440,7 +466,7 @@ class Daemon:
         return WordDistribution(candidates=[cand], entropy_bits=0.0, margin=1.0, prefix=prefix)
 
     def _open_fork(self, dist: WordDistribution, reason: str, compute_ms: float, *, pregenerated: bool,
-                   prefix: str, page: int) -> None:
+                   prefix: str, page: int, letters: LetterDistribution | None = None) -> None:
         assert self.doc is not None and self.engine is not None
         self.fork_counter += 1
         fork_id = f"{self.doc.id}-{self.fork_counter}"
@@ -459,9 +485,13 @@ class Daemon:
         self.decider.open(fork_id, len(cands), fork.opened_ns)
         self.focus_index = None
         self.last_fork_ms = round(compute_ms, 2)
+        if letters is None:  # a pre-generated fork: counted from its own words (the engine has not committed yet)
+            letters = letters_of(dist.candidates, prefix, text, is_key_char)
         self._publish(ForkOpen(candidates=cands, context=text[-CONTEXT_CHARS:], position=position, prefix=prefix,
                                reason=reason, entropy=dist.entropy_bits, margin=dist.margin, page=page,
-                               pregenerated=pregenerated, compute_ms=round(compute_ms, 3)), fork_id)
+                               pregenerated=pregenerated, compute_ms=round(compute_ms, 3),
+                               letters=[Letter(ch=ch, prob=min(1.0, max(0.0, p))) for ch, p in letters.letters],
+                               script=self._script(text)), fork_id)
         self._status("paused" if not self.unpaused.is_set() else "waiting")
         fork.tasks.append(("short", -1))
         if self.config.daemon.pregenerate:
@@ -604,30 +634,87 @@ class Daemon:
             # after the fork closed is no lost action, so it is counted, not answered (docs/daemon.md)
             self.stale_focus += 1
             return
+        decision: Decision | None = None
+        if isinstance(body, (Select, Confirm)) and body.target in PAUSE_TARGETS:
+            # pause/resume need no open fork (one paused between forks has none): a fork this daemon opened will do
+            if msg.header.fork_id not in self.known_forks:
+                raise DaemonRefusal(ErrorCode.UNKNOWN_FORK, f"no fork {msg.header.fork_id!r} was opened by this daemon")
+            decision = self._input_decision(body, ts)
+            if decision.target is not None and str(decision.target) in PAUSE_TARGETS:
+                self._pause(decision.target.value == "pause", body.source, rest=source_kind(body) == "gaze")
+                return
         fork = self._check_fork(msg)
         if not self.unpaused.is_set():
-            raise DaemonRefusal(ErrorCode.NOT_READY, f"paused: {msg.type} from {body.source} ignored")
+            raise DaemonRefusal(ErrorCode.NOT_READY, f"paused: {msg.type} from {body.source} ignored "
+                                "(only cmd:resume or cmd:pause are taken while paused)")
         if isinstance(body, Focus):
             index = self.decider.on_focus(body, ts)
             if index != self.focus_index:
                 self.focus_index = index
                 self._refocus(fork, index)
             return
-        decision = self.decider.on_select(body, ts) if isinstance(body, Select) else self.decider.on_confirm(body, ts)
-        fork.resolved = True
-        self.actions.put_nowait(Action(decision=decision, ts_ns=ts))
+        self._act(fork, decision or self._input_decision(body, ts), msg)
 
-    def _command(self, cmd: Command, msg: Message) -> None:
+    def _input_decision(self, body: Select | Confirm, ts: int) -> Decision:
+        return self.decider.on_select(body, ts) if isinstance(body, Select) else self.decider.on_confirm(body, ts)
+
+    def _act(self, fork: OpenFork, decision: Decision, msg: Message) -> None:
+        """Apply what the decider decided (protocol 1.4 targets): a candidate or look-ahead word decides the
+        fork; a command runs as ``input.command``; a key edits the typed word (checked here, so a key that
+        cannot apply is refused and the fork stays open)."""
+        target = decision.target
+        source = decision.sources[-1] if decision.sources else "input"
+        if target is not None and target.kind == "cmd":
+            self._command(Command(command=target.value, source=source), msg,  # type: ignore[arg-type]
+                          rest=target.value == "pause" and self._gaze_source(msg))
+            return
+        if target is not None and target.kind == "key":
+            typed = fork.prefix
+            if target.value in ("space", "delete") and not typed:
+                raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"{target}: no letters typed in this fork")
+            if target.value == "accept":
+                index = self._completing(fork)
+                if index is None:
+                    raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"{target}: no candidate completes {typed!r}")
+                decision = replace(decision, index=index)
+        fork.resolved = True
+        self.actions.put_nowait(Action(decision=decision, ts_ns=msg.header.ts_ns))
+
+    @staticmethod
+    def _gaze_source(msg: Message) -> bool:
+        body = msg.body
+        return isinstance(body, (Focus, Confirm, Select)) and source_kind(body) == "gaze"
+
+    @staticmethod
+    def _completing(fork: OpenFork) -> int | None:
+        """``key:accept``: the likeliest candidate that completes the typed prefix (candidates come ranked)."""
+        for i, cand in enumerate(fork.dist.candidates):
+            if cand.word.startswith(fork.prefix):
+                return i
+        return None
+
+    def _pause(self, pause: bool, source: str, *, rest: bool = False) -> None:
+        """Pause or resume (idempotent: a second pause stays paused). ``rest``: the person looked away, or
+        paused by gaze: ``daemon.status`` says ``detail: "rest"`` and renderers show a Resume target."""
+        if pause:
+            self.unpaused.clear()
+            self.pause_detail = "rest" if rest else ""
+        else:
+            self.unpaused.set()
+            self.pause_detail = ""
+        log.info("%s by %s%s", "paused" if pause else "resumed", source, " (rest)" if pause and rest else "")
+        self._status("paused" if pause else ("waiting" if self.fork and not self.fork.resolved else "generating"))
+
+    def _command(self, cmd: Command, msg: Message, *, rest: bool = False) -> None:
+        """``rest``: a pause by gaze (``cmd:pause`` from a gaze source; also ``input.command`` pause with
+        ``text: "rest"`` or from a source named gaze)."""
         if msg.header.fork_id and msg.header.fork_id not in self.known_forks:
             raise DaemonRefusal(ErrorCode.UNKNOWN_FORK, f"no fork {msg.header.fork_id!r} was opened by this daemon")
         name = cmd.command
         if name in ("pause", "resume", "toggle_pause"):
             pause = name == "pause" or (name == "toggle_pause" and self.unpaused.is_set())
-            if pause:
-                self.unpaused.clear()
-            else:
-                self.unpaused.set()
-            self._status("paused" if pause else ("waiting" if self.fork and not self.fork.resolved else "generating"))
+            rest = rest or cmd.text == "rest" or guess_kind(cmd.source) == "gaze"
+            self._pause(pause, cmd.source, rest=rest)
             return
         if not self.ready.is_set():
             raise DaemonRefusal(ErrorCode.NOT_READY, "the model is still loading")
@@ -645,7 +732,11 @@ class Daemon:
         fork = self.fork
         await self._stop_worker()
         if action.decision is not None and fork is not None:
-            await self._decide(fork, action.decision)
+            target = action.decision.target
+            if target is not None and target.kind == "key" and target.value != "accept":
+                await self._key(fork, action.decision, target)
+            else:
+                await self._decide(fork, action.decision)
             return
         cmd = action.command
         assert cmd is not None
@@ -672,6 +763,16 @@ class Daemon:
         else:
             raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"command {name!r} cannot be applied now")
 
+    async def _key(self, fork: OpenFork, decision: Decision, target: Target) -> None:
+        """A keyboard key: a letter narrows the fork to words that start with the typed prefix (as the
+        ``type`` command does), delete takes the last letter back, space commits the typed word."""
+        if target.value == "space":
+            await self._commit_typed(fork, fork.prefix, decision)
+        elif target.value == "delete":
+            self.reopen = Reopen("prefix", prefix=fork.prefix[:-1])
+        else:
+            self.reopen = Reopen("prefix", prefix=fork.prefix + target.value)
+
     def _chosen(self, cand: WordCandidate, decision: Decision) -> tuple[WordCandidate, list[str]]:
         """What a decision commits, and its words: the candidate, plus its whole look-ahead
         (``phrase``) or the look-ahead's first ``phrase_words`` words, token for token."""
@@ -687,6 +788,8 @@ class Daemon:
 
     async def _decide(self, fork: OpenFork, decision: Decision) -> None:
         assert self.engine is not None and self.doc is not None
+        if decision.index is None:  # the decider gives an index for every target that decides a fork
+            raise DaemonRefusal(ErrorCode.OUT_OF_RANGE, f"{decision.target} names no candidate of fork {fork.id}")
         offered = fork.dist.candidates[decision.index]
         cand, words = self._chosen(offered, decision)
         phrase = cand is not offered  # look-ahead text went with it
@@ -698,7 +801,8 @@ class Daemon:
         self.decisions += 1
         self._publish(ForkDecided(index=decision.index, words=words, sources=decision.sources, rule=decision.rule,
                                   latency_ms=round(decision.latency_ms, 3), decision_id=entry.id,
-                                  phrase=phrase, phrase_words=len(words) - 1), fork.id)
+                                  phrase=phrase, phrase_words=len(words) - 1,
+                                  target=str(decision.target) if decision.target is not None else ""), fork.id)
         if self.learner is not None:  # learned only once written: a failed write (above) teaches nothing
             self.learner.learn(Acknowledged(context, [c.word for c in fork.dist.candidates], cand.word, cand.text,
                                             self.doc.id, time.time_ns()))
@@ -718,20 +822,24 @@ class Daemon:
             await self._commit(cand)
         self._publish_text()
 
-    async def _commit_typed(self, fork: OpenFork | None, word: str) -> None:
+    async def _commit_typed(self, fork: OpenFork | None, word: str, decision: Decision | None = None) -> None:
+        """Commit a word the person typed (``type`` with a trailing space, or ``key:space``: ``decision``)."""
         assert self.engine is not None and self.doc is not None
         if not word:
             raise DaemonRefusal(ErrorCode.BAD_COMMAND, "type: empty word")
+        sources, rule = (decision.sources, decision.rule) if decision is not None else (["typed"], "typed")
         text_before, _ = self._spans()
         lead = "" if not text_before or text_before[-1].isspace() else " "
         text = lead + word
         entry = Entry(uuid.uuid4().hex, 0, "human", text, [], [word], fork_id=fork.id if fork else None,
-                      idx=None, sources=["typed"], rule="typed", typed=True,
+                      idx=None, sources=list(sources), rule=rule, typed=True,
                       latency_ms=(now_ns() - fork.opened_ns) / 1e6 if fork else 0.0)
         self.store.add_entry(self.doc.id, entry)
         if fork is not None:
-            self._publish(ForkDecided(index=None, words=[word], sources=["typed"], rule="typed",
-                                      latency_ms=round(entry.latency_ms, 3), decision_id=entry.id, typed=True), fork.id)
+            target = str(decision.target) if decision is not None and decision.target is not None else ""
+            self._publish(ForkDecided(index=None, words=[word], sources=list(sources), rule=rule,
+                                      latency_ms=round(entry.latency_ms, 3), decision_id=entry.id, typed=True,
+                                      target=target), fork.id)
         if self.learner is not None:
             self.learner.learn(Acknowledged(text_before, [c.word for c in fork.dist.candidates] if fork else [],
                                             None, text, self.doc.id, time.time_ns()))

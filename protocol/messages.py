@@ -14,11 +14,16 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
+from razvilka.protocol.errors import ErrorCode, ProtocolError
+
 PROTOCOL_MAJOR = 1
 # 1.1: input.select / fork.decided phrase_words; 1.2: Candidate.joins;
 # 1.3: kind on input.focus / input.confirm / input.select (what sort of input the source is), and
 #      with signing on, receivers refuse replays (a seq not above the last of its stream: REPLAYED).
-PROTOCOL_MINOR = 3
+# 1.4: targets (protocol/targets.py): render.layout targets (+ Box.row/col), input.focus target/group,
+#      input.confirm target, input.select target (index optional: exactly one of the two),
+#      render.stimulus targets, fork.open letters/script, fork.decided target.
+PROTOCOL_MINOR = 4
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 
 NonNeg = Annotated[int, Meta(ge=0)]
@@ -34,6 +39,30 @@ SOURCE_KINDS = ("key", "switch", "pointer", "gaze", "eeg", "other")
 Kind = Annotated[str, Meta(max_length=32, description=(
     "1.3: what sort of input the source is: key, switch, pointer, gaze, eeg or other; "
     "'' = not said (a 1.0-1.2 sender); a value a receiver does not know counts as other"))]
+
+
+#: 1.4: a target id, ``kind:value`` (protocol/targets.py holds the grammar; the wire checks only the
+#: shape, so a later minor's kind or command still decodes, and the daemon refuses what it cannot do).
+TARGET_PATTERN = r"^[a-z][a-z0-9_]*:\S+$"
+TargetId = Annotated[str, Meta(min_length=3, max_length=64, pattern=TARGET_PATTERN, description=(
+    "1.4: a target id kind:value: cand:<i>, word:<i>:<n>, cmd:<name>, key:<ch>, key:space, key:delete, "
+    "key:accept (docs/protocol.md, 'Targets')"))]
+
+#: 1.4: the keyboard layouts ``fork.open`` ``script`` names. A string, not an enum (as ``kind``): a later
+#: minor may add a script, and a 1.4 receiver shows its Latin keyboard for one it does not know.
+SCRIPTS = ("latin", "cyrillic")
+Script = Annotated[str, Meta(min_length=1, max_length=32, description=(
+    "1.4: the keyboard layout to show: latin or cyrillic; a value a receiver does not know counts as latin"))]
+
+
+def _one_of(body: str, index: int | None, target: str | None, *, required: bool) -> None:
+    """A message names its candidate by ``index`` or by ``target``, never both (1.4); ``required``:
+    one of them must be there (select). Raised from ``__post_init__``, so decoding (and building) fails."""
+    if index is not None and target is not None:
+        raise ProtocolError(ErrorCode.BAD_VALUE, f"body: {body} names both index {index} and target {target!r}: "
+                            "name one (target cand:<i> is index i)")
+    if required and index is None and target is None:
+        raise ProtocolError(ErrorCode.MISSING_FIELD, f"body: {body} names neither index nor target: one is required")
 
 
 VERSION_PATTERN = r"^[0-9]{1,6}\.[0-9]{1,6}$"
@@ -79,6 +108,13 @@ class Candidate(Struct, kw_only=True):
     joins: bool = False
 
 
+class Letter(Struct, kw_only=True):
+    """1.4: the model's probability that the typed word goes on with ``ch`` (" ": the word ends here)."""
+
+    ch: Annotated[str, Meta(min_length=1, max_length=1)]
+    prob: Prob
+
+
 class ForkOpen(Body):
     """A fork: the model is unsure and asks the human. Words first; look-aheads follow."""
 
@@ -94,6 +130,10 @@ class ForkOpen(Body):
     page: NonNeg = 0
     pregenerated: bool = False
     compute_ms: float = 0.0
+    # 1.4: P(next character | the typed prefix) from the same word search, likeliest first, and the
+    # keyboard layout to show. An older receiver ignores both.
+    letters: list[Letter] = field(default_factory=list)
+    script: Script = "latin"
 
 
 class Lookahead(Struct, kw_only=True):
@@ -128,6 +168,8 @@ class ForkDecided(Body):
     phrase: bool = False
     typed: bool = False
     phrase_words: NonNeg = 0  # 1.1: look-ahead words committed with the candidate (0 when none)
+    # 1.4: the target that decided it (cand:<i>, word:<i>:<n>, key:space, key:accept); "" = not said
+    target: Annotated[str, Meta(max_length=64)] = ""
 
 
 # ---------------------------------------------------------------- daemon: text
@@ -194,7 +236,8 @@ class DaemonError(Body):
 
 # ---------------------------------------------------------------- inputs
 class Focus(Body):
-    """Attention on a candidate (gaze fixation, hover, arrows); ``index`` null = none."""
+    """Attention on a candidate or (1.4) any target (gaze fixation, hover, arrows, a scan step);
+    ``index`` and ``target`` null = none."""
 
     TYPE: ClassVar[str] = "input.focus"
     NEEDS_FORK: ClassVar[bool] = True
@@ -205,6 +248,13 @@ class Focus(Body):
     x: float | None = None     # where the gaze is, in screen pixels (the layout's coordinates)
     y: float | None = None
     kind: Kind = ""            # 1.3: key, switch, pointer, gaze, eeg, other ("" = a 1.2 sender)
+    # 1.4: the focused target (index must then be null: an older daemon sees focus on nothing), and
+    # targets highlighted together (a scanned row); a group alone is not a focus that can be confirmed.
+    target: TargetId | None = None
+    group: list[TargetId] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _one_of("input.focus", self.index, self.target, required=False)
 
 
 class Confirm(Body):
@@ -217,14 +267,19 @@ class Confirm(Body):
     index: Index | None = None
     posterior: list[float] | None = None
     kind: Kind = ""  # 1.3: see SOURCE_KINDS
+    target: TargetId | None = None  # 1.4: the target confirmed (a dwell or P300 naming it); not with index
+
+    def __post_init__(self) -> None:
+        _one_of("input.confirm", self.index, self.target, required=False)
 
 
-class Select(Body):
-    """Choose a candidate directly (number key, click, confident P300)."""
+class Select(Body, kw_only=True):
+    """Choose a candidate or (1.4) any target directly (number key, click, confident P300, a scan select).
+    Exactly one of ``index`` and ``target``: an older daemon refuses a select without an index."""
 
     TYPE: ClassVar[str] = "input.select"
     NEEDS_FORK: ClassVar[bool] = True
-    index: Index
+    index: Index | None = None  # 1.4: optional (was required)
     source: Name
     confidence: Prob = 1.0
     phrase: bool = False
@@ -233,6 +288,10 @@ class Select(Body):
     # Nth word). 0: as ``phrase`` says. A 1.0 daemon ignores it and commits the word alone.
     phrase_words: Annotated[int, Meta(ge=0, le=64)] = 0
     kind: Kind = ""  # 1.3: see SOURCE_KINDS
+    target: TargetId | None = None  # 1.4: the target chosen (instead of index)
+
+    def __post_init__(self) -> None:
+        _one_of("input.select", self.index, self.target, required=True)
 
 
 COMMANDS = ("back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new")
@@ -250,17 +309,34 @@ class Command(Body):
 
 # ---------------------------------------------------------------- renderers
 class Box(Struct, kw_only=True):
-    """Candidate ``index`` drawn at ``(x, y)`` (top-left), ``w`` x ``h``, in screen pixels."""
+    """Candidate ``index`` drawn at ``(x, y)`` (top-left), ``w`` x ``h``, in screen pixels;
+    (1.4) ``row``/``col``: its place in the renderer's scan order."""
 
     index: Index
     x: float
     y: float
     w: Annotated[float, Meta(ge=0)]
     h: Annotated[float, Meta(ge=0)]
+    row: NonNeg = 0  # 1.4: rows are scanned in row order, a row's items in col order
+    col: NonNeg = 0
+
+
+class TargetBox(Struct, kw_only=True):
+    """1.4: any other target (a command, a key, a look-ahead word) drawn at ``(x, y)``, ``w`` x ``h``."""
+
+    target: TargetId
+    x: float
+    y: float
+    w: Annotated[float, Meta(ge=0)]
+    h: Annotated[float, Meta(ge=0)]
+    row: NonNeg = 0
+    col: NonNeg = 0
+    label: str = ""  # what the box shows ("Back", "e"), for a scanner's or a reader's benefit
 
 
 class Layout(Body):
-    """Where each candidate is on screen (screen pixels), for gaze hit-testing."""
+    """Where each candidate (``boxes``) and (1.4) each other target (``targets``) is on screen (screen
+    pixels), for gaze hit-testing and scanning. Candidates stay in ``boxes``: a 1.3 adapter still works."""
 
     TYPE: ClassVar[str] = "render.layout"
     NEEDS_FORK: ClassVar[bool] = True
@@ -268,10 +344,11 @@ class Layout(Body):
     screen_w: Annotated[float, Meta(gt=0)]
     screen_h: Annotated[float, Meta(gt=0)]
     renderer: Name
+    targets: list[TargetBox] = field(default_factory=list)  # 1.4
 
 
 class Stimulus(Body):
-    """A P300 flash: which candidates lit up, and when the frame was drawn (bus clock)."""
+    """A P300 flash: which candidates and (1.4) which other targets lit up, and when the frame was drawn (bus clock)."""
 
     TYPE: ClassVar[str] = "render.stimulus"
     NEEDS_FORK: ClassVar[bool] = True
@@ -280,6 +357,7 @@ class Stimulus(Body):
     duration_ms: Annotated[float, Meta(ge=0)] = 100.0
     flash: NonNeg = 0
     renderer: str = ""
+    targets: list[TargetId] = field(default_factory=list)  # 1.4: flashed together with ``indices``
 
 
 # ---------------------------------------------------------------- every sender

@@ -11,7 +11,10 @@ Files:
                      (unknown fields, unknown type, newer minor version, subtopics);
 * ``invalid.json`` - one fault per vector, each with the error code a receiver must raise;
 * ``signed.json``  - HMAC-signed messages under :data:`TEST_KEY`, the forged/unsigned ones, and
-                     replays (a vector's ``before`` frames are decoded first, by the same receiver).
+                     replays (a vector's ``before`` frames are decoded first, by the same receiver);
+* ``targets.json`` - target ids (protocol 1.4) with what :func:`~razvilka.protocol.targets.parse_target`
+                     makes of them, and the ones it refuses: a mirror of the grammar (the browser
+                     view, the Node example) checks itself against them. Not frames: its own format.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from razvilka.protocol import targets
 from razvilka.protocol.codec import DEFAULT_MAX_FRAME, MAX_TOPIC, Codec
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import (
@@ -43,11 +47,13 @@ from razvilka.protocol.messages import (
     Header,
     Heartbeat,
     Layout,
+    Letter,
     Lookahead,
     Select,
     SourceStatus,
     Span,
     Stimulus,
+    TargetBox,
     TextAuto,
     TextState,
     TextUndo,
@@ -87,6 +93,8 @@ def sample_bodies() -> dict[str, Body]:
             ],
             context="She walked down to the", position=5, prefix="", reason="uncertain",
             entropy=1.75, margin=0.125, page=0, pregenerated=True, compute_ms=24.5,
+            letters=[Letter(ch="r", prob=0.5), Letter(ch="f", prob=0.25), Letter(ch=" ", prob=0.125)],
+            script="latin",
         ),
         "fork.lookahead": ForkLookahead(
             entries=[Lookahead(index=1, phrases=["road home", "road to town"]),
@@ -95,7 +103,7 @@ def sample_bodies() -> dict[str, Body]:
         ),
         "fork.decided": ForkDecided(
             index=1, words=["road"], sources=["gaze", "footswitch"], rule="focus+confirm",
-            latency_ms=1830.5, decision_id="d-0001", phrase=False, typed=False,
+            latency_ms=1830.5, decision_id="d-0001", phrase=False, typed=False, target="cand:1",
         ),
         "text.auto": TextAuto(text=" and then", words=["and", "then"], position=7),
         "text.undo": TextUndo(removed=" road and then", position=5, decisions_undone=1),
@@ -112,18 +120,21 @@ def sample_bodies() -> dict[str, Body]:
             code=int(ErrorCode.STALE_FORK), name=ErrorCode.STALE_FORK.name,
             message="fork f-0000 was already decided", ref_id="a1b2c3-7",
         ),
-        "input.focus": Focus(index=2, source="gaze", confidence=0.875, dwell=0.5, x=812.5, y=440.0, kind="gaze"),
+        "input.focus": Focus(index=2, source="gaze", confidence=0.875, dwell=0.5, x=812.5, y=440.0, kind="gaze",
+                             group=["cand:2", "cand:3"]),
         "input.confirm": Confirm(source="footswitch", confidence=1.0, index=2, posterior=None, kind="switch"),
         "input.select": Select(index=3, source="eeg", confidence=0.75, phrase=True,
                                posterior=[0.125, 0.0625, 0.0625, 0.75], kind="eeg"),
         "input.command": Command(command="type", source="keyboard", text="lake", bias=0.0),
         "render.layout": Layout(
-            boxes=[Box(index=0, x=100.0, y=400.0, w=180.0, h=64.0),
-                   Box(index=1, x=300.0, y=400.0, w=180.0, h=64.0)],
+            boxes=[Box(index=0, x=100.0, y=400.0, w=180.0, h=64.0, row=0, col=0),
+                   Box(index=1, x=300.0, y=400.0, w=180.0, h=64.0, row=0, col=1)],
             screen_w=1920.0, screen_h=1080.0, renderer="web",
+            targets=[TargetBox(target="cmd:back", x=20.0, y=20.0, w=120.0, h=56.0, row=1, col=0, label="Back"),
+                     TargetBox(target="key:e", x=100.0, y=600.0, w=96.0, h=96.0, row=2, col=0, label="e")],
         ),
         "render.stimulus": Stimulus(indices=[0, 3], onset_ns=BASE_TS + 5_000_000, duration_ms=100.0,
-                                    flash=17, renderer="web"),
+                                    flash=17, renderer="web", targets=["cmd:more", "key:t"]),
         "heartbeat": Heartbeat(role="input", interval_ms=1000, state="ok"),
         "source.status": SourceStatus(source="gaze", state="lost", detail="no samples for 2.0 s"),
     }
@@ -252,9 +263,9 @@ def build_valid() -> list[dict[str, Any]]:
     for kind, body in sample_bodies().items():
         header = Header(**make_header(kind, seq=1))
         b.ok(f"{kind}/full", f"a {kind} message with every field set", b.frames(topic_for(kind), header, body))
-    for kind, body in minimal_bodies().items():
+    for kind, raw in minimal_bodies().items():
         b.ok(f"{kind}/minimal", f"a {kind} message with only its required fields: the decoder fills the defaults",
-             b.frames(topic_for(kind), make_header(kind, seq=2), body))
+             b.frames(topic_for(kind), make_header(kind, seq=2), raw))
     b.ok("subtopic", "a topic refined by extra segments (type + '.' + 'gaze.'); subscribers to 'input.focus.' get it",
          b.frames("input.focus.gaze.", make_header("input.focus", 3),
                   {"index": 1, "source": "gaze", "x": 10.5, "y": 20.25}))
@@ -282,8 +293,9 @@ def build_valid() -> list[dict[str, Any]]:
                   {"index": 0, "source": "web", "kind": "pointer"}))
     b.ok("kind-unknown", "a kind this receiver does not know (a later minor's 'voice'): accepted and kept as sent; "
          "a receiver treats it as 'other' (a minor only adds, so it is not refused)",
-         b.frames("input.confirm.", make_header("input.confirm", 13, version="1.4", fork_id="f-3"),
+         b.frames("input.confirm.", make_header("input.confirm", 13, version="1.5", fork_id="f-3"),
                   {"source": "mic", "kind": "voice"}))
+    _targets_valid(b)
     again = b.frames("input.select.", make_header("input.select", 14, fork_id="f-3"), {"index": 1, "source": "k"})
     b.ok("repeat-unsigned", "the same frames twice to a receiver that does not sign: accepted again (without a key "
          "anyone may send anything, so nothing is tracked; replays are refused only with signing on)",
@@ -301,6 +313,79 @@ def build_valid() -> list[dict[str, Any]]:
          b.frames("heartbeat.", make_header("heartbeat", 2**64 - 1, ts_ns=2**64 - 1),
                   {"role": "tool", "interval_ms": 1}))
     return b.vectors
+
+
+def _targets_valid(b: _Builder) -> None:
+    """1.4: every message that names targets, and 1.3 messages without the new fields."""
+    fork = "f-4"
+    b.ok("targets/layout", "1.4: a layout with command and key targets beside the candidate boxes, each with its "
+         "scan row and col (a 1.3 adapter reads the boxes and ignores the targets)",
+         b.frames("render.layout.", make_header("render.layout", 20, fork_id=fork),
+                  {"boxes": [{"index": 0, "x": 10.0, "y": 10.0, "w": 100.0, "h": 40.0, "row": 0, "col": 0}],
+                   "targets": [{"target": "cmd:back", "x": 10.0, "y": 60.0, "w": 80.0, "h": 40.0, "row": 1,
+                                "label": "Back"},
+                               {"target": "key:space", "x": 100.0, "y": 60.0, "w": 200.0, "h": 40.0, "row": 1,
+                                "col": 1},
+                               {"target": "word:0:2", "x": 120.0, "y": 10.0, "w": 60.0, "h": 40.0}],
+                   "screen_w": 1280.0, "screen_h": 720.0, "renderer": "web"}))
+    b.ok("targets/focus", "1.4: a scan step's focus on a key (index null: a 1.3 daemon sees focus on nothing) with "
+         "its row highlighted as a group",
+         b.frames("input.focus.", make_header("input.focus", 21, fork_id=fork),
+                  {"index": None, "target": "key:e", "group": ["key:e", "key:t", "key:a"], "source": "switch",
+                   "kind": "switch"}))
+    b.ok("targets/focus-group", "1.4: a row highlighted by a scanner, no single target yet: a focus on nothing "
+         "that can be confirmed",
+         b.frames("input.focus.", make_header("input.focus", 22, fork_id=fork),
+                  {"index": None, "group": ["cmd:back", "cmd:more", "cmd:pause"], "source": "switch"}))
+    b.ok("targets/confirm", "1.4: a dwell confirm naming its target, a command",
+         b.frames("input.confirm.", make_header("input.confirm", 23, fork_id=fork),
+                  {"source": "gaze", "kind": "gaze", "target": "cmd:back"}))
+    b.ok("targets/confirm-p300", "1.4: a P300 confirm naming a key target with its confidence",
+         b.frames("input.confirm.", make_header("input.confirm", 24, fork_id=fork),
+                  {"source": "eeg", "kind": "eeg", "target": "key:t", "confidence": 0.875}))
+    b.ok("targets/select", "1.4: a select naming a target and no index (index is optional from 1.4; a 1.3 daemon "
+         "refuses it: safe, never a wrong word)",
+         b.frames("input.select.", make_header("input.select", 25, fork_id=fork),
+                  {"target": "key:accept", "source": "switch", "kind": "switch"}))
+    b.ok("targets/select-null-index", "1.4: the same with index sent as null (what an encoder that writes every "
+         "field sends)",
+         b.frames("input.select.", make_header("input.select", 26, fork_id=fork),
+                  {"index": None, "target": "word:2:3", "source": "web", "kind": "pointer"}))
+    b.ok("targets/select-unknown-kind", "1.4: the wire checks only a target's shape (kind:value): a later minor's "
+         "kind decodes, and the daemon refuses what it cannot do (protocol/targets.py is the grammar)",
+         b.frames("input.select.", make_header("input.select", 27, version="1.5", fork_id=fork),
+                  {"target": "gesture:wave", "source": "cam"}))
+    b.ok("targets/stimulus", "1.4: a flash of commands and keys together with a candidate",
+         b.frames("render.stimulus.", make_header("render.stimulus", 28, fork_id=fork),
+                  {"indices": [1], "targets": ["cmd:back", "key:о", "key:delete"], "onset_ns": BASE_TS,
+                   "renderer": "web"}))
+    b.ok("targets/fork-open-letters", "1.4: a fork under the typed prefix 'пр' with the next letters' probabilities "
+         "(' ' = the word ends) and the Cyrillic keyboard",
+         b.frames("fork.open.", make_header("fork.open", 29, fork_id=fork),
+                  {"candidates": [{"index": 0, "word": "привет", "prob": 0.5},
+                                  {"index": 1, "word": "про", "prob": 0.25}],
+                   "prefix": "пр", "letters": [{"ch": "и", "prob": 0.5}, {"ch": "о", "prob": 0.375},
+                                               {"ch": " ", "prob": 0.0625}],
+                   "script": "cyrillic"}))
+    b.ok("targets/script-unknown", "1.4: a script this receiver does not know (a later minor's): accepted and kept "
+         "as sent; a renderer shows its Latin keyboard",
+         b.frames("fork.open.", make_header("fork.open", 30, version="1.5", fork_id=fork),
+                  {"candidates": [{"index": 0, "word": "καλά", "prob": 0.5}], "script": "greek"}))
+    b.ok("targets/decided", "1.4: a fork decided by accept-word, naming the target",
+         b.frames("fork.decided.", make_header("fork.decided", 31, fork_id=fork),
+                  {"index": 0, "words": ["привет"], "sources": ["gaze"], "rule": "dwell", "target": "key:accept"}))
+    b.ok("older-minor-layout", "a 1.3 sender's layout, boxes without row/col and no targets: accepted, the "
+         "defaults (0, 0, []) filled in",
+         b.frames("render.layout.", make_header("render.layout", 32, version="1.3", fork_id=fork),
+                  {"boxes": [{"index": 0, "x": 1.0, "y": 2.0, "w": 3.0, "h": 4.0}], "screen_w": 800.0,
+                   "screen_h": 600.0, "renderer": "tui"}))
+    b.ok("older-minor-select", "a 1.3 sender's select by index, without target: accepted as before",
+         b.frames("input.select.", make_header("input.select", 33, version="1.3", fork_id=fork),
+                  {"index": 1, "source": "keyboard", "kind": "key"}))
+    b.ok("older-minor-fork-open", "a 1.3 daemon's fork.open, without letters or script: accepted, the defaults "
+         "([], 'latin') filled in",
+         b.frames("fork.open.", make_header("fork.open", 34, version="1.3", fork_id=fork),
+                  {"candidates": [{"index": 0, "word": "yes", "prob": 0.5}], "prefix": "y"}))
 
 
 def build_invalid() -> list[dict[str, Any]]:
@@ -427,6 +512,33 @@ def build_invalid() -> list[dict[str, Any]]:
     b.error("wrong-type/kind-int", "kind is an integer, not a string",
             b.frames("input.select.", make_header("input.select", 1), {"index": 0, "source": "k", "kind": 2}),
             E.WRONG_TYPE)
+    # 1.4 targets
+    sel_h = make_header("input.select", 1)
+    b.error("targets/select-neither", "1.4: a select naming neither index nor target (one is required)",
+            b.frames("input.select.", sel_h, {"source": "k"}), E.MISSING_FIELD)
+    b.error("targets/select-neither-null", "1.4: the same with both sent as null",
+            b.frames("input.select.", sel_h, {"index": None, "target": None, "source": "k"}), E.MISSING_FIELD)
+    b.error("targets/select-both", "1.4: a select naming both index and target (name one: cand:<i> is index i)",
+            b.frames("input.select.", sel_h, {"index": 1, "target": "cand:1", "source": "k"}), E.BAD_VALUE)
+    b.error("targets/focus-both", "1.4: a focus naming both index and target",
+            b.frames("input.focus.", make_header("input.focus", 1), {"index": 0, "target": "cmd:back", "source": "g"}),
+            E.BAD_VALUE)
+    b.error("targets/confirm-both", "1.4: a confirm naming both index and target",
+            b.frames("input.confirm.", make_header("input.confirm", 1),
+                     {"index": 2, "target": "key:e", "source": "g"}), E.BAD_VALUE)
+    b.error("targets/not-kind-value", "1.4: a target id that is not kind:value",
+            b.frames("input.select.", sel_h, {"target": "back", "source": "k"}), E.BAD_VALUE)
+    b.error("targets/space-in-id", "1.4: a target id with a space ('key: ': the space key is key:space)",
+            b.frames("input.select.", sel_h, {"target": "key: ", "source": "k"}), E.BAD_VALUE)
+    b.error("targets/layout-target-too-long", "1.4: a layout target id of 65 characters (at most 64)",
+            b.frames("render.layout.", make_header("render.layout", 1),
+                     {"boxes": [], "targets": [{"target": "cmd:" + "x" * 61, "x": 0.0, "y": 0.0, "w": 1.0, "h": 1.0}],
+                      "screen_w": 800.0, "screen_h": 600.0, "renderer": "web"}), E.BAD_VALUE)
+    b.error("targets/letter-two-chars", "1.4: a letter of two characters",
+            b.frames("fork.open.", fo_h, {**fo_b, "letters": [{"ch": "th", "prob": 0.5}]}), E.BAD_VALUE)
+    b.error("targets/group-not-array", "1.4: a focus group that is a string",
+            b.frames("input.focus.", make_header("input.focus", 1), {"index": None, "group": "key:e", "source": "g"}),
+            E.WRONG_TYPE)
     b.error("bad-value/type-pattern", "header.type 'fork..open' is not dotted words",
             b.frames("fork.open.", {**fo_h, "type": "fork..open"}, fo_b), E.BAD_VALUE)
     b.error("bad-value/type-trailing-newline", "header.type 'heartbeat\\n'",
@@ -494,11 +606,41 @@ FILES = {
     "invalid.json": ("Invalid messages, one fault each, with the error a receiver must raise.", build_invalid),
     "signed.json": (f"HMAC-SHA256 signing with the test key {TEST_KEY!r}: valid, unsigned and forged.", build_signed),
 }
+TARGETS_FILE = "targets.json"
+
+
+def build_targets() -> dict[str, Any]:
+    """The target grammar's own vectors: ids with what they parse to, ids refused, the keyboards' letters."""
+    valid = []
+    for text in targets.SAMPLE_VALID:
+        t = targets.parse_target(text)
+        valid.append({"id": text, "kind": t.kind, "value": t.value, "index": t.index, "words": t.words,
+                      "candidate": t.candidate, "letter": t.letter})
+    invalid = []
+    for text in targets.SAMPLE_INVALID:
+        try:
+            targets.parse_target(text)
+        except ProtocolError as exc:
+            invalid.append({"id": text, "error": {"code": int(exc.code), "name": exc.code.name}, "message": exc.detail})
+        else:
+            raise AssertionError(f"target {text!r} is in SAMPLE_INVALID but parses")
+    return {
+        "format": 1,
+        "protocol": PROTOCOL_VERSION,
+        "description": ("Target ids (protocol 1.4, docs/protocol.md 'Targets'): each valid id with what it parses "
+                        "to, each invalid one with the error a parser must raise; the on-screen keyboards' "
+                        "letters in their fixed order. Generated from protocol/targets.py."),
+        "commands": list(targets.TARGET_COMMANDS),
+        "key_names": list(targets.KEY_NAMES),
+        "alphabets": dict(targets.ALPHABETS),
+        "valid": valid,
+        "invalid": invalid,
+    }
 
 
 def render_vectors() -> dict[str, str]:
     """File name -> exact file text."""
-    out = {}
+    out = {TARGETS_FILE: json.dumps(build_targets(), indent=1, ensure_ascii=False) + "\n"}
     for name, (description, build) in FILES.items():
         doc = {
             "format": FORMAT,
@@ -537,7 +679,7 @@ def stale_vectors(directory: Path = VECTORS_DIR) -> list[str]:
 
 def load_vectors(directory: Path = VECTORS_DIR) -> list[dict[str, Any]]:
     """All vectors of all files, each with its file name under ``"file"``."""
-    out = []
+    out: list[dict[str, Any]] = []
     for name in FILES:
         doc = json.loads((directory / name).read_text(encoding="utf-8"))
         out.extend({**v, "file": name} for v in doc["vectors"])

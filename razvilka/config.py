@@ -18,8 +18,9 @@ from typing import Any, Mapping
 
 import msgspec
 
-from razvilka.daemon.config import DaemonConfig, GatingConfig, ModelConfig, StoreConfig
+from razvilka.daemon.config import DaemonConfig, GatingConfig, KeyboardConfig, ModelConfig, StoreConfig
 from razvilka.inputs.config import InputsConfig
+from razvilka.inputs.scan import ScanConfig
 from razvilka.outconfig import SpeechConfig, TextOutConfig
 from razvilka.protocol.config import BusConfig
 from razvilka.renderers.config import RenderersConfig
@@ -39,7 +40,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gating: GatingConfig = msgspec.field(default_factory=GatingConfig)
     daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    keyboard: KeyboardConfig = msgspec.field(default_factory=KeyboardConfig)
     inputs: InputsConfig = msgspec.field(default_factory=InputsConfig)
+    scan: ScanConfig = msgspec.field(default_factory=ScanConfig)
     renderers: RenderersConfig = msgspec.field(default_factory=RenderersConfig)
     speech: SpeechConfig = msgspec.field(default_factory=SpeechConfig)
     textout: TextOutConfig = msgspec.field(default_factory=TextOutConfig)

@@ -166,3 +166,92 @@ def test_no_kind_falls_back_to_the_name_guess() -> None:
     d.on_focus(Focus(index=1, source="tobii"), 100 * MS)    # 1.2 sender, unknown name: other
     d.on_focus(Focus(index=3, source="gaze"), 50 * MS)      # 1.2 sender named gaze: gaze, older but ranks higher
     assert d.on_confirm(Confirm(source="footswitch"), 200 * MS).index == 3
+
+
+# ---------------------------------------------------------------- 1.4: targets
+def test_gaze_focus_on_a_command_and_a_switch_confirm_decide_the_command() -> None:
+    d = fresh()
+    d.on_focus(Focus(index=None, target="cmd:back", source="tobii", kind="gaze"), 100 * MS)
+    decision = d.on_confirm(Confirm(source="pedal", kind="switch"), 400 * MS)
+    assert (str(decision.target), decision.index, decision.sources, decision.rule) == (
+        "cmd:back", None, ["tobii", "pedal"], "focus+confirm")
+
+
+def test_physical_focus_on_a_key_beats_gaze_focus_on_a_candidate() -> None:
+    d = fresh()
+    assert d.on_focus(Focus(index=None, target="key:e", source="pad", kind="switch"), 100 * MS) is None
+    assert d.on_focus(Focus(index=None, target="cand:2", source="tobii", kind="gaze"), 200 * MS) is None  # newer, gaze
+    assert str(d.focused_target(250 * MS)) == "key:e"
+    decision = d.on_confirm(Confirm(source="pad", kind="switch"), 300 * MS)
+    assert (str(decision.target), decision.index, decision.rule) == ("key:e", None, "focus+confirm")
+
+
+def test_stale_focus_on_a_target_does_not_count() -> None:
+    d = fresh()
+    d.on_focus(Focus(index=None, target="cmd:more", source="tobii", kind="gaze"), 0)
+    with pytest.raises(DaemonRefusal) as err:
+        d.on_confirm(Confirm(source="pedal", kind="switch"), 2000 * MS)
+    assert err.value.code == ErrorCode.NO_FOCUS
+    assert "tobii on cmd:more" in str(err.value) and "older than 1500 ms" in str(err.value)
+
+
+def test_a_candidate_target_is_its_index() -> None:
+    """cand:i and index i are the same focus: a focus by index, a confirm by target agree, and back."""
+    d = fresh()
+    assert d.on_focus(Focus(index=None, target="cand:3", source="tobii", kind="gaze"), 100 * MS) == 3
+    decision = d.on_confirm(Confirm(source="pedal", kind="switch"), 300 * MS)
+    assert (decision.index, str(decision.target)) == (3, "cand:3")
+    by_index = fresh().on_select(Select(index=1, source="keyboard", kind="key"), 0)
+    by_target = fresh().on_select(Select(target="cand:1", source="keyboard", kind="key"), 0)
+    assert (by_index.index, by_index.target) == (by_target.index, by_target.target) == (1, by_target.target)
+
+
+def test_dwell_confirm_naming_a_target() -> None:
+    decision = fresh().on_confirm(Confirm(source="tobii", kind="gaze", target="key:space"), 700 * MS)
+    assert (str(decision.target), decision.rule, decision.sources) == ("key:space", "dwell", ["tobii"])
+    switch = fresh().on_confirm(Confirm(source="pad", kind="switch", target="cmd:pause"), 700 * MS)
+    assert (str(switch.target), switch.rule) == ("cmd:pause", "confirm")
+
+
+def test_select_of_a_look_ahead_word_takes_that_many_words() -> None:
+    decision = fresh().on_select(Select(target="word:2:3", source="web", kind="pointer"), 10 * MS)
+    assert (decision.index, decision.phrase_words, str(decision.target)) == (2, 3, "word:2:3")
+    # the 1.1 form (index + phrase_words) is the same word target
+    old = fresh().on_select(Select(index=2, phrase_words=3, source="web", kind="pointer"), 10 * MS)
+    assert (old.index, old.phrase_words, str(old.target)) == (2, 3, "word:2:3")
+
+
+def test_target_outside_the_fork_and_bad_ids() -> None:
+    d = fresh(3)
+    for body in (Select(target="cand:3", source="k"), Select(target="word:5:1", source="k")):
+        with pytest.raises(DaemonRefusal) as err:
+            d.on_select(body, 0)
+        assert err.value.code == ErrorCode.OUT_OF_RANGE and str(body.target) in str(err.value)
+    with pytest.raises(DaemonRefusal):
+        d.on_focus(Focus(index=None, target="cand:9", source="tobii", kind="gaze"), 0)
+    with pytest.raises(ProtocolError) as bad:  # the wire's shape is right, the grammar is not: named in the error
+        d.on_select(Select(target="cmd:fly", source="k"), 0)
+    assert bad.value.code == ErrorCode.BAD_VALUE and "cmd:fly" in str(bad.value)
+
+
+def test_a_scanned_row_alone_is_focus_on_nothing() -> None:
+    d = fresh()
+    d.on_focus(Focus(index=None, target="key:e", source="pad", kind="switch"), 100 * MS)
+    d.on_focus(Focus(index=None, group=["key:e", "key:t"], source="pad", kind="switch"), 200 * MS)
+    with pytest.raises(DaemonRefusal) as err:
+        d.on_confirm(Confirm(source="pad", kind="switch"), 300 * MS)
+    assert err.value.code == ErrorCode.NO_FOCUS
+
+
+def test_p300_confirm_of_a_key_target() -> None:
+    """A P300 confirm naming a key: its confidence decides alone above eeg_alone; gaze on the same key
+    supports it; a posterior (over candidates) says nothing about keys."""
+    d = fresh(4)
+    with pytest.raises(DaemonRefusal):
+        d.on_confirm(Confirm(source="eeg", kind="eeg", target="key:t", confidence=0.6), 100 * MS)
+    alone = d.on_confirm(Confirm(source="eeg", kind="eeg", target="key:t", confidence=0.95), 100 * MS)
+    assert (str(alone.target), alone.rule) == ("key:t", "eeg")
+    d.on_focus(Focus(index=None, target="key:t", source="tobii", kind="gaze"), 200 * MS)
+    fused = d.on_confirm(Confirm(source="eeg", kind="eeg", target="key:t", confidence=0.6,
+                                 posterior=[0.1, 0.1, 0.1, 0.1]), 300 * MS)
+    assert (str(fused.target), fused.rule, fused.sources) == ("key:t", "gaze+eeg", ["tobii", "eeg"])

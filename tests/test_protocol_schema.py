@@ -59,8 +59,9 @@ def test_schema_rejects_what_the_codec_rejects(mutate) -> None:  # type: ignore[
 def test_spec_documents_every_type_and_field() -> None:
     """docs/protocol.md names every type, and every field of it, in the type's own section."""
     doc = (ROOT / "docs" / "protocol.md").read_text()
-    nested = {"fork.open": [messages.Candidate], "fork.lookahead": [messages.Lookahead],
-              "text.state": [messages.Span], "render.layout": [messages.Box]}
+    nested: dict[str, list[type[msgspec.Struct]]] = {
+        "fork.open": [messages.Candidate, messages.Letter], "fork.lookahead": [messages.Lookahead],
+        "text.state": [messages.Span], "render.layout": [messages.Box, messages.TargetBox]}
     for name, cls in BODY_TYPES.items():
         match = re.search(rf"^#### `{re.escape(name)}`.*?(?=^#)", doc, flags=re.S | re.M)
         assert match, f"docs/protocol.md has no section for {name}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,12 +17,12 @@ VECTORS = vectors.load_vectors()
 IDS = [f"{v['file']}:{v['name']}" for v in VECTORS]
 
 
-def receiver(vector: dict) -> Codec:  # type: ignore[type-arg]
+def receiver(vector: dict[str, Any]) -> Codec:
     key = vector["key"]
     return Codec("receiver", key=key.encode() if key else None, max_frame=vector["max_frame"])
 
 
-def primed(vector: dict) -> Codec:  # type: ignore[type-arg]
+def primed(vector: dict[str, Any]) -> Codec:
     """A receiver that has decoded the vector's ``before`` frames (each must decode)."""
     codec = receiver(vector)
     for earlier in vector.get("before", []):
@@ -54,7 +55,7 @@ def test_every_type_and_every_receive_error_is_covered() -> None:
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=IDS)
-def test_vector_decodes_as_stated(vector: dict) -> None:  # type: ignore[type-arg]
+def test_vector_decodes_as_stated(vector: dict[str, Any]) -> None:
     frames = vectors.vector_frames(vector)
     codec = primed(vector)
     if vector["result"] == "error":
@@ -76,7 +77,7 @@ def test_vector_decodes_as_stated(vector: dict) -> None:  # type: ignore[type-ar
 
 @pytest.mark.parametrize("vector", [v for v in VECTORS if v["result"] == "ok"],
                          ids=[i for i, v in zip(IDS, VECTORS) if v["result"] == "ok"])
-def test_encoder_round_trip(vector: dict) -> None:  # type: ignore[type-arg]
+def test_encoder_round_trip(vector: dict[str, Any]) -> None:
     """What another language's encoder must do: encode the decoded value, decode it back, equal."""
     key = vector["key"]
     decoded = vector["decoded"]
@@ -118,3 +119,33 @@ def test_kind_vectors() -> None:
     assert by_name["kind-pointer"]["decoded"]["body"]["kind"] == "pointer"
     assert by_name["kind-unknown"]["decoded"]["body"]["kind"] == "voice"
     assert by_name["input.focus/full"]["decoded"]["body"]["kind"] == "gaze"
+
+
+def test_target_vectors() -> None:
+    """1.4 targets: each message that names them, the one-of rule of index and target, older minors."""
+    by_name = {v["name"]: v for v in VECTORS}
+    select = by_name["targets/select"]["decoded"]["body"]
+    assert (select["index"], select["target"]) == (None, "key:accept")
+    assert "index" not in by_name["targets/select"]["wire"]["body"]
+    focus = by_name["targets/focus"]["decoded"]["body"]
+    assert (focus["index"], focus["target"], focus["group"]) == (None, "key:e", ["key:e", "key:t", "key:a"])
+    assert by_name["targets/confirm"]["decoded"]["body"]["target"] == "cmd:back"
+    assert by_name["targets/stimulus"]["decoded"]["body"]["targets"] == ["cmd:back", "key:о", "key:delete"]
+    layout = by_name["targets/layout"]["decoded"]["body"]
+    assert [t["target"] for t in layout["targets"]] == ["cmd:back", "key:space", "word:0:2"]
+    assert layout["targets"][2]["row"] == 0 and layout["targets"][0]["label"] == "Back"
+    opened = by_name["targets/fork-open-letters"]["decoded"]["body"]
+    assert opened["script"] == "cyrillic" and opened["letters"][0] == {"ch": "и", "prob": 0.5}
+    assert by_name["targets/script-unknown"]["decoded"]["body"]["script"] == "greek"
+    assert by_name["targets/decided"]["decoded"]["body"]["target"] == "key:accept"
+    # a 1.3 sender's messages: the new fields take their defaults
+    old_layout = by_name["older-minor-layout"]["decoded"]["body"]
+    assert old_layout["targets"] == [] and (old_layout["boxes"][0]["row"], old_layout["boxes"][0]["col"]) == (0, 0)
+    assert by_name["older-minor-select"]["decoded"]["body"]["target"] is None
+    old_open = by_name["older-minor-fork-open"]["decoded"]["body"]
+    assert (old_open["letters"], old_open["script"]) == ([], "latin")
+    # exactly one of index and target: the refusals say which
+    assert by_name["targets/select-neither"]["error"]["name"] == "MISSING_FIELD"
+    assert "neither index nor target" in by_name["targets/select-neither"]["message"]
+    assert by_name["targets/select-both"]["error"]["name"] == "BAD_VALUE"
+    assert "both index 1 and target 'cand:1'" in by_name["targets/select-both"]["message"]

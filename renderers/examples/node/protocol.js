@@ -12,6 +12,10 @@
 //
 // With signing on, a message whose seq is not above the last one received of its
 // (sender, session, type) is a replay and is refused (REPLAYED, protocol 1.3).
+//
+// Protocol 1.4 adds targets (targets.js holds their grammar) and one rule the schema does not
+// state: a focus, confirm or select names its candidate by `index` or by `target`, never both,
+// and a select names one of them (checkRules below).
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -20,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_VERSION = "1.3";
+export const PROTOCOL_VERSION = "1.4";
 export const DEFAULT_MAX_FRAME = 1 << 20;
 export const MAX_TOPIC = 256;
 export const MAX_DEPTH = 1000;
@@ -294,6 +298,27 @@ function fits(value, s) {
   }
 }
 
+/** 1.4: types whose body names a candidate by index or target; true = one of them is required. */
+const INDEX_OR_TARGET = new Map([["input.select", true], ["input.focus", false], ["input.confirm", false]]);
+
+/** The cross-field rule of 1.4 (docs/protocol.md, input.select): both -> BAD_VALUE, neither (select) -> MISSING_FIELD. */
+export function checkRules(type, body) {
+  const required = INDEX_OR_TARGET.get(type);
+  if (required === undefined) return body;
+  const hasIndex = body.index !== null && body.index !== undefined;
+  const hasTarget = body.target !== null && body.target !== undefined;
+  if (hasIndex && hasTarget) {
+    throw new ProtocolError(
+      ErrorCode.BAD_VALUE,
+      `body: ${type} names both index ${body.index} and target '${body.target}': name one (target cand:<i> is index i)`,
+    );
+  }
+  if (required && !hasIndex && !hasTarget) {
+    throw new ProtocolError(ErrorCode.MISSING_FIELD, `body: ${type} names neither index nor target: one is required`);
+  }
+  return body;
+}
+
 /** The monotonic clock in nanoseconds: the bus clock (LSL local_clock = CLOCK_MONOTONIC on Linux). */
 export function nowNs() {
   return process.hrtime.bigint();
@@ -324,7 +349,7 @@ export class Codec {
     const known = this.schema.types.get(type);
     if (!known) throw new ProtocolError(ErrorCode.UNKNOWN_TYPE, `${type} is not a registered message type`);
     if (known.needsFork && !forkId) throw new ProtocolError(ErrorCode.MISSING_FIELD, `${type} needs header.fork_id`);
-    const full = check(body, known.schema, "body", { defs: this.schema.defs, part: "body" });
+    const full = checkRules(type, check(body, known.schema, "body", { defs: this.schema.defs, part: "body" }));
     const seq = this.seqs.get(type) ?? 0;
     this.seqs.set(type, seq + 1);
     const header = {
@@ -403,7 +428,7 @@ export class Codec {
       if (this.key && !retained) this.checkReplay(header);
       return { topic, header, body: raw, type: header.type, known: false };
     }
-    const body = check(raw, known.schema, "body", { defs: this.schema.defs, part: "body" });
+    const body = checkRules(header.type, check(raw, known.schema, "body", { defs: this.schema.defs, part: "body" }));
     if (known.needsFork && !header.fork_id) {
       throw new ProtocolError(ErrorCode.MISSING_FIELD, `${header.type} needs header.fork_id`);
     }

@@ -51,7 +51,10 @@ export function forkLine(forkId, body) {
   const page = body.page ? ` page ${body.page + 1}` : "";
   // joins (protocol 1.2): the piece continues the word before ("es" after "Miss"), shown as "‿es"
   const words = body.candidates.map((c) => `${c.index} ${c.joins ? "‿" : ""}${c.word.trim()} ${pct(c.prob)}`).join(" | ");
-  return `fork ${forkId}${page} (${body.compute_ms.toFixed(0)} ms): ${words}`;
+  // letters (protocol 1.4): the likeliest next letters of the typed prefix ("␣": the word ends)
+  const letters = (body.letters ?? []).slice(0, 5).map((l) => `${l.ch === " " ? "␣" : l.ch} ${pct(l.prob)}`).join(" ");
+  const typed = body.prefix ? ` typed "${body.prefix}"` : "";
+  return `fork ${forkId}${page}${typed} (${body.compute_ms.toFixed(0)} ms): ${words}${letters ? ` · next: ${letters}` : ""}`;
 }
 
 async function main() {

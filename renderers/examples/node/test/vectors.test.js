@@ -24,7 +24,8 @@ function parseJson(text) {
   });
 }
 
-const files = readdirSync(VECTORS).filter((f) => f.endsWith(".json")).sort();
+// targets.json has its own format (target ids, not frames): test/targets.test.js reads it
+const files = readdirSync(VECTORS).filter((f) => f.endsWith(".json") && f !== "targets.json").sort();
 const unhex = (h) => Buffer.from(h, "hex");
 const seenTypes = new Set();
 let count = 0;
@@ -91,7 +92,7 @@ describe("encoder", () => {
     assert.equal(msg.header.fork_id, "f-9");
     assert.equal(msg.header.sender, "node");
     assert.deepEqual(msg.body, {
-      index: 2, source: "node", confidence: 1, phrase: false, posterior: null, phrase_words: 0, kind: "",
+      index: 2, source: "node", confidence: 1, phrase: false, posterior: null, phrase_words: 0, kind: "", target: null,
     });
     assert.equal(frames[2].includes(Buffer.from("cb3ff0000000000000", "hex")), true, "confidence 1.0 is a float64");
   });
@@ -117,6 +118,16 @@ describe("encoder", () => {
     assert.equal(code(() => codec.encode("input.select", { index: 1, source: "node" })), "MISSING_FIELD");
     assert.equal(code(() => codec.encode("input.select", { source: "node" }, { forkId: "f" })), "MISSING_FIELD");
     assert.equal(code(() => codec.encode("input.teleport", { source: "node" })), "UNKNOWN_TYPE");
+    // 1.4: a select names exactly one of index and target
+    assert.equal(code(() => codec.encode("input.select", { index: 1, target: "cand:1", source: "node" }, { forkId: "f" })),
+      "BAD_VALUE");
+    assert.equal(code(() => codec.encode("input.select", { target: "key: ", source: "node" }, { forkId: "f" })), "BAD_VALUE");
+  });
+  test("1.4: a select by target round-trips with index null", () => {
+    const msg = codec.decode(codec.encode("input.select", { target: "cmd:back", source: "node", kind: "other" }, { forkId: "f" }));
+    assert.equal(msg.header.version, "1.4");
+    assert.equal(msg.body.index, null);
+    assert.equal(msg.body.target, "cmd:back");
   });
   test("signing: a signed message verifies, a flipped byte does not", () => {
     const signer = new Codec({ sender: "node", key: "k", schema });
