@@ -11,7 +11,8 @@ Two kinds of pedal:
 
 Each pedal maps to an action (``pedals``); a pedal with a ``long_press`` action decides on
 release by how long it was held (one pedal: short = confirm, long = back). The key logic
-is :mod:`razvilka.inputs.keymap`, shared with the keyboard.
+is :mod:`razvilka.inputs.keymap`, shared with the keyboard. ``--scan auto|step``: the confirm pedal
+(and a focus_next pedal) scans the layout's targets (:mod:`razvilka.inputs.scanswitch`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from razvilka.inputs.keyadapter import KeySource, fail, key_names, main, serve_source
 from razvilka.inputs.keymap import KeyInterpreter, KeyMap
+from razvilka.inputs.scanswitch import add_scan_argument, with_scanning
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replay", metavar="FILE",
                         help="play a recorded event file through the adapter instead of a device")
     parser.add_argument("--realtime", action="store_true", help="--replay at the recorded pace")
+    add_scan_argument(parser)
 
 
 def build_keymap(cfg: FootswitchConfig, backend: str) -> KeyMap:
@@ -82,9 +85,10 @@ async def _main(config: Config, args: argparse.Namespace, stop: asyncio.Event) -
     device = args.device if args.device is not None else cfg.device
     if args.replay and args.device is None:
         device = ""  # the recording is the device
+    interp, adapter = with_scanning(config.scan, args.scan, make_interpreter(cfg, keymap), "inputs.footswitch.pedals")
     source = make_source(cfg, keymap, backend, device, args.replay, args.realtime)
-    return await serve_source(config, cfg.name, source, make_interpreter(cfg, keymap), stop,
-                              drain_s=0.3 if args.replay else 0.0)
+    return await serve_source(config, cfg.name, source, interp, stop, drain_s=0.3 if args.replay else 0.0,
+                              adapter=adapter)
 
 
 def _tools(config: Config, args: argparse.Namespace) -> int | None:

@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from razvilka.inputs.keymap import X11_NAMES, KeyEvent, KeyInterpreter, KeyNames, StatusEvent
+from razvilka.inputs.keymap import X11_NAMES, KeyEvent, KeyInterpreter, KeyNames, Reaction, StatusEvent
 from razvilka.protocol.client import cancel_and_wait
 from razvilka.protocol.errors import ProtocolError
-from razvilka.protocol.messages import SourceStatus
+from razvilka.protocol.messages import Message, SourceStatus
 from razvilka.runtime import serve_until_signal
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ class KeySource(Protocol):
 
 class KeyAdapter:
     """Runs one key source against the bus until ``stop`` is set or the source ends."""
+
+    subscribe: ClassVar[tuple[str, ...]] = SUBSCRIBE
 
     def __init__(self, client: BusClient, source: KeySource, interpreter: KeyInterpreter, *, name: str) -> None:
         self.client = client
@@ -56,12 +58,20 @@ class KeyAdapter:
     async def _follow_bus(self) -> None:
         try:
             for msg in await self.client.snapshot(timeout=2.0):
-                self.interp.observe(msg)
+                self._observe(msg)
         except ProtocolError as exc:
             log.warning("no snapshot (%s); following live forks only", exc.detail)
         self.ready.set()
         async for msg in self.client:
-            self.interp.observe(msg)
+            self._observe(msg)
+
+    def _observe(self, msg: Message) -> None:
+        """One message from the bus (a subclass may answer it: the scanner follows layouts)."""
+        self.interp.observe(msg)
+
+    def _more_tasks(self) -> list[Coroutine[Any, Any, None]]:
+        """Coroutines to run beside the bus and the keys (the scanner's clock)."""
+        return []
 
     async def _follow_keys(self) -> None:
         await self.ready.wait()
@@ -76,13 +86,16 @@ class KeyAdapter:
                 self.interp.release_all()
             self._status(ev.state, ev.detail)
             return
-        reaction = self.interp.feed(ev)
+        self._send(self.interp.feed(ev), f"key={ev.name}")
+
+    def _send(self, reaction: Reaction, cause: str) -> None:
+        """Publish what a key (or the scanner's clock, or a layout) caused, and log it."""
         for emit in reaction.emits:
             header = self.client.publish(emit.body, fork_id=emit.fork_id, subtopic=(self.name,))
-            log.info("key=%s action=%s sent=%s fork=%s seq=%d %s", ev.name, reaction.action or "-",
+            log.info("%s action=%s sent=%s fork=%s seq=%d %s", cause, reaction.action or "-",
                      emit.body.TYPE, emit.fork_id, header.seq, reaction.note)
         if not reaction.emits and reaction.note:
-            log.info("key=%s %s", ev.name, reaction.note)
+            log.info("%s %s", cause, reaction.note)
 
     async def run(self, stop: asyncio.Event | None = None) -> int:
         """0 when stopped or the source ran out; 1 when the source failed."""
@@ -94,12 +107,13 @@ class KeyAdapter:
         bus = asyncio.create_task(self._follow_bus(), name=f"{self.name}-bus")
         keys = asyncio.create_task(self._follow_keys(), name=f"{self.name}-keys")
         stopper = asyncio.create_task(stop.wait(), name=f"{self.name}-stop")
+        more = [asyncio.create_task(c, name=f"{self.name}-more") for c in self._more_tasks()]
         lost = False
         try:
-            done, _ = await asyncio.wait({bus, keys, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({bus, keys, stopper, *more}, return_when=asyncio.FIRST_COMPLETED)
             lost = keys in done and self.state == "lost"
         finally:
-            await cancel_and_wait((bus, keys, stopper))
+            await cancel_and_wait((bus, keys, stopper, *more))
             with contextlib.suppress(Exception):
                 self._status("stopped", "adapter stopped")
         for task in done:
@@ -118,8 +132,10 @@ def key_names(backend: str) -> KeyNames:
 
 
 async def serve_source(config: Config, name: str, source: KeySource, interpreter: KeyInterpreter,
-                       stop: asyncio.Event, *, drain_s: float = 0.0) -> int:
-    """Open ``source``, run a :class:`KeyAdapter` for it on the bus as ``name`` until ``stop``, close it.
+                       stop: asyncio.Event, *, drain_s: float = 0.0,
+                       adapter: type[KeyAdapter] = KeyAdapter) -> int:
+    """Open ``source``, run an ``adapter`` (:class:`KeyAdapter`, or the scanning one) for it on the bus
+    as ``name`` until ``stop``, close it.
 
     ``drain_s``: wait this long before closing, so the last messages leave (closing drops
     unsent ones: linger 0)."""
@@ -128,9 +144,9 @@ async def serve_source(config: Config, name: str, source: KeySource, interpreter
     if hasattr(source, "open"):
         await source.open()  # fail now, with what to do (no X display, no such device)
     try:
-        client = BusClient.from_config(name, config.bus, role="input", subscribe=list(SUBSCRIBE))
+        client = BusClient.from_config(name, config.bus, role="input", subscribe=list(adapter.subscribe))
         async with client:
-            code = await KeyAdapter(client, source, interpreter, name=name).run(stop)
+            code = await adapter(client, source, interpreter, name=name).run(stop)
             if drain_s:
                 await asyncio.sleep(drain_s)
             return code

@@ -5,6 +5,8 @@ the focused candidate with its look-ahead (Shift+arrows mark how many words), Ba
 back (or deletes a typed letter), Tab/+ asks for more candidates, Esc/F12 toggle pause,
 letters type "my own word". The key logic lives in :mod:`razvilka.inputs.keymap`; the
 events come from X (pynput, default) or from ``/dev/input`` (``--backend evdev``).
+``--scan auto|step`` makes a confirm key (and a focus_next key) a switch that scans the layout's
+targets (:mod:`razvilka.inputs.scanswitch`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from razvilka.inputs.keyadapter import KeySource, key_names, main, serve_source
 from razvilka.inputs.keymap import DEFAULT_KEYBOARD_KEYS, KeyInterpreter, KeyMap
+from razvilka.inputs.scanswitch import add_scan_argument, with_scanning
 
 if TYPE_CHECKING:
     from razvilka.config import Config
@@ -29,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="x11: global listener on $DISPLAY (default); evdev: read /dev/input directly")
     parser.add_argument("--device", help="evdev: vendor:product, /dev/input/eventN or part of the name")
     parser.add_argument("--no-typing", action="store_true", help="letters do not start 'my own word'")
+    add_scan_argument(parser)
 
 
 def build_keymap(cfg: KeyboardConfig, backend: str) -> KeyMap:
@@ -61,8 +65,10 @@ async def _main(config: Config, args: argparse.Namespace, stop: asyncio.Event) -
     backend = args.backend or cfg.backend
     typing = cfg.typing and not args.no_typing
     keymap = build_keymap(cfg, backend)
+    interp, adapter = with_scanning(config.scan, args.scan, make_interpreter(cfg, keymap, typing),
+                                    "inputs.keyboard.keys")
     source = make_source(cfg, keymap, backend, args.device if args.device is not None else cfg.device, typing)
-    return await serve_source(config, cfg.name, source, make_interpreter(cfg, keymap, typing), stop)
+    return await serve_source(config, cfg.name, source, interp, stop, adapter=adapter)
 
 
 def run(config: Config, args: argparse.Namespace) -> int:

@@ -1,0 +1,215 @@
+"""Switch scanning on the bus: ``razvilka input keyboard|footswitch --scan auto|step``.
+
+The key adapters run the pure scanner (:mod:`razvilka.inputs.scan`) over the renderer's
+``render.layout`` for the open fork (rows of candidates, commands and keyboard keys), and publish
+what it does: ``input.focus`` with ``group`` (a scanned row) or ``target`` (an item), and
+``input.select`` with ``target``.
+
+The switches are the key map's own: a key mapped to ``confirm`` is the select switch (auto: the only
+switch), a key mapped to ``focus_next`` the advance switch (step mode's second switch; in auto mode it
+moves the highlight at once). Every other key keeps its action, so a helper at the keyboard can
+still press 1-9 or Backspace. Rest and wake go out as ``source.status`` details, for renderers to
+say that a press starts scanning again.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, ClassVar
+
+import msgspec
+
+from razvilka.inputs.keyadapter import SUBSCRIBE, KeyAdapter
+from razvilka.inputs.keymap import Emit, KeyEvent, KeyInterpreter, KeyMap, Reaction, StatusEvent
+from razvilka.inputs.scan import (
+    ScanConfig,
+    ScanEvent,
+    ScanFocus,
+    Scanner,
+    ScanRest,
+    ScanSelect,
+    ScanWake,
+    Switch,
+    layout_rows,
+)
+from razvilka.protocol.clock import now_ns
+from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.protocol.messages import Focus, ForkOpen, Layout, Message, Select, SourceStatus
+
+log = logging.getLogger("razvilka.inputs.scan")
+
+#: The key map's actions that are the scan switches.
+SWITCH_ACTIONS: dict[str, Switch] = {"confirm": "select", "focus_next": "advance"}
+REST_DETAIL = "scanning rests: press the switch to start again"
+WAKE_DETAIL = "scanning"
+
+
+def check_switches(keymap: KeyMap, scan: ScanConfig, where: str) -> None:
+    """Scanning needs a select switch (a key mapped to confirm) and, in step mode, an advance switch
+    (a key mapped to focus_next): ``ProtocolError(BAD_CONFIG)`` saying which to map where."""
+    actions = set(keymap.actions.values()) | set(keymap.long.values())
+    needed = {"confirm": "a select switch (a key mapped to confirm)"}
+    if scan.mode == "step":
+        needed["focus_next"] = "an advance switch (a key mapped to focus_next)"
+    missing = [a for a in needed if a not in actions]
+    if missing:
+        raise ProtocolError(ErrorCode.BAD_CONFIG, f"scan.mode = {scan.mode} needs "
+                            + " and ".join(needed[a] for a in missing)
+                            + f"; map one in {where}, e.g. --set {where}.<key>={missing[0]}")
+
+
+class ScanInterpreter(KeyInterpreter):
+    """A :class:`KeyInterpreter` whose ``confirm`` and ``focus_next`` keys drive a :class:`Scanner`."""
+
+    def __init__(self, keymap: KeyMap, scan: ScanConfig, *, source: str, debounce_ms: float = 60.0,
+                 typing: bool = False, kind: str = "key") -> None:
+        super().__init__(keymap, source=source, debounce_ms=debounce_ms, typing=typing, kind=kind)
+        self.scan = scan
+        self.scanner = Scanner(scan)
+        self.layout: tuple[str, Layout] | None = None  # the newest layout followed, and its fork
+        self._pressed_ns: int | None = None  # when the key being handled went down
+        self._warned: set[str] = set()  # unknown target ids already logged
+
+    # ------------------------------------------------------------ bus side
+    def follow(self, msg: Message, now: int) -> Reaction:
+        """One bus message at bus time ``now`` (ns): forks and layouts move the scan."""
+        before = self.forks.fork_id
+        self.observe(msg)
+        fork, body, t = self.forks.fork, msg.body, now / 1e6
+        if isinstance(body, Layout):
+            if self.scan.renderer and body.renderer != self.scan.renderer:
+                return Reaction()
+            fid = msg.header.fork_id
+            self.layout = (fid, body) if fid else None
+            if fork is None or fid != fork.fork_id:
+                return Reaction(note=f"layout for fork {fid}, not the open one: kept for when it opens")
+            return self._load(body, t, fork.fork_id)
+        if isinstance(body, ForkOpen) and fork is not None:
+            if self.layout is not None and self.layout[0] == fork.fork_id and before != fork.fork_id:
+                return self._load(self.layout[1], t, fork.fork_id)  # its layout came first
+            # until this fork's renderer publishes its layout there is nothing to scan
+            self.layout = None
+            self.scanner.load((), t, fork.fork_id)
+        elif fork is None and before is not None:  # decided or undone: the next fork comes
+            self.scanner.load((), t, None)
+        return Reaction()
+
+    def _load(self, layout: Layout, t: float, fork_id: str) -> Reaction:
+        rows, unknown = layout_rows(layout)
+        reaction = self._react(self.scanner.load(rows, t, fork_id), "layout")
+        if unknown:
+            reaction.note = (f"left out targets this version does not know: {', '.join(unknown)} "
+                             f"(renderer {layout.renderer}) {reaction.note}").strip()
+            if not self._warned.issuperset(unknown):  # once per id, not at every layout
+                self._warned.update(unknown)
+                log.warning("renderer %s shows targets this version cannot scan (a newer protocol?): %s",
+                            layout.renderer, ", ".join(unknown))
+        return reaction
+
+    def tick(self, now: int) -> Reaction:
+        """Bus time ``now`` (ns): in auto mode the highlight moves when its interval is up."""
+        return self._react(self.scanner.tick(now / 1e6), "scan")
+
+    @property
+    def deadline_ns(self) -> int | None:
+        """When :meth:`tick` should next be called (bus ns); None: nothing moves by itself."""
+        d = self.scanner.deadline
+        return None if d is None else int(d * 1e6)
+
+    # ------------------------------------------------------------ key side
+    def feed(self, ev: KeyEvent) -> Reaction:
+        self._pressed_ns = ev.t_ns
+        try:
+            return super().feed(ev)
+        finally:
+            self._pressed_ns = None
+
+    def perform(self, action: str) -> Reaction:
+        switch = SWITCH_ACTIONS.get(action)
+        if switch is None:
+            return super().perform(action)
+        at = self._pressed_ns if self._pressed_ns is not None else now_ns()
+        return self._react(self.scanner.press(at / 1e6, switch), action)
+
+    # ------------------------------------------------------------ out
+    def _react(self, events: list[ScanEvent], action: str) -> Reaction:
+        """The scanner's events as protocol bodies for the open fork."""
+        fid = self.forks.fork_id
+        reaction = Reaction(action=action)
+        notes: list[str] = []
+        for ev in events:
+            if isinstance(ev, ScanFocus):
+                notes.append(f"highlight={ev.target or ','.join(ev.group) or '-'}")
+                if fid is not None:
+                    reaction.emits.append(Emit(Focus(index=None, target=ev.target, group=list(ev.group),
+                                                     source=self.source, kind=self.kind), fid))
+            elif isinstance(ev, ScanSelect):
+                notes.append(f"select={ev.target}" + ("" if fid else " (no open fork: not sent)"))
+                if fid is not None:
+                    reaction.emits.append(Emit(Select(target=ev.target, source=self.source, kind=self.kind), fid))
+            elif isinstance(ev, (ScanRest, ScanWake)):
+                detail = REST_DETAIL if isinstance(ev, ScanRest) else WAKE_DETAIL
+                reaction.emits.append(Emit(SourceStatus(source=self.source, state="ok", detail=detail), None))
+                notes.append(detail)
+        reaction.note = " ".join(notes)
+        return reaction
+
+
+class ScanAdapter(KeyAdapter):
+    """A :class:`KeyAdapter` that also follows layouts and runs the scanner's clock."""
+
+    subscribe: ClassVar[tuple[str, ...]] = (*SUBSCRIBE, "render.layout.", "text.undo")
+    interp: ScanInterpreter
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        if not isinstance(self.interp, ScanInterpreter):
+            raise TypeError("ScanAdapter runs a ScanInterpreter")
+        self._moved = asyncio.Event()  # the deadline may have changed: look again
+
+    def _observe(self, msg: Message) -> None:
+        self._send(self.interp.follow(msg, now_ns()), f"bus={msg.type}")
+        self._moved.set()
+
+    def _handle(self, ev: KeyEvent | StatusEvent) -> None:
+        super()._handle(ev)
+        self._moved.set()
+
+    def _more_tasks(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._clock()]
+
+    async def _clock(self) -> None:
+        """Tick the scanner at its deadline, or sooner when a key or a layout moved it."""
+        await self.ready.wait()
+        while True:
+            self._moved.clear()
+            deadline = self.interp.deadline_ns
+            timeout = None if deadline is None else max(0.0, (deadline - now_ns()) / 1e9)
+            try:
+                await asyncio.wait_for(self._moved.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._send(self.interp.tick(now_ns()), "clock")
+
+
+def add_scan_argument(parser: Any) -> None:
+    """``--scan off|auto|step`` for a key adapter's command line (over ``scan.mode``)."""
+    parser.add_argument("--scan", choices=("off", "auto", "step"),
+                        help="switch scanning over the layout's targets: auto (one switch, timed: scan.interval_ms, "
+                             "scan.loops), step (advance = a focus_next key, select = a confirm key); "
+                             "default: scan.mode (off)")
+
+
+def with_scanning(scan: ScanConfig, mode: str | None, interp: KeyInterpreter,
+                  where: str) -> tuple[KeyInterpreter, type[KeyAdapter]]:
+    """The interpreter and adapter a key adapter runs: ``interp`` as it is, or scanning when the mode
+    (``--scan`` over ``scan.mode``) says so; ``where``: the key map's configuration key, for errors."""
+    if mode is not None:
+        scan = msgspec.structs.replace(scan, mode=mode)
+    if scan.mode == "off":
+        return interp, KeyAdapter
+    check_switches(interp.keymap, scan, where)
+    scanning = ScanInterpreter(interp.keymap, scan, source=interp.source, debounce_ms=interp.debounce.window_ns / 1e6,
+                               typing=interp.typing, kind=interp.kind)
+    return scanning, ScanAdapter
