@@ -44,7 +44,8 @@ from simuser.costs import (  # noqa: E402
     with_overrides,
 )
 from simuser.driver import Person, prompt_for  # noqa: E402
-from simuser.matrix import BASELINE, HEADLINE, BenchConfig, known, matrix  # noqa: E402
+from simuser.matrix import BASELINE, HEADLINE, SINGLE_BASELINES, BenchConfig, known, matrix  # noqa: E402
+from simuser.screen import p300_letters_steps, switch_letters_steps  # noqa: E402
 
 PHRASES = ROOT.parent / "shared" / "data" / "phrases" / "mackenzie-soukoreff-500-cleaned.txt"
 log = logging.getLogger("simuser")
@@ -126,14 +127,15 @@ def git_rev() -> str:
 
 
 def score(label: str, results: list[PhraseResult], params: CostParams, injected: str = "",
-          error: float = 0.0) -> dict[str, Any]:
+          error: float = 0.0, single: str = "") -> dict[str, Any]:
     """The metrics of one run. With injected errors (``injected`` = the modality) the errors really
-    happened, so that modality is costed as it went, with no expected errors on top."""
+    happened, so that modality is costed as it went, with no expected errors on top. A single-input
+    person (``single``) is costed with their own modality only (its WPM lands in that column)."""
     if injected:
         mod = next(m for m in params.modalities if m.name == injected)
-        params = CostParams(search_a=params.search_a, search_b=params.search_b, read_word_s=params.read_word_s,
-                            modalities=(replace(mod, error=0.0),))
-    summary = summarize(results, params)
+        params = replace(params, modalities=(replace(mod, error=0.0),))
+    mods = [params.single_modality(single)] if single else None
+    summary = summarize(results, params, mods)
     summary["name"] = label
     summary["injected_error"] = error
     return summary
@@ -177,7 +179,7 @@ async def measure(args: argparse.Namespace, params: CostParams) -> tuple[dict[st
             stored[label] = {"bench": cfg.to_json(), "injected": injected.name if injected else "",
                              "injected_error": error, "run_s": time.perf_counter() - started,
                              "daemon_config": to_toml_dict(config)}
-            s = score(label, results, params, stored[label]["injected"], error)
+            s = score(label, results, params, stored[label]["injected"], error, cfg.single)
             print(f"{label}: KSR {s['ksr']:.1%}, {s['actions_per_char']:.3f} actions/char, "
                   f"{s['done']}/{s['phrases']} exact, {stored[label]['run_s']:.0f}s", flush=True)
     finally:
@@ -199,21 +201,29 @@ def finish(out_dir: Path, run: dict[str, Any], stored: dict[str, Any], by_label:
            params: CostParams, args: argparse.Namespace) -> None:
     """Score, print the table and the targets, write config.json / results.json / table.md, plot."""
     rows: list[dict[str, Any]] = [{"name": "letters", **summarize_letters(run["phrases"], params)}]
+    if any(st.get("bench", {}).get("single") for st in stored.values()):  # the single-input baselines
+        steps_of = {"switch": switch_letters_steps, "p300": p300_letters_steps}
+        for name, kind in SINGLE_BASELINES.items():
+            rows.append({"name": name, **summarize_letters(run["phrases"], params, steps_of[kind],
+                                                           [params.single_modality(kind)])})
     for label, results in by_label.items():
         st = stored[label]
-        row = score(label, results, params, st.get("injected", ""), st.get("injected_error", 0.0))
+        row = score(label, results, params, st.get("injected", ""), st.get("injected_error", 0.0),
+                    st.get("bench", {}).get("single", ""))
         row["run_s"] = st.get("run_s", 0.0)
         if not st.get("bench", {}).get("lookahead", True):
             row["lookahead_compute_ms_mean"] = None  # a 0-token look-ahead is no look-ahead
         rows.append(row)
     by_name = {r["name"]: r for r in rows}
     head = report.headline(by_name, HEADLINE, BASELINE)
+    singles = report.single_targets(by_name)
+    if singles:
+        head["single_input"] = singles
     for label, st in stored.items():  # real injected errors against the expected-error model, same p
         if st.get("injected") and HEADLINE in by_label:
             mod = next(m for m in params.modalities if m.name == st["injected"])
-            expected = summarize(by_label[HEADLINE], CostParams(
-                search_a=params.search_a, search_b=params.search_b, read_word_s=params.read_word_s,
-                modalities=(replace(mod, error=st["injected_error"]),)))
+            expected = summarize(by_label[HEADLINE],
+                                 replace(params, modalities=(replace(mod, error=st["injected_error"]),)))
             head.setdefault("injected", {})[mod.name] = {
                 "error": st["injected_error"], "measured_ksr": by_name[label]["ksr"],
                 "expected_ksr": expected[f"ksr_{mod.name}"], "measured_wpm": by_name[label][f"wpm_{mod.name}"],
@@ -239,6 +249,8 @@ def finish(out_dir: Path, run: dict[str, Any], stored: dict[str, Any], by_label:
               f"(target >= 1.3x: {'met' if head['ratio_met'] else 'NOT met'})")
     if "ksr" in head:
         print(f"KSR of {HEADLINE}: {head['ksr']:.1%} (target >= 65%: {'met' if head['ksr_met'] else 'NOT met'})")
+    for name, v in head.get("single_input", {}).items():
+        print(report.single_line(name, v))
     for mod, v in head.get("injected", {}).items():
         print(f"{mod} errors injected (p={v['error']:.3f}): KSR {v['measured_ksr']:.1%} measured vs "
               f"{v['expected_ksr']:.1%} expected; "
@@ -291,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "MacKenzie & Soukoreff set)")
     p.add_argument("--limit", type=int, default=None, help="write only this many phrases (a sample)")
     p.add_argument("--offset", type=int, default=0, help="start at this phrase")
-    p.add_argument("--set", default="full", help="configuration set: quick | full (default) | extra")
+    p.add_argument("--set", default="full", help="configuration set: quick | full (default) | extra | single")
     p.add_argument("--configs", default="", help="comma-separated configuration names instead of --set")
     p.add_argument("--context", type=int, default=3,
                    help="the prompt of phrase i is the N phrases before it in the file, one per line")

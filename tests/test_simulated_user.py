@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,14 +32,14 @@ from simuser.costs import (  # noqa: E402
 from simuser.driver import prompt_for  # noqa: E402
 from simuser.policy import Action, ForkView, PolicyOptions, compare, decide, needs_lookahead, phrase_gain  # noqa: E402
 
-T = "my watch fell in the water".split()
+T = ["my", "watch", "fell", "in", "the", "water"]
 ON = PolicyOptions(phrases=True)
 OFF = PolicyOptions(phrases=False)
 WHOLE = PolicyOptions(phrases=True, partial_phrases=False)
 
 
 # ---------------------------------------------------------------------------------------------- policy
-@pytest.mark.parametrize("written, expected", [
+@pytest.mark.parametrize(("written", "expected"), [
     ("", ("ok", 0)),
     ("my watch", ("ok", 2)),
     (" my watch", ("ok", 2)),                       # a leading space is harmless
@@ -100,8 +101,10 @@ def test_select_the_phrase_when_its_lookahead_matches() -> None:
 def test_type_letters_until_the_word_appears_then_commit() -> None:
     assert decide(T, "my watch", ForkView(words=["is", "was"]), ON) == Action("letter", text="f")
     assert decide(T, "my watch", ForkView(words=["fast", "face"], prefix="f"), ON) == Action("letter", text="fe")
-    assert decide(T, "my watch", ForkView(words=["feel", "fell"], prefix="fe"), ON) == Action("select", index=1, words=1)
-    assert decide(T, "my watch", ForkView(words=["feels"], prefix="fell"), ON) == Action("commit", text="fell ", words=1)
+    fe = ForkView(words=["feel", "fell"], prefix="fe")
+    assert decide(T, "my watch", fe, ON) == Action("select", index=1, words=1)
+    fell = ForkView(words=["feels"], prefix="fell")
+    assert decide(T, "my watch", fell, ON) == Action("commit", text="fell ", words=1)
 
 
 def test_wrong_letter_is_backspaced_to_the_common_prefix() -> None:
@@ -120,7 +123,8 @@ def test_done_and_more() -> None:
     more = PolicyOptions(more_pages=1)
     assert decide(T, "my", ForkView(words=["is"]), more) == Action("more")
     assert decide(T, "my", ForkView(words=["is"], page=1), more) == Action("letter", text="w")
-    assert decide(T, "my", ForkView(words=["wet"], prefix="w"), more) == Action("letter", text="wa")  # not after a letter
+    # not after a letter
+    assert decide(T, "my", ForkView(words=["wet"], prefix="w"), more) == Action("letter", text="wa")
 
 
 def test_wait_for_lookahead_only_when_it_could_matter() -> None:
@@ -139,12 +143,13 @@ def test_prompt_is_the_phrases_before_cyclically() -> None:
 
 def test_driver_bookkeeping_of_auto_text_and_undo() -> None:
     """The person's view of the text: auto words judged right/wrong/wasted, right words lost to a back."""
-    from razvilka.protocol.messages import Header, Message, TextAuto, TextState, TextUndo
     from simuser.driver import Person, PersonOptions
 
-    def msg(body: object) -> Message:
+    from razvilka.protocol.messages import Header, Message, TextAuto, TextState, TextUndo
+
+    def msg(body: Any) -> Message:
         header = Header(version="1.0", type=type(body).TYPE, id="m", sender="daemon", session="s", seq=0, ts_ns=0)
-        return Message(topic=type(body).TYPE + ".", header=header, body=body)  # type: ignore[arg-type]
+        return Message(topic=type(body).TYPE + ".", header=header, body=body)
 
     person = Person(client=None, options=PersonOptions())  # type: ignore[arg-type]
     person.target = list(T)
@@ -238,7 +243,7 @@ def test_cost_overrides() -> None:
     assert q.search_b == 0.1 and mods["p300"].error == 0.16 and mods["gaze"].choose_s == 0.5
     assert mods["key"] == KEY and P.search_b == 0.15  # the rest and the original are untouched
     for bad in ("nonsense=1", "gaze.nope=1", "search_b", "eeg.error=0.1"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="--cost"):
             with_overrides(P, [bad])
 
 
@@ -281,8 +286,8 @@ WORDPRED = ({"mode": "always", "k": 8, "lookahead_tokens": 0, "long_lookahead_to
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("name, setup", [("system", SYSTEM), ("wordpred", WORDPRED)])
-async def test_person_writes_phrases_through_the_real_daemon(start_daemon, name, setup) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("name", "setup"), [("system", SYSTEM), ("wordpred", WORDPRED)])
+async def test_person_writes_phrases_through_the_real_daemon(start_daemon: Any, name: str, setup: Any) -> None:
     """2 short phrases through a real daemon: the exact text comes out, and the counts add up.
 
     One daemon per test: two daemons on the one shared model at once would use it from two threads.
@@ -335,3 +340,204 @@ def test_ksr_gain_interval_is_paired_over_whole_phrases() -> None:
         ksr_gain_ci(base, base[:-1])
     with pytest.raises(ValueError, match="same phrases"):
         ksr_gain_ci([(20, 8)], [(21, 8)])
+
+
+# ---------------------------------------------------------------------------------------------- single input
+# gaze-only, switch-scan, p300-only: the screen they choose from, what reaching a target costs, and one
+# real run (docs/simulated_user.md, "Single-input people").
+from simuser.costs import P300_SCREEN, SWITCH  # noqa: E402
+from simuser.driver import OpenForkState, action_target, target_message  # noqa: E402
+from simuser.screen import (  # noqa: E402
+    Screen,
+    key_target,
+    letters_scan_rows,
+    p300_items,
+    p300_letters_steps,
+    scan_rows,
+    scan_units,
+    switch_letters_steps,
+    target_prior,
+)
+
+SCREEN = Screen(candidates=3, letters=[("e", 0.5), (" ", 0.3), ("a", 0.2)], cand_probs={0: 0.4, 1: 0.2, 2: 0.1})
+
+
+def test_scan_order_candidates_likely_letters_commands_alphabet_keys() -> None:
+    rows = scan_rows(SCREEN)
+    assert rows[0] == ("cand:0", "cand:1", "cand:2")
+    assert rows[1] == ("key:e", "key:space", "key:a")        # the likeliest letters, " " is space
+    assert rows[2] == ("cmd:back", "cmd:more", "cmd:pause", "cmd:new")
+    assert rows[3] == ("key:a", "key:b", "key:c", "key:d", "key:e", "key:f")  # the alphabet, fixed order
+    assert rows[-1] == ("key:space", "key:delete", "key:accept")
+    every = {t for r in rows for t in r}
+    assert {f"key:{c}" for c in "abcdefghijklmnopqrstuvwxyz'-"} <= every   # every letter is reachable
+    # no candidates and no letters (an older daemon): the keyboard and the commands still are
+    bare = scan_rows(Screen(candidates=0))
+    assert bare[0] == ("cmd:back", "cmd:more", "cmd:pause", "cmd:new") and len(bare) == 1 + 5 + 1
+
+
+@pytest.mark.parametrize(("target", "units"), [
+    ("cand:0", 2),      # row 0 is highlighted first: press (enter), press (select)
+    ("cand:2", 4),      # + 2 item steps
+    ("key:e", 3),       # 1 row step, enter, select
+    ("key:space", 4),   # the likeliest row's second item (not the keys row at the end)
+    ("key:a", 5),       # in the likeliest row, third
+    ("cmd:back", 4),    # 2 row steps, enter, select
+    ("key:b", 6),       # 3 row steps to the alphabet's first row, enter, 1 item step, select
+    ("key:delete", 8 + 1 + 1 + 1),  # the keys row is the 9th: 8 row steps, enter, 1 item step, select
+])
+def test_scan_units_hand_worked(target: str, units: int) -> None:
+    """Scan steps as MacKenzie counts them: every highlight waited through or pressed on is one."""
+    assert scan_units(scan_rows(SCREEN), target) == units
+
+
+def test_switch_letters_baseline_keyboard() -> None:
+    rows = letters_scan_rows()
+    assert rows[0] == ("key:space", "key:e", "key:t", "key:a", "key:o", "key:i")  # space, then by frequency
+    assert [scan_units(rows, t) for t in ("key:space", "key:e", "key:n", "key:z")] == [2, 3, 3, 4 + 2 + 2]
+    steps = switch_letters_steps("Ten 9")  # upper case by its key; a digit (no key) costs the farthest key
+    farthest = max(scan_units(rows, t) for r in rows for t in r)
+    assert [s.scan for s in steps] == [4, 3, 3, 2, farthest]
+    assert all(s.kind == "letter" for s in steps)
+
+
+def test_switch_costs_are_scan_steps_times_the_interval() -> None:
+    assert SWITCH.scan_s == 1.0  # the product's default scan.interval_ms
+    assert step_time(Step("select", n=8, scan=4), SWITCH, P) == pytest.approx(4.0)   # no list search: the scan paces
+    assert step_time(Step("phrase", n=8, scan=3, words=2), SWITCH, P) == pytest.approx(3.0 + 0.5)
+    assert step_time(Step("backspace", scan=5, presses=2), SWITCH, P) == pytest.approx(10.0)
+    assert step_time(Step("read", words=2), SWITCH, P) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="scan steps"):
+        step_time(Step("select", n=8), SWITCH, P)  # a step with no scan recorded cannot be costed
+    # the switch-letters baseline on "ten": t 4 + e 3 + n 3 steps of 1 s
+    row = summarize_letters(["ten"], P, switch_letters_steps, [SWITCH])
+    assert row["wpm_switch"] == pytest.approx(wpm(3, 10.0)) and "wpm_key" not in row
+
+
+def test_p300_rounds_follow_the_prior_and_fit_the_eeg_benchmark() -> None:
+    # one rate (rounds per nat of evidence needed), fitted to the uniform-prior rows of bench/eeg_bench.py
+    c = P300_SCREEN.rounds_per_nat()
+    assert c == pytest.approx(1.1233, abs=1e-3)
+    assert P300_SCREEN.rounds_for_prior(1 / 8) == pytest.approx(38.0 / 8, rel=0.02)
+    # ... predicts the LM-prior rows (Zipf 1/r over K, floor 0.02) within 2 %: 14.2 / 23.9 / 34.7 flashes
+    for k, flashes in ((4, 14.2), (6, 23.9), (8, 34.7)):
+        zipf = [1 / r for r in range(1, k + 1)]
+        prior = [0.98 * z / sum(zipf) + 0.02 / k for z in zipf]
+        predicted = sum(p * P300_SCREEN.rounds_for_prior(p) for p in prior)
+        assert predicted == pytest.approx(flashes / k, rel=0.02)
+    # a likelier target needs fewer rounds; at least one, at most the decoder's 10
+    assert P300_SCREEN.rounds_for_prior(0.6) < P300_SCREEN.rounds_for_prior(0.1) < P300_SCREEN.rounds_for_prior(0.01)
+    assert P300_SCREEN.rounds_for_prior(0.9999) == 1.0 and P300_SCREEN.rounds_for_prior(1e-12) == 10.0
+    # the 6x6 speller, uniform prior: 12 row/column groups; hand-worked logit(0.9) - logit(0.95/36)
+    need = math.log(9) - math.log((0.95 / 36) / (1 - 0.95 / 36))
+    speller = c * need * 12 * 0.175 + 0.8
+    assert P300_SCREEN.prior_flash_time(1 / 36, 36) == pytest.approx(speller)
+    assert step_time(p300_letters_steps("a")[0], P300_SCREEN, P) == pytest.approx(speller)
+    # 43 targets on screen flash as a 7x7 grid's rows and columns: 14 groups; the list is still searched
+    t = step_time(Step("select", n=8, prior=0.3, items=43), P300_SCREEN, P)
+    assert t == pytest.approx(SEARCH8 + P300_SCREEN.rounds_for_prior(0.3) * 14 * 0.175 + 0.8)
+    with pytest.raises(ValueError, match="prior"):
+        step_time(Step("select", n=8), P300_SCREEN, P)
+
+
+def test_p300_prior_of_a_target_is_the_eeg_adapters() -> None:
+    screen = Screen(candidates=2, letters=[("a", 1.0)], cand_probs={0: 0.6, 1: 0.2})
+    items = p300_items(screen)
+    assert len(items) == 2 + 4 + 28 + 3 and len(set(items)) == len(items)
+    # raw: cand:0 0.9*0.6, cand:1 0.9*0.2, key:a 0.9*(1-0.8)*1.0, 6 controls on screen 0.1/7 each; floor 0.02
+    total = 0.54 + 0.18 + 0.18 + 6 * 0.1 / 7
+    assert target_prior(screen, "cand:0") == pytest.approx(0.98 * 0.54 / total + 0.02 / 37)
+    assert target_prior(screen, "key:a") == pytest.approx(0.98 * 0.18 / total + 0.02 / 37)
+    assert target_prior(screen, "key:b") == pytest.approx(0.02 / 37, rel=1e-4)  # no LM mass: the floor alone
+    assert target_prior(screen, "word:0:2") == target_prior(screen, "cand:0")  # a look-ahead word: its candidate
+
+
+def test_actions_become_targets_and_their_13_equivalents() -> None:
+    from razvilka.protocol.messages import Command, Select
+
+    assert action_target(Action("select", index=2), "") == "cand:2"
+    assert action_target(Action("phrase", index=1, words=3), "") == "word:1:2"
+    assert action_target(Action("letter", text="wa"), "w") == "key:a"
+    assert action_target(Action("commit", text="zorb "), "zorb") == "key:space"
+    assert action_target(Action("backspace", text="w", presses=1), "wx") == "key:delete"
+    assert action_target(Action("back"), "") == "cmd:back"
+    with pytest.raises(ValueError, match="no key"):
+        action_target(Action("letter", text="a3"), "a")
+    assert key_target(" ") == "key:space"
+    with pytest.raises(ValueError, match="no key"):
+        key_target("A")
+    sel = target_message("key:a", "w", "switch", targets=True)
+    assert isinstance(sel, Select) and (sel.target, sel.index, sel.kind) == ("key:a", None, "switch")
+    # the protocol 1.3 messages that do the same
+    for target, prefix, expected in (("key:a", "w", Command(command="type", source="simuser", text="wa")),
+                                     ("key:space", "zorb", Command(command="type", source="simuser", text="zorb ")),
+                                     ("key:delete", "wx", Command(command="type", source="simuser", text="w")),
+                                     ("cmd:more", "", Command(command="more", source="simuser")),
+                                     ("word:1:2", "", Select(index=1, phrase_words=2, source="simuser", kind="eeg"))):
+        assert target_message(target, prefix, "eeg", targets=False) == expected
+
+
+def test_single_input_person_reads_in_lower_case() -> None:
+    """The on-screen keyboard has no shift key: a single-input person takes "I" for "i" and spells "i"."""
+    from razvilka.protocol.messages import Candidate, ForkOpen, Letter
+
+    body = ForkOpen(candidates=[Candidate(index=0, word="I", prob=0.5), Candidate(index=1, word="We", prob=0.2)],
+                    letters=[Letter(ch="i", prob=0.6)])
+    fork = OpenForkState("d-1", body, 0.0)
+    assert fork.view(fold=True).words == ["i", "we"] and fork.view().words == ["I", "We"]
+    target = ["i", "am", "here"]
+    assert decide(target, "", fork.view(fold=True), OFF) == Action("select", index=0, words=1)
+    screen = fork.screen()
+    assert screen.candidates == 2 and screen.likely() == ["key:i"] and screen.cand_probs == {0: 0.5, 1: 0.2}
+
+
+def test_summarize_counts_spelled_words_and_costs_one_modality() -> None:
+    # "zorb it": z-o-r-b typed then committed with space (spelled out), "it" chosen after typing "i"
+    steps = [Step("letter", n=8, scan=5), Step("letter", n=8, scan=4), Step("letter", n=8, scan=4),
+             Step("letter", n=8, scan=6), Step("commit", n=8, scan=4, typed=4),
+             Step("letter", n=8, scan=3), Step("select", n=8, scan=2, typed=1)]
+    r = PhraseResult(phrase="zorb it", chars=7, words=2, steps=steps, decisions=2, selects=1)
+    s = summarize([r], P, [SWITCH])
+    assert (s["spelled_words"], s["typed_words"]) == (1, 2)
+    assert s["actions"] == 7 and s["wpm_switch"] == pytest.approx(wpm(7, 5 + 4 + 4 + 6 + 4 + 3 + 2))
+    assert "wpm_gaze" not in s and "wpm_key" not in s
+
+
+@pytest.mark.model
+async def test_single_input_person_finishes_a_word_no_fork_lists(start_daemon: Any) -> None:
+    """A switch-scanning person writes 2 phrases on the real daemon with targets only; the second has a
+    made-up word, which they spell on the on-screen keyboard's keys and end with key:space."""
+    from simuser import driver
+    from simuser.driver import Person, PersonOptions
+
+    from razvilka.protocol.messages import Command
+
+    phrases = ["my watch fell in the water", "the vrobblix is here"]
+    rd = await start_daemon(gating={"mode": "auto", "k": 8, "lookahead_tokens": 0, "long_lookahead_tokens": 1},
+                            daemon={"prompt": "", "pregenerate": True})
+    client = await rd.client("simuser", subscribe=["fork.", "text.", "daemon.error."])
+    sent: list[object] = []
+    publish = client.publish
+
+    def spy(body: Any, **kw: Any) -> Any:
+        sent.append(body)
+        return publish(body, **kw)
+
+    client.publish = spy
+    person = Person(client, PersonOptions(timeout_s=120, single="switch", policy=PolicyOptions(phrases=False)))
+    results = []
+    for i, phrase in enumerate(phrases):
+        res = await person.write(phrase, prompt_for(phrases, i, 1))
+        results.append(res)
+        assert res.done, res.log
+        text, _ = rd.daemon._spans()
+        assert text.rstrip().endswith(phrase)
+        assert all(s.scan > 0 and s.items > 0 and 0 < s.prior <= 1 for s in res.steps if s.kind != "read")
+    made_up = results[1]
+    assert sum(1 for s in made_up.steps if s.kind == "letter") >= 3, made_up.log  # spelled on the keyboard
+    person_sent = [b for b in sent if not (isinstance(b, Command) and b.command == "new")]
+    if driver.SEND_TARGETS:  # only targets on screen: no typed text at all
+        assert all(getattr(b, "target", None) for b in person_sent if type(b).__name__ == "Select"), person_sent
+        assert not [b for b in person_sent if isinstance(b, Command)], person_sent
+    s = summarize(results, CostParams(), [SWITCH])
+    assert s["done"] == 2 and s["wpm_switch"] > 0 and s["typed_words"] >= 1

@@ -13,14 +13,21 @@ A step is one thing the person did or read, in order:
 * ``backspace`` — removed wrong typed letters (``presses``);
 * ``back`` — undid what the model wrote (or a wrong selection);
 * ``read`` — read words the model wrote on its own (``words``), to check them.
+
+A single-input person (gaze-only, switch-scan, p300-only: docs/simulated_user.md, "Single-input
+people") chooses every one of these as a target on screen; their steps also carry ``scan`` (scan
+steps to reach the target, presses counted) and ``prior``/``items`` (the P300 decoder's prior of the
+target among the ``items`` targets that flash), from bench/simuser/screen.py.
 """
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from razvilka.inputs.eeg.config import EegConfig
 
 ACTION_KINDS = ("select", "phrase", "letter", "commit", "more", "backspace", "back")
 LIST_KINDS = ("select", "phrase", "letter", "commit", "more")   # preceded by a scan of the candidate list
@@ -34,6 +41,12 @@ class Step:
     words: int = 0      # words read (read) or look-ahead words read before a phrase selection
     presses: int = 1    # physical actions (backspace over several letters)
     typed: int = 0      # letters of the word typed before this choice (a back loses them: typed again)
+    scan: int = 0       # single-input: scan steps to reach the target (highlight moves + presses)
+    prior: float = 0.0  # single-input: the P300 decoder's prior of the target
+    items: int = 0      # single-input: targets on screen that flash (P300)
+
+
+_EEG = EegConfig()
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,15 @@ class Modality:
     speller_items: int = 36  # P300: a 6x6 speller matrix for letters (rows and columns flash: 12 groups)
     command_items: int = 0   # P300: extra items flashed with the candidates (back, more); 0: a separate
                              # command menu that takes as long as choosing among the candidates
+    scan_s: float = 0.0      # switch scanning: seconds per scan step (the scan interval); 0: not a scanner
+    prior_stopping: bool = False  # P300 over every target on screen: rounds from the target's prior (below)
+    uniform_flashes: tuple[tuple[int, float], ...] = ((4, 15.0), (6, 26.1), (8, 38.0))  # P300: (items, flashes
+                             # per selection) with a uniform prior, bench/eeg_bench.py: calibrates rounds_for_prior
+    threshold: float = _EEG.threshold       # P300 decoder: posterior to decide (the EEG adapter's default)
+    null_prior: float = _EEG.null_prior     # P300 decoder: prior of "none of them"
+    prior_floor: float = _EEG.prior_floor   # P300 decoder: uniform mass mixed into the prior
+    command_prior: float = _EEG.command_prior  # P300 decoder: share of the 5 commands + delete + accept
+    max_rounds: int = _EEG.max_repetitions  # P300 decoder: rounds before it gives up
 
     def rounds_for(self, groups: int) -> float:
         """Rounds of flashes before a decision among ``groups`` flashed groups (linear in between and beyond)."""
@@ -66,10 +88,50 @@ class Modality:
                 break
         return max(1.0, r0 + (r1 - r0) * (groups - k0) / (k1 - k0))
 
+    @staticmethod
+    def groups(items: int) -> int:
+        """Flash groups for ``items`` targets: single items up to 12, rows+columns of a square grid beyond."""
+        return items if items <= 12 else 2 * math.ceil(math.sqrt(items))
+
     def flash_time(self, items: int) -> float:
-        """A P300 selection among ``items``: single items flash up to 12, rows+columns beyond."""
-        groups = items if items <= 12 else 2 * math.ceil(math.sqrt(items))
+        """A P300 selection among ``items`` (the two-input screens: candidates, or a speller)."""
+        groups = self.groups(items)
         return self.rounds_for(groups) * groups * self.soa_s + self.epoch_s
+
+    def _needed(self, prior: float) -> float:
+        """Evidence (nats) the decoder needs to take a target from ``prior`` to the threshold."""
+        q = min(max(prior * (1 - self.null_prior), 1e-9), 1 - 1e-9)
+        return math.log(self.threshold / (1 - self.threshold)) - math.log(q / (1 - q))
+
+    def rounds_per_nat(self) -> float:
+        """Rounds of flashes per nat of evidence needed, fitted to the uniform-prior measurements."""
+        fits = [flashes / k / self._needed(1.0 / k) for k, flashes in self.uniform_flashes]
+        return sum(fits) / len(fits)
+
+    def rounds_for_prior(self, prior: float) -> float:
+        """Rounds until the decoder is sure of a target whose prior is ``prior`` (dynamic stopping).
+
+        The evidence each round adds for the target is about constant, so the rounds grow with the
+        log-odds the flashes must supply: logit(threshold) - logit(prior). One rate (rounds per nat)
+        fitted to bench/eeg_bench.py's uniform-prior rows (K = 4, 6, 8) predicts its LM-prior rows
+        within 2 % (docs/simulated_user.md). At least one round, at most ``max_rounds``."""
+        return min(float(self.max_rounds), max(1.0, self.rounds_per_nat() * self._needed(prior)))
+
+    def prior_flash_time(self, prior: float, items: int) -> float:
+        """A P300 selection of a target with ``prior`` among ``items`` on screen (single-input P300)."""
+        if items <= 0 or not 0.0 < prior <= 1.0:
+            raise ValueError(f"a P300 step needs the targets on screen and the target's prior, got {items} "
+                             f"and {prior} (a run before single-input steps were recorded?)")
+        groups = self.groups(items)
+        return self.rounds_for_prior(prior) * groups * self.soa_s + self.epoch_s
+
+    def command_prior_on(self, items: int) -> float:
+        """The prior a command (back) or delete has among ``items``: its share, then the floor mixed in."""
+        from razvilka.inputs.eeg.bayes import CONTROL_KEYS
+        from razvilka.protocol.targets import TARGET_COMMANDS
+
+        share = self.command_prior / (len(TARGET_COMMANDS) + len(CONTROL_KEYS))
+        return (1 - self.prior_floor) * share + self.prior_floor / max(1, items)
 
 
 @dataclass(frozen=True)
@@ -80,6 +142,14 @@ class CostParams:
     search_b: float = 0.15       # Hick-Hyman slope, s/bit: T = a + b log2(n + 1)
     read_word_s: float = 0.25    # reading one word the model wrote (238 wpm silent reading)
     modalities: tuple[Modality, ...] = field(default_factory=lambda: DEFAULT_MODALITIES)
+    single: tuple[Modality, ...] = field(default_factory=lambda: SINGLE_MODALITIES)  # single-input people
+
+    def single_modality(self, name: str) -> Modality:
+        """The modality a single-input configuration is costed with (gaze, switch, p300)."""
+        for mod in self.single:
+            if mod.name == name:
+                return mod
+        raise ValueError(f"no single-input modality {name!r} (known: {[m.name for m in self.single]})")
 
     def search(self, n: int) -> float:
         """Hick-Hyman: time to find (or not find) the wanted word among ``n`` candidates."""
@@ -96,6 +166,13 @@ GAZE = Modality("gaze", choose_s=0.6, letter_s=0.6 + 0.4, command_s=0.6 + 0.2, e
 #: prior, as bench/eeg_bench.py measured on the shared Muse recording (docs/eeg.md).
 P300 = Modality("p300", choose_s=0.0, letter_s=0.0, command_s=0.0, error=0.033, flash=True)
 DEFAULT_MODALITIES: tuple[Modality, ...] = (KEY, FOOT, GAZE, P300)
+#: One switch, automatic scanning at the product's default interval (``scan.interval_ms`` = 1000).
+SWITCH = Modality("switch", choose_s=0.0, letter_s=0.0, command_s=0.0, scan_s=1.0)
+#: P300 alone: every target on screen flashes in rows and columns; rounds from the target's LM prior.
+P300_SCREEN = Modality("p300", choose_s=0.0, letter_s=0.0, command_s=0.0, error=0.033, flash=True,
+                       prior_stopping=True)
+#: The single-input people: gaze-only is the gaze modality above, choosing only targets on screen.
+SINGLE_MODALITIES: tuple[Modality, ...] = (GAZE, SWITCH, P300_SCREEN)
 
 
 def with_overrides(params: CostParams, items: Sequence[str]) -> CostParams:
@@ -109,14 +186,16 @@ def with_overrides(params: CostParams, items: Sequence[str]) -> CostParams:
         value = float(raw)
         if "." in key:
             name, attr = key.split(".", 1)
-            mods = {m.name: m for m in params.modalities}
-            settable = {f.name for f in fields(Modality)} - {"name", "rounds", "flash"}
+            mods = {m.name: m for m in params.modalities + params.single}
+            settable = {f.name for f in fields(Modality)} - {"name", "rounds", "flash", "prior_stopping",
+                                                               "uniform_flashes"}
             if name not in mods or attr not in settable:
                 raise ValueError(f"--cost {item!r}: no modality field {key!r}")
             cast = int if isinstance(getattr(mods[name], attr), int) else float
             change: dict[str, Any] = {attr: cast(value)}
             params = replace(params, modalities=tuple(replace(m, **change) if m.name == name else m
-                                                       for m in params.modalities))
+                                                       for m in params.modalities),
+                             single=tuple(replace(m, **change) if m.name == name else m for m in params.single))
         elif key in ("search_a", "search_b", "read_word_s"):
             change = {key: value}
             params = replace(params, **change)
@@ -135,8 +214,15 @@ def step_time(step: Step, mod: Modality, params: CostParams) -> float:
         return step.words * params.read_word_s
     if step.kind not in ACTION_KINDS:
         raise ValueError(f"unknown step kind {step.kind!r}")
+    reading = step.words * params.read_word_s if step.kind == "phrase" else 0.0
+    if mod.scan_s > 0:  # the scanner paces the person: the list is searched while the highlight moves
+        if step.scan <= 0:
+            raise ValueError(f"a {step.kind} step has no scan steps recorded: only single-input runs are scanned")
+        return step.scan * mod.scan_s * max(1, step.presses) + reading
     scan = params.search(step.n) if step.kind in LIST_KINDS else 0.0
-    if mod.flash:
+    if mod.prior_stopping:
+        one = mod.prior_flash_time(step.prior, step.items)
+    elif mod.flash:
         speller = step.kind in ("letter", "backspace", "commit")
         one = mod.flash_time(mod.speller_items if speller else step.n + mod.command_items)
     elif step.kind in ("select", "phrase"):
@@ -145,7 +231,6 @@ def step_time(step: Step, mod: Modality, params: CostParams) -> float:
         one = mod.letter_s
     else:
         one = mod.command_s
-    reading = step.words * params.read_word_s if step.kind == "phrase" else 0.0
     return scan + one * max(1, step.presses) + reading
 
 
@@ -157,10 +242,13 @@ def correction(step: Step, mod: Modality, params: CostParams, backs_per_wrong_wo
     followed by auto-writing. The fork after a back has no typed prefix, so the letters typed before
     the wrong choice are typed again.
     """
+    control = mod.command_prior_on(step.items) if mod.prior_stopping else 0.0  # back / delete on the P300 screen
     if step.kind == "letter":
-        return 1.0, step_time(Step("backspace"), mod, params)
-    back = backs_per_wrong_word * step_time(Step("back", n=step.n), mod, params)
-    retype = step.typed * step_time(Step("letter", n=step.n), mod, params)
+        return 1.0, step_time(Step("backspace", scan=step.scan, prior=control, items=step.items), mod, params)
+    back = backs_per_wrong_word * step_time(Step("back", n=step.n, scan=step.scan, prior=control, items=step.items),
+                                            mod, params)
+    retype = step.typed * step_time(Step("letter", n=step.n, scan=step.scan, prior=step.prior, items=step.items),
+                                    mod, params)
     return backs_per_wrong_word + step.typed, back + retype
 
 
@@ -272,9 +360,9 @@ class PhraseResult:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out["steps"] = [[s.kind, s.n, s.words, s.presses, s.typed] for s in self.steps]
+        out["steps"] = [[s.kind, s.n, s.words, s.presses, s.typed, s.scan, s.prior, s.items] for s in self.steps]
         out["actions"] = self.actions
         return out
 
@@ -310,8 +398,16 @@ def _median(xs: Sequence[float]) -> float | None:
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
-def summarize(results: Sequence[PhraseResult], params: CostParams) -> dict[str, object]:
-    """The per-configuration metrics over the same phrases."""
+def spelled(steps: Sequence[Step]) -> tuple[int, int]:
+    """(words spelled out and committed with a space, words chosen after typing some of their letters)."""
+    whole = sum(1 for s in steps if s.kind == "commit")
+    return whole, whole + sum(1 for s in steps if s.kind in ("select", "phrase") and s.typed > 0)
+
+
+def summarize(results: Sequence[PhraseResult], params: CostParams,
+              modalities: Sequence[Modality] | None = None) -> dict[str, Any]:
+    """The per-configuration metrics over the same phrases; WPM and KSR per modality of ``modalities``
+    (default: the two-input ones; a single-input configuration passes its own)."""
     chars = sum(r.chars for r in results)
     words = sum(r.words for r in results)
     actions = sum(r.actions for r in results)
@@ -322,7 +418,7 @@ def summarize(results: Sequence[PhraseResult], params: CostParams) -> dict[str, 
     selects = sum(r.selects for r in results)
     judged = auto - sum(r.auto_wasted for r in results)
     steps = [s for r in results for s in r.steps]
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "phrases": len(results),
         "done": sum(r.done for r in results),
         "chars": chars,
@@ -348,27 +444,32 @@ def summarize(results: Sequence[PhraseResult], params: CostParams) -> dict[str, 
         "wall_s": sum(r.wall_s for r in results),
         "backs_per_wrong_word": backs_per_wrong,
     }
-    for mod in params.modalities:
+    out["spelled_words"], out["typed_words"] = spelled(steps)
+    for mod in (params.modalities if modalities is None else modalities):
         a, t = expected_cost(steps, mod, params, backs_per_wrong)
         out[f"wpm_{mod.name}"] = wpm(chars, t)
         out[f"ksr_{mod.name}"] = ksr(a, chars)  # with that modality's expected choice errors
     return out
 
 
-def summarize_letters(phrases: Sequence[str], params: CostParams) -> dict[str, object]:
-    """The letter-by-letter baseline (no model): one action per character."""
+def summarize_letters(phrases: Sequence[str], params: CostParams,
+                      steps_of: Callable[[str], list[Step]] | None = None,
+                      modalities: Sequence[Modality] | None = None) -> dict[str, Any]:
+    """A letter-by-letter baseline (no model): one action per character. ``steps_of(phrase)`` gives the
+    steps (default: one key each); ``modalities`` those it is costed with (default: the two-input ones)."""
     chars = sum(len(p) for p in phrases)
     words = sum(len(p.split()) for p in phrases)
-    steps = [s for p in phrases for s in letters_steps(p)]
-    out: dict[str, object] = {
+    steps = [s for p in phrases for s in (steps_of or letters_steps)(p)]
+    out: dict[str, Any] = {
         "phrases": len(phrases), "done": len(phrases), "chars": chars, "words": words, "actions": chars,
         "ksr": 0.0, "actions_per_char": 1.0, "actions_per_word": chars / words if words else 0.0,
         "fork_rate": 1.0, "auto_words": 0, "auto_error_rate": None, "auto_wasted": 0, "backs": 0, "undone_right": 0,
         "phrase_selections": 0,
         "selects": 0, "pregen_hit_share": None, "fork_compute_ms_mean": None, "lookahead_compute_ms_mean": None,
         "wait_ms_median": None, "lookahead_wait_ms_median": None, "wall_s": 0.0, "backs_per_wrong_word": 1.0,
+        "spelled_words": words, "typed_words": words,
     }
-    for mod in params.modalities:
+    for mod in (params.modalities if modalities is None else modalities):
         a, t = expected_cost(steps, mod, params)
         out[f"wpm_{mod.name}"] = wpm(chars, t)
         out[f"ksr_{mod.name}"] = ksr(a, chars)

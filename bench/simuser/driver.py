@@ -6,6 +6,12 @@ policy (policy.py): ``input.select`` (with ``phrase=True`` for a look-ahead phra
 ``input.command`` "type" (a letter, a backspace, or the whole word and a space), "back" and
 "more". It follows the text through ``text.state`` / ``text.auto`` / ``text.undo`` and records
 every step for the cost model (costs.py), plus the daemon's own timings from the messages.
+
+A single-input person (``PersonOptions.single``: gaze, switch or p300) chooses only targets on
+screen (protocol 1.4, protocol/targets.py): candidates, look-ahead words, commands and the
+on-screen keyboard's keys, never typed text. Each action is sent as its target by
+:func:`target_message`; each step records what reaching that target costs on the screen of the
+fork (screen.py).
 """
 from __future__ import annotations
 
@@ -32,10 +38,17 @@ from razvilka.protocol.messages import (
 
 # imported with bench/ on sys.path (bench/simulated_user.py and the tests put it there)
 from simuser.costs import PhraseResult, Step
-from simuser.policy import Action, ForkView, PolicyOptions, compare, decide, needs_lookahead, target_words
+from simuser.policy import Action, ForkView, PolicyOptions, Status, compare, decide, needs_lookahead, target_words
+from simuser.screen import Screen, key_target, p300_items, scan_rows, scan_units, script_of, target_prior
 
 SOURCE = "simuser"
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+#: Single-input people send their choices as ``input.select`` ``target`` (protocol 1.4). False: the
+#: protocol 1.3 equivalents (``index``, ``type``, ``back``, ``more``) for a daemon that does not
+#: apply targets yet. The one switch between the two paths.
+SEND_TARGETS = True
+#: The source kind each single-input person's messages carry (protocol 1.3 ``kind``).
+SINGLE_KINDS = {"gaze": "gaze", "switch": "switch", "p300": "eeg"}
 
 
 class DriverError(RuntimeError):
@@ -51,6 +64,7 @@ class PersonOptions:
     seed: int = 0
     timeout_s: float = 180.0     # no answer from the daemon for this long: fail loudly
     max_actions: int = 400       # give up a phrase after this many actions (a policy/daemon loop)
+    single: str = ""             # gaze | switch | p300: only targets on screen (no typed text); "" = any input
 
 
 @dataclass
@@ -62,13 +76,70 @@ class OpenForkState:
     lookahead_done: bool = False
     long_done: set[int] = field(default_factory=set)
 
-    def view(self) -> ForkView:
+    def view(self, fold: bool = False) -> ForkView:
+        """What the person sees; ``fold``: in lower case (the on-screen keyboard has no shift key)."""
         words = [c.word for c in self.body.candidates]
         la = dict(self.lookahead)
         for c in self.body.candidates:
             if c.index not in la and c.lookahead:
                 la[c.index] = c.lookahead[0]
-        return ForkView(words=words, lookahead=la, prefix=self.body.prefix, page=self.body.page)
+        if fold:
+            words = [w.lower() for w in words]
+            la = {i: t.lower() for i, t in la.items()}
+        return ForkView(words=words, lookahead=la, prefix=self.body.prefix.lower() if fold else self.body.prefix,
+                        page=self.body.page)
+
+    def screen(self) -> Screen:
+        """The single-input screen of this fork: its candidates, its letters, its keyboard."""
+        b = self.body
+        return Screen(candidates=len(b.candidates), letters=[(x.ch, x.prob) for x in b.letters],
+                      script=script_of(b.script), cand_probs={c.index: c.prob for c in b.candidates})
+
+
+def action_target(action: Action, prefix: str) -> str:
+    """The target a single-input person chooses for ``action`` (protocol/targets.py ids).
+
+    A letter is the key of its last character (ValueError when no key types it); a commit is
+    ``key:space``; a backspace ``key:delete`` (once per letter); a phrase the look-ahead word it ends on."""
+    if action.kind == "select":
+        return f"cand:{action.index}"
+    if action.kind == "phrase":
+        return f"word:{action.index}:{action.words - 1}"
+    if action.kind == "letter":
+        return key_target(action.text[-1])
+    if action.kind == "commit":
+        return "key:space"
+    if action.kind == "backspace":
+        return "key:delete"
+    if action.kind in ("back", "more"):
+        return f"cmd:{action.kind}"
+    raise ValueError(f"no target for the action {action.kind!r}")
+
+
+def target_message(target: str, prefix: str, kind: str, *, targets: bool | None = None) -> Select | Command:
+    """The message that chooses ``target`` at a fork whose typed prefix is ``prefix``.
+
+    With targets (protocol 1.4) an ``input.select`` naming it; else the 1.3 message that does the
+    same (a candidate's index, ``type`` with the prefix changed, ``back``, ``more``)."""
+    if SEND_TARGETS if targets is None else targets:
+        return Select(target=target, source=SOURCE, kind=kind)
+    what, _, value = target.partition(":")
+    if what == "cand":
+        return Select(index=int(value), source=SOURCE, kind=kind)
+    if what == "word":
+        i, _, n = value.partition(":")
+        return Select(index=int(i), source=SOURCE, phrase_words=int(n), kind=kind)
+    if what == "cmd":
+        if value not in ("back", "more"):
+            raise ValueError(f"the benchmark's person does not use {target!r}")
+        return Command(command="back" if value == "back" else "more", source=SOURCE)
+    if value == "space":
+        return Command(command="type", source=SOURCE, text=prefix + " ")
+    if value == "delete":
+        return Command(command="type", source=SOURCE, text=prefix[:-1])
+    if value == "accept":
+        raise ValueError("key:accept has no protocol 1.3 equivalent")
+    return Command(command="type", source=SOURCE, text=prefix + value)
 
 
 class Person:
@@ -93,6 +164,11 @@ class Person:
         self.old_doc: str | None = None
         self.result: PhraseResult | None = None
         self.target: list[str] = []
+        self.fold = bool(options.single)  # single-input: no shift key, so case is not the person's to choose
+
+    def _cmp(self, text: str) -> tuple[Status, int]:
+        """``compare`` as this person reads the text (in lower case when there is no shift key)."""
+        return compare(self.target, text.lower() if self.fold else text)
 
     # ------------------------------------------------------------------ messages
     async def _pump(self, deadline: float) -> None:
@@ -124,9 +200,9 @@ class Person:
         elif self.doc is None or self.pending_doc is not None:
             return
         elif isinstance(body, TextAuto):
-            before, _ = compare(self.target, self.text)
+            before, _ = self._cmp(self.text)
             self.text += body.text
-            after, _ = compare(self.target, self.text)
+            after, _ = self._cmp(self.text)
             self.entries.append(("model", len(body.words)))
             self.auto_since_action += len(body.words)
             if before == "wrong":  # written after a wrong word: wasted, but not the model's own mistake
@@ -141,8 +217,8 @@ class Person:
             if self.result is not None:
                 self.result.log.append(f"undo {body.removed!r}")
                 if body.removed and self.text.endswith(body.removed):  # right words thrown away with wrong ones
-                    _, right_before = compare(self.target, self.text)
-                    _, right_after = compare(self.target, self.text[: len(self.text) - len(body.removed)])
+                    _, right_before = self._cmp(self.text)
+                    _, right_after = self._cmp(self.text[: len(self.text) - len(body.removed)])
                     self.result.undone_right = (self.result.undone_right or 0) + max(0, right_before - right_after)
         elif isinstance(body, ForkOpen):
             if msg.header.fork_id and self.doc and msg.header.fork_id.startswith(self.doc + "-"):
@@ -193,7 +269,7 @@ class Person:
     # ------------------------------------------------------------------ one phrase
     async def write(self, phrase: str, prompt: str) -> PhraseResult:
         """Write ``phrase`` in a new document that starts with ``prompt``; returns what it took."""
-        self.target = target_words(phrase)
+        self.target = target_words(phrase.lower() if self.fold else phrase)
         result = PhraseResult(phrase=phrase, chars=len(phrase), words=len(self.target), steps=[])
         self.result = result
         started = time.monotonic()
@@ -206,18 +282,27 @@ class Person:
         while True:
             fork = self.fork
             assert fork is not None
-            view = fork.view()
-            if needs_lookahead(self.target, self.text, view, self.opt.policy):
-                intended = list(view.words).index(self.target[compare(self.target, self.text)[1]])
+            view = fork.view(self.fold)
+            seen = self.text.lower() if self.fold else self.text
+            if needs_lookahead(self.target, seen, view, self.opt.policy):
+                intended = list(view.words).index(self.target[self._cmp(self.text)[1]])
                 if self.opt.focus:
-                    self._publish(Focus(index=intended, source=SOURCE), fork.id)
+                    self._publish(Focus(index=intended, source=SOURCE, kind=self._kind()), fork.id)
                 t0 = time.monotonic()
                 await self._until(lambda: fork.lookahead_done, "the look-ahead")  # noqa: B023 - awaited here
                 result.lookahead_wait_ms.append((time.monotonic() - t0) * 1000)
-                view = fork.view()
-            action = decide(self.target, self.text, view, self.opt.policy)
+                view = fork.view(self.fold)
+                seen = self.text.lower() if self.fold else self.text
+            action = decide(self.target, seen, view, self.opt.policy)
             if action is None:
                 break
+            if self.opt.single and action.kind == "letter":
+                try:
+                    key_target(action.text[-1])
+                except ValueError as exc:  # e.g. a digit: the on-screen keyboard cannot write this phrase
+                    result.done = False
+                    result.log.append(f"gave up: {exc}")
+                    break
             actions += action.presses
             if actions > self.opt.max_actions:
                 result.done = False
@@ -225,17 +310,32 @@ class Person:
                 break
             if action.kind == "select" and self.opt.focus:
                 if not self.opt.policy.phrases:  # otherwise focused above
-                    self._publish(Focus(index=action.index, source=SOURCE), fork.id)
+                    self._publish(Focus(index=action.index, source=SOURCE, kind=self._kind()), fork.id)
                 left = self.opt.think_s - (time.monotonic() - fork.ready_at)
                 await self._wait_some(lambda: action.index in fork.long_done, max(0.0, left))  # noqa: B023 - awaited here
             await self._act(action, fork, view, result)
         self._take_auto(result, decision=False)
-        final, _ = compare(self.target, self.text)
+        final, _ = self._cmp(self.text)
         result.done = result.done and final == "done"
         result.auto_kept = sum(n for kind, n in self.entries if kind == "model")
         result.wall_s = time.monotonic() - started
         self.result = None
         return result
+
+    def _kind(self) -> str:
+        """The source kind of this person's messages (protocol 1.3): the single input's, else none said."""
+        return SINGLE_KINDS.get(self.opt.single, "")
+
+    @staticmethod
+    def _priced(step: Step, target: str, fork: OpenForkState) -> Step:
+        """``step`` with what choosing ``target`` costs on this fork's screen: the scan steps to reach it
+        (a look-ahead word: its candidate's) and the P300 decoder's prior of it among the targets shown."""
+        from dataclasses import replace
+
+        screen = fork.screen()
+        scanned = target if not target.startswith("word:") else "cand:" + target.split(":")[1]
+        return replace(step, scan=scan_units(scan_rows(screen), scanned), prior=target_prior(screen, target),
+                       items=len(p300_items(screen)))
 
     def _take_auto(self, result: PhraseResult, *, decision: bool) -> None:
         """Book the words the model wrote since the last action: the person reads them."""
@@ -261,29 +361,51 @@ class Person:
         result.log.append(f"{action.kind} {sent_index if sent_index is not None else text!r}"
                           f"{' (error)' if sent_index != action.index or text != action.text else ''}"
                           f" at {fork.id} (prefix {view.prefix!r}, page {view.page}: {shown})")
-        if action.kind in ("select", "phrase"):
+        step = Step(action.kind, n=n, words=action.words - 1 if action.kind == "phrase" else 0,
+                    presses=action.presses, typed=len(view.prefix))
+        bodies: list[Select | Command]
+        if self.opt.single:
+            target = action_target(action, view.prefix)
+            if action.kind == "select" and sent_index != action.index:
+                target = f"cand:{sent_index}"
+            if action.kind == "letter" and text != action.text:
+                target = key_target(text[-1])
+            step = self._priced(step, target, fork)
+            prefix = fork.body.prefix
+            if action.kind == "backspace" and SEND_TARGETS:  # one key:delete per letter, each reopening the fork
+                bodies = [target_message(target, prefix[: len(prefix) - i], self._kind())
+                          for i in range(action.presses)]
+            elif action.kind == "backspace":
+                bodies = [Command(command="type", source=SOURCE, text=text)]
+            else:
+                bodies = [target_message(target, prefix, self._kind())]
+        elif action.kind in ("select", "phrase"):
             phrase = action.kind == "phrase"
             partial = phrase and self.opt.policy.partial_phrases  # a click on the look-ahead's last right word
             if sent_index is None:
                 raise DriverError(f"the policy chose {action.kind} without a candidate")
-            body: Select | Command = Select(index=sent_index, source=SOURCE, phrase=phrase and not partial,
-                                            phrase_words=action.words - 1 if partial else 0)
+            bodies = [Select(index=sent_index, source=SOURCE, phrase=phrase and not partial,
+                             phrase_words=action.words - 1 if partial else 0)]
         elif action.kind in ("letter", "backspace", "commit"):
-            body = Command(command="type", source=SOURCE, text=text)
+            bodies = [Command(command="type", source=SOURCE, text=text)]
         elif action.kind == "back" or action.kind == "more":
-            body = Command(command=action.kind, source=SOURCE)
+            bodies = [Command(command=action.kind, source=SOURCE)]
         else:
             raise DriverError(f"the policy chose an action the driver does not know: {action.kind!r}")
         changes_text = action.kind in ("select", "phrase", "commit", "back")
-        result.steps.append(Step(action.kind, n=n, words=action.words - 1 if action.kind == "phrase" else 0,
-                                 presses=action.presses, typed=len(view.prefix)))
+        result.steps.append(step)
         if action.kind in ("select", "phrase", "commit"):
             result.decisions += 1
         states_before = self.text_states
         sent = time.monotonic()
-        self._publish(body, fork.id)
-        await self._until(lambda: self.fork is not None and self.fork.id != fork.id
-                          and (not changes_text or self.text_states > states_before), f"the answer to {action.kind}")
+        at = fork
+        for body in bodies:
+            self._publish(body, at.id)
+            await self._until(lambda: self.fork is not None and self.fork.id != at.id  # noqa: B023 - awaited here
+                              and (not changes_text or self.text_states > states_before),
+                              f"the answer to {action.kind}")
+            assert self.fork is not None
+            at = self.fork
         new = self.fork
         assert new is not None
         result.wait_ms.append((time.monotonic() - sent) * 1000)

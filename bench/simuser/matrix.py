@@ -3,6 +3,10 @@
 Each is a daemon configuration (gating section) plus how the person behaves (phrases, more).
 The classic word-prediction baseline is the same daemon and model with the system's extras off:
 a fork at every word (no auto-write), no look-ahead, no phrases, no pre-generation.
+
+The single-input people (``gaze-only``, ``switch-scan``, ``p300-only``) run the system's default
+daemon and choose only targets on screen; their letters-only baselines (``switch-letters``,
+``p300-letters``, beside ``letters``) need no daemon and are computed from the phrases.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class BenchConfig:
     pregenerate: bool = True
     focus: bool = True            # the person focuses the wanted candidate (gaze/hover) before selecting
     lookahead_tokens: int = 6
+    single: str = ""              # gaze | switch | p300: a single-input person (only targets on screen)
 
     def gating(self) -> dict[str, Any]:
         ent, margin = _default_thresholds()
@@ -54,7 +59,7 @@ class BenchConfig:
     def person(self, *, think_s: float, error: float = 0.0, seed: int = 0) -> PersonOptions:
         return PersonOptions(policy=PolicyOptions(phrases=self.phrases and self.lookahead,
                                                     partial_phrases=self.partial_phrases, more_pages=self.more_pages),
-                             focus=self.focus, think_s=think_s, error=error, seed=seed)
+                             focus=self.focus, think_s=think_s, error=error, seed=seed, single=self.single)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "gating": self.gating(), "daemon": self.daemon()}
@@ -78,14 +83,32 @@ def system(k: int = 8, threshold: float = 1.0, **kw: Any) -> BenchConfig:
     return BenchConfig(f"{prefix}-k{k}{t}{suffix}", "system", k=k, threshold=threshold, **kw)
 
 
+def single(modality: str) -> BenchConfig:
+    """A person with one input only, on the system's default daemon (auto-k8).
+
+    Gaze focuses the wanted candidate and takes look-ahead phrases (the look-ahead is drawn beside
+    the focused candidate); a scanning or P300 person takes candidates, keys and commands only, so
+    their daemon computes no look-ahead (it would change no action)."""
+    name = {"gaze": "gaze-only", "switch": "switch-scan", "p300": "p300-only"}[modality]
+    gaze = modality == "gaze"
+    return BenchConfig(name, "single", k=8, lookahead=gaze, phrases=gaze, focus=modality != "p300", single=modality)
+
+
+#: The single-input people's letters-only baselines (computed from the phrases, no daemon), and the
+#: modality each is costed with.
+SINGLE_BASELINES = {"switch-letters": "switch", "p300-letters": "p300"}
+
 HEADLINE = "auto-k8"
 BASELINE = "wordpred-k8"
 
 
 def matrix(name: str) -> list[BenchConfig]:
-    """Named sets: "quick" (headline vs baseline), "full" (every variation the issue asks for), "extra"."""
+    """Named sets: "quick" (headline vs baseline), "full" (every variation the issue asks for), "extra",
+    "single" (the single-input people against word prediction)."""
     if name == "quick":
         return [wordpred(8), system(8)]
+    if name == "single":
+        return [wordpred(8), single("gaze"), single("switch"), single("p300")]
     if name == "full":
         return [
             wordpred(4), wordpred(8), wordpred(12),
@@ -96,10 +119,11 @@ def matrix(name: str) -> list[BenchConfig]:
             system(4, lookahead_tokens=2), system(12, lookahead_tokens=2),
             system(8, mode="always"),
             system(8, more_pages=1),
+            single("gaze"), single("switch"), single("p300"),
         ]
     if name == "extra":
         return [system(12, lookahead_tokens=1), system(12, lookahead_tokens=3)]
-    raise ValueError(f"unknown configuration set {name!r} (quick, full, extra)")
+    raise ValueError(f"unknown configuration set {name!r} (quick, full, extra, single)")
 
 
 def known() -> dict[str, BenchConfig]:

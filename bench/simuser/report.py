@@ -11,6 +11,7 @@ COLUMNS = [
     ("KSR", "ksr", "{:.1%}"),
     ("act/char", "actions_per_char", "{:.3f}"),
     ("act/word", "actions_per_word", "{:.2f}"),
+    ("spelled", "spelled_words", "{}"),
     ("fork rate", "fork_rate", "{:.1%}"),
     ("auto err", "auto_error_rate", "{:.1%}"),
     ("backs", "backs", "{}"),
@@ -19,6 +20,7 @@ COLUMNS = [
     ("WPM key", "wpm_key", "{:.1f}"),
     ("WPM foot", "wpm_foot", "{:.1f}"),
     ("WPM gaze", "wpm_gaze", "{:.1f}"),
+    ("WPM switch", "wpm_switch", "{:.2f}"),
     ("WPM P300", "wpm_p300", "{:.2f}"),
     ("fork ms", "fork_compute_ms_mean", "{:.0f}"),
     ("look-ahead ms", "lookahead_compute_ms_mean", "{:.0f}"),
@@ -63,6 +65,47 @@ def headline(by_name: Mapping[str, Mapping[str, Any]], system: str, baseline: st
     if b:
         out["baseline_ksr"] = b["ksr"]
     return out
+
+
+#: The single-input targets (issue 16): (configuration, modality column, baseline row, target).
+#: gaze-only has an absolute target (WPM), the others a ratio to their letters-only baseline.
+SINGLE_TARGETS = (
+    ("gaze-only", "wpm_gaze", "", 20.0),
+    ("switch-scan", "wpm_switch", "switch-letters", 2.0),
+    ("p300-only", "wpm_p300", "p300-letters", 3.0),
+)
+
+
+def single_targets(by_name: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Each single-input configuration that ran against its target, with every phrase finished."""
+    out: dict[str, Any] = {}
+    for name, key, base, target in SINGLE_TARGETS:
+        row = by_name.get(name)
+        if not row or row.get(key) is None:
+            continue
+        v: dict[str, Any] = {"wpm": row[key], "column": key, "target": target,
+                             "done": row["done"], "phrases": row["phrases"], "spelled_words": row.get("spelled_words"),
+                             "actions_per_word": row["actions_per_word"]}
+        if base:
+            b = by_name.get(base, {}).get(key)
+            v["baseline"], v["baseline_wpm"] = base, b
+            v["ratio"] = row[key] / b if b else None
+            v["met"] = v["ratio"] is not None and v["ratio"] >= target
+        else:
+            v["met"] = row[key] >= target
+        v["all_done"] = row["done"] == row["phrases"]
+        out[name] = v
+    return out
+
+
+def single_line(name: str, v: Mapping[str, Any]) -> str:
+    """One printed line: the configuration's WPM against its target."""
+    done = f"{v['done']}/{v['phrases']} phrases finished, {v['spelled_words']} words spelled out"
+    if v.get("baseline"):
+        ratio = v.get("ratio")
+        return (f"{name}: {v['wpm']:.2f} WPM = {ratio:.2f}x {v['baseline']} ({v['baseline_wpm']:.2f}) "
+                f"(target >= {v['target']:g}x: {'met' if v['met'] else 'NOT met'}); {done}")
+    return f"{name}: {v['wpm']:.1f} WPM (target >= {v['target']:g}: {'met' if v['met'] else 'NOT met'}); {done}"
 
 
 def plots(rows: Sequence[Mapping[str, Any]], configs: Mapping[str, Mapping[str, Any]], out_dir: Path,
