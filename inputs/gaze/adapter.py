@@ -5,6 +5,11 @@ inlet every ``poll_ms``, runs the pure :class:`~razvilka.inputs.gaze.pipeline.Ga
 publishes what it returns. Stream trouble is reported as SourceStatus and retried; bad layouts
 and bad configuration are reported and never end the process.
 
+Protocol 1.4: the layout's ``targets`` (commands, keyboard keys, look-ahead words, Resume) are
+hit-tested with the candidate boxes, so a dwell reaches every action: a confirm names its target.
+No valid gaze on the screen for ``rest_ms`` while a fork waits publishes ``input.command`` pause
+(``text: "rest"``); the renderer then shows its Resume target, and a dwell on it resumes.
+
 ``razvilka input gaze --calibrate`` runs the calibration routine instead (full-screen targets).
 """
 from __future__ import annotations
@@ -19,13 +24,13 @@ import msgspec
 
 from razvilka.inputs.gaze.calibration import Calibration, calibration_path
 from razvilka.inputs.gaze.config import GazeConfig
-from razvilka.inputs.gaze.dwell import ConfirmEvent, FocusEvent, GazeEvent
+from razvilka.inputs.gaze.dwell import ConfirmEvent, FocusEvent, GazeEvent, RestEvent
 from razvilka.inputs.gaze.hittest import HitMap
 from razvilka.inputs.gaze.pipeline import GazeTracker
 from razvilka.inputs.gaze.stream import ChannelMap
 from razvilka.protocol.client import BusClient, ForkTracker, cancel_and_wait
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Confirm, Focus, Layout, Message, SourceStatus
+from razvilka.protocol.messages import Command, Confirm, DaemonStatus, Focus, Layout, Message, SourceStatus
 from razvilka.runtime import stop_event
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,8 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("razvilka.gaze")
 
-#: Forks (and text.undo, which ends one) and the renderers' layouts.
-SUBSCRIBE = ("fork.", "text.undo.", "render.layout.")
+#: Forks (and text.undo, which ends one), the renderers' layouts, and the daemon's state (paused or not).
+SUBSCRIBE = ("fork.", "text.undo.", "render.layout.", "daemon.status.")
 #: Layouts kept for forks the adapter has not seen open yet (a late joiner, a reordering).
 PENDING_LAYOUTS = 8
 
@@ -57,6 +62,8 @@ class GazeAdapter:
         self.lost = False
         self.last_data = time.monotonic()
         self.errors: list[ProtocolError] = []  # every problem reported, newest last (for logs and tests)
+        self.paused = False  # the daemon says it is paused (a rest is not asked for again)
+        self.rests = 0       # pauses asked for by looking away
 
     # ------------------------------------------------------------------ status
     def status(self, state: str, detail: str = "") -> None:
@@ -84,25 +91,38 @@ class GazeAdapter:
         for e in events:
             if isinstance(e, FocusEvent):
                 body = Focus(index=e.index, source=name, confidence=round(e.confidence, 4),
-                             dwell=None if e.dwell is None else round(e.dwell, 4), x=e.x, y=e.y, kind="gaze")
+                             dwell=None if e.dwell is None else round(e.dwell, 4), x=e.x, y=e.y, kind="gaze",
+                             target=e.target)
             elif isinstance(e, ConfirmEvent):
-                log.info("dwell confirmed candidate %d of fork %s", e.index, fork_id)
+                log.info("dwell confirmed %s of fork %s", e.target or f"candidate {e.index}", fork_id)
                 # Without an index the daemon confirms this source's focus (just published, same
                 # candidate) by its "dwell" rule; with one (confirm_index) it decides that candidate,
                 # also by "dwell" (an index with no posterior is a decision, not EEG evidence).
+                # Any other target is always named: a paused daemon takes only a confirm of cmd:resume.
                 body = Confirm(source=name, confidence=round(e.confidence, 4),  # type: ignore[assignment]
-                               index=e.index if self.cfg.confirm_index else None, kind="gaze")
-            else:  # pragma: no cover - GazeEvent has two kinds
+                               index=e.index if self.cfg.confirm_index else None, kind="gaze", target=e.target)
+            elif isinstance(e, RestEvent):
+                if self.paused:
+                    continue
+                self.rests += 1
+                log.info("no gaze on the screen for %.1f s: resting (pause)", e.away_s)
+                self.client.publish(Command(command="pause", source=name, text="rest"), subtopic=(name,))
+                continue
+            else:  # pragma: no cover - GazeEvent has three kinds
                 continue
             self.client.publish(body, fork_id=fork_id, subtopic=(name,))
 
     # ------------------------------------------------------------------ the bus side
     def on_message(self, msg: Message) -> None:
         body, fork_id = msg.body, msg.header.fork_id
+        if isinstance(body, DaemonStatus):
+            self.paused = body.state == "paused"
+            return
         what = self.forks.update(msg)
         fork = self.forks.fork
         if what in ("open", "reopen") and fork is not None:
-            self.tracker.open_fork(fork.fork_id, {c.index: c.prob for c in fork.candidates})
+            letters = {lt.ch: lt.prob for lt in fork.body.letters} if self.cfg.cascade else None
+            self.tracker.open_fork(fork.fork_id, {c.index: c.prob for c in fork.candidates}, letters)
             layout = self.pending.pop(fork.fork_id, None)
             self.pending.clear()
             if layout is not None:
@@ -136,9 +156,9 @@ class GazeAdapter:
         except ProtocolError as exc:
             log.info("no snapshot (%s); following live messages only", exc)
         while not stop.is_set():
-            msg = await self.client.recv(timeout=0.2)
-            if msg is not None:
-                self.on_message(msg)
+            live = await self.client.recv(timeout=0.2)
+            if live is not None:
+                self.on_message(live)
 
     # ------------------------------------------------------------------ the stream side
     async def open_stream(self) -> bool:
@@ -222,7 +242,7 @@ class GazeAdapter:
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -250,6 +270,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source-id", help="LSL source_id of the tracker to use")
     parser.add_argument("--dwell-ms", type=int, help="dwell time that confirms (0 = focus only)")
     parser.add_argument("--cascade", action="store_true", default=None, help="shorter dwell for likely words")
+    parser.add_argument("--rest-ms", type=float, help="no gaze on the screen this long pauses (0 = never)")
     parser.add_argument("--user", help="whose calibration to use or make (default: $USER)")
     parser.add_argument("--calibrate", action="store_true",
                         help="show calibration targets full screen, measure offset and spread, store them, exit")
@@ -258,19 +279,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(cfg: GazeConfig, args: argparse.Namespace) -> GazeConfig:
     changes = {key: getattr(args, attr) for key, attr in (
         ("stream_name", "stream_name"), ("stream_type", "stream_type"), ("source_id", "source_id"),
-        ("dwell_ms", "dwell_ms"), ("cascade", "cascade"), ("user", "user"),
+        ("dwell_ms", "dwell_ms"), ("cascade", "cascade"), ("rest_ms", "rest_ms"), ("user", "user"),
     ) if getattr(args, attr, None) is not None}
     return msgspec.structs.replace(cfg, **changes)
 
 
-def run(config: "Config", args: argparse.Namespace) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
     cfg = config_from_args(config.inputs.gaze, args)
     if getattr(args, "calibrate", False):
         return calibrate(cfg)
     return asyncio.run(_main(config, cfg))
 
 
-async def _main(config: "Config", cfg: GazeConfig) -> int:
+async def _main(config: Config, cfg: GazeConfig) -> int:
     stop = stop_event()
     try:
         client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=list(SUBSCRIBE))

@@ -62,6 +62,9 @@ class GazeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     progress_hz: float = 10.0  # Focus messages with dwell progress per second while dwelling
     refresh_ms: float = 500.0  # re-send the held focus this often, so that it never goes stale at the daemon
 
+    # --- rest (protocol 1.4): looking off the screen pauses; a dwell on the page's Resume target resumes
+    rest_ms: float = 3000.0  # no valid gaze inside the screen this long while a fork waits = pause (0 = never)
+
     # --- calibration
     user: str = ""  # whose calibration to load ("" = $USER)
     calibration_dir: str = ""  # where calibrations are stored ("" = $XDG_DATA_HOME/razvilka/gaze)

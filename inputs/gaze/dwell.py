@@ -1,6 +1,8 @@
-"""Dwell: focus follows fixations; enough fixation time on one candidate confirms it.
+"""Dwell: focus follows fixations; enough fixation time on one target confirms it.
 
-Per sample the tracker gets the sample's label (fixation / saccade / lost) and the candidate
+What is focused is a *key* (hittest.Key): a candidate's index, or since protocol 1.4 any other
+target's id (a command, a keyboard key, a look-ahead word, Resume); every rule below holds for both.
+Per sample the tracker gets the sample's label (fixation / saccade / lost) and the key
 its fixation hits. It
 
 * moves the focus once a fixation has stayed ``min_fixation_ms`` on another candidate (or on
@@ -12,11 +14,14 @@ its fixation hits. It
   them after longer ones;
 * reports progress ``progress_hz`` times a second while dwelling, and re-sends a held focus
   every ``refresh_ms`` so it never goes stale;
-* confirms once per visit: the same candidate is confirmed again only after the focus left it;
+* confirms once per visit: the same key is confirmed again only after the focus left it. For a
+  target other than a candidate this holds across forks too (a key reopens the fork under the
+  gaze: typing "ee" takes a look away from "e" and back);
 * counts no dwell for a fixation that began before the fork opened (the caller says which are
   ``fresh``), so a confirm is never chained onto the next fork's word under a resting gaze.
 
-With cascading dwell each candidate's dwell is ``dwell_ms - (dwell_ms - cascade_min_ms) * prob``.
+With cascading dwell each key's dwell is ``dwell_ms - (dwell_ms - cascade_min_ms) * prob`` (the
+candidates' probabilities, and the next letters' for keyboard keys).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import math
 from dataclasses import dataclass
 
 from razvilka.inputs.gaze.fixation import FIXATION
+from razvilka.inputs.gaze.hittest import Key
 
 #: Longest step between two samples that still counts as dwell time (a dropped sample or two).
 MAX_STEP_S = 0.05
@@ -31,7 +37,8 @@ MAX_STEP_S = 0.05
 
 @dataclass(frozen=True)
 class FocusEvent:
-    """Focus on a candidate (``index`` None = on none); ``dwell`` is progress 0..1 or None."""
+    """Focus on a candidate (``index``) or another target (``target``); both None = on none.
+    ``dwell`` is progress 0..1 or None."""
 
     t: float
     index: int | None
@@ -39,16 +46,41 @@ class FocusEvent:
     x: float | None = None
     y: float | None = None
     confidence: float = 1.0
+    target: str | None = None  # protocol 1.4: a target that is not a candidate (then index is None)
+
+    @property
+    def key(self) -> Key | None:
+        return self.index if self.target is None else self.target
 
 
 @dataclass(frozen=True)
 class ConfirmEvent:
+    """A dwell confirmed candidate ``index``, or (``index`` None) the target ``target``."""
+
     t: float
-    index: int
+    index: int | None
     confidence: float = 1.0
+    target: str | None = None
+
+    @property
+    def key(self) -> Key | None:
+        return self.index if self.target is None else self.target
 
 
-GazeEvent = FocusEvent | ConfirmEvent
+@dataclass(frozen=True)
+class RestEvent:
+    """No valid gaze on the screen for ``rest_ms`` while a fork waits: the person rests (pause)."""
+
+    t: float
+    away_s: float
+
+
+GazeEvent = FocusEvent | ConfirmEvent | RestEvent
+
+
+def _split(key: Key | None) -> tuple[int | None, str | None]:
+    """(index, target) of a key: a candidate index, or a target id."""
+    return (key, None) if key is None or isinstance(key, int) else (None, key)
 
 
 def dwell_for(prob: float, dwell_ms: float, cascade: bool, cascade_min_ms: float) -> float:
@@ -79,15 +111,20 @@ class DwellTracker:
         self.refresh_s = refresh_ms / 1000 if refresh_ms > 0 else math.inf
         self.cascade = cascade
         self.cascade_min_ms = cascade_min_ms
-        self.thresholds: dict[int, float] = {}
+        self.thresholds: dict[Key, float] = {}
+        self.spent: Key | None = None  # the key confirmed last: not again until the focus has left it
         self.reset()
 
-    def reset(self, probs: dict[int, float] | None = None) -> None:
-        """Start afresh (a new fork or layout); ``probs`` are the candidates' probabilities."""
-        self.focus: int | None = None
+    def reset(self, probs: dict[Key, float] | None = None) -> None:
+        """Start afresh (a new fork); ``probs`` are the keys' probabilities (candidates by index, and
+        maybe keyboard keys by target id). A spent target other than a candidate stays spent."""
+        self.focus: Key | None = None
+        self.revisit = False  # the focus came back to the spent key without leaving it: no dwell
+        if isinstance(self.spent, int):
+            self.spent = None
         self.progress_s_acc = 0.0
         self.armed = True
-        self.pending: tuple[int | None, float] | None = None  # (candidate a fixation moved to, since when)
+        self.pending: tuple[Key | None, float] | None = None  # (key a fixation moved to, since when)
         self.prev_on_focus = False
         self.prev_t = math.nan
         self.last_fix_t = math.nan
@@ -99,25 +136,28 @@ class DwellTracker:
                 i: dwell_for(p, self.dwell_ms, self.cascade, self.cascade_min_ms) for i, p in probs.items()
             }
 
-    def threshold_ms(self, index: int) -> float:
-        return self.thresholds.get(index, self.dwell_ms)
+    def threshold_ms(self, key: Key) -> float:
+        return self.thresholds.get(key, self.dwell_ms)
 
     def progress(self) -> float | None:
-        """Dwell progress 0..1 of the focused candidate (None: nothing focused or dwell off)."""
+        """Dwell progress 0..1 of the focused key (None: nothing focused or dwell off; 0 on a key
+        that was just confirmed and waits for the gaze to leave it)."""
         if self.focus is None or self.threshold_ms(self.focus) <= 0:
             return None
         if not self.armed:
-            return 1.0
+            return 0.0 if self.revisit else 1.0
         return min(1.0, self.progress_s_acc * 1000 / self.threshold_ms(self.focus))
 
     def _focus_event(self, t: float, confidence: float) -> FocusEvent:
         self.last_emit_t = t
-        return FocusEvent(t, self.focus, self.progress(), self.x, self.y, confidence)
+        index, target = _split(self.focus)
+        return FocusEvent(t, index, self.progress(), self.x, self.y, confidence, target)
 
     def drop(self, t: float) -> list[GazeEvent]:
-        """Gaze is gone (stream lost, fork closed): unfocus if focused."""
+        """Gaze is gone (stream lost, fork closed, a long blink or look-away): unfocus if focused."""
         was = self.focus
         self.focus, self.pending, self.progress_s_acc, self.armed = None, None, 0.0, True
+        self.spent, self.revisit = None, False  # the gaze left whatever it confirmed
         self.prev_on_focus = False
         self.x = self.y = None
         return [self._focus_event(t, 1.0)] if was is not None else []
@@ -126,7 +166,7 @@ class DwellTracker:
         self,
         t: float,
         label: int,
-        hit: int | None,
+        hit: Key | None,
         x: float | None = None,
         y: float | None = None,
         confidence: float = 1.0,
@@ -161,10 +201,13 @@ class DwellTracker:
             if self.pending is None or self.pending[0] != hit:
                 self.pending = (hit, t)
             if t - self.pending[1] >= self.min_fix_s:
-                # the fixation stayed long enough on another candidate (or on none): move focus at once
-                credit = t - self.pending[1] if fresh else 0.0
+                # the fixation stayed long enough on another key (or on none): move focus at once
+                if hit != self.spent:
+                    self.spent = None  # the gaze left what it confirmed last
+                spent = hit is not None and hit == self.spent
+                credit = t - self.pending[1] if fresh and not spent else 0.0
                 self.focus, self.pending = hit, None
-                self.armed = True
+                self.armed, self.revisit = not spent, spent
                 self.progress_s_acc = credit if hit is not None else 0.0
                 self.prev_on_focus = hit is not None
                 out.append(self._focus_event(t, confidence))
@@ -176,8 +219,10 @@ class DwellTracker:
         limit = self.threshold_ms(self.focus)
         if self.armed and limit > 0 and self.progress_s_acc * 1000 >= limit:
             self.armed = False
+            self.spent = self.focus
             out.append(self._focus_event(t, confidence))
-            out.append(ConfirmEvent(t, self.focus, confidence))
+            index, target = _split(self.focus)
+            out.append(ConfirmEvent(t, index, confidence, target))
         elif self.armed and limit > 0 and t - self.last_emit_t >= self.progress_s:
             out.append(self._focus_event(t, confidence))
         elif t - self.last_emit_t >= self.refresh_s:

@@ -38,6 +38,7 @@ from razvilka.protocol.messages import (
     SourceStatus,
     Stimulus,
 )
+from razvilka.protocol.targets import parse_target
 from razvilka.renderers.config import WebConfig
 
 log = logging.getLogger("razvilka.web")
@@ -380,6 +381,13 @@ class WebBridge:
                     ErrorCode.OUT_OF_RANGE,
                     f"candidate {index} is outside fork {fork_id!r} ({self.mirror.candidates} candidates)",
                 )
+        for target in _targets(body):  # 1.4: each id must parse; a candidate it names must be in the fork
+            parsed = parse_target(target)  # a bad id is BAD_VALUE naming it
+            if parsed.index is not None and parsed.index >= self.mirror.candidates:
+                raise ProtocolError(
+                    ErrorCode.OUT_OF_RANGE,
+                    f"target {target} is outside fork {fork_id!r} ({self.mirror.candidates} candidates)",
+                )
         return body, fork_id
 
     def _send(self, page: Page, item: dict[str, Any]) -> None:
@@ -391,6 +399,19 @@ class WebBridge:
     def _reply_error(self, page: Page, exc: ProtocolError, ref: str | int | None) -> None:
         self._send(page, {"type": "error", "code": int(exc.code), "name": exc.code.name, "message": exc.detail,
                           "ref": ref})
+
+
+def _targets(body: Body) -> list[str]:
+    """The target ids (protocol 1.4) a page event names."""
+    if isinstance(body, Select):
+        return [] if body.target is None else [body.target]
+    if isinstance(body, Focus):
+        return ([] if body.target is None else [body.target]) + list(body.group)
+    if isinstance(body, Layout):
+        return [t.target for t in body.targets]
+    if isinstance(body, Stimulus):
+        return list(body.targets)
+    return []
 
 
 def _indices(body: Body) -> list[int]:

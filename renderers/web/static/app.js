@@ -1,5 +1,7 @@
 // razvilka browser renderer: draws what the daemon publishes, sends hover/click/commands,
-// publishes the screen layout (for gaze) and P300 flash onsets (for EEG) through the bridge.
+// publishes the screen layout (for gaze and scanning) and P300 flash onsets (for EEG) through the bridge.
+// Protocol 1.4 targets: every action on the page (candidates, look-ahead words, commands, the
+// on-screen keyboard's keys, Resume) is a target in render.layout, so one input can reach it all.
 "use strict";
 
 (() => {
@@ -20,8 +22,94 @@
     sources: {},         // name -> "alive" | "lost" | ...
     layouts: 0,          // render.layout messages sent
     lastLayout: "",
+    status: null,        // the last daemon.status body
+    peekIndex: null,     // the candidate whose look-ahead is shown
   };
   const HOVER_GRACE_MS = 350;
+
+  // ------------------------------------------------------------------ targets (protocol 1.4)
+  // The mirror of protocol/targets.py (the one grammar); tests check both agree on
+  // protocol/vectors/targets.json.
+  const TARGET_COMMANDS = ["back", "more", "pause", "resume", "new"];
+  const KEY_NAMES = ["space", "delete", "accept"];
+  const KEY_JOINERS = "'-";
+  const ALPHABETS = {
+    latin: "abcdefghijklmnopqrstuvwxyz",
+    cyrillic: "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+  };
+  const MAX_TARGET_CHARS = 64;
+
+  /** The script of one lower-case letter a key may carry ("latin" | "cyrillic"), else null. */
+  function charScript(ch) {
+    if (Array.from(ch).length !== 1 || !/^\p{Ll}$/u.test(ch)) return null;
+    const cp = ch.codePointAt(0);
+    if ((cp >= 0x61 && cp <= 0x7a) || (cp >= 0xdf && cp <= 0xff) || (cp >= 0x100 && cp <= 0x24f)) return "latin";
+    if (cp >= 0x430 && cp <= 0x52f) return "cyrillic";
+    return null;
+  }
+
+  function isKeyChar(ch) {
+    return Array.from(ch).length === 1 && (KEY_JOINERS.includes(ch) || charScript(ch) !== null);
+  }
+
+  /** "cand:2" -> {kind: "cand", value: "2", index: 2, words: 0}; a bad id throws an Error naming it. */
+  function parseTarget(text) {
+    const bad = (why) => new Error(`target ${JSON.stringify(String(text))}: ${why}`);
+    if (typeof text !== "string") throw bad("a target id is a string");
+    if (Array.from(text).length > MAX_TARGET_CHARS) throw bad(`longer than ${MAX_TARGET_CHARS} characters`);
+    const at = text.indexOf(":");
+    if (at < 0) throw bad("not kind:value");
+    const kind = text.slice(0, at), value = text.slice(at + 1);
+    const number = (part, lo, hi) => {
+      if (!/^(0|[1-9][0-9]*)$/.test(part)) throw bad(`not a whole number ${lo}..${hi}: ${JSON.stringify(part)}`);
+      const n = parseInt(part, 10);
+      if (n < lo || n > hi) throw bad(`${n} is not in ${lo}..${hi}`);
+      return n;
+    };
+    if (kind === "cand") return { kind, value, index: number(value, 0, 255), words: 0 };
+    if (kind === "word") {
+      const m = /^([^:]*):([^:]*)$/.exec(value);
+      if (!m) throw bad("word targets are word:<candidate>:<n>");
+      return { kind, value, index: number(m[1], 0, 255), words: number(m[2], 1, 64) };
+    }
+    if (kind === "cmd") {
+      if (!TARGET_COMMANDS.includes(value)) throw bad(`unknown command ${JSON.stringify(value)}`);
+      return { kind, value, index: null, words: 0 };
+    }
+    if (kind === "key") {
+      if (KEY_NAMES.includes(value) || isKeyChar(value)) return { kind, value, index: null, words: 0 };
+      throw bad("a key is one lower-case Latin or Cyrillic letter, ' or -, or space, delete, accept");
+    }
+    throw bad(`unknown kind ${JSON.stringify(kind)}`);
+  }
+
+  /** The target a focus message names: its `target`, or `cand:<index>` (a 1.3 sender); null for none. */
+  function focusTarget(body) {
+    if (!body) return null;
+    if (body.target) return body.target;
+    return body.index === null || body.index === undefined ? null : `cand:${body.index}`;
+  }
+
+  /** The candidate a target belongs to (cand:i, word:i:n), else null. */
+  function targetIndex(target) {
+    if (!target) return null;
+    try { return parseTarget(target).index; } catch (e) { return null; }
+  }
+
+  // The command row. Adding a command is one line here (its name must be in TARGET_COMMANDS).
+  // `paused` (optional): what the button is while the daemon is paused (Pause turns into Resume).
+  const COMMANDS = [
+    { name: "back", label: "⟲ Back" },
+    { name: "more", label: "More ⋯" },
+    { name: "pause", label: "❚❚ Pause", paused: { name: "resume", label: "▶ Resume" } },
+    { name: "new", label: "✚ New" },
+  ];
+  const LIKELY_LETTERS = 8;   // letters in the likeliest-letters row
+  const NAMED_KEYS = [
+    { key: "delete", label: "⌫ delete" },
+    { key: "space", label: "␣ space" },
+    { key: "accept", label: "✓ accept" },
+  ];
   const waiting = new Map();  // ref -> resolve, for request()
   const sentTypes = new Map(); // ref -> event type, until the bridge answers
   const myIds = [];            // bus ids of this page's recent selects and commands
@@ -112,6 +200,7 @@
       if (msg.type === "error" && (type === "input.select" || type === "input.command" || type === undefined)) {
         toast(`refused: ${msg.message}`);
         if (S.chosen !== null) markChosen(null);
+        for (const el of targetEls()) el.classList.remove("chosen");
       } else if (msg.type === "error") {
         console.debug("refused", type, msg.message);
       }
@@ -184,6 +273,7 @@
     S.hover = null; S.remote = null; S.decided = null; S.chosen = null;
     S.lastLayout = "";
     renderCloud();
+    renderKeyboard();
     updateFocus();
     afterPaint(() => { publishLayout(); p300Restart(); });
   }
@@ -194,6 +284,7 @@
     S.hover = null; S.remote = null; S.decided = null; S.chosen = null;
     $("cloud").replaceChildren();
     $("stage").classList.remove("open");
+    renderKeyboard();
     updateFocus();
   }
 
@@ -214,6 +305,7 @@
     $("cloud").classList.add("done");
     for (const b of buttons()) b.classList.toggle("decided", +b.dataset.index === S.decided);
     S.hover = null; S.remote = null;
+    renderKeyboard();
     updateFocus();
     $("stage").classList.remove("open");
   }
@@ -221,7 +313,8 @@
   function onFocus(forkId, body) {
     if (S.cfg && body.source === S.cfg.name) return;
     if (!S.fork || forkId !== S.fork.id) return;
-    S.remote = body.index === null && body.x === null ? null : body;
+    const none = focusTarget(body) === null && (body.x === null || body.x === undefined) && !(body.group && body.group.length);
+    S.remote = none ? null : body;
     updateFocus();
   }
 
@@ -293,10 +386,11 @@
     });
     b.addEventListener("click", (e) => {
       if (lastPointer !== "mouse" && performance.now() - lastTouchEnd < 1000) return;  // the tap was handled
-      select(index, e.shiftKey);   // shift+click: the word and its look-ahead phrase, one action
+      // shift+click: the word and its look-ahead phrase, one action; detail 0: Enter/Space on the button
+      select(index, e.shiftKey, 0, e.detail === 0 ? "key" : "pointer");
     });
     b.addEventListener("contextmenu", (e) => e.preventDefault());   // a long press peeks; no menu
-    b.addEventListener("focus", () => setHover(index));
+    b.addEventListener("focus", () => setHover(index, "key"));
     b.addEventListener("keydown", (e) => {  // Down: into its look-ahead, whose words take the phrase
       const first = $("peek").querySelector(".la-word");
       if (e.key === "ArrowDown" && first && S.hover === index) { e.preventDefault(); first.focus(); }
@@ -306,18 +400,19 @@
     });
   }
 
-  function setHover(index) {
+  /** `kind` (protocol 1.3): "pointer" for mouse and touch, "key" for the keyboard. */
+  function setHover(index, kind = "pointer") {
     if (S.hover === index) return;
     S.hover = index;
-    if (S.fork && S.decided === null) send({ type: "input.focus", fork_id: S.fork.id, body: { index } });
+    if (S.fork && S.decided === null) send({ type: "input.focus", fork_id: S.fork.id, body: { index, kind } });
     updateFocus();
   }
 
   /** Choose a candidate: alone, with its whole look-ahead (phrase), or with its first `words` words. */
-  function select(index, phrase = false, words = 0) {
+  function select(index, phrase = false, words = 0, kind = "pointer") {
     if (!S.fork || S.decided !== null) return;
     markChosen(index);
-    const body = words > 0 ? { index, phrase_words: words } : phrase ? { index, phrase: true } : { index };
+    const body = words > 0 ? { index, phrase_words: words, kind } : phrase ? { index, phrase: true, kind } : { index, kind };
     send({ type: "input.select", fork_id: S.fork.id, body });
   }
 
@@ -326,21 +421,161 @@
     for (const b of buttons()) b.classList.toggle("chosen", +b.dataset.index === index);
   }
 
+  /** Choose a non-candidate target of the open fork (a keyboard key): a select naming it (protocol 1.4). */
+  function selectTarget(target, kind = "pointer") {
+    if (!S.fork || S.decided !== null) return;
+    for (const el of targetEls()) el.classList.toggle("chosen", el.dataset.target === target);
+    send({ type: "input.select", fork_id: S.fork.id, body: { target, kind } });
+  }
+
+  /** A command: sent as input.command, which every 1.x daemon understands (pause/resume even while paused). */
   function command(name) {
     send({ type: "input.command", fork_id: S.fork && S.decided === null ? S.fork.id : null, body: { command: name } });
   }
 
+  // ------------------------------------------------------------------ commands, keyboard, rest
+  function targetEls() { return Array.from(document.querySelectorAll("[data-target]")); }
+  /** The element of a target. A letter can be shown twice (in the likeliest row and in the alphabet):
+   *  then the one nearest the gaze point (x, y: screen pixels), if given, else the first. */
+  function targetEl(target, x = null, y = null) {
+    if (!target) return null;
+    if (target.startsWith("cand:")) return button(targetIndex(target));
+    const all = Array.from(document.querySelectorAll(`[data-target="${CSS.escape(target)}"]`)).filter((e) => e.getClientRects().length);
+    if (all.length < 2) return all[0] || null;
+    if (x === null || x === undefined || y === null || y === undefined) {   // a scanner: the one in its row
+      return all.find((e) => scanRow.includes(e)) || all[0];
+    }
+    const t = screenTransform();
+    const px = x / t.dpr - t.ox, py = y / t.dpr - t.oy;
+    const dist = (e) => { const r = e.getBoundingClientRect(); return Math.hypot(r.left + r.width / 2 - px, r.top + r.height / 2 - py); };
+    return all.reduce((a, b) => (dist(b) < dist(a) ? b : a));
+  }
+
+  function targetButton(target, label, cls, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = cls;
+    b.dataset.target = target;
+    b.textContent = label;
+    b.addEventListener("click", (e) => onClick(e.detail === 0 ? "key" : "pointer"));
+    return b;
+  }
+
+  function renderCommands() {
+    const nav = $("controls");
+    nav.replaceChildren();
+    const paused = isPaused();
+    for (const c of COMMANDS) {
+      const shown = paused && c.paused ? c.paused : c;
+      const b = targetButton(`cmd:${shown.name}`, shown.label, "cmd", () => command(shown.name));
+      b.id = c.name;   // stable ids (#back, #more, #pause, #new) whatever the button shows
+      nav.append(b);
+    }
+  }
+
+  /** The next letters the model expects (fork.open `letters`, protocol 1.4), as key characters, likeliest first. */
+  function likelyLetters() {
+    const probs = new Map();
+    for (const l of (S.fork && S.fork.body.letters) || []) {
+      const ch = l.ch.toLowerCase();
+      if (isKeyChar(ch)) probs.set(ch, (probs.get(ch) || 0) + l.prob);
+    }
+    return Array.from(probs.entries()).sort((a, b) => b[1] - a[1]).slice(0, LIKELY_LETTERS);
+  }
+
+  function renderKeyboard() {
+    const open = !!S.fork && S.decided === null;
+    const prefix = (S.fork && S.fork.body.prefix) || "";
+    $("keyboard").classList.toggle("off", !open);
+    $("typed").hidden = !(open && prefix);
+    $("typed-prefix").textContent = prefix;
+    const keyPress = (target) => (kind) => selectTarget(target, kind);
+    // the likeliest letters: biggest, nearest the candidates; then delete, space, accept (with a typed prefix)
+    const likely = $("likely");
+    likely.replaceChildren();
+    const letters = open ? likelyLetters() : [];
+    const top = letters.length ? letters[0][1] : 1;
+    letters.forEach(([ch, p], i) => {
+      const b = targetButton(`key:${ch}`, ch, "key likely", keyPress(`key:${ch}`));
+      const f = Math.sqrt(p / Math.max(top, 1e-9));   // the likeliest letter is the biggest target
+      b.style.fontSize = `${Math.round(28 + 20 * f)}px`;
+      b.style.minWidth = `${Math.round(66 + 44 * f)}px`;
+      b.style.minHeight = `${Math.round(62 + 22 * f)}px`;
+      b.title = `${Math.round(p * 100)} percent`;
+      b.dataset.col = String(i);
+      likely.append(b);
+    });
+    for (const k of NAMED_KEYS) {
+      const b = targetButton(`key:${k.key}`, k.label, "key named", keyPress(`key:${k.key}`));
+      b.disabled = !(open && prefix);   // nothing typed: nothing to delete, end or accept
+      likely.append(b);
+    }
+    // the whole alphabet in its fixed order (Latin, or Cyrillic when the fork says so), and ' -
+    const script = S.fork && ALPHABETS[S.fork.body.script] ? S.fork.body.script : "latin";
+    const keys = Array.from(ALPHABETS[script]).concat(Array.from(KEY_JOINERS));
+    const alpha = $("alpha");
+    const cols = Math.ceil(keys.length / (keys.length > 30 ? 3 : 2));
+    if (alpha.dataset.script !== script) {
+      alpha.dataset.script = script;
+      alpha.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
+      alpha.replaceChildren(...keys.map((ch, i) => {
+        const b = targetButton(`key:${ch}`, ch, "key", keyPress(`key:${ch}`));
+        b.dataset.arow = String(Math.floor(i / cols));
+        return b;
+      }));
+    }
+    for (const b of alpha.children) { b.disabled = !open; b.classList.remove("chosen"); }
+    layoutSoon();
+  }
+
+  function isPaused() { return !!S.status && S.status.state === "paused"; }
+
+  /** The rest overlay: while the daemon is paused, one large Resume target covers the page. */
+  function renderRest() {
+    const paused = isPaused();
+    const was = !$("rest").hidden;
+    $("rest").hidden = !paused;
+    $("rest-why").textContent = S.status && S.status.detail === "rest"
+      ? "You looked away, so nothing is chosen. Look at Resume to go on."
+      : "Nothing is chosen while paused. Resume to go on.";
+    if (paused !== was) { renderCommands(); S.lastLayout = ""; layoutSoon(); }
+  }
+
   // ------------------------------------------------------------------ focus, look-ahead, dwell ring, cursor
+  /** The candidate whose look-ahead is shown: this page's hover, or another source's focus on the
+   *  candidate or on a word of its look-ahead. */
   function shownIndex() {
     if (S.decided !== null) return null;
     if (S.hover !== null) return S.hover;
-    return S.remote && S.remote.index !== null ? S.remote.index : null;
+    return targetIndex(focusTarget(S.remote));
   }
 
   function updateFocus() {
     const shown = shownIndex();
-    for (const b of buttons()) b.classList.toggle("focused", +b.dataset.index === shown);
+    const rt = focusTarget(S.remote);
+    const remote = S.decided === null && (!isPaused() || rt === "cmd:resume") ? rt : null;
+    const group = new Set(S.remote && S.decided === null ? S.remote.group || [] : []);
+    if (group.size) {   // the scanned row: the layout row holding most of the group (a letter may be in two)
+      const id = (el) => el.dataset.target || `cand:${el.dataset.index}`;
+      const count = (row) => row.filter((el) => group.has(id(el))).length;
+      scanRow = scanRows().reduce((best, row) => (count(row) > count(best) ? row : best), []).filter((el) => group.has(id(el)));
+    } else if (!remote) {
+      scanRow = [];
+    }
+    const inRow = new Set(group.size ? scanRow : []);
+    for (const b of buttons()) {
+      b.classList.toggle("focused", +b.dataset.index === shown);
+      b.classList.toggle("scan-row", inRow.has(b));
+    }
     renderPeek(shown);
+    const lit = remote && remote.startsWith("word:") ? parseTarget(remote).words : 0;
+    const focusedEl = remote ? targetEl(remote, S.remote.x, S.remote.y) : null;
+    for (const el of targetEls()) {
+      const t = el.dataset.target;
+      el.classList.toggle("focused", el === focusedEl);
+      el.classList.toggle("scan-row", inRow.has(el));
+      if (el.classList.contains("la-word")) el.classList.toggle("lit", +t.split(":")[2] <= lit);
+    }
     renderRing();
     renderCursor();
   }
@@ -356,11 +591,14 @@
     return S.fork ? S.fork.body.candidates.find((c) => c.index === index) : undefined;
   }
 
+  let scanRow = [];       // the elements of the row a scanner highlighted last (its items are focused next)
   let redrawing = false;  // the look-ahead is being redrawn: its words leave the focus, the person did not
   function renderPeek(index) {
     const peek = $("peek");
     const b = index === null ? null : button(index);
     const c = index === null ? undefined : candidate(index);
+    const showing = b && c ? index : null;
+    if (showing !== S.peekIndex) { S.peekIndex = showing; layoutSoon(); }  // its words are targets too
     if (!b || !c) { peek.hidden = true; return; }
     const look = S.looks.get(index) || { short: [], long: [] };
     const word = stem(c) + c.word.trim();
@@ -398,6 +636,7 @@
     parts.forEach((part, i) => {
       const b = document.createElement("span");
       b.className = "la-word";
+      b.dataset.target = `word:${index}:${i + 1}`;
       b.textContent = part;
       b.tabIndex = 0;
       b.setAttribute("role", "button");
@@ -405,7 +644,7 @@
       b.addEventListener("click", (e) => { e.stopPropagation(); select(index, false, i + 1); });
       b.addEventListener("keydown", (e) => {  // Enter takes the phrase up to here; arrows move; Up/Esc: back to the word
         const to = { ArrowRight: b.nextElementSibling, ArrowLeft: b.previousElementSibling }[e.key];
-        if (e.key === "Enter" || e.key === " ") select(index, false, i + 1);
+        if (e.key === "Enter" || e.key === " ") select(index, false, i + 1, "key");
         else if (to && to.classList.contains("la-word")) to.focus();
         else if (e.key === "ArrowUp" || e.key === "Escape") { const c = button(index); if (c) c.focus(); }
         else return;
@@ -424,11 +663,14 @@
     el.style.left = `${Math.max(0, Math.min(left, slot.width - pw))}px`;
   }
 
+  /** Dwell progress around whatever target another source (gaze) dwells on: a candidate, a key, a command, Resume. */
   function renderRing() {
     const ring = $("ring");
     const r = S.remote;
-    const b = r && r.index !== null && r.dwell !== null && r.dwell !== undefined && S.decided === null ? button(r.index) : null;
-    if (!b) { ring.toggleAttribute("hidden", true); return; }   // an SVG element has no .hidden
+    const t = focusTarget(r);
+    const dwelling = r && r.dwell !== null && r.dwell !== undefined && S.decided === null && (!isPaused() || t === "cmd:resume");
+    const b = dwelling ? targetEl(t, r.x, r.y) : null;
+    if (!b || !b.getClientRects().length) { ring.toggleAttribute("hidden", true); return; }   // an SVG element has no .hidden
     const box = b.getBoundingClientRect(), pad = 8;
     ring.toggleAttribute("hidden", false);
     ring.style.left = `${box.left - pad}px`;
@@ -502,9 +744,13 @@
   }
 
   function renderStatus(st) {
+    S.status = st;
+    renderRest();
+    updateFocus();
     const bits = [st.state];
     if (st.model) bits.push(st.model);
     if (st.mode) bits.push(st.mode);
+    if (st.detail === "rest") bits.push("resting");
     if (st.last_fork_ms !== null && st.last_fork_ms !== undefined) bits.push(`fork ${Math.round(st.last_fork_ms)} ms`);
     $("daemon").textContent = bits.join(" · ");
     Object.assign(S.sources, st.sources || {});
@@ -550,20 +796,50 @@
     return { ox: window.screenX + side, oy: window.screenY + top, dpr };
   }
 
+  /**
+   * The scan order (protocol 1.4 row/col): rows top to bottom as the person sees them, each row's
+   * items likeliest first where the model ranks them. Candidates (by probability), then the focused
+   * candidate's look-ahead words, then the likeliest letters with delete/space/accept, then the
+   * alphabet's rows, then the commands. While paused: Resume alone (the rest of the page is covered).
+   */
+  function scanRows() {
+    const usable = (el) => !el.disabled && el.getClientRects().length > 0;
+    if (isPaused()) return [[$("resume")]];
+    const prob = (b) => { const c = candidate(+b.dataset.index); return c ? c.prob : 0; };
+    const rows = [buttons().sort((a, b) => prob(b) - prob(a) || +a.dataset.index - +b.dataset.index)];
+    if (!$("peek").hidden) rows.push(Array.from($("peek-short").querySelectorAll(".la-word")));
+    rows.push(Array.from($("likely").children));
+    const alpha = new Map();
+    for (const b of $("alpha").children) {
+      if (!alpha.has(b.dataset.arow)) alpha.set(b.dataset.arow, []);
+      alpha.get(b.dataset.arow).push(b);
+    }
+    rows.push(...alpha.values());
+    rows.push(Array.from($("controls").children));
+    return rows.map((row) => row.filter(usable)).filter((row) => row.length);
+  }
+
+  /** Every target on screen, in screen pixels: candidates in `boxes` (a 1.3 gaze adapter reads those),
+   *  the rest in `targets` (1.4), each with its scan row and col. */
   function collectLayout() {
     const t = screenTransform();
-    const boxes = buttons().map((b) => {
-      const r = b.getBoundingClientRect();
-      return { index: +b.dataset.index, x: (t.ox + r.left) * t.dpr, y: (t.oy + r.top) * t.dpr, w: r.width * t.dpr, h: r.height * t.dpr };
-    });
+    const place = (el) => {
+      const r = el.getBoundingClientRect();
+      return { x: (t.ox + r.left) * t.dpr, y: (t.oy + r.top) * t.dpr, w: r.width * t.dpr, h: r.height * t.dpr };
+    };
+    const boxes = [], targets = [];
+    scanRows().forEach((row, r) => row.forEach((el, c) => {
+      if (el.classList.contains("cand")) boxes.push(Object.assign({ index: +el.dataset.index }, place(el), { row: r, col: c }));
+      else targets.push(Object.assign({ target: el.dataset.target }, place(el), { row: r, col: c, label: el.textContent.trim() }));
+    }));
     boxes.sort((a, b) => a.index - b.index);
-    return { boxes, screen_w: window.screen.width * t.dpr, screen_h: window.screen.height * t.dpr };
+    return { boxes, targets, screen_w: window.screen.width * t.dpr, screen_h: window.screen.height * t.dpr };
   }
 
   function publishLayout() {
     if (!S.fork || S.decided !== null || !S.ws || S.ws.readyState !== WebSocket.OPEN) return;
     const body = collectLayout();
-    if (!body.boxes.length) return;
+    if (!body.boxes.length && !body.targets.length) return;
     const key = JSON.stringify(body);
     if (key === S.lastLayout) return;
     S.lastLayout = key;
@@ -584,11 +860,17 @@
   // callback's timestamp (the start of the frame that draws it), put on the bus clock.
   const P = { running: false, gen: 0, forkId: null, order: [], pos: 0, lit: null, nextOn: -Infinity, nextOff: 0, flash: 0, round: 0, frameMs: 1000 / 60, lastTs: null };
 
+  // Every target on the page flashes (candidates, commands, keys; protocol 1.4), a group at a time:
+  // each row of the scan layout (scanRows), then each column (the n-th item of every row), so two
+  // flashes a round single a target out (docs/eeg.md, "Flashing in groups"). A target drawn twice
+  // (a likely letter is in the alphabet too) belongs to the row and column of its first place and
+  // lights in both places. P.order is one round of groups (lists of target ids); P.lit the lit elements.
   function p300Restart() {
     p300Stop();
     if (!S.cfg || !S.cfg.p300 || !S.fork || S.decided !== null || clock.offsetMs === null) return;
-    if (!S.fork.body.candidates.length) return;
-    Object.assign(P, { running: true, forkId: S.fork.id, order: shuffled(null), pos: 0, lit: null, nextOn: -Infinity, flash: 0, round: 0, lastTs: null });
+    const order = shuffled(null);
+    if (!order.length) return;
+    Object.assign(P, { running: true, forkId: S.fork.id, order, pos: 0, lit: null, nextOn: -Infinity, flash: 0, round: 0, lastTs: null });
     const gen = P.gen;   // one frame loop per start: a stopped loop never wakes up again
     requestAnimationFrame((ts) => p300Frame(ts, gen));
   }
@@ -596,17 +878,36 @@
   function p300Stop() {
     P.running = false;
     P.gen += 1;
-    if (P.lit !== null) { const b = button(P.lit); if (b) b.classList.remove("flash"); }
+    if (P.lit !== null) for (const el of P.lit) el.classList.remove("flash");
     P.lit = null;
   }
 
+  /** One round of flash groups (rows, then columns, of target ids) in a fresh random order, taken from
+   *  the page as it is now; it does not start with the group `avoidFirst` (the last one flashed). */
   function shuffled(avoidFirst) {
-    const order = S.fork.body.candidates.map((c) => c.index);
+    const id = (el) => el.dataset.target || `cand:${el.dataset.index}`;
+    const seen = new Set(), rows = new Map(), cols = new Map();
+    scanRows().forEach((row, r) => row.forEach((el, c) => {
+      const t = id(el);
+      if (seen.has(t)) return;
+      seen.add(t);
+      if (!rows.has(r)) rows.set(r, []);
+      if (!cols.has(c)) cols.set(c, []);
+      rows.get(r).push(t);
+      cols.get(c).push(t);
+    }));
+    const keys = new Set(), order = [];
+    for (const g of [...rows.values(), ...cols.values()]) {   // a one-item row may be its own column too
+      const key = g.join(" ");
+      if (!keys.has(key)) { keys.add(key); order.push(g); }
+    }
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];
     }
-    if (order.length > 1 && order[0] === avoidFirst) [order[0], order[order.length - 1]] = [order[order.length - 1], order[0]];
+    if (order.length > 1 && avoidFirst && order[0].join(" ") === avoidFirst.join(" ")) {
+      [order[0], order[order.length - 1]] = [order[order.length - 1], order[0]];
+    }
     return order;
   }
 
@@ -617,8 +918,7 @@
     const half = P.frameMs / 2;   // switch on the frame nearest the target time
     if (P.lit !== null) {
       if (ts >= P.nextOff - half) {
-        const b = button(P.lit);
-        if (b) b.classList.remove("flash");
+        for (const el of P.lit) el.classList.remove("flash");
         P.lit = null;
       }
     } else if (ts >= P.nextOn - half) {
@@ -627,11 +927,17 @@
         if (S.cfg.p300_rounds > 0 && P.round >= S.cfg.p300_rounds) { P.running = false; return; }
         P.order = shuffled(P.order[P.order.length - 1]);
         P.pos = 0;
+        if (!P.order.length) { P.running = false; return; }
       }
-      const index = P.order[P.pos++];
-      const b = button(index);
-      if (b) b.classList.add("flash");
-      P.lit = index;
+      const group = P.order[P.pos++];
+      const cand = (t) => t.startsWith("cand:");
+      const lit = [];
+      for (const t of group) {
+        if (cand(t)) { const b = button(targetIndex(t)); if (b) lit.push(b); }
+        else lit.push(...document.querySelectorAll(`[data-target="${CSS.escape(t)}"]`));
+      }
+      for (const el of lit) el.classList.add("flash");
+      P.lit = lit;
       // Targets advance by on+off from the previous target, so the mean onset interval is exact
       // even when it is not a whole number of frames; after a stall they restart from now.
       const base = ts - P.nextOn > P.frameMs ? ts : P.nextOn;
@@ -640,15 +946,17 @@
       send({
         type: "render.stimulus",
         fork_id: P.forkId,
-        body: { indices: [index], onset_ns: busNs(ts), duration_ms: S.cfg.flash_ms, flash: P.flash++ },
+        body: { indices: group.filter(cand).map(targetIndex), targets: group.filter((t) => !cand(t)),
+                onset_ns: busNs(ts), duration_ms: S.cfg.flash_ms, flash: P.flash++ },
       });
     }
     requestAnimationFrame((next) => p300Frame(next, gen));
   }
 
   // ------------------------------------------------------------------ start
-  $("back").addEventListener("click", () => command("back"));
-  $("more").addEventListener("click", () => command("more"));
+  renderCommands();
+  renderKeyboard();
+  $("resume").addEventListener("click", () => command("resume"));
   $("peek").addEventListener("pointerenter", (e) => { if (e.pointerType === "mouse") hold(); });
   $("peek").addEventListener("pointerleave", (e) => { if (e.pointerType === "mouse" && S.hover !== null) letGoSoon(); });
   $("peek").addEventListener("focusout", (e) => {  // Tab out of the look-ahead, not back to a word: it goes
@@ -665,6 +973,6 @@
   }, 1000);
 
   // For tests and debugging from the console.
-  window.razvilka = { state: S, clock, p300: P, request, send, collectLayout, screenTransform, busNs };
+  window.razvilka = { state: S, clock, p300: P, request, send, collectLayout, screenTransform, busNs, parseTarget, COMMANDS };
   connect();
 })();
