@@ -1,16 +1,18 @@
 """``razvilka input eeg``: P300 selection. Flashes in, Select/Confirm with a posterior out.
 
-The adapter follows forks (``fork.``) for their candidates and LM probabilities, and the
-renderer's flashes (``render.stimulus.``) for which candidate lit up when. It epochs the
-board's EEG after each flash once the whole window is in, scores the epoch, and updates the
-fork's posterior. It publishes ``input.select`` when the posterior passes ``threshold`` and
-``input.confirm`` (with the posterior, for gaze+EEG fusion) when it passes
-``confirm_threshold``. Board health goes out as ``source.status``. Bad input (a flash for an
-unknown fork, a corrupt or foreign calibration, a missing board) is logged, reported, and
-survived.
+The adapter follows forks (``fork.``) for their candidates, LM probabilities and (protocol 1.4)
+next-letter probabilities, and the renderer's flashes (``render.stimulus.``) for which items lit
+up when: candidates (``indices``) and any other target (``targets``: commands, keyboard keys),
+one at a time or a row or column at once. It epochs the board's EEG after each flash once the
+whole window is in, scores the epoch, and updates the fork's posterior over every item flashed so
+far. It publishes ``input.select`` (``index`` for a candidate, ``target`` otherwise) when the
+posterior passes ``threshold`` and ``input.confirm`` (with the candidates' posterior, for
+gaze+EEG fusion) when it passes ``confirm_threshold``. Board health goes out as
+``source.status``. Bad input (a flash for an unknown fork or naming a bad target, a corrupt or
+foreign calibration, a missing board) is logged, reported, and survived.
 
 With ``--calibrate`` the adapter learns instead: the target of each fork is the candidate in
-focus (``input.focus.``, e.g. the highlighted word the person is asked to attend to), and
+focus (``input.focus.``, e.g. the highlighted word or key the person is asked to attend to), and
 after ``calibration_targets`` target epochs it trains, saves the user's model and switches
 to selecting. ``--calibrate-from`` trains from recordings instead (see docs/eeg.md).
 """
@@ -49,21 +51,34 @@ MAX_PENDING = 10_000
 
 @dataclass
 class ForkState:
+    """One fork's items (target ids, the accumulator's order), their prior's inputs, and the evidence."""
+
     fork_id: str
-    acc: "Accumulator"
+    acc: Accumulator
+    items: list[str] = field(default_factory=list)        # cand:0..cand:K-1 first, then targets as flashed
+    where: dict[str, int] = field(default_factory=dict)   # target id -> position in ``items``
+    k: int = 0                                             # candidates of the fork
+    probs: dict[int, float] = field(default_factory=dict)  # candidate index -> LM probability
+    letters: dict[str, float] = field(default_factory=dict)  # next character -> LM probability
     first_flash: float | None = None     # monotonic time of the first flash
     done: str = ""                       # "", "selected", "confirmed", "timeout", "decided"
-    confirmed: set[int] = field(default_factory=set)
-    target: int | None = None            # calibration: the candidate in focus
+    confirmed: set[str] = field(default_factory=set)
+    target: str | None = None            # calibration: the target in focus
     warned_no_model: bool = False
+
+    def candidate_posterior(self) -> list[float]:
+        """P(candidate i) for i in 0..K-1: what ``posterior`` carries (the daemon indexes it by candidate)."""
+        post = self.acc.posterior
+        return [round(float(post[self.where[f"cand:{i}"]]), 6) for i in range(self.k)]
 
 
 @dataclass
 class Flash:
     fork_id: str
-    indices: list[int]
+    items: list[int]     # positions in the fork's ``items``
     onset_s: float
     flash: int
+    ids: list[str] = field(default_factory=list)   # the same, as target ids (markers, calibration)
 
 
 @dataclass
@@ -82,7 +97,7 @@ class AdapterStats:
 class EegAdapter:
     """One adapter on one bus client. ``await run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, cfg: "EegConfig", client: "BusClient", *, model: "P300Model | None" = None,
+    def __init__(self, cfg: EegConfig, client: BusClient, *, model: P300Model | None = None,
                  calibrate: bool = False, load_model: bool = True) -> None:
         from razvilka.protocol.client import ForkTracker
 
@@ -127,12 +142,12 @@ class EegAdapter:
 
     def _load_model(self) -> None:
         from razvilka.inputs.eeg.classifier import P300Model
-        from razvilka.protocol.errors import ProtocolError
+        from razvilka.protocol.errors import RazvilkaError
 
-        try:
-            self.model = P300Model.load(self.cfg.model_path())
+        try:  # a model marked unusable (AUC below min_auc) is refused with its advice, in source.status
+            self.model = P300Model.load(self.cfg.model_path()).require_usable()
             log.info("loaded calibration of %r: %s", self.model.user, self.model.report.line())
-        except ProtocolError as exc:
+        except RazvilkaError as exc:
             log.error("%s", exc)
             self._report("error", str(exc))
 
@@ -167,7 +182,7 @@ class EegAdapter:
                 except Exception:  # one bad message must never stop the adapter
                     log.exception("failed to handle %s", msg.type)
 
-    def _on_message(self, msg: "Message") -> None:
+    def _on_message(self, msg: Message) -> None:
         from razvilka.protocol.messages import Focus, ForkDecided, Stimulus
 
         body, fork_id = msg.body, msg.header.fork_id
@@ -184,28 +199,42 @@ class EegAdapter:
         elif isinstance(body, Stimulus):
             self._on_stimulus(fork_id, body)
         elif isinstance(body, Focus) and fork_id and fork_id in self.forks and self.calibrating:
-            self.forks[fork_id].target = body.index
+            self.forks[fork_id].target = body.target or (f"cand:{body.index}" if body.index is not None else None)
 
     def _open_fork(self, fork_id: str, body: Any) -> None:
         import numpy as np
 
-        from razvilka.inputs.eeg.bayes import Accumulator, lm_prior
+        from razvilka.inputs.eeg.bayes import Accumulator
 
         k = max(c.index for c in body.candidates) + 1 if body.candidates else 0
-        if k < 2:
-            log.info("fork %s has %d candidate(s): nothing to choose by P300", fork_id, k)
-            return
-        probs = np.zeros(k)
-        for c in body.candidates:
-            probs[c.index] = c.prob
-        prior = lm_prior(probs, self.cfg.prior_weight, self.cfg.prior_floor)
+        probs = dict.fromkeys(range(k), 0.0) | {c.index: float(c.prob) for c in body.candidates}
+        letters = {lt.ch: float(lt.prob) for lt in getattr(body, "letters", [])}
+        items = [f"cand:{i}" for i in range(k)]
+        state = ForkState(fork_id, Accumulator(np.zeros(0), self.cfg.threshold, self.cfg.min_repetitions,
+                                               self.cfg.max_repetitions, self.cfg.null_prior),
+                          k=k, probs=probs, letters=letters)
+        self._add_items(state, items)
         self.pending = [f for f in self.pending if f.fork_id != fork_id]   # a re-opened fork starts afresh
-        self.forks[fork_id] = ForkState(fork_id, Accumulator(prior, self.cfg.threshold, self.cfg.min_repetitions,
-                                                             self.cfg.max_repetitions, self.cfg.null_prior))
+        self.forks[fork_id] = state
         while len(self.forks) > 64:  # forget old forks
             self.forks.pop(next(iter(self.forks)))
         self._marker({"event": "fork.open", "fork": fork_id, "words": [c.word for c in body.candidates]},
                      None)
+
+    def _add_items(self, state: ForkState, new: list[str]) -> None:
+        """Items flashed for the first time join the hypotheses, and the prior is taken again over all
+        of them (:func:`~razvilka.inputs.eeg.bayes.item_prior`; the evidence so far stays)."""
+        from razvilka.inputs.eeg.bayes import item_prior
+
+        fresh = [t for t in dict.fromkeys(new) if t not in state.where]
+        if not fresh:
+            return
+        for t in fresh:
+            state.where[t] = len(state.items)
+            state.items.append(t)
+        c = self.cfg
+        state.acc.extend(item_prior(state.items, state.probs, state.letters, weight=c.prior_weight,
+                                    floor=c.prior_floor, command_share=c.command_prior))
 
     def _ignore(self, code: Any, message: str) -> None:
         from razvilka.protocol.errors import ProtocolError
@@ -225,12 +254,12 @@ class EegAdapter:
             self._ignore(ErrorCode.UNKNOWN_FORK, f"flash {body.flash} of {body.renderer or 'a renderer'} is for fork "
                          f"{fork_id!r}, which this adapter never saw open")
             return
+        if state.done == "timeout":
+            self._start_over(state)
         if state.done:
             return
-        bad = [i for i in body.indices if i >= state.acc.k]
-        if bad or not body.indices:
-            self._ignore(ErrorCode.OUT_OF_RANGE, f"flash {body.flash} of fork {fork_id} lights {body.indices}; "
-                         f"the fork has candidates 0..{state.acc.k - 1}")
+        ids = self._flashed(state, fork_id, body)
+        if ids is None:
             return
         onset = body.onset_ns / 1e9
         if onset - now_ns() / 1e9 > MAX_FUTURE_S:
@@ -245,10 +274,47 @@ class EegAdapter:
             return
         if state.first_flash is None:
             state.first_flash = time.monotonic()
-        self.pending.append(Flash(fork_id or "", list(body.indices), onset, body.flash))
+        self._add_items(state, ids)
+        self.pending.append(Flash(fork_id or "", [state.where[t] for t in ids], onset, body.flash, ids))
         del self.pending[:-MAX_PENDING]   # no board for a long time: keep only the newest
-        self._marker({"event": "flash", "fork": fork_id, "indices": list(body.indices), "flash": body.flash}, onset)
+        self._marker({"event": "flash", "fork": fork_id, "indices": list(body.indices),
+                      "targets": list(getattr(body, "targets", [])), "flash": body.flash}, onset)
         self._process()
+
+    def _start_over(self, state: ForkState) -> None:
+        """A timed-out fork that still flashes starts over with a fresh posterior from the same prior:
+        a person on P300 alone is never left on a fork that listens no more."""
+        from razvilka.inputs.eeg.bayes import Accumulator
+
+        acc = state.acc
+        state.acc = Accumulator(acc.prior, acc.threshold, acc.min_repetitions, acc.max_repetitions, acc.null_prior)
+        state.done, state.first_flash = "", None
+        state.confirmed.clear()
+        self.pending = [f for f in self.pending if f.fork_id != state.fork_id]
+        log.info("fork %s flashes on after its time-out: starting over", state.fork_id)
+
+    def _flashed(self, state: ForkState, fork_id: str | None, body: Any) -> list[str] | None:
+        """The target ids one flash lit (candidates as ``cand:i``), or None (ignored, saying why) when
+        it names a candidate outside the fork, an id the grammar refuses, or nothing."""
+        from razvilka.protocol.errors import ErrorCode, ProtocolError
+        from razvilka.protocol.targets import parse_target
+
+        targets = list(getattr(body, "targets", []))
+        ids = [f"cand:{i}" for i in body.indices]
+        try:
+            parsed = [parse_target(t) for t in targets]
+        except ProtocolError as exc:
+            self._ignore(ErrorCode.BAD_VALUE, f"flash {body.flash} of fork {fork_id}: {exc.detail}")
+            return None
+        ids += [t.id for t in parsed]
+        bad = [i for i in body.indices if i >= state.k] + [t.id for t in parsed if t.index is not None
+                                                           and t.index >= state.k]
+        if bad or not ids:
+            self._ignore(ErrorCode.OUT_OF_RANGE, f"flash {body.flash} of fork {fork_id} lights "
+                         f"{body.indices}{' and ' + str(targets) if targets else ''}; "
+                         f"the fork has candidates 0..{state.k - 1}")
+            return None
+        return list(dict.fromkeys(ids))
 
     # ------------------------------------------------------------------ board side
     async def _board_loop(self, stop: asyncio.Event) -> None:
@@ -321,7 +387,7 @@ class EegAdapter:
             self._report("calibrating" if self.calibrating else "ok",
                          f"{info.name}: {','.join(self.link.channels)} at {info.sampling_rate} Hz")
 
-    def _spec(self) -> "EpochSpec":
+    def _spec(self) -> EpochSpec:
         from razvilka.inputs.eeg.epochs import EpochSpec
 
         if self.model is not None:
@@ -390,7 +456,7 @@ class EegAdapter:
                 continue
             if cut.status == "ready":
                 self.stats.scored += 1
-            state.acc.add(fl.indices, llrs.get(i))
+            state.acc.add(fl.items, llrs.get(i))
             self._decide(state)
 
     def _decide(self, state: ForkState) -> None:
@@ -400,25 +466,30 @@ class EegAdapter:
         verdict = acc.state()
         post = acc.posterior
         best = acc.best
-        posterior = [round(float(p), 6) for p in post]
+        chosen = state.items[best]
+        # a candidate goes out as ``index`` (a 1.3 daemon understands it), anything else as ``target``
+        index = best if chosen == f"cand:{best}" else None
+        named = {"index": index} if index is not None else {"target": chosen}
+        posterior = state.candidate_posterior()
         conf = min(1.0, float(post[best]))
         if verdict == "confident" and self.cfg.mode in ("select", "both"):
             state.done = "selected"
             self.stats.selects += 1
-            self.client.publish(Select(index=best, source=self.cfg.name, confidence=conf, posterior=posterior,
+            self.client.publish(Select(**named, source=self.cfg.name, confidence=conf, posterior=posterior,
                                        kind="eeg"),
                                 fork_id=state.fork_id, subtopic=(self.cfg.name,))
-            log.info("fork %s: select %d (posterior %.3f after %d flashes, %d scored)", state.fork_id, best,
-                     conf, int(acc.flashes.sum()), acc.scored)
-            self._marker({"event": "select", "fork": state.fork_id, "index": best, "posterior": posterior}, None)
+            log.info("fork %s: select %s (posterior %.3f after %d flashes, %d scored)", state.fork_id, chosen,
+                     conf, acc.shown, acc.scored)
+            self._marker({"event": "select", "fork": state.fork_id, "target": chosen, "posterior": posterior}, None)
             return
-        if self.cfg.mode in ("confirm", "both") and conf >= self.cfg.confirm_threshold and best not in state.confirmed:
-            state.confirmed.add(best)
+        if (self.cfg.mode in ("confirm", "both") and conf >= self.cfg.confirm_threshold
+                and chosen not in state.confirmed):
+            state.confirmed.add(chosen)
             self.stats.confirms += 1
-            self.client.publish(Confirm(source=self.cfg.name, confidence=conf, index=best, posterior=posterior,
+            self.client.publish(Confirm(**named, source=self.cfg.name, confidence=conf, posterior=posterior,
                                         kind="eeg"),
                                 fork_id=state.fork_id, subtopic=(self.cfg.name,))
-            log.info("fork %s: confirm %d (posterior %.3f)", state.fork_id, best, conf)
+            log.info("fork %s: confirm %s (posterior %.3f)", state.fork_id, chosen, conf)
         if verdict == "confident":
             state.done = "confirmed"
         elif verdict == "timeout":
@@ -442,8 +513,8 @@ class EegAdapter:
         state.done = "timeout"
         self.stats.timeouts += 1
         post = state.acc.posterior
-        detail = (f"fork {state.fork_id}: no confident choice after {after} ({int(state.acc.flashes.sum())} flashes); "
-                  f"best {state.acc.best} at {post.max():.2f}, none of them {state.acc.none:.2f}, "
+        detail = (f"fork {state.fork_id}: no confident choice after {after} ({state.acc.shown} flashes); "
+                  f"best {state.items[state.acc.best]} at {post.max():.2f}, none of them {state.acc.none:.2f}, "
                   f"threshold {self.cfg.threshold}")
         log.info("timed out: %s", detail)
         self._report("ok", detail)
@@ -453,7 +524,7 @@ class EegAdapter:
         if state.target is None or cut.status not in ("ready", "artefact"):
             return
         self.calib_epochs.append(cut.epoch)
-        self.calib_labels.append(int(state.target in fl.indices))
+        self.calib_labels.append(int(state.target in fl.ids))
         n_target = sum(self.calib_labels)
         if self.calib_labels[-1]:
             self._report("calibrating", f"{n_target}/{self.cfg.calibration_targets} target epochs")
@@ -465,17 +536,19 @@ class EegAdapter:
         import numpy as np
 
         from razvilka.inputs.eeg.classifier import calibrate
-        from razvilka.protocol.errors import ProtocolError
+        from razvilka.protocol.errors import RazvilkaError
 
         assert self.montage is not None and self.buffer is not None
         spec = self.buffer.spec
         epochs = np.stack(self.calib_epochs)
-        kept = np.array([not spec.artefact(e) for e in epochs])
+        kept = None if self.cfg.reject_mad > 0 else np.array([not spec.artefact(e) for e in epochs])
         try:
             model = await asyncio.to_thread(calibrate, epochs, np.array(self.calib_labels), montage=self.montage,
-                                            spec=spec, kept=kept, user=self.cfg.user, llr_clip=self.cfg.llr_clip)
+                                            spec=spec, kept=kept, user=self.cfg.user, llr_clip=self.cfg.llr_clip,
+                                            reject_mad=self.cfg.reject_mad, min_auc=self.cfg.min_auc)
             path = model.save(self.cfg.model_path())
-        except ProtocolError as exc:
+            model.require_usable()   # saved marked unusable: keep calibrating, saying what to try
+        except RazvilkaError as exc:
             self._training = False
             self._want_more_targets()
             self._report("calibrating", f"{exc}; collecting more")
@@ -503,40 +576,12 @@ class EegAdapter:
 
 
 # ---------------------------------------------------------------------- offline calibration
-def calibrate_from_files(cfg: "EegConfig", files: list[str], *, board_id: int | None = None) -> "P300Model":
-    """Train the user's model from recordings with target/non-target markers (Muse CSV or BrainFlow files)."""
-    import numpy as np
+def calibrate_from_files(cfg: EegConfig, files: list[str], *, board_id: int | None = None) -> P300Model:
+    """Train the user's model from recordings with target/non-target markers, in any format
+    :func:`~razvilka.inputs.eeg.readers.read_recording` reads (:mod:`~razvilka.inputs.eeg.calibrate`)."""
+    from razvilka.inputs.eeg.calibrate import calibrate_files
 
-    from razvilka.inputs.eeg.classifier import Montage, calibrate
-    from razvilka.inputs.eeg.epochs import EpochSpec, epochs_from_recording
-    from razvilka.inputs.eeg.recording import load_brainflow_file, load_muse_csv
-    from razvilka.protocol.errors import ErrorCode, ProtocolError
-
-    recs = []
-    for name in files:
-        with open(name, encoding="utf-8", errors="replace") as fh:
-            first = fh.readline()
-        if first.startswith("timestamps,"):
-            recs.append((load_muse_csv(name), "Muse2016"))
-        else:
-            bid = board_id if board_id is not None else (cfg.master_board if cfg.board_id in (-2, -3) else cfg.board_id)
-            from razvilka.inputs.eeg.boards import board_info
-
-            recs.append((load_brainflow_file(name, bid, cfg.channels), board_info(bid).name))
-    if not recs:
-        raise ProtocolError(ErrorCode.BAD_CALIBRATION, "no recordings given")
-    rec0, board = recs[0]
-    if any(r.channels != rec0.channels or r.sampling_rate != rec0.sampling_rate for r, _ in recs):
-        raise ProtocolError(ErrorCode.BAD_CALIBRATION, "the recordings do not share one montage")
-    spec = EpochSpec(rec0.sampling_rate, cfg.low_hz, cfg.high_hz, cfg.filter_order, cfg.epoch_start_ms,
-                     cfg.epoch_end_ms, cfg.reject_uv)
-    parts = [epochs_from_recording(r, spec) for r, _ in recs]
-    X = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    kept = np.concatenate([p[2] for p in parts])
-    groups = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
-    return calibrate(X, y, montage=Montage(board, rec0.channels, rec0.sampling_rate), spec=spec,
-                     groups=groups if len(parts) > 1 else None, kept=kept, user=cfg.user, llr_clip=cfg.llr_clip)
+    return calibrate_files(cfg, files, board_id=board_id)
 
 
 # ---------------------------------------------------------------------- CLI
@@ -554,7 +599,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lsl", action="store_true", help="also publish raw EEG and markers over LSL")
 
 
-def _apply_flags(cfg: "EegConfig", args: argparse.Namespace) -> "EegConfig":
+def _apply_flags(cfg: EegConfig, args: argparse.Namespace) -> EegConfig:
     import msgspec
 
     changes: dict[str, Any] = {}
@@ -568,17 +613,17 @@ def _apply_flags(cfg: "EegConfig", args: argparse.Namespace) -> "EegConfig":
     return msgspec.structs.replace(cfg, **changes) if changes else cfg
 
 
-def run(config: "Config", args: argparse.Namespace) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
     import sys
 
-    from razvilka.protocol.errors import ProtocolError
+    from razvilka.protocol.errors import RazvilkaError
 
     cfg = _apply_flags(config.inputs.eeg, args)
     if getattr(args, "calibrate_from", None):
         try:
             model = calibrate_from_files(cfg, args.calibrate_from)
             path = model.save(cfg.model_path())
-        except (ProtocolError, OSError) as exc:
+        except (RazvilkaError, OSError) as exc:
             print(f"razvilka input eeg: {exc}", file=sys.stderr)
             return 2
         print(f"calibrated user {cfg.user!r} on {model.montage.describe()}: {model.report.line()}\nsaved {path}")
@@ -586,7 +631,7 @@ def run(config: "Config", args: argparse.Namespace) -> int:
     return asyncio.run(_serve(config, cfg, calibrate=bool(getattr(args, "calibrate", False))))
 
 
-async def _serve(config: "Config", cfg: "EegConfig", *, calibrate: bool) -> int:
+async def _serve(config: Config, cfg: EegConfig, *, calibrate: bool) -> int:
     from razvilka.protocol.client import BusClient
     from razvilka.runtime import stop_event
 

@@ -1,21 +1,27 @@
 """Bayesian evidence over repeated flashes, starting from the language model's probabilities.
 
-Each flash lights a set S of candidates and yields one classifier score s. Under the
-hypothesis "candidate i is the target", s comes from the target distribution when i is in S
-and from the non-target one otherwise, so the flash multiplies the odds of every i in S by the
-likelihood ratio p(s|target) / p(s|non-target). The prior is the fork's candidate
-probabilities (``ForkOpen.candidates[].prob``), sharpened or flattened by ``prior_weight`` and
-mixed with a little uniform mass so no candidate becomes unreachable.
+Each flash lights a set S of items (candidates, and since protocol 1.4 commands and keyboard
+keys too: a whole row or column of the screen at once) and yields one classifier score s. Under
+the hypothesis "item i is the target", s comes from the target distribution when i is in S and
+from the non-target one otherwise, so the flash multiplies the odds of every i in S by the
+likelihood ratio p(s|target) / p(s|non-target). The summed log ratios (the *evidence*) are kept
+apart from the prior, so an item first flashed late (a renderer that flashes more than the
+candidates) joins the hypotheses exactly as if it had been there from the start.
 
-One more hypothesis competes: *none of them* (the person attends to no candidate, or the
-headset shows no P300). Under it every flash is a non-target, so its odds never move, while a
-candidate that keeps evoking non-target responses sinks below it. Without it the posterior,
-normalised over K candidates only, would crown whichever candidate looked least unlike a
-target even when nobody responded.
+The prior is one function, :func:`item_prior`: candidates by their LM probabilities
+(``ForkOpen.candidates[].prob``), letter keys by the LM's next-letter probabilities
+(``ForkOpen.letters``) times the mass the candidates leave uncovered, commands a small fixed
+share; sharpened or flattened by ``prior_weight`` and mixed with a little uniform mass so no item
+becomes unreachable.
+
+One more hypothesis competes: *none of them* (the person attends to no item, or the headset
+shows no P300). Under it every flash is a non-target, so its odds never move, while an item that
+keeps evoking non-target responses sinks below it. Without it the posterior, normalised over the
+items only, would crown whichever item looked least unlike a target even when nobody responded.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,12 +56,9 @@ class ScoreModel:
         return np.clip(raw, -self.clip, self.clip)
 
 
-def lm_prior(probs: Sequence[float] | np.ndarray, weight: float = 1.0, floor: float = 0.02) -> np.ndarray:
-    """The prior over K shown candidates from their LM probabilities.
-
-    ``weight`` 0 gives a uniform prior; ``floor`` mixes in that much uniform mass.
-    """
-    p = np.clip(np.asarray(probs, dtype=float), 1e-9, None)
+def _shape(weights: np.ndarray, weight: float, floor: float) -> np.ndarray:
+    """Raw prior weights -> a prior: ``** weight`` (0: uniform), normalised, ``floor`` of uniform mass mixed in."""
+    p = np.clip(np.asarray(weights, dtype=float), 1e-9, None)
     if weight == 0 or not np.isfinite(p).all():
         p = np.ones_like(p)
     else:
@@ -65,69 +68,142 @@ def lm_prior(probs: Sequence[float] | np.ndarray, weight: float = 1.0, floor: fl
     return (1 - floor) * p + floor / k
 
 
+def lm_prior(probs: Sequence[float] | np.ndarray, weight: float = 1.0, floor: float = 0.02) -> np.ndarray:
+    """The prior over K shown candidates from their LM probabilities (what :func:`item_prior` gives
+    when only candidates flash). ``weight`` 0 gives a uniform prior; ``floor`` mixes in that much uniform mass.
+    """
+    return _shape(np.asarray(probs, dtype=float), weight, floor)
+
+
+#: Items whose prior is the fixed command share: the commands, and the keys that edit rather than spell.
+#: The share is split over all of them the grammar knows, so an item's weight never depends on which
+#: others a renderer happens to flash.
+CONTROL_KEYS = ("delete", "accept")
+
+
+def _controls() -> int:
+    from razvilka.protocol.targets import TARGET_COMMANDS
+
+    return len(TARGET_COMMANDS) + len(CONTROL_KEYS)
+
+
+def item_prior(items: Sequence[str], cand_probs: Mapping[int, float], letters: Mapping[str, float] | None = None, *,
+               weight: float = 1.0, floor: float = 0.02, command_share: float = 0.1) -> np.ndarray:
+    """The prior over the flashed items (target ids, protocol/targets.py), in their order.
+
+    * ``cand:i`` (and ``word:i:n``): candidate i's LM probability, times ``1 - command_share``;
+    * ``key:<ch>``: ``P(next letter = ch | typed prefix)`` (``fork.open`` ``letters``) times the
+      mass the shown candidates leave uncovered (``1 - sum(candidate probs)``: the chance the
+      word must be spelled), times ``1 - command_share``; ``key:space`` is the letter ``" "`` (the
+      word ends);
+    * ``cmd:*``, ``key:delete``, ``key:accept``: ``command_share`` split evenly over every such
+      item the grammar knows (5 commands + 2 keys: 1/7 of the share each).
+
+    Then shaped as :func:`lm_prior` shapes candidates (``weight``, ``floor``). With candidates
+    alone it equals ``lm_prior`` of their probabilities. A bad id is ``BAD_VALUE`` (parse_target).
+    """
+    from razvilka.protocol.targets import parse_target
+
+    letters = letters or {}
+    spell = max(0.0, 1.0 - float(sum(cand_probs.values())))
+    per_control = command_share / _controls()
+    raw = np.zeros(len(items))
+    for n, item in enumerate(items):
+        t = parse_target(item)
+        if t.index is not None:
+            raw[n] = (1 - command_share) * cand_probs.get(t.index, 0.0)
+        elif t.kind == "cmd" or t.value in CONTROL_KEYS:
+            raw[n] = per_control
+        else:  # a letter key, or space
+            raw[n] = (1 - command_share) * spell * letters.get(" " if t.value == "space" else t.value, 0.0)
+    return _shape(raw, weight, floor) if len(raw) else raw
+
+
 State = Literal["running", "confident", "timeout"]
 
 
 @dataclass
 class Accumulator:
-    """Evidence for one fork: the posterior, flash counts per candidate, and the stopping rule."""
+    """Evidence for one fork: the posterior, flash counts per item, and the stopping rule.
+
+    ``evidence[i]`` is the summed log-likelihood ratio of the flashes that lit item i, i.e. its log
+    odds against "none of them" beyond the prior. :meth:`extend` adds items (and sets a new prior)
+    without touching the evidence gathered so far.
+    """
 
     prior: np.ndarray
     threshold: float = 0.9
     min_repetitions: int = 1
     max_repetitions: int = 10
     null_prior: float = 0.05  # prior mass of "none of them"
-    log_post: np.ndarray = field(init=False)
-    log_null: float = field(init=False)
+    evidence: np.ndarray = field(init=False)
     flashes: np.ndarray = field(init=False)
+    shown: int = 0           # flashes (a group lit together is one)
     scored: int = 0          # flashes that gave evidence
     skipped: int = 0         # flashes without evidence (artefact, gap, expired)
 
     def __post_init__(self) -> None:
-        self.prior = np.asarray(self.prior, dtype=float)
-        self.prior = self.prior / self.prior.sum()
-        with np.errstate(divide="ignore"):
-            self.log_post = np.log(self.prior * (1 - self.null_prior))
-            self.log_null = float(np.log(self.null_prior))
+        self.prior = self._normalise(self.prior)
+        self.evidence = np.zeros(len(self.prior))
         self.flashes = np.zeros(len(self.prior), dtype=int)
+
+    @staticmethod
+    def _normalise(prior: Sequence[float] | np.ndarray) -> np.ndarray:
+        p = np.asarray(prior, dtype=float)
+        return p / p.sum() if len(p) else p
+
+    def extend(self, prior: Sequence[float] | np.ndarray) -> None:
+        """A prior over the items so far plus new ones at the end: the new start with no flashes, no evidence."""
+        p = self._normalise(prior)
+        grow = len(p) - self.k
+        if grow < 0:
+            raise ValueError(f"extend() got a prior over {len(p)} items; the accumulator already has {self.k}")
+        self.prior = p
+        self.evidence = np.append(self.evidence, np.zeros(grow))
+        self.flashes = np.append(self.flashes, np.zeros(grow, dtype=int))
 
     @property
     def k(self) -> int:
         return len(self.prior)
 
+    def _log_odds(self) -> np.ndarray:
+        """Unnormalised log posteriors: the items', then none's."""
+        with np.errstate(divide="ignore"):
+            items = np.log(self.prior * (1 - self.null_prior)) + self.evidence
+            return np.append(items, np.log(self.null_prior))
+
     def _normalised(self) -> np.ndarray:
-        """Candidates' then none's probabilities (a softmax over the log-posteriors)."""
-        v = np.append(self.log_post, self.log_null)
+        """Items' then none's probabilities (a softmax over the log-posteriors)."""
+        v = self._log_odds()
         e = np.exp(v - v.max())
         return e / e.sum()
 
     @property
     def posterior(self) -> np.ndarray:
-        """P(candidate i is the target) for each i; the rest of the mass is :attr:`none`."""
+        """P(item i is the target) for each i; the rest of the mass is :attr:`none`."""
         return self._normalised()[:-1]
 
     @property
     def none(self) -> float:
-        """P(no candidate is the target)."""
+        """P(no item is the target)."""
         return float(self._normalised()[-1])
 
     @property
     def repetitions(self) -> int:
-        """Complete rounds: the fewest flashes any candidate has had."""
+        """Complete rounds: the fewest flashes any item has had."""
         return int(self.flashes.min()) if self.k else 0
 
     def add(self, indices: Sequence[int], llr: float | None) -> None:
-        """One flash of ``indices``; ``llr`` None when the epoch gave no evidence (it still counts)."""
-        idx = [i for i in indices if 0 <= i < self.k]
+        """One flash of the items ``indices`` (a group lights together); ``llr`` None when the epoch gave
+        no evidence (it still counts as a flash)."""
+        idx = sorted({i for i in indices if 0 <= i < self.k})
         self.flashes[idx] += 1
+        self.shown += 1
         if llr is None:
             self.skipped += 1
             return
         self.scored += 1
-        self.log_post[idx] += float(llr)
-        top = max(float(self.log_post.max()), self.log_null)   # keep the numbers near 0
-        self.log_post -= top
-        self.log_null -= top
+        self.evidence[idx] += float(llr)
 
     def state(self) -> State:
         """Confident, timed out, or still running.
@@ -149,4 +225,4 @@ class Accumulator:
 
     @property
     def best(self) -> int:
-        return int(np.argmax(self.log_post))
+        return int(np.argmax(self._log_odds()[:-1]))

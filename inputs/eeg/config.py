@@ -47,6 +47,9 @@ class EegConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     epoch_end_ms: Positive = 800.0                          # ...0-800 ms holds the P300 (250-500 ms) and its tail
     reject_uv: Annotated[float, Meta(ge=0)] = 150.0         # epochs with a larger peak-to-peak (µV) are artefacts:
                                       # left out of calibration and give no evidence online (0: keep all)
+    reject_mad: Annotated[float, Meta(ge=0)] = 5.0          # calibration adapts that limit to the recording: median +
+                                      # this x MAD (scaled to σ) of its epochs' peak-to-peak, saved with the model
+                                      # and used online (0: keep the fixed reject_uv)
 
     # -- stimulus timing (the renderer flashes; these describe what to expect) ------------------
     flash_on_ms: Positive = 100.0     # flash duration
@@ -56,13 +59,15 @@ class EegConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     threshold: Prob = 0.9             # publish Select once a candidate's posterior passes this
     confirm_threshold: Prob = 0.6     # publish Confirm (for gaze+EEG fusion) once the posterior passes this
     mode: Literal["select", "confirm", "both"] = "both"     # which events to publish
-    min_repetitions: Annotated[int, Meta(ge=0)] = 1         # every candidate flashed this often before deciding
+    min_repetitions: Annotated[int, Meta(ge=0)] = 1         # every item flashed this often before deciding
     max_repetitions: Annotated[int, Meta(ge=1)] = 10        # give up (time out) after this many rounds
     fork_timeout_s: Annotated[float, Meta(ge=0)] = 0.0      # also give up this long after a fork's first flash
-                                      # (0: max_repetitions x K x (on+off) + epoch + 2 s)
+                                      # (0: max_repetitions x items flashed x (on+off) + epoch + 2 s)
     prior_weight: Annotated[float, Meta(ge=0)] = 1.0        # exponent on the LM prior (ForkOpen candidate probs);
                                       # 0 = uniform prior, 1 = the model's probabilities as they are
-    prior_floor: Prob = 0.02          # mix this much of a uniform prior in, so no candidate is unreachable
+    prior_floor: Prob = 0.02          # mix this much of a uniform prior in, so no item is unreachable
+    command_prior: Prob = 0.1         # prior share of the commands and the keys delete/accept when they flash
+                                      # (1/7 of it each); candidates and letter keys share the rest (docs/eeg.md)
     null_prior: Annotated[float, Meta(ge=0.0, lt=1.0)] = 0.05  # prior of "none of them" (no P300 anywhere):
                                       # keeps a fork with no response from crowning its least bad candidate
     llr_clip: Positive = 4.0          # cap on one flash's log-likelihood ratio (nats), against overconfidence
@@ -71,6 +76,8 @@ class EegConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     user: str = "default"             # whose calibration to load/save
     model_dir: str = ""               # default: $XDG_DATA_HOME/razvilka/eeg (~/.local/share/razvilka/eeg)
     calibration_targets: Annotated[int, Meta(ge=4)] = 40    # live calibration ends after this many target epochs
+    min_auc: Prob = 0.6               # a calibration whose cross-validated AUC is below this (or not above chance)
+                                      # is saved marked unusable, and the adapter will not select with it (0: off)
 
     # -- acquisition health -----------------------------------------------------------------
     poll_ms: Annotated[int, Meta(ge=5)] = 40                # how often to pull samples from BrainFlow

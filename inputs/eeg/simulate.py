@@ -1,10 +1,11 @@
-"""Selections among K candidates simulated from recorded target and non-target epoch scores.
+"""Selections among K items simulated from recorded target and non-target epoch scores.
 
 A trial is one fork: a target is drawn from the prior (a person whose choices follow the
-language model, i.e. a calibrated LM), the K candidates flash one at a time in a fresh random
-order every round, and each flash draws an unused score from the recorded target pool (for the
-target) or non-target pool (for the others). Evidence accumulates as online (:mod:`bayes`)
-and the trial stops when the posterior passes the threshold or the rounds run out.
+language model, i.e. a calibrated LM), the items flash one at a time, or in groups (a screen's
+rows and columns, :func:`row_column_sets`), in a fresh random order every round, and each flash
+draws an unused score from the recorded target pool (a flash that holds the target) or
+non-target pool (one that does not). Evidence accumulates as online (:mod:`bayes`) and the trial
+stops when the posterior passes the threshold or the rounds run out.
 
 Limits: the recorded oddball had ~0.6 s between stimuli, a speller ~0.175 s, and epochs are
 drawn independently; see docs/eeg.md.
@@ -12,7 +13,7 @@ drawn independently; see docs/eeg.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +21,24 @@ import numpy as np
 from razvilka.inputs.eeg.bayes import Accumulator, ScoreModel
 
 
+def row_column_sets(cells: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Flash groups for items laid out at ``cells[i] = (row, col)`` (``render.layout``'s row/col):
+    every row, then every column (the items with the same ``col``), each in item order.
+
+    Each item is the only one in both its row and its column, so two flashes a round single it
+    out; rows of different lengths are fine. The browser view flashes the same groups (app.js).
+    """
+    rows: dict[int, list[int]] = {}
+    cols: dict[int, list[int]] = {}
+    for i, (r, c) in enumerate(cells):
+        rows.setdefault(r, []).append(i)
+        cols.setdefault(c, []).append(i)
+    return [rows[r] for r in sorted(rows)] + [cols[c] for c in sorted(cols)]
+
+
 @dataclass
 class Trial:
-    target: int             # the attended candidate (when attending)
+    target: int             # the attended item (when attending)
     choice: int | None      # None: timed out
     flashes: int
     posterior: float
@@ -65,8 +81,12 @@ def wolpaw_bits(n: int, p: float) -> float:
 def simulate(target_scores: np.ndarray, nontarget_scores: np.ndarray, scores: ScoreModel, prior: np.ndarray, *,
              trials: int = 200, threshold: float = 0.9, min_repetitions: int = 1, max_repetitions: int = 8,
              choice_prior: np.ndarray | None = None, null_prior: float = 0.05, attending: bool = True,
-             pick_at_end: bool = False, seed: int = 0) -> list[Trial]:
+             pick_at_end: bool = False, flash_sets: Sequence[Sequence[int]] | None = None,
+             seed: int = 0) -> list[Trial]:
     """Run ``trials`` simulated forks; targets are drawn from ``choice_prior`` (default: ``prior``).
+
+    ``flash_sets``: the groups one round flashes (each once, in a fresh random order); default
+    every item alone.
 
     ``pick_at_end`` is the classic speller: when the rounds run out, take the leader anyway
     (use it with ``threshold`` > 1 for a fixed number of rounds).
@@ -79,6 +99,7 @@ def simulate(target_scores: np.ndarray, nontarget_scores: np.ndarray, scores: Sc
     prior = np.asarray(prior, dtype=float)
     choose = prior if choice_prior is None else np.asarray(choice_prior, dtype=float)
     k = len(prior)
+    sets = [list(g) for g in flash_sets] if flash_sets is not None else [[i] for i in range(k)]
     t_llr = scores.llr(np.asarray(target_scores))
     n_llr = scores.llr(np.asarray(nontarget_scores))
     out = []
@@ -90,14 +111,15 @@ def simulate(target_scores: np.ndarray, nontarget_scores: np.ndarray, scores: Sc
         t_pool, n_pool = _draws(rng, len(t_llr)), _draws(rng, len(n_llr))
         state = "running"
         while state == "running":
-            for cand in rng.permutation(k):
-                llr = t_llr[next(t_pool)] if attending and cand == target else n_llr[next(n_pool)]
-                acc.add([int(cand)], float(llr))
+            for g in rng.permutation(len(sets)):
+                lit = sets[int(g)]
+                llr = t_llr[next(t_pool)] if attending and target in lit else n_llr[next(n_pool)]
+                acc.add(lit, float(llr))
                 state = acc.state()
                 if state != "running":
                     break
         chosen = state == "confident" or pick_at_end
-        out.append(Trial(target, acc.best if chosen else None, int(acc.flashes.sum()),
+        out.append(Trial(target, acc.best if chosen else None, acc.shown,
                          float(acc.posterior.max())))
     return out
 
