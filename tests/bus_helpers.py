@@ -48,6 +48,16 @@ async def wait_retained(client: BusClient, holds: Callable[[list[Message]], bool
         await asyncio.sleep(0.02)  # a poll interval: the cache has no event to wait on from here
 
 
+async def until(holds: Callable[[], object], what: str = "the condition", timeout: float = 5.0) -> None:
+    """Poll in-process state (a daemon's decider, an adapter's fork) until ``holds()`` is true: it has no
+    event to await from the test. Fails after ``timeout`` s naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not holds():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
 # ------------------------------------------------------------------------------------- leaked sockets
 def _describe(sock: zmq.Socket) -> str:  # type: ignore[type-arg]
     try:

@@ -11,12 +11,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from bus_helpers import until  # noqa: F401 - the one poll helper, for the key tests that import it from here
 
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.messages import Candidate, ForkOpen, Message
@@ -132,13 +132,6 @@ def fork_open(words: list[str], prefix: str = "") -> ForkOpen:
     n = len(words)
     return ForkOpen(candidates=[Candidate(index=i, word=w, prob=round(1 / n, 3)) for i, w in enumerate(words)],
                     prefix=prefix)
-
-
-async def until(cond: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def next_input(observer: BusClient, timeout: float = 5.0, kinds: tuple[str, ...] = ("input.",),

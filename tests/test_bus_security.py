@@ -8,7 +8,7 @@ import pytest
 import zmq
 import zmq.asyncio
 import zmq.auth
-from bus_helpers import receive, wait_retained
+from bus_helpers import receive, until, wait_retained
 from conftest import ClientFactory, make_bus_config
 
 from razvilka.protocol.bus import BusHost
@@ -141,10 +141,7 @@ async def test_hmac_state_cache_ignores_forged(signed_bus) -> None:  # type: ign
     sender.send_raw(Codec("mallory", key=b"guessed").encode(fork("forged"), fork_id="f666"))
     sender.send_raw(Codec("mallory").encode(fork("unsigned"), fork_id="f667"))
     sender.publish(fork("real"), fork_id="f1")
-    for _ in range(100):
-        if host.cache.fork_id == "f1":
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: host.cache.fork_id == "f1", "the bus caches the signed fork f1")
     late = await clients("late", subscribe=["fork."], heartbeat_ms=0)
     snap = await late.snapshot()
     assert [(m.header.fork_id, m.body.candidates[0].word) for m in snap if m.type == "fork.open"] == [("f1", "real")]

@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from bus_helpers import until
 from daemon_fixtures import RunningDaemon, StartDaemon, next_of
 
+from razvilka.daemon.gating import thresholds
 from razvilka.protocol.codec import Codec
 from razvilka.protocol.errors import ErrorCode
 from razvilka.protocol.messages import (
@@ -108,9 +110,11 @@ async def test_fusion_rules(start_daemon: StartDaemon) -> None:
     assert "older than" in err.message
     # gaze focus and a physical key focus at once: the key wins
     bus.publish(Focus(index=0, source="gaze", confidence=0.8), fork_id=fid)
-    bus.publish(Focus(index=3, source="keyboard"), fork_id=fid)
-    await asyncio.sleep(0.05)
-    bus.publish(Focus(index=1, source="gaze", confidence=0.8), fork_id=fid)  # gaze moves later; key still wins
+    key = bus.publish(Focus(index=3, source="keyboard"), fork_id=fid)
+    focus = d.daemon.decider.focus
+    await until(lambda: "keyboard" in focus and focus["keyboard"].index == 3, "the daemon holds the key focus")
+    moved = bus.publish(Focus(index=1, source="gaze", confidence=0.8), fork_id=fid)  # gaze moves later; key still wins
+    assert moved.ts_ns > key.ts_ns
     bus.publish(Confirm(source="footswitch"), fork_id=fid)
     decided = await next_of(bus, "fork.decided")
     assert decided.body.index == 3
@@ -312,9 +316,12 @@ async def test_auto_mode_writes_while_sure_and_forks_when_unsure(start_daemon: S
     written = state[0][len("One, two, three, four, five, six, seven,"):]
     assert "eight" in written.split()[0], written  # the model is sure of the count, so it wrote on alone
     assert [s.origin for s in state[1]][-1] == "model"
-    assert fork.body.reason  # and it stopped: either unsure, or the auto-write cap
     entries = d.daemon.store.entries(d.daemon.doc.id)
     assert entries and all(e.kind == "model" for e in entries)
+    # and it stopped because the model became unsure after "eight, nine," (3.3 bits), before the cap of 6 words
+    h_max, _ = thresholds(d.config.gating, "key")
+    assert len(entries) < 6 and fork.body.entropy > h_max
+    assert fork.body.reason == f"uncertain: entropy {fork.body.entropy:.2f} > {h_max:.2f} bits (key x1)"
 
 
 async def test_back_after_an_auto_run_is_not_written_again(start_daemon: StartDaemon) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from razvilka.daemon.config import ModelConfig
 from razvilka.daemon.engine import Aborted, Engine, WordCandidate
-from razvilka.daemon.words import Kind, display_word, trim_to_words
 from razvilka.daemon.errors import DaemonRefusal, ErrorCode
+from razvilka.daemon.words import Kind, display_word, trim_to_words
 
 pytestmark = pytest.mark.model
 
@@ -184,12 +184,22 @@ def test_prefix_grows_words_through_several_tokens(engine: Engine) -> None:
 
 
 def test_paging_and_exclude(engine: Engine) -> None:
+    """Page p of k words is ranks k*p .. k*p+k-1 of the search for k*(p+1) words. The search is pruned and a
+    cached root row is free (docs/engine.md, "Whole words"), so which of two near-tie words it reaches at
+    the last rank depends on the rows earlier work left cached ("seeing" 0.0215 or "all" 0.0214 here):
+    each search below starts from cold caches, so the page and the wider fork are the same search."""
     engine.reset(UNSURE)
-    first, second, both = engine.words(4), engine.words(4, page=1), engine.words(8)
+
+    def cold(k: int, **kw: Any) -> Any:
+        engine.clear_cache()
+        return engine.words(k, **kw)
+
+    first, second, both = cold(4), cold(4, page=1), cold(8)
     assert [c.word for c in both.candidates] == [c.word for c in first.candidates + second.candidates]
+    assert [c.prob for c in both.candidates[4:]] == [c.prob for c in second.candidates]
     assert min(c.prob for c in first.candidates) >= max(c.prob for c in second.candidates)
     top = first.candidates[0].word
-    rest = engine.words(4, exclude={top})
+    rest = cold(4, exclude={top})
     assert top not in [c.word for c in rest.candidates]
     assert [c.word for c in rest.candidates][:3] == [c.word for c in first.candidates[1:4]]
 
@@ -247,11 +257,12 @@ def test_memory_is_read_before_the_document_but_is_not_part_of_it(engine: Engine
     engine.reset("Something else entirely")  # nothing in common with the memory's start after BOS
     engine.reset(prompt, memory + "Jane smiled at Bingley.\n")
     fresh = engine.words(8)
-    # the same fork, to the noise of filling the KV in other batch sizes (llama.cpp's tiled matmul: a few
-    # hundredths here; docs/engine.md) - reading it all afresh is not what the kept cells give
+    # the same fork, to the noise of filling the KV cells in other batches (docs/engine.md, "Memory"): on an
+    # AVX-512 build reading it afresh in one batch or one token at a time moves a word by up to 0.055, the
+    # kept cells by 0.038; a reuse that lost the new line moves "Mr" and "Elizabeth" by 0.19 and drops "Jane"
     r, f = {c.word: c.prob for c in reused.candidates}, {c.word: c.prob for c in fresh.candidates}
-    assert reused.candidates[0].word == fresh.candidates[0].word and len(r.keys() & f.keys()) >= 6
-    assert all(abs(r[w] - f[w]) < 0.03 for w in r.keys() & f.keys()), (r, f)
+    assert reused.candidates[0].word == fresh.candidates[0].word == "Jane" and len(r.keys() & f.keys()) >= 6
+    assert all(abs(r[w] - f[w]) < 0.1 for w in r.keys() & f.keys()), (r, f)
     # a memory longer than the context allows keeps its most recent half-context
     engine.reset(prompt, "Mr Darcy bowed. " * 2000)
     assert engine.text == prompt and engine.n_tokens <= engine.n_ctx // 2 + 1

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bus_helpers import wait_retained
 from key_helpers import (  # noqa: F401 - fixtures
     XServer,
     cli_command,
@@ -63,15 +64,18 @@ def describe(msg: Message) -> str:
     return b.TYPE.split(".")[-1]
 
 
-async def messages(observer: BusClient, stop_at: str = "status:stopped", timeout: float = 10.0) -> list[str]:
-    """Everything the footswitch said, in order, up to ``stop_at``."""
+async def messages(observer: BusClient, stop_at: str = "status:stopped", timeout: float = 10.0,
+                   count: int = 0) -> list[str]:
+    """Everything the footswitch said, in order, up to ``stop_at`` (or, given, its first ``count`` messages)."""
     out: list[str] = []
-    while not out or out[-1] != stop_at:
+    while not (out and out[-1] == stop_at or count and len(out) >= count):
         msg = await next_input(observer, timeout, kinds=("input.", "source.status"), sender="footswitch")
         out.append(describe(msg))
         if isinstance(msg.body, (Confirm, Command)):
             assert msg.header.fork_id == "f1", "the adapter attaches the open fork"
             assert msg.topic.endswith(".footswitch.")
+        else:  # a pedal says nothing else: no select, no focus
+            assert isinstance(msg.body, SourceStatus), f"the foot switch sent {msg.header.type}"
     return out
 
 
@@ -81,9 +85,7 @@ async def bus_side(ipc_clients: Any) -> tuple[Any, BusClient]:
     daemon = await ipc_clients("fake-daemon", role="daemon")
     observer = await ipc_clients("observer", subscribe=["input.", "source.status."])
     daemon.publish(fork_open(["the", "a", "an"]), fork_id="f1")
-    deadline = asyncio.get_running_loop().time() + 5
-    while not any(m.header.fork_id == "f1" for m in await observer.snapshot()):
-        assert asyncio.get_running_loop().time() < deadline, "the bus never retained fork f1"
+    await wait_retained(observer, lambda snap: any(m.header.fork_id == "f1" for m in snap))
     return ipc_clients, observer
 
 
@@ -178,14 +180,14 @@ async def test_hid_keyboard_pedal_through_x11(display: XServer, bus_side: Any) -
         await until(lambda: adapter.state == "ok" and adapter.interp.fork is not None)
         await display.key("a", "b", "c", "x")   # x is no pedal: nothing
         await display.hold("b", 0.9)            # held: X autorepeats, one long press
-        await asyncio.sleep(0.2)
+        said = await messages(observer, count=5)  # the long press is out: stop now
         stop.set()
         assert await asyncio.wait_for(task, 5) == 0
     finally:
         stop.set()
         source.close()
-    assert await messages(observer) == ["status:ok", "command:back", "confirm", "command:more", "command:back",
-                                        "status:stopped"]
+    assert said + await messages(observer) == ["status:ok", "command:back", "confirm", "command:more",
+                                               "command:back", "status:stopped"]
 
 
 # ---------------------------------------------------------------- a virtual device through the kernel
@@ -215,10 +217,13 @@ async def test_virtual_pedal_through_uinput(bus_side: Any) -> None:
         ui.write(ecodes.EV_KEY, code, 0)
         ui.syn()
 
+    def node_seen() -> bool:  # udev has created the node and it can be read
+        return any((d.vendor, d.product) == (0x1209, 0x7ED1) for d in EvdevFinder().scan()[0])
+
     conf = FootswitchConfig(device="1209:7ed1", reconnect_ms=50, **ONE_PEDAL)
     ui = UInput(caps, **ids)
     try:
-        await asyncio.sleep(0.3)  # udev creates the node
+        await until(node_seen, "the virtual pedal's /dev/input node")
         source = make_source(conf, build_keymap(conf, "evdev"), "evdev", conf.device)
         client = await factory(conf.name, role="input", subscribe=list(SUBSCRIBE))
         adapter = KeyAdapter(client, source, make_interpreter(conf, build_keymap(conf, "evdev")), name=conf.name)
@@ -232,13 +237,13 @@ async def test_virtual_pedal_through_uinput(bus_side: Any) -> None:
         ui = UInput(caps, **ids)
         await until(lambda: adapter.state == "recovered", timeout=10)
         await asyncio.to_thread(tap, ui, ecodes.BTN_1, 0.1)
-        await asyncio.sleep(0.3)
+        said = await messages(observer, count=6)  # the last tap's confirm is out: stop now
         stop.set()
         assert await asyncio.wait_for(task, 5) == 0
     finally:
         ui.close()
-    assert await messages(observer) == ["status:ok", "confirm", "command:back", "status:lost",
-                                        "status:recovered", "confirm", "status:stopped"]
+    assert said + await messages(observer) == ["status:ok", "confirm", "command:back", "status:lost",
+                                               "status:recovered", "confirm", "status:stopped"]
 
 
 # ---------------------------------------------------------------- matching and bad input

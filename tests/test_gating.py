@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from razvilka.config import from_dict
+from razvilka.cli import main
+from razvilka.config import ConfigError, from_dict
 from razvilka.daemon.config import GatingConfig
 from razvilka.daemon.engine import Engine, WordCandidate, WordDistribution
 from razvilka.daemon.gating import cost_weight, should_fork, thresholds
@@ -53,6 +54,17 @@ def test_thresholds_are_configurable_from_config() -> None:
     assert should_fork(dist(0.5, [0.85, 0.05]), cfg, "key")[0]            # strict for keys...
     assert not should_fork(dist(0.5, [0.85, 0.05]), cfg, "eeg")[0]        # ...loose for EEG
     assert cost_weight(cfg, "telepathy") == 1.0
+
+
+@pytest.mark.parametrize("k", [0, -2])
+def test_fewer_than_one_candidate_is_a_config_error_naming_the_key(k: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--set gating.k=0`` would open forks with nothing to choose: refused before anything starts."""
+    with pytest.raises(ConfigError) as err:
+        from_dict({"gating": {"k": k}})
+    assert "gating.k" in str(err.value) and ">= 1" in str(err.value)
+    assert main(["--set", f"gating.k={k}", "daemon", "--prompt", "x"]) == 2
+    assert "gating.k" in capsys.readouterr().err
+    assert from_dict({"gating": {"k": 1}}).gating.k == 1
 
 
 @pytest.mark.model

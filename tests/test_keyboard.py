@@ -11,9 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bus_helpers import wait_retained
+from key_helpers import (  # noqa: F401 - fixtures
+    XServer,
+    cli_command,
+    cli_env,
+    display,
+    fork_open,
+    next_input,
+    no_input,
+    until,
+    xserver,
+)
 
 from razvilka.inputs.config import KeyboardConfig
-from razvilka.inputs.evdevkeys import DeviceSpec, EvdevSource, Recording, RecordedFinder
+from razvilka.inputs.evdevkeys import DeviceSpec, EvdevSource, RecordedFinder, Recording
 from razvilka.inputs.keyadapter import SUBSCRIBE, KeyAdapter
 from razvilka.inputs.keyboard import build_keymap, make_interpreter
 from razvilka.inputs.keymap import (
@@ -36,17 +48,6 @@ from razvilka.protocol.messages import (
     Message,
     Select,
     SourceStatus,
-)
-from key_helpers import (  # noqa: F401 - fixtures
-    XServer,
-    cli_command,
-    cli_env,
-    display,
-    fork_open,
-    next_input,
-    no_input,
-    until,
-    xserver,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -203,9 +204,8 @@ async def test_debounce_double_reports_and_key_repeat(keyboard: Any, display: XS
     await kb.has_fork("f1")
 
     await display.key("2", "2", delay_ms=5)      # one press reported twice, 5 ms apart
-    await display.hold("5", 1.0)                # held past the X autorepeat delay
-    await asyncio.sleep(0.2)
-    await display.key("2", "1", delay_ms=150)   # a real second press of 2, then a sentinel
+    await display.hold("5", 1.0)                # held past the X autorepeat delay; released when this returns
+    await display.key("2", "1", delay_ms=150)   # a real second press of 2, then a sentinel (X keeps the order)
     seen: list[int] = []
     while True:
         msg = await next_input(observer)
@@ -221,7 +221,7 @@ async def test_late_joiner_learns_the_fork_from_the_snapshot(keyboard: Any, disp
                                                             ipc_clients: Any) -> None:
     daemon, observer = await bus_pair(ipc_clients)
     daemon.publish(fork_open(WORDS), fork_id="early")
-    await asyncio.sleep(0.2)
+    await wait_retained(daemon, lambda snap: any(m.header.fork_id == "early" for m in snap))
     kb = await keyboard()
     assert kb.adapter.interp.fork is not None and kb.adapter.interp.fork.fork_id == "early"
     await display.key("4")
@@ -234,6 +234,7 @@ async def test_cli_runs_the_adapter_and_stops_on_sigterm(display: XServer, ipc_b
                                                          tmp_path: Path) -> None:
     daemon, observer = await bus_pair(ipc_clients)
     daemon.publish(fork_open(WORDS), fork_id="f1")
+    await wait_retained(daemon, lambda snap: any(m.header.fork_id == "f1" for m in snap))
     runtime = ipc_bus.config.runtime_dir
     proc = subprocess.Popen(cli_command("--set", f"bus.runtime_dir={runtime}", "input", "keyboard"),
                             env=cli_env(tmp_path, DISPLAY=display.display),
@@ -246,8 +247,9 @@ async def test_cli_runs_the_adapter_and_stops_on_sigterm(display: XServer, ipc_b
             out, err = proc.communicate(timeout=10)
             raise AssertionError(f"the adapter said nothing on the bus; rc={proc.returncode}; "
                                  f"stdout={out.decode()[-1500:]!r} stderr={err.decode()[-1500:]!r}") from None
+        # "ok" goes out only once the adapter has applied the bus snapshot (KeyAdapter._follow_keys waits for
+        # it), and the snapshot held fork f1: the adapter has the fork now
         assert isinstance(msg.body, SourceStatus) and msg.body.state == "ok" and msg.header.sender == "keyboard"
-        await asyncio.sleep(0.3)  # the snapshot reply (the fork) lands right after "ok"
         await display.key("2")
         msg = await next_input(observer)
         assert isinstance(msg.body, Select) and msg.body.index == 1 and msg.header.fork_id == "f1"
@@ -460,7 +462,7 @@ async def test_evdev_backend_shares_the_key_map(ipc_clients: Any, tmp_path: Path
     daemon = await ipc_clients("fake-daemon", role="daemon")
     observer = await ipc_clients("observer", subscribe=["input."])
     daemon.publish(fork_open(WORDS), fork_id="f1")
-    await asyncio.sleep(0.2)
+    await wait_retained(daemon, lambda snap: any(m.header.fork_id == "f1" for m in snap))
     client = await ipc_clients(conf.name, role="input", subscribe=list(SUBSCRIBE))
     assert await KeyAdapter(client, source, make_interpreter(conf, keymap), name=conf.name).run() == 0
     bodies = [(await next_input(observer)).body for _ in range(5)]

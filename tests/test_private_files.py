@@ -1,14 +1,16 @@
 """The person's files are private: 0600 files in 0700 directories (razvilka/private.py).
 
 What they write may be medical, so the session store (and SQLite's -wal/-shm beside it), the
-profiles, the logs and every export are created private, whatever the umask, and files left
-readable by an older version are tightened when opened. Each test runs the real code that
-writes the file (the real daemon in one of them) under a permissive umask of 022, the usual
-default, under which anything not made private explicitly comes out 0644/0755.
+profiles, the logs, every export, LoRA adapters and their reports, and the EEG and gaze calibrations
+are created private, whatever the umask, and files left readable by an older version are tightened
+when opened. Each test runs the real code that writes the file (the real daemon in one of them)
+under a permissive umask of 022, the usual default, under which anything not made private
+explicitly comes out 0644/0755.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -19,7 +21,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from daemon_fixtures import daemon_config, next_of
 
 from razvilka.cli import main
 from razvilka.daemon.learn.export import export
@@ -27,7 +31,6 @@ from razvilka.daemon.learn.persist import default_profile_path, load_profile, sa
 from razvilka.daemon.store import Store, default_store_path
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.messages import Select
-from daemon_fixtures import daemon_config, next_of
 
 
 def mode(path: Path) -> int:
@@ -143,6 +146,64 @@ def test_up_writes_the_daemon_log_privately(tmp_path: Path, xdg: Path) -> None:
     log = run / "daemon.log"
     assert code == 1 and "no-such-model.gguf" in log.read_text(), log.read_text()
     assert_private(run, log)
+
+
+# --------------------------------------------------------------------------------------- learned from the person
+def test_lora_adapter_and_its_report_are_private(tmp_path: Path) -> None:
+    """`razvilka learn lora` writes the adapter (weights learned from what the person wrote) and its report
+    through these two calls; a tiny adapter for a stand-in model is as private as a trained one."""
+    pytest.importorskip("gguf", reason="the optional extra razvilka[learn] is not installed")
+    from razvilka.daemon.learn.adapter_gguf import read_adapter, write_adapter
+    from razvilka.daemon.learn.lora import LoraOptions, TrainReport, save_report
+
+    base = {"arch": "gemma3", "name": "stand-in", "file": "stand-in.gguf", "size": 1,
+            "shapes": {"blk.0.attn_q.weight": [16, 32]}}
+    rng = np.random.default_rng(0)
+    pairs = {"blk.0.attn_q.weight": (rng.normal(size=(4, 16)).astype(np.float32),
+                                     rng.normal(size=(32, 4)).astype(np.float32))}
+    folder = tmp_path / "adapters"
+    out = write_adapter(folder / "sam.gguf", pairs, alpha=8, base=base)
+    assert read_adapter(out)["adapter_type"] == "lora"
+    report = out.with_suffix(".json")
+    save_report(report, TrainReport(sft_steps=3), LoraOptions(steps=3), {"counts": {"sft": 2}})
+    assert json.loads(report.read_text())["report"]["sft_steps"] == 3
+    assert_private(folder, out, report)
+    assert sorted(p.name for p in folder.iterdir()) == ["sam.gguf", "sam.json"]  # no temporary file left
+
+
+def test_eeg_calibration_model_is_private(xdg: Path) -> None:
+    """The P300 model (a person's brain responses) at its default place, $XDG_DATA_HOME/razvilka/eeg."""
+    from razvilka.inputs.eeg.classifier import Montage, P300Model, calibrate
+    from razvilka.inputs.eeg.config import EegConfig
+    from razvilka.inputs.eeg.epochs import EpochSpec
+
+    channels, rate = ("Fz", "Cz", "Pz", "Oz"), 250
+    spec = EpochSpec(rate)
+    rng = np.random.default_rng(1)
+    labels = np.array([1, 0, 0, 0] * 10)
+    epochs = rng.normal(0.0, 5.0, size=(len(labels), len(channels), spec.length))
+    epochs[labels == 1, :, spec.length // 3: spec.length // 2] += 8.0  # a target response to learn
+    model = calibrate(epochs, labels, montage=Montage("Stand-in", channels, rate), spec=spec, user="sam")
+    path = model.save(EegConfig(user="sam").model_path())
+    assert path.is_relative_to(xdg) and P300Model.load(path).user == "sam"
+    assert_private(path.parent, path)
+
+
+def test_gaze_calibration_is_private(xdg: Path) -> None:
+    """Where a person's eyes rest, measured per screen region, at its default place."""
+    from razvilka.inputs.gaze.adapter import load_calibration
+    from razvilka.inputs.gaze.calibration import Calibration, Region, calibration_path
+    from razvilka.inputs.gaze.config import GazeConfig
+
+    cfg = GazeConfig(user="sam")
+    cal = Calibration(user="sam", screen_px=(1920.0, 1080.0),
+                      regions=[Region(target=(0.5, 0.5), offset=(0.01, -0.02), spread_px=14.0, samples=30)])
+    path = cal.save(calibration_path(cfg))
+    assert path.is_relative_to(xdg)
+    again = load_calibration(cfg)
+    assert again is not None and again.regions == cal.regions
+    assert_private(path.parent, path)
+    assert [p.name for p in path.parent.iterdir()] == ["sam.json"]  # no temporary file left
 
 
 # --------------------------------------------------------------------------------------- the real daemon

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bus_helpers import until
 from conftest import make_bus_config
 
 from razvilka.cli import main
@@ -158,16 +159,13 @@ async def test_printer_reports_gaps_rejections_and_silence(ipc_clients) -> None:
         bad = next(v for v in load_vectors() if v["name"] == "version/major-2")
         sender.send_raw(vector_frames(bad))
         flaky = await ipc_clients("flaky", role="input", heartbeat_ms=100)
-        await asyncio.sleep(0.3)
+        await until(lambda: client.alive().get("flaky") == "alive", "the printer's client hears flaky")
         await flaky.close(goodbye=False)
         gone = await ipc_clients("gone", role="input", heartbeat_ms=100)
-        await asyncio.sleep(0.3)
+        await until(lambda: client.alive().get("gone") == "alive", "the printer's client hears gone")
         await gone.close()
-        for _ in range(60):
-            text = out.getvalue()
-            if "flaky went silent" in text and "gone stopped" in text:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: "flaky went silent" in out.getvalue() and "gone stopped" in out.getvalue(),
+                    "the printer reports flaky silent and gone stopped")
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from razvilka.daemon.learn.errors import ErrorCode, LearnError
+from razvilka.private import private_dir, private_file
 
 KEY_BASE_NAME = "razvilka.base.name"
 KEY_BASE_FILE = "razvilka.base.file"
@@ -122,9 +123,9 @@ def write_adapter(path: str | Path, pairs: Mapping[str, tuple[np.ndarray, np.nda
             raise LearnError(ErrorCode.BAD_CONFIG, f"LoRA for {name}: A {a.shape} / B {b.shape} do not fit "
                                 f"the model's {ne[1]} x {ne[0]} weight")
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(out.parent)  # learned from what the person wrote: private (razvilka/private.py)
     logging.getLogger("gguf").setLevel(logging.WARNING)  # its per-file INFO lines are noise in our CLI
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = private_file(out.with_name(f".{out.name}.tmp"))  # created 0600: the writer's "wb" keeps the mode
     w = gguf.GGUFWriter(str(tmp), arch=base["arch"])
     w.add_type(gguf.GGUFType.ADAPTER)
     w.add_string(gguf.Keys.Adapter.TYPE, "lora")

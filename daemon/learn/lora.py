@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from razvilka.daemon.learn.errors import ErrorCode, LearnError
+from razvilka.private import private_dir, write_private
 
 
 @dataclass
@@ -469,4 +470,6 @@ def llama_logprob(engine: Any, context: str, continuation: str) -> float:
 
 
 def save_report(path: str | Path, report: TrainReport, options: LoraOptions, extra: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps({"options": asdict(options), "report": report.to_json(), **extra}, indent=2))
+    """The training report beside its adapter, private (it quotes the person's counts and checks)."""
+    private_dir(Path(path).parent)
+    write_private(path, json.dumps({"options": asdict(options), "report": report.to_json(), **extra}, indent=2))

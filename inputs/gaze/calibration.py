@@ -24,6 +24,7 @@ import numpy as np
 
 from razvilka.inputs.gaze.config import GazeConfig
 from razvilka.inputs.gaze.signal import combine_eyes
+from razvilka.private import private_dir, write_private
 from razvilka.protocol.clock import now_s
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 
@@ -101,12 +102,11 @@ class Calibration:
                                screen_px=self.screen_px, regions=self.regions, source=self.source)
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        """Write atomically, private (0600 in a 0700 directory): where a person looks is theirs."""
         data = msgspec.to_builtins(self.to_file())
         data["summary"] = self.summary()
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        tmp.replace(path)
+        private_dir(path.parent)
+        write_private(path, json.dumps(data, indent=2))
         return path
 
     @classmethod
