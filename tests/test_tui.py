@@ -11,10 +11,13 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, ClientFactory
 from key_helpers import until as key_until
+from textual.widgets import Static
+from tui_screen import brightness, screen_segments, screen_text
 
 from razvilka.config import Config
 from razvilka.inputs.config import KeyboardConfig
@@ -22,6 +25,7 @@ from razvilka.inputs.keyadapter import SUBSCRIBE as KEY_SUBSCRIBE
 from razvilka.inputs.keyadapter import KeyAdapter
 from razvilka.inputs.keyboard import build_keymap, make_interpreter
 from razvilka.inputs.keymap import KeyEvent
+from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.config import BusConfig
 from razvilka.protocol.messages import (
@@ -33,6 +37,7 @@ from razvilka.protocol.messages import (
     ForkDecided,
     ForkLookahead,
     ForkOpen,
+    Letter,
     Lookahead,
     Message,
     Select,
@@ -56,16 +61,7 @@ WORDS = [("flowers", 0.46), ("letter", 0.27), ("dinner", 0.12), ("gift", 0.04)]
 PHRASES = ["you sent me", "from last week", "at your place", "for my birthday"]
 
 
-def screen_text(app: TuiApp) -> str:
-    """What a person would read: the composited screen, line by line."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-def screen_segments(app: TuiApp) -> list:
-    return [seg for strip in app.screen._compositor.render_strips() for seg in strip]
-
-
-async def until(pilot, cond: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
+async def until(pilot: Any, cond: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await pilot.pause(0.03)
@@ -74,7 +70,7 @@ async def until(pilot, cond: Callable[[], object], timeout: float = 5.0, what: s
     raise AssertionError(f"timed out waiting for {what or cond}")
 
 
-def fork_body(words=WORDS, **kw) -> ForkOpen:  # type: ignore[no-untyped-def]
+def fork_body(words: list[tuple[str, float]] = WORDS, **kw: Any) -> ForkOpen:
     return ForkOpen(
         candidates=[Candidate(index=i, word=w, prob=p) for i, (w, p) in enumerate(words)],
         context=PROMPT + MODEL + HUMAN, **kw,
@@ -97,12 +93,12 @@ def publish_scene(daemon: BusClient, fork_id: str = "f-1") -> None:
         "you sent me on Sunday morning", "you picked in the garden"])], done=True), fork_id=fork_id)
 
 
-async def make_app(ipc_clients, **cfg) -> TuiApp:  # type: ignore[no-untyped-def]
+async def make_app(ipc_clients: ClientFactory, **cfg: Any) -> TuiApp:
     client = await ipc_clients("tui", role="renderer", subscribe=list(SUBSCRIBE))
     return TuiApp(client, TuiConfig(refresh_ms=100, **cfg))
 
 
-async def next_input(observer: BusClient, timeout: float = 3.0):  # type: ignore[no-untyped-def]
+async def next_input(observer: BusClient, timeout: float = 3.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = await observer.recv(timeout=max(0.0, deadline - time.monotonic()))
@@ -111,7 +107,7 @@ async def next_input(observer: BusClient, timeout: float = 3.0):  # type: ignore
     raise AssertionError("the TUI published nothing")
 
 
-async def test_draws_text_fork_lookahead_and_status(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_draws_text_fork_lookahead_and_status(ipc_clients: ClientFactory) -> None:
     daemon = await ipc_clients("daemon", role="daemon")
     app = await make_app(ipc_clients)
     async with app.run_test(size=SIZE) as pilot:
@@ -146,10 +142,10 @@ async def test_draws_text_fork_lookahead_and_status(ipc_clients) -> None:  # typ
         top = next(s for s in segs if "flowers" in s.text and s.style and s.style.bgcolor)
         low = next(s for s in segs if s.text.strip() == "gift")
         assert top.style.bold and not low.style.bold and low.style.bgcolor != top.style.bgcolor
-        assert sum(low.style.color.triplet) < sum(top.style.color.triplet)
+        assert brightness(low.style) < brightness(top.style)
 
 
-async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_keys_publish_input_messages(ipc_clients: ClientFactory) -> None:
     daemon = await ipc_clients("daemon", role="daemon")
     observer = await ipc_clients("observer", subscribe=["input."])
     app = await make_app(ipc_clients)
@@ -169,7 +165,7 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         msg = await next_input(observer)
         assert isinstance(msg.body, Focus) and msg.body.index == 1 and msg.header.fork_id == "f-7"
         await until(pilot, lambda: "2▸" in screen_text(app), what="focus drawn")
-        assert "from last week" in app.query_one("#detail").render().plain  # type: ignore[attr-defined]
+        assert "from last week" in str(app.query_one("#detail", Static).content)
         await pilot.press("left")
         msg = await next_input(observer)
         assert isinstance(msg.body, Focus) and msg.body.index == 0
@@ -243,7 +239,7 @@ async def test_keys_publish_input_messages(ipc_clients) -> None:  # type: ignore
         assert app.published == 23
 
 
-async def test_view_only_publishes_nothing(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_view_only_publishes_nothing(ipc_clients: ClientFactory) -> None:
     daemon = await ipc_clients("daemon", role="daemon")
     observer = await ipc_clients("observer", subscribe=["input.", "source."])
     app = await make_app(ipc_clients, keys=False)
@@ -257,7 +253,7 @@ async def test_view_only_publishes_nothing(ipc_clients) -> None:  # type: ignore
         assert "view only" in screen_text(app)
 
 
-async def test_late_join_draws_the_open_fork_from_the_snapshot(ipc_bus, ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_late_join_draws_the_open_fork_from_the_snapshot(ipc_bus: BusHost, ipc_clients: ClientFactory) -> None:
     daemon = await ipc_clients("daemon", role="daemon")
     publish_scene(daemon, fork_id="f-early")
     # wait until the bus has retained the scene, so the app cannot have seen it live
@@ -283,7 +279,7 @@ async def test_late_join_draws_the_open_fork_from_the_snapshot(ipc_bus, ipc_clie
         assert "by keyboard in 640 ms" in screen_text(app)
 
 
-async def test_text_follows_auto_decided_and_undo(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_text_follows_auto_decided_and_undo(ipc_clients: ClientFactory) -> None:
     daemon = await ipc_clients("daemon", role="daemon")
     app = await make_app(ipc_clients)
     async with app.run_test(size=SIZE) as pilot:
@@ -303,7 +299,7 @@ async def test_text_follows_auto_decided_and_undo(ipc_clients) -> None:  # type:
                     what="undo")
 
 
-async def test_shows_which_sources_are_alive(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_shows_which_sources_are_alive(ipc_clients: ClientFactory) -> None:
     daemon = await ipc_clients("daemon", role="daemon")
     keyboard = await ipc_clients("keyboard", role="input")
     gaze = await ipc_clients("gaze", role="input")
@@ -321,7 +317,7 @@ async def test_shows_which_sources_are_alive(ipc_clients) -> None:  # type: igno
         assert app.state.focus is None
 
 
-async def test_focus_from_another_source_moves_the_detail(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_focus_from_another_source_moves_the_detail(ipc_clients: ClientFactory) -> None:
     daemon = await ipc_clients("daemon", role="daemon")
     gaze = await ipc_clients("gaze", role="input")
     app = await make_app(ipc_clients)
@@ -335,10 +331,10 @@ async def test_focus_from_another_source_moves_the_detail(ipc_clients) -> None: 
         assert "focus from gaze" in detail and "at your place" in detail
 
 
-async def test_screenshot(ipc_clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_screenshot(ipc_clients: ClientFactory, tmp_path: Path) -> None:
     """An SVG of the full view; RAZVILKA_SAVE_SCREENSHOTS=1 refreshes docs/img/tui.svg."""
     daemon = await ipc_clients("daemon", role="daemon")
-    await ipc_clients("keyboard", role="input")
+    scan = await ipc_clients("keyboard", role="input")
     app = await make_app(ipc_clients)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.snapshot_ok is not None)
@@ -348,6 +344,17 @@ async def test_screenshot(ipc_clients, tmp_path: Path) -> None:  # type: ignore[
         await until(pilot, lambda: "typing 'o'" in screen_text(app))
         await pilot.press("backspace")
         await until(pilot, lambda: "typing" not in screen_text(app))
+        # the model's letters, and a switch scanning them: the likeliest-letters row is lit
+        daemon.publish(fork_body(letters=[Letter(ch=c, prob=p) for c, p in
+                                          (("f", 0.31), ("l", 0.22), ("d", 0.14), ("g", 0.08), ("b", 0.05))]),
+                       fork_id="f-12")
+        daemon.publish(ForkLookahead(entries=[Lookahead(index=i, phrases=[p]) for i, p in enumerate(PHRASES)]),
+                       fork_id="f-12")
+        await until(pilot, lambda: "likeliest   f 31%" in screen_text(app) and "from last week" in screen_text(app),
+                    what="the likeliest letters")
+        scan.publish(Focus(index=None, group=["key:f", "key:l", "key:d", "key:g", "key:b"], source="keyboard",
+                           kind="key"), fork_id="f-12")
+        await until(pilot, lambda: bool(app.state.group), what="the scanned row")
         path = Path(app.save_screenshot("tui.svg", str(tmp_path)))
         svg = await asyncio.to_thread(path.read_text)
         assert svg.startswith("<svg") and "flowers" in svg
@@ -393,7 +400,7 @@ def test_cli_module_does_not_import_textual() -> None:
 
 # ---------------------------------------------------------------- with the real daemon and model
 @pytest.mark.model
-async def test_tui_with_the_real_daemon(daemon) -> None:  # type: ignore[no-untyped-def]
+async def test_tui_with_the_real_daemon(daemon: Any) -> None:
     """Join while the daemon's first fork is open, draw it from the snapshot, pick with a number key."""
     from daemon_fixtures import next_of
     from renderer_helpers import open_fork
@@ -417,6 +424,7 @@ async def test_tui_with_the_real_daemon(daemon) -> None:  # type: ignore[no-unty
         await pilot.press("2")
         decided = await next_of(observer, "fork.decided", timeout=60,
                                 where=lambda m: m.header.fork_id == fork.fork_id)
+        assert isinstance(decided.body, ForkDecided)
         assert decided.body.index == chosen.index and decided.body.sources == ["tui"]
         # the chosen word joins the text as the person's, and the next fork opens
         await until(pilot, lambda: any(origin == "human" and chosen.word.strip() in piece
@@ -434,7 +442,7 @@ def test_lookahead_with_line_breaks_stays_on_one_line() -> None:
     assert one_line(" the mountains.\n\nThe") == "the mountains. ⏎ ⏎ The"
 
 
-async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(ipc_clients: ClientFactory) -> None:
     """Protocol 1.2 ``joins``: "es" after "Miss" is drawn "Misses" (the stem dimmed), not a bare "es"."""
     daemon = await ipc_clients("daemon", role="daemon")
     app = await make_app(ipc_clients)
@@ -452,7 +460,7 @@ async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(ipc_clients) 
         pairs = [(a, b) for a, b in zip(segs, segs[1:]) if a.text == "Miss" and b.text.startswith("es")]
         assert len(pairs) == 3, pairs  # in the cloud, beside its look-ahead and in the focused detail
         for stem, piece in pairs:  # the stem is there, but quieter (Textual draws dim as a darker colour)
-            assert sum(stem.style.color.triplet) < sum(piece.style.color.triplet)
+            assert brightness(stem.style) < brightness(piece.style)
 
 
 # ---------------------------------------------------------------- one set of key rules
@@ -480,20 +488,19 @@ class ScriptedKeys:
             yield await self.queue.get()
 
 
-def without_source(msg) -> tuple[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+def without_source(msg: Message) -> tuple[str, dict[str, object]]:
     body = to_builtins(msg.body)
     assert isinstance(body, dict)
     return msg.type, {k: v for k, v in body.items() if k != "source"}
 
 
-async def test_tui_and_keyboard_adapter_send_the_same_messages_for_the_same_keys(ipc_clients, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_tui_and_keyboard_adapter_send_the_same_messages_for_the_same_keys(ipc_clients: ClientFactory,
+                                                                                  tmp_path: Path) -> None:
     """The terminal view and the keyboard adapter share one key rule module: same keys, same messages.
 
     Each runs on a bus of its own (each would otherwise follow the other's focus), with the same
     daemon stand-in's fork and the same gaze focus half-way."""
-    from conftest import ClientFactory, make_bus_config
-
-    from razvilka.protocol.bus import BusHost
+    from conftest import make_bus_config
 
     # (Textual key, the keyboard's canonical name, the character it types, shift held)
     before_gaze = [("2", "2", "2", False), ("right", "right", None, False), ("right", "right", None, False),
@@ -581,7 +588,7 @@ async def test_tui_and_keyboard_adapter_send_the_same_messages_for_the_same_keys
     assert all(b.get("kind") == "key" for t, b in tui if t != "input.command")
 
 
-async def test_tui_confirm_decides_the_gaze_focus_when_the_view_has_none_of_its_own(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_tui_confirm_decides_the_gaze_focus_when_the_view_has_none_of_its_own(ipc_clients: ClientFactory) -> None:
     """Enter in the view, while gaze rests on candidate j: the real decider decides j, not the view's first word."""
     from razvilka.daemon.decider import Decider
 
@@ -612,7 +619,7 @@ async def test_tui_confirm_decides_the_gaze_focus_when_the_view_has_none_of_its_
 
 
 @pytest.mark.model
-async def test_tui_confirm_takes_the_gaze_focus_with_the_real_daemon(daemon) -> None:  # type: ignore[no-untyped-def]
+async def test_tui_confirm_takes_the_gaze_focus_with_the_real_daemon(daemon: Any) -> None:
     """Gaze rests on a word, Enter in the view (no focus of its own): the daemon decides the gaze's word."""
     from daemon_fixtures import next_of
     from renderer_helpers import open_fork
@@ -631,5 +638,5 @@ async def test_tui_confirm_takes_the_gaze_focus_with_the_real_daemon(daemon) -> 
         await until(pilot, lambda: app.state.focus == j, what="the gaze focus drawn")
         await pilot.press("enter")
         decided = await next_of(observer, "fork.decided", timeout=60, where=lambda m: m.header.fork_id == fork.fork_id)
-    assert decided.body.index == j
+    assert isinstance(decided.body, ForkDecided) and decided.body.index == j
     assert decided.body.sources == ["gaze", "tui"] and decided.body.rule == "focus+confirm"

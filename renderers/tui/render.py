@@ -6,10 +6,12 @@ padding, weight and colour grow with it, and the percentage is written beside it
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from rich.text import Text
 
+from razvilka.renderers.tui import board
+from razvilka.renderers.tui.board import Spot
 from razvilka.renderers.tui.state import ViewState
 
 #: Lower bounds of the probability bands, lowest first (band 0 is below the first bound).
@@ -18,6 +20,11 @@ BAND_STYLES = ("#8a8a8a", "#d0d0d0", "bold #ffd75f", "bold #ffffff on #005f87")
 BAND_PAD = ("", "", " ", "  ")
 ORIGIN_STYLES = {"prompt": "italic #8a8a8a", "model": "#d0d0d0", "human": "bold underline #5fd7ff"}
 FOCUS_STYLE = "bold reverse"
+GROUP_STYLE = "underline on #3a3a00"        # a scanned row: its targets lit together
+DWELL_STYLE = "not reverse bold #000000 on #5fd75f"  # the part of a focused target a dwell has filled
+KEY_STYLE = "#d0d0d0 on #26323c"
+#: Likeliest letters by band, as the candidates: the likelier, the heavier.
+LETTER_STYLES = ("#8a8a8a on #26323c", "#d0d0d0 on #26323c", "bold #ffd75f on #26323c", "bold #ffffff on #005f87")
 STATE_STYLES = {"alive": "bold green", "ok": "bold green", "recovered": "bold green", "silent": "bold red",
                 "lost": "bold red", "error": "bold red", "stopped": "dim", "calibrating": "yellow"}
 
@@ -50,11 +57,12 @@ def legend() -> Text:
     return out
 
 
-def cloud(state: ViewState, show_probs: bool = True) -> Text:
-    """The candidates of the open fork in shown order, numbered for the number keys."""
+def cloud(state: ViewState, show_probs: bool = True, width: int = 80) -> tuple[Text, list[Spot]]:
+    """The candidates of the open fork in shown order, numbered for the number keys, centred in lines
+    of ``width`` cells; with where each one landed (its ``cand:<i>`` target, for the layout)."""
     fork = state.fork
-    out = Text(justify="center")
     if fork is None:
+        out = Text(justify="center")
         if state.last_decision is not None:
             d = state.last_decision
             out.append("decided ", style="dim")
@@ -63,21 +71,93 @@ def cloud(state: ViewState, show_probs: bool = True) -> Text:
             out.append("\nwaiting for the next fork…", style="dim")
         else:
             out.append("no fork open: the model is writing, or the daemon is not there", style="dim")
-        return out
-    for pos, cand in enumerate(fork.candidates):
-        if pos:
-            out.append("   ")
+        return out, []
+    row = board.candidate_row(state)
+    cols = board.rank_by_prob(row.keys)
+    chunks: list[board.Chunk] = []
+    targets = [key.target for key in row.keys]
+    for pos, (cand, key) in enumerate(zip(fork.candidates, row.keys)):
+        look = state.highlighted(key.target, targets)
+        focused = look == "focus"
         level = band(cand.prob)
-        focused = cand.index == state.focus
-        key = str((pos + 1) % 10) if pos < 10 else " "
-        out.append(f"{key}", style="bold #ffaf00" if focused else "#808080")
+        out = Text()
+        number = str((pos + 1) % 10) if pos < 10 else " "
+        out.append(number, style="bold #ffaf00" if focused else "#808080")
         out.append("▸" if focused else " ", style="bold #ffaf00")
         style = f"{BAND_STYLES[level]} {FOCUS_STYLE}" if focused else BAND_STYLES[level]
+        if look == "group":
+            style = f"{style} {GROUP_STYLE}"
+        body_start = len(out)
         out.append(BAND_PAD[level], style=style)
         out.append(fork.stem(cand), style=f"{style} dim")
         out.append(f"{cand.word.strip()}{BAND_PAD[level]}", style=style)
         if show_probs:
             out.append(f" {cand.prob * 100:.0f}%", style="#808080")
+        if focused:
+            _dwell(out, state.dwell, body_start)
+        chunks.append(board.Chunk(out, key, cols[key.target]))
+    return board.pack([("candidates", chunks)], width, gap=3, center=True)
+
+
+def _dwell(out: Text, dwell: float | None, start: int = 0) -> None:
+    """Dwell progress on a focused target: its cells fill (green) from the left as the dwell grows."""
+    if dwell is None or dwell <= 0:
+        return
+    cells = len(out.plain) - start
+    fill = max(1, min(cells, round(cells * min(1.0, dwell))))
+    out.stylize(DWELL_STYLE, start, start + fill)
+
+
+def key_chunk(state: ViewState, key: board.Key, col: int, row: Collection[str], *,
+              show_prob: bool = False) -> board.Chunk:
+    """One keyboard or command key (in a row of ``row`` targets): its label in a box of spaces, drawn by
+    how it is highlighted."""
+    look = state.highlighted(key.target, row)
+    style = KEY_STYLE
+    if key.prob is not None:
+        style = LETTER_STYLES[band(key.prob)]
+    if look == "focus":
+        style = f"{style} {FOCUS_STYLE}"
+    elif look == "group":
+        style = f"{style} {GROUP_STYLE}"
+    out = Text(f" {key.label} ", style=style)
+    if show_prob and key.prob is not None:
+        out.append(f"{key.prob * 100:.0f}%", style="#808080" if look != "focus" else style)
+    if look == "focus":
+        _dwell(out, state.dwell)
+    return board.Chunk(out, key, col)
+
+
+def keyboard(state: ViewState, show_probs: bool = True, width: int = 80) -> tuple[Text, list[Spot]]:
+    """The on-screen keyboard: the likeliest next letters, the typed word with space/delete/accept,
+    the alphabet (the fork's script, fixed order), and the command row; each row behind a caption."""
+    rows: list[tuple[str, list[board.Chunk]]] = []
+    captions = {"letters": "likeliest", "edit": "typed", "commands": "commands"}
+    for row in board.keyboard_rows(state):
+        caption = captions.get(row.name, "" if row.name != "abc-1" else board.script_of(state))
+        head = Text(caption.ljust(board.CAPTION_W), style="dim")
+        chunks = [board.Chunk(head)]
+        if row.name == "edit":
+            typed = Text((state.typed or "") + "▏", style="bold #ffaf00" if state.typed else "dim")
+            typed.append(" " * max(0, 12 - len(typed.plain)))
+            chunks.append(board.Chunk(typed))
+        cols = board.rank_by_prob(row.keys) if row.name == "letters" else {k.target: i for i, k in enumerate(row.keys)}
+        targets = [key.target for key in row.keys]
+        chunks += [key_chunk(state, key, cols[key.target], targets, show_prob=show_probs and row.name == "letters")
+                   for key in row.keys]
+        rows.append((row.name, chunks))
+    return board.pack(rows, width, gap=1, indent=board.CAPTION_W + 1)
+
+
+def keyboard_title(state: ViewState) -> Text:
+    """The keyboard's title: what it types into, and the rest notice while paused."""
+    out = Text("keyboard")
+    if state.typed:
+        out.append(f" · typing '{state.typed}'", style="bold #ffaf00")
+    if state.resting:
+        out.append(" · resting (looked away): Resume continues", style="bold yellow")
+    elif state.paused:
+        out.append(" · paused: Resume continues", style="bold yellow")
     return out
 
 
@@ -133,6 +213,12 @@ def focused_detail(state: ViewState, lines: int) -> Text:
     if fork is None or not fork.candidates:
         out.append("nothing focused", style="dim")
         return out
+    focused = state.focused
+    if focused is not None and not focused.candidate:  # a command or a key (a scan, a dwell)
+        out.append(f"{focused.kind} {focused.value}", style="bold #ffaf00")
+        if state.focus_source and state.focus_source != state.me:
+            out.append(f"  (focus from {state.focus_source})", style="dim")
+        out.append("\n")
     pos = fork.position_of(state.focus)
     cand = fork.candidates[0 if pos is None else pos]
     out.append(fork.stem(cand), style="bold #ffaf00 dim")
@@ -203,8 +289,8 @@ def sources_view(state: ViewState, alive: Mapping[str, str], roles: Mapping[str,
         for name, st in state.status.sources.items():
             entries.setdefault(name, st)
     for name, status in state.sources.items():
-        live = entries.get(name)
-        if live in ("silent", "stopped"):
+        heard = entries.get(name)
+        if heard in ("silent", "stopped"):
             continue  # the heartbeats' word wins: the process itself is gone
         if status.state in ("ok", "recovered"):
             entries.setdefault(name, status.state)
@@ -229,7 +315,7 @@ def help_line(state: ViewState, keys_on: bool) -> Text:
     if not keys_on:
         return Text("view only (keys off)   ctrl+q quit", style="dim")
     text = ("1-9 select  ←→ focus  enter/space confirm  end +phrase  shift+←→ mark phrase  ⌫ back  +/tab more  "
-            "a-z type  esc pause  ctrl+q quit")
+            "a-z type  esc pause  click: any word, key or command  ctrl+q quit")
     out = Text(text, style="dim", no_wrap=True, overflow="ellipsis")
     if state.typed:
         out = Text(f"typing '{state.typed}'  ⌫ deletes a letter  space/enter: this word  ", style="bold #ffaf00") + out

@@ -11,16 +11,18 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.events import Key
+from textual.events import Click, Key, Resize
 from textual.message import Message as UIMessage
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from razvilka.protocol.client import BusClient
+from razvilka.protocol.client import BusClient, TrackedFork
 from razvilka.protocol.errors import ProtocolError
-from razvilka.protocol.messages import Message, SourceStatus
+from razvilka.protocol.messages import Command, Layout, Message, Select, SourceStatus
+from razvilka.protocol.targets import parse_target
 from razvilka.renderers.config import TuiConfig
-from razvilka.renderers.tui import render
+from razvilka.renderers.tui import board, render
+from razvilka.renderers.tui.board import Spot
 from razvilka.renderers.tui.state import ViewState
 from razvilka.runtime import stop_event
 
@@ -28,7 +30,9 @@ log = logging.getLogger("razvilka.render.tui")
 
 #: What the view follows: forks, text, the daemon, input health, others' focus.
 SUBSCRIBE = ("fork.", "text.", "daemon.", "source.", "input.focus.")
-PANELS = ("status", "text", "cloud", "lookahead", "detail", "sources", "help")
+PANELS = ("status", "text", "cloud", "keyboard", "lookahead", "detail", "sources", "help")
+#: Panels whose content holds targets (their spots go into the layout).
+TARGET_PANELS = ("cloud", "keyboard")
 
 
 class BusEvent(UIMessage):
@@ -48,15 +52,33 @@ class BusNotice(UIMessage):
         self.ok = ok
 
 
+class PanelResized(UIMessage):
+    """A panel's size changed (sent after the screen's layout pass, so every region is current)."""
+
+
+class Panel(Static):
+    """A panel of the view: it tells the app when its size changes (the app's own resize comes
+    before the panels are laid out again, so their regions would still be the old ones)."""
+
+    def on_resize(self, event: Resize) -> None:
+        self.app.post_message(PanelResized())
+
+
 class TuiApp(App[int]):
-    """Draws the daemon's forks and text; its keys are an input source named ``config.name``."""
+    """Draws the daemon's forks and text; its keys are an input source named ``config.name``.
+
+    Every action is also a target on screen (protocol 1.4): the candidates, an on-screen keyboard
+    and the command row. The view publishes where they are (``render.layout``, in cells) whenever
+    they move, so a switch adapter can scan them and a gaze adapter hit-test them; it draws any
+    source's focus and scanned row on them; a click selects one."""
 
     TITLE = "razvilka"
     CSS = """
     Screen { layout: vertical; background: #101418; }
     #status { height: 1; padding: 0 1; background: #1c2630; }
     #text { height: 1fr; min-height: 3; border: round #3a4a5a; padding: 0 1; }
-    #cloud { height: auto; min-height: 3; border: round #ffaf00; padding: 1 1; content-align: center middle; }
+    #cloud { height: auto; min-height: 3; border: round #ffaf00; padding: 0 1; }
+    #keyboard { height: auto; border: round #5f87af; padding: 0 1; }
     #below { height: auto; max-height: 14; }
     #lookahead { width: 3fr; height: auto; border: round #3a4a5a; padding: 0 1; }
     #detail { width: 2fr; height: auto; border: round #5fd7ff; padding: 0 1; }
@@ -79,13 +101,19 @@ class TuiApp(App[int]):
         self.published: int = 0
         self._drawn = -1
         self.panels: dict[str, Static] = {}
+        self.spots: dict[str, list[Spot]] = {name: [] for name in TARGET_PANELS}
+        self.layout_now: Layout | None = None   # the targets as drawn now (also when no fork is open)
+        self.published_layout: tuple[TrackedFork, Layout] | None = None  # the last published, and its fork
+        self._drawn_width: dict[str, int] = {}
+        self._width_redraws = 0
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Static(id="status")
-        with Vertical():
-            yield Static(id="text")
-            yield Static(id="cloud")
+        with Vertical(id="middle"):
+            yield Panel(id="text")
+            yield Panel(id="cloud")
+            yield Panel(id="keyboard")
             with Horizontal(id="below"):
                 yield Static(id="lookahead")
                 yield Static(id="detail")
@@ -99,12 +127,18 @@ class TuiApp(App[int]):
         self.panels["text"].border_subtitle = render.legend()
         self.panels["lookahead"].border_title = "look-ahead"
         self.panels["detail"].border_title = "focused"
+        self.panels["cloud"].border_subtitle = "click a word"
         if self.own_client:
             await self.client.start()
         if self.config.keys:
             self._announce("ok", "keys in the terminal view")
         stop_event(then=self.exit)  # SIGTERM (`razvilka up` stopping) closes the view cleanly
         self.redraw(force=True)
+        # after every layout pass (a resize, a panel growing) the targets may have moved. The signal's
+        # callback may run while the next pass is pending (the content already redrawn for a new fork,
+        # the regions still the old ones): publish only once no pass is pending, as after a redraw.
+        self.screen.screen_layout_refresh_signal.subscribe(
+            self, lambda _screen: self.call_after_refresh(self.publish_layout))
         self.set_interval(self.config.refresh_ms / 1000, self._refresh_sources)
         self.follow_bus()
 
@@ -131,9 +165,9 @@ class TuiApp(App[int]):
         except ProtocolError as exc:
             self.post_message(BusNotice(f"no snapshot ({exc}); following live messages only", ok=False))
         while True:
-            msg = await self.client.recv(timeout=1.0)
-            if msg is not None:
-                self.post_message(BusEvent(msg))
+            live = await self.client.recv(timeout=1.0)
+            if live is not None:
+                self.post_message(BusEvent(live))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "bus" and event.state == WorkerState.ERROR:
@@ -157,6 +191,36 @@ class TuiApp(App[int]):
             event.stop()
             event.prevent_default()
 
+    def on_click(self, event: Click) -> None:
+        """A click on a target selects it (a candidate, a key, a command): the mouse as one more input."""
+        if not self.config.keys or event.button != 1 or self.layout_now is None:
+            return
+        target = board.hit(self.layout_now, event.screen_x, event.screen_y)
+        if target is not None:
+            event.stop()
+            self.choose(target)
+
+    def choose(self, target: str) -> None:
+        """Select ``target``: a candidate by its index (as a number key does), any other target by its id.
+
+        A command needs no fork: with none open (the model writing, or paused between forks) it goes
+        as the command itself."""
+        fork = self.state.fork
+        parsed = parse_target(target)
+        if fork is None:
+            if parsed.kind != "cmd":
+                log.info("click on %s: no open fork", target)
+                return
+            body: Select | Command = Command(command=parsed.value, source=self.client.name)  # type: ignore[arg-type]
+            self.client.publish(body)
+        else:
+            if parsed.kind == "cand":
+                body = Select(index=parsed.index, source=self.client.name, kind="pointer")
+            else:
+                body = Select(target=target, source=self.client.name, kind="pointer")
+            self.client.publish(body, fork_id=fork.fork_id)
+        self.published += 1
+
     def action_key_more(self) -> None:
         if self.config.keys:
             self._press("tab", None)
@@ -179,12 +243,65 @@ class TuiApp(App[int]):
         st, panels = self.state, self.panels
         panels["status"].update(render.status_line(st))
         panels["text"].update(render.text_view(st))
-        panels["cloud"].update(render.cloud(st, self.config.show_probabilities))
+        for name, draw in (("cloud", render.cloud), ("keyboard", render.keyboard)):
+            self._drawn_width[name] = width = self._content_width(name)
+            text, self.spots[name] = draw(st, self.config.show_probabilities, width)
+            panels[name].update(text)
         panels["cloud"].border_title = render.cloud_title(st)
+        panels["keyboard"].border_title = render.keyboard_title(st)
         panels["lookahead"].update(render.lookaheads(st))
         panels["detail"].update(render.focused_detail(st, self.config.focused_lines))
         panels["help"].update(render.help_line(st, self.config.keys))
         self._refresh_sources()
+        self.call_after_refresh(self.publish_layout)  # once the panels have their new sizes
+
+    def _content_width(self, name: str) -> int:
+        """The cells a panel's content has across (before the first layout: the screen's, less its frame)."""
+        width = self.panels[name].content_size.width
+        return width if width > 0 else max(1, self.size.width - 4)
+
+    def on_panel_resized(self, event: PanelResized) -> None:
+        """A panel got a new size (the terminal resized, or a panel above grew): lines re-wrap at the
+        new width and the targets move, so draw again and publish where they are now."""
+        if self.panels:
+            self.redraw(force=True)
+
+    def laid_out_for_now(self) -> bool:
+        """Whether the panels' regions are for the terminal's present size: the app's size changes at
+        once on a resize, the regions only with the next layout pass. The status line spans the width
+        and the help line is the last line (the middle takes the rest), whatever the content."""
+        status, help_ = self.panels["status"].region, self.panels["help"].region
+        return status.width == self.size.width and help_.y == self.size.height - 1
+
+    def publish_layout(self) -> None:
+        """``render.layout`` of every target drawn, in cells, when it differs from the last one published.
+
+        A panel laid out at another width than it was drawn for (the first draw, a resize) is drawn
+        again first: a target's box is where it is on screen, never where it was meant to be."""
+        if not self.panels or not self.is_running or not self.laid_out_for_now():
+            return  # resized, the panels not laid out again yet: that layout pass publishes
+        if self._width_redraws < 2 and any(self.panels[name].content_size.width not in (0, self._drawn_width.get(name))
+                                           for name in TARGET_PANELS):
+            self._width_redraws += 1
+            self.redraw(force=True)
+            return
+        self._width_redraws = 0
+        shown = self.query_one("#middle").region  # in a short terminal the panels below are cut off
+        placed = {}
+        for name in TARGET_PANELS:
+            region = self.panels[name].content_region
+            placed[(region.x, region.y)] = [s for s in self.spots[name]  # a target cut off is not there
+                                            if s.y < region.height and shown.contains(region.x + s.x, region.y + s.y)]
+        self.layout_now = board.layout(placed, board.scan_order(self.state), (self.size.width, self.size.height),
+                                       self.client.name)
+        fork = self.state.fork
+        if fork is None:
+            return
+        last = self.published_layout
+        if last is not None and last[0] is fork and last[1] == self.layout_now:
+            return  # nothing moved; every fork.open (a reopen too) gets its layout
+        self.published_layout = (fork, self.layout_now)
+        self.client.publish(self.layout_now, fork_id=fork.fork_id)
 
     def _refresh_sources(self) -> None:
         roles = {name: peer.role for name, peer in self.client.peers.items()}
