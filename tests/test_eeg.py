@@ -18,13 +18,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 import pytest
-from conftest import TEST_DATA
+from bus_helpers import B
+from conftest import TEST_DATA, ClientFactory
 
 from razvilka.inputs.eeg.adapter import EegAdapter, calibrate_from_files
 from razvilka.inputs.eeg.bayes import lm_prior
@@ -33,9 +36,19 @@ from razvilka.inputs.eeg.config import EegConfig
 from razvilka.inputs.eeg.epochs import EpochBuffer, EpochSpec, epochs_from_recording
 from razvilka.inputs.eeg.recording import NON_TARGET, TARGET, Recording, load_muse_csv, write_playback_file
 from razvilka.inputs.eeg.simulate import simulate, summarise
+from razvilka.protocol.client import BusClient
 from razvilka.protocol.clock import now_s, unix_to_bus_offset_s
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Candidate, Focus, ForkOpen, Heartbeat, Select, SourceStatus, Stimulus
+from razvilka.protocol.messages import (
+    Candidate,
+    Focus,
+    ForkOpen,
+    Heartbeat,
+    Message,
+    Select,
+    SourceStatus,
+    Stimulus,
+)
 
 MUSE = TEST_DATA / "eeg" / "muse-visual-p300"
 SUBSCRIBE = ["fork.", "render.stimulus.", "input.focus."]
@@ -95,7 +108,8 @@ def test_simulated_selections_lm_prior_needs_fewer_flashes(muse_model: P300Model
     k = 6
     lm = np.array([1 / (i + 1) for i in range(k)])       # a typical fork: Zipf-like candidate probabilities
     lm /= lm.sum()
-    common = dict(trials=300, threshold=0.9, max_repetitions=10, choice_prior=lm, null_prior=0.05, seed=7)
+    common: dict[str, Any] = dict(trials=300, threshold=0.9, max_repetitions=10, choice_prior=lm, null_prior=0.05,
+                                  seed=7)
     flat = summarise(simulate(scores[labels == 1], scores[labels == 0], muse_model.scores, np.ones(k) / k,
                               **common), k, 0.175)
     prior = summarise(simulate(scores[labels == 1], scores[labels == 0], muse_model.scores, lm_prior(lm),
@@ -108,7 +122,7 @@ def test_simulated_selections_lm_prior_needs_fewer_flashes(muse_model: P300Model
     assert prior.accuracy >= flat.accuracy - 0.03                   # ...without costing accuracy
     assert prior.itr_bits_per_min > flat.itr_bits_per_min
     # nobody attending: the "none of them" hypothesis keeps most such forks from a false select
-    idle = dict(trials=150, threshold=0.9, max_repetitions=10, attending=False, seed=9)
+    idle: dict[str, Any] = dict(trials=150, threshold=0.9, max_repetitions=10, attending=False, seed=9)
     false_with = np.mean([t.choice is not None for t in simulate(
         scores[labels == 1], scores[labels == 0], muse_model.scores, lm_prior(lm), null_prior=0.05, **idle)])
     false_without = np.mean([t.choice is not None for t in simulate(
@@ -124,19 +138,19 @@ class Session:
     """The adapter running on a real bus, and everything it published."""
 
     adapter: EegAdapter
-    task: asyncio.Task
+    task: asyncio.Task[None]
     stop: asyncio.Event
-    peer: object
-    seen: list = field(default_factory=list)
+    peer: BusClient
+    seen: list[Message] = field(default_factory=list)
 
-    def of(self, kind: type) -> list:
+    def of(self, kind: type[B]) -> list[B]:
         return [m.body for m in self.seen if isinstance(m.body, kind)]
 
-    async def pump(self, seconds: float, until=None) -> None:  # type: ignore[no-untyped-def]
+    async def pump(self, seconds: float, until: Callable[[Message], bool] | None = None) -> None:
         """Collect messages for ``seconds`` or until ``until(msg)`` is true."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            msg = await self.peer.recv(timeout=max(0.0, min(0.1, deadline - time.monotonic())))  # type: ignore[attr-defined]
+            msg = await self.peer.recv(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
             if msg is not None and msg.header.sender == self.adapter.cfg.name:
                 self.seen.append(msg)
                 if until is not None and until(msg):
@@ -147,18 +161,17 @@ class Session:
         await asyncio.wait_for(self.task, 10)
 
 
-async def start(ipc_clients, cfg: EegConfig, model: P300Model | None = None, **kw) -> Session:  # type: ignore[no-untyped-def]
+async def start(ipc_clients: ClientFactory, cfg: EegConfig, model: P300Model | None = None, **kw: Any) -> Session:
     client = await ipc_clients(cfg.name, role="input", subscribe=SUBSCRIBE)
     peer = await ipc_clients("test-renderer", subscribe=["input.", "source."])
     adapter = EegAdapter(cfg, client, model=model, **kw)
     stop = asyncio.Event()
-    session = Session(adapter, asyncio.create_task(adapter.run(stop)), stop, peer)
-    return session
+    return Session(adapter, asyncio.create_task(adapter.run(stop)), stop, peer)
 
 
 def open_fork(session: Session, fork_id: str, probs: list[float]) -> None:
     cands = [Candidate(index=i, word=f"w{i}", prob=p) for i, p in enumerate(probs)]
-    session.peer.publish(ForkOpen(candidates=cands), fork_id=fork_id)  # type: ignore[attr-defined]
+    session.peer.publish(ForkOpen(candidates=cands), fork_id=fork_id)
 
 
 async def play(session: Session, fork_id: str, flashes: list[tuple[float, int]], start_unix: float, *,
@@ -170,14 +183,15 @@ async def play(session: Session, fork_id: str, flashes: list[tuple[float, int]],
         wait = onset + delay - now_s()
         if wait > 0:
             await session.pump(wait)
-        session.peer.publish(Stimulus(indices=[idx], onset_ns=int(onset * 1e9), flash=n, renderer="test"),  # type: ignore[attr-defined]
+        session.peer.publish(Stimulus(indices=[idx], onset_ns=int(onset * 1e9), flash=n, renderer="test"),
                              fork_id=fork_id)
         if stop_on_select and session.of(Select):
             return
 
 
 # ---------------------------------------------------------------------------- replay of a real run
-async def test_muse_run_replayed_through_playback_board_selects_on_bus(ipc_clients, muse_model, muse_runs, tmp_path) -> None:
+async def test_muse_run_replayed_through_playback_board_selects_on_bus(ipc_clients, muse_model, muse_runs,
+                                                                        tmp_path) -> None:
     """Run 6 (never trained on) streams through BrainFlow's playback board in real time.
 
     The recorded stimuli become flashes of a K=4 fork: every target stimulus flashes
@@ -225,7 +239,9 @@ SYN_WEIGHTS = np.array([0.3, 0.6, 0.9, 0.6, 1.0, 0.7, 0.6, 0.7])
 def erp(n: int, amplitude: float) -> np.ndarray:
     """A P300-like response (channels x samples): a small N200 and a parietal positivity at 300 ms."""
     t = np.arange(n) / SYN_RATE
-    wave = amplitude * (np.exp(-((t - 0.30) ** 2) / (2 * 0.05 ** 2)) - 0.4 * np.exp(-((t - 0.20) ** 2) / (2 * 0.03 ** 2)))
+    p300 = np.exp(-((t - 0.30) ** 2) / (2 * 0.05 ** 2))
+    n200 = np.exp(-((t - 0.20) ** 2) / (2 * 0.03 ** 2))
+    wave = amplitude * (p300 - 0.4 * n200)
     return SYN_WEIGHTS[:, None] * wave[None, :]
 
 
@@ -267,15 +283,17 @@ def synth_model() -> P300Model:
     return model
 
 
-def synth_config(path: Path, tmp_path: Path, **kw) -> EegConfig:  # type: ignore[no-untyped-def]
-    base = dict(board_id=-3, master_board=-1, playback_file=str(path), board_config=["old_timestamps"],
+def synth_config(path: Path, tmp_path: Path, **kw: Any) -> EegConfig:
+    base: dict[str, Any] = dict(board_id=-3, master_board=-1, playback_file=str(path), board_config=["old_timestamps"],
                 channels=list(SYN_CH), model_dir=str(tmp_path), max_repetitions=6, threshold=0.9)
     base.update(kw)
     return EegConfig(**base)
 
 
-async def run_synthetic(ipc_clients, model, tmp_path, responders, *, k=4, rounds=6, seed=1, delay=0.0, soa=0.175,
-                        drop: tuple[float, float] | None = None, probs=None, **cfg):  # type: ignore[no-untyped-def]
+async def run_synthetic(ipc_clients: ClientFactory, model: P300Model | None, tmp_path: Path,
+                        responders: dict[int, float], *, k: int = 4, rounds: int = 6, seed: int = 1,
+                        delay: float = 0.0, soa: float = 0.175, drop: tuple[float, float] | None = None,
+                        probs: list[float] | None = None, **cfg: Any) -> Session:
     """Write a synthetic session to a playback file, replay it, flash it, and collect the result."""
     rec, flashes = synth_session(k, rounds, responders, seed=seed, soa=soa)
     if drop is not None:   # samples lost on the way: cut them out, timestamps and all
@@ -286,7 +304,8 @@ async def run_synthetic(ipc_clients, model, tmp_path, responders, *, k=4, rounds
     session = await start(ipc_clients, synth_config(path, tmp_path, **cfg), model)
     open_fork(session, "syn", probs or [1 / k] * k)
     await play(session, "syn", flashes, start_unix, delay=delay)
-    await session.pump(2.0, until=lambda m: isinstance(m.body, Select) or "no confident" in getattr(m.body, "detail", ""))
+    await session.pump(2.0, until=lambda m: isinstance(m.body, Select)
+                       or "no confident" in getattr(m.body, "detail", ""))
     await session.close()
     return session
 
@@ -357,7 +376,7 @@ async def test_live_calibration_from_focused_targets(ipc_clients, tmp_path) -> N
     cfg = synth_config(path, tmp_path, calibration_targets=10, user="ada")
     session = await start(ipc_clients, cfg, calibrate=True)
     open_fork(session, "cal", [0.25] * 4)
-    session.peer.publish(Focus(index=2, source="calibration"), fork_id="cal")  # type: ignore[attr-defined]
+    session.peer.publish(Focus(index=2, source="calibration"), fork_id="cal")
     await play(session, "cal", flashes, start_unix, stop_on_select=False)
     await session.pump(5.0, until=lambda m: isinstance(m.body, SourceStatus) and "calibrated" in m.body.detail)
     await session.close()
@@ -417,7 +436,7 @@ async def test_bad_board_is_reported_and_adapter_stays_up(ipc_clients, tmp_path,
     open_fork(session, "f", [0.5, 0.5])
     await session.pump(1.0)
     assert "f" in session.adapter.forks and not session.task.done()     # still serving the bus
-    assert session.peer.alive().get(cfg.name) == "alive"  # type: ignore[attr-defined]
+    assert session.peer.alive().get(cfg.name) == "alive"
     await session.close()
 
 
@@ -425,12 +444,12 @@ async def test_stimulus_for_unknown_fork_is_ignored_clearly(ipc_clients, synth_m
     cfg = EegConfig(board_id=-1, channels=list(SYN_CH), model_dir=str(tmp_path))   # the live synthetic board
     session = await start(ipc_clients, cfg, synth_model)
     await session.pump(1.5, until=lambda m: isinstance(m.body, SourceStatus) and "Synthetic" in m.body.detail)
-    session.peer.publish(Stimulus(indices=[0], onset_ns=int(now_s() * 1e9)), fork_id="ghost")  # type: ignore[attr-defined]
+    session.peer.publish(Stimulus(indices=[0], onset_ns=int(now_s() * 1e9)), fork_id="ghost")
     open_fork(session, "real", [0.5, 0.5])
     await session.pump(0.3)
-    session.peer.publish(Stimulus(indices=[7], onset_ns=int(now_s() * 1e9)), fork_id="real")  # type: ignore[attr-defined]
-    session.peer.publish(Stimulus(indices=[0], onset_ns=int((now_s() + 60) * 1e9)), fork_id="real")  # type: ignore[attr-defined]
-    session.peer.publish(Stimulus(indices=[1], onset_ns=int(now_s() * 1e9)), fork_id="real")  # type: ignore[attr-defined]
+    session.peer.publish(Stimulus(indices=[7], onset_ns=int(now_s() * 1e9)), fork_id="real")
+    session.peer.publish(Stimulus(indices=[0], onset_ns=int((now_s() + 60) * 1e9)), fork_id="real")
+    session.peer.publish(Stimulus(indices=[1], onset_ns=int(now_s() * 1e9)), fork_id="real")
     await session.pump(1.5)
     stats = session.adapter.stats
     assert stats.ignored["UNKNOWN_FORK"] == 1 and stats.ignored["OUT_OF_RANGE"] == 1 and stats.ignored["BAD_VALUE"] == 1
@@ -513,9 +532,11 @@ async def test_cli_process_with_unknown_board_stays_up_and_stops_cleanly(ipc_bus
     peer = await ipc_clients("watcher", subscribe=["source."])
     env = dict(os.environ, RAZVILKA_BUS__RUNTIME_DIR=str(ipc_bus.config.resolved_runtime_dir()),
                RAZVILKA_INPUTS__EEG__MODEL_DIR=str(tmp_path))
-    with open(tmp_path / "stderr.log", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "razvilka.cli", "input", "eeg", "--board-id", "999"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+    # the CLI under test runs beside the event loop: the log opens and Popen returns at once
+    with open(tmp_path / "stderr.log", "wb") as err:  # noqa: ASYNC230
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "razvilka.cli", "input", "eeg", "--board-id", "999"],
+            env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
         status, sender = None, ""
         deadline = time.monotonic() + 30

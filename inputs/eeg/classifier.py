@@ -35,7 +35,7 @@ PIPELINES = ("xdawn-ts-lda", "erpcov-mdm", "vector-lda")
 MIN_AUC = 0.6
 
 
-class Downsample(BaseEstimator, TransformerMixin):  # type: ignore[misc]
+class Downsample(BaseEstimator, TransformerMixin):
     """Mean over ``points`` equal bins of each channel, flattened: the classic P300 feature vector."""
 
     def __init__(self, points: int = 24) -> None:

@@ -1,7 +1,8 @@
-"""Recorded EEG with stimulus markers: the shared Muse CSVs, BrainFlow files, and playback files.
+"""Recorded EEG with stimulus markers, and playback files for BrainFlow's playback board.
 
 Marker convention (as in the eeg-notebooks recordings): 0 none, 1 non-target onset,
-2 target onset, set on the sample nearest the stimulus onset.
+2 target onset, set on the sample nearest the stimulus onset. The readers for the formats
+researchers bring (muse-lsl / eeg-notebooks CSVs, BrainFlow files, XDF) are in :mod:`readers`.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Recording:
     channels: tuple[str, ...]
     sampling_rate: int
     source: str = ""
+    device: str = ""        # what recorded it (a BrainFlow board name, an XDF stream name, "Muse2016"), for the montage
 
     @property
     def events(self) -> np.ndarray:
@@ -40,44 +42,17 @@ class Recording:
 
 
 def load_muse_csv(path: str | Path, sampling_rate: int = 256) -> Recording:
-    """Read an eeg-notebooks Muse CSV: ``timestamps,TP9,AF7,AF8,TP10,Right AUX,Marker``.
+    """Read an eeg-notebooks / muse-lsl CSV (any of their headers; see :func:`readers.read_csv`)."""
+    from razvilka.inputs.eeg.readers import read_csv
 
-    The AUX column is left out: it is not connected on the headband.
-    """
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as fh:
-            header = fh.readline().strip().split(",")
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise ProtocolError(ErrorCode.BAD_STREAM, f"cannot read recording {path}: {exc}") from None
-    if "timestamps" not in header or "Marker" not in header or data.shape[1] != len(header):
-        raise ProtocolError(ErrorCode.BAD_STREAM, f"{path}: expected a timestamps,...,Marker header, got {header}")
-    eeg_cols = [i for i, name in enumerate(header) if name not in ("timestamps", "Marker") and "AUX" not in name]
-    return Recording(
-        eeg=data[:, eeg_cols], timestamps=data[:, header.index("timestamps")],
-        markers=data[:, header.index("Marker")].astype(int), channels=tuple(header[i] for i in eeg_cols),
-        sampling_rate=sampling_rate, source=str(path),
-    )
+    return read_csv(path, sampling_rate=sampling_rate)
 
 
 def load_brainflow_file(path: str | Path, board_id: int, channels: list[str] | tuple[str, ...] = ()) -> Recording:
     """Read a file written by BrainFlow (``DataFilter.write_file`` or the file streamer)."""
-    brainflow()
-    from brainflow.data_filter import DataFilter
+    from razvilka.inputs.eeg.readers import read_brainflow
 
-    info = board_info(board_id)
-    rows, names = info.select(list(channels))
-    try:
-        data = DataFilter.read_file(str(path))
-    except Exception as exc:  # BrainFlowError or OSError
-        raise ProtocolError(ErrorCode.BAD_STREAM, f"cannot read BrainFlow file {path}: {exc}") from None
-    if data.shape[0] != info.num_rows:
-        raise ProtocolError(ErrorCode.BAD_STREAM,
-                            f"{path} has {data.shape[0]} rows; {info.name} writes {info.num_rows}")
-    return Recording(eeg=data[list(rows)].T.copy(), timestamps=data[info.timestamp_row].copy(),
-                     markers=data[info.marker_row].astype(int), channels=names,
-                     sampling_rate=info.sampling_rate, source=str(path))
+    return read_brainflow(path, board_id=board_id, channels=channels)
 
 
 def write_playback_file(path: str | Path, rec: Recording, board: BoardInfo | int, *,
