@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from razvilka.inputs.keyadapter import KeySource, fail, key_names, main, serve_source
+from razvilka.inputs.keyadapter import KeySource, add_lsl_argument, fail, key_names, main, serve_source
 from razvilka.inputs.keymap import KeyInterpreter, KeyMap
 from razvilka.inputs.scanswitch import add_scan_argument, with_scanning
 from razvilka.protocol.errors import ErrorCode, ProtocolError
@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="play a recorded event file through the adapter instead of a device")
     parser.add_argument("--realtime", action="store_true", help="--replay at the recorded pace")
     add_scan_argument(parser)
+    add_lsl_argument(parser)
 
 
 def build_keymap(cfg: FootswitchConfig, backend: str) -> KeyMap:
@@ -88,7 +89,7 @@ async def _main(config: Config, args: argparse.Namespace, stop: asyncio.Event) -
     interp, adapter = with_scanning(config.scan, args.scan, make_interpreter(cfg, keymap), "inputs.footswitch.pedals")
     source = make_source(cfg, keymap, backend, device, args.replay, args.realtime)
     return await serve_source(config, cfg.name, source, interp, stop, drain_s=0.3 if args.replay else 0.0,
-                              adapter=adapter)
+                              adapter=adapter, lsl=bool(args.lsl))
 
 
 def _tools(config: Config, args: argparse.Namespace) -> int | None:

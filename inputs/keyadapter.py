@@ -7,6 +7,7 @@ only in their source (X11 or evdev) and key map. Messages go out on
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -22,6 +23,7 @@ from razvilka.runtime import serve_until_signal
 
 if TYPE_CHECKING:
     from razvilka.config import Config
+    from razvilka.inputs.lslrecord import KeyRecord
     from razvilka.protocol.client import BusClient
 
 log = logging.getLogger("razvilka.inputs.keys")
@@ -46,6 +48,7 @@ class KeyAdapter:
         self.name = name
         self.state = ""
         self.ready = asyncio.Event()
+        self.record: KeyRecord | None = None  # --lsl: key events as LSL markers (docs/research.md)
 
     def _status(self, state: str, detail: str) -> None:
         self.state = state
@@ -86,7 +89,11 @@ class KeyAdapter:
                 self.interp.release_all()
             self._status(ev.state, ev.detail)
             return
-        self._send(self.interp.feed(ev), f"key={ev.name}")
+        reaction = self.interp.feed(ev)
+        if self.record is not None:
+            self.record.push(ev, next((e.fork_id for e in reaction.emits if e.fork_id), None),
+                             [e.body.TYPE for e in reaction.emits])
+        self._send(reaction, f"key={ev.name}")
 
     def _send(self, reaction: Reaction, cause: str) -> None:
         """Publish what a key (or the scanner's clock, or a layout) caused, and log it."""
@@ -122,6 +129,12 @@ class KeyAdapter:
         return 1 if lost else 0
 
 
+def add_lsl_argument(parser: argparse.ArgumentParser) -> None:
+    """``--lsl`` for every key adapter (the research record, docs/research.md)."""
+    parser.add_argument("--lsl", action="store_true",
+                        help="also publish every key going down and up as an LSL marker (docs/research.md)")
+
+
 def key_names(backend: str) -> KeyNames:
     """The key names ``backend`` can report, to validate a configured map against."""
     if backend == "evdev":
@@ -133,24 +146,32 @@ def key_names(backend: str) -> KeyNames:
 
 async def serve_source(config: Config, name: str, source: KeySource, interpreter: KeyInterpreter,
                        stop: asyncio.Event, *, drain_s: float = 0.0,
-                       adapter: type[KeyAdapter] = KeyAdapter) -> int:
+                       adapter: type[KeyAdapter] = KeyAdapter, lsl: bool = False) -> int:
     """Open ``source``, run an ``adapter`` (:class:`KeyAdapter`, or the scanning one) for it on the bus
     as ``name`` until ``stop``, close it.
 
     ``drain_s``: wait this long before closing, so the last messages leave (closing drops
-    unsent ones: linger 0)."""
+    unsent ones: linger 0). ``lsl``: also publish every key as an LSL marker (docs/research.md)."""
     from razvilka.protocol.client import BusClient
 
+    running: KeyAdapter | None = None
     if hasattr(source, "open"):
         await source.open()  # fail now, with what to do (no X display, no such device)
     try:
         client = BusClient.from_config(name, config.bus, role="input", subscribe=list(adapter.subscribe))
+        running = adapter(client, source, interpreter, name=name)
+        if lsl:
+            from razvilka.inputs.lslrecord import KeyRecord
+
+            running.record = KeyRecord(name)
         async with client:
-            code = await adapter(client, source, interpreter, name=name).run(stop)
+            code = await running.run(stop)
             if drain_s:
                 await asyncio.sleep(drain_s)
             return code
     finally:
+        if running is not None and running.record is not None:
+            running.record.close()
         if hasattr(source, "close"):
             source.close()
 

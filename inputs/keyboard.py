@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from razvilka.inputs.keyadapter import KeySource, key_names, main, serve_source
+from razvilka.inputs.keyadapter import KeySource, add_lsl_argument, key_names, main, serve_source
 from razvilka.inputs.keymap import DEFAULT_KEYBOARD_KEYS, KeyInterpreter, KeyMap
 from razvilka.inputs.scanswitch import add_scan_argument, with_scanning
 
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="evdev: vendor:product, /dev/input/eventN or part of the name")
     parser.add_argument("--no-typing", action="store_true", help="letters do not start 'my own word'")
     add_scan_argument(parser)
+    add_lsl_argument(parser)
 
 
 def build_keymap(cfg: KeyboardConfig, backend: str) -> KeyMap:
@@ -68,7 +69,7 @@ async def _main(config: Config, args: argparse.Namespace, stop: asyncio.Event) -
     interp, adapter = with_scanning(config.scan, args.scan, make_interpreter(cfg, keymap, typing),
                                     "inputs.keyboard.keys")
     source = make_source(cfg, keymap, backend, args.device if args.device is not None else cfg.device, typing)
-    return await serve_source(config, cfg.name, source, interp, stop, adapter=adapter)
+    return await serve_source(config, cfg.name, source, interp, stop, adapter=adapter, lsl=bool(args.lsl))
 
 
 def run(config: Config, args: argparse.Namespace) -> int:

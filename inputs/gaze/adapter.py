@@ -30,7 +30,16 @@ from razvilka.inputs.gaze.pipeline import GazeTracker
 from razvilka.inputs.gaze.stream import ChannelMap
 from razvilka.protocol.client import BusClient, ForkTracker, cancel_and_wait
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Command, Confirm, DaemonStatus, Focus, Layout, Message, SourceStatus
+from razvilka.protocol.messages import (
+    Command,
+    ConfigState,
+    Confirm,
+    DaemonStatus,
+    Focus,
+    Layout,
+    Message,
+    SourceStatus,
+)
 from razvilka.runtime import stop_event
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,8 +48,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("razvilka.gaze")
 
-#: Forks (and text.undo, which ends one), the renderers' layouts, and the daemon's state (paused or not).
-SUBSCRIBE = ("fork.", "text.undo.", "render.layout.", "daemon.status.")
+#: Forks (and text.undo, which ends one), the renderers' layouts, the daemon's state (paused or not), and
+#: (1.5) the settings the person changes (dwell, rest).
+SUBSCRIBE = ("fork.", "text.undo.", "render.layout.", "daemon.status.", "config.state.")
+#: The settings of ``config.state`` (protocol 1.5) the adapter applies at once.
+GAZE_SETTINGS = ("inputs.gaze.dwell_ms", "inputs.gaze.rest_ms")
 #: Layouts kept for forks the adapter has not seen open yet (a late joiner, a reordering).
 PENDING_LAYOUTS = 8
 
@@ -48,8 +60,12 @@ PENDING_LAYOUTS = 8
 class GazeAdapter:
     """One gaze source on the bus. ``run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, cfg: GazeConfig, client: BusClient, calibration: Calibration | None = None) -> None:
+    def __init__(self, cfg: GazeConfig, client: BusClient, calibration: Calibration | None = None, *,
+                 lsl: bool = False) -> None:
+        from razvilka.inputs.lslrecord import GazeRecord
+
         self.cfg = cfg
+        self.record = GazeRecord(cfg, calibration) if lsl else None  # --lsl: samples and markers for LabRecorder
         self.client = client
         self.calibration = calibration
         self.tracker = GazeTracker(cfg, calibration)
@@ -118,6 +134,9 @@ class GazeAdapter:
         if isinstance(body, DaemonStatus):
             self.paused = body.state == "paused"
             return
+        if isinstance(body, ConfigState):
+            self.apply_settings(body)
+            return
         what = self.forks.update(msg)
         fork = self.forks.fork
         if what in ("open", "reopen") and fork is not None:
@@ -134,10 +153,33 @@ class GazeAdapter:
                 return
             if fork_id == self.tracker.fork_id:
                 self.on_layout(fork_id, body)
+            elif self.paused and self.tracker.fork_id is None and self.forks.is_stale(fork_id):
+                # paused between forks (none is open): the renderer's Resume names the last fork, and
+                # the daemon takes cmd:resume for any fork it opened, so a dwell there still resumes
+                self.tracker.open_fork(fork_id)
+                self.on_layout(fork_id, body)
             else:
                 self.pending[fork_id] = body
                 while len(self.pending) > PENDING_LAYOUTS:
                     self.pending.pop(next(iter(self.pending)))
+
+    def apply_settings(self, state: ConfigState) -> None:
+        """The person changed dwell or rest (protocol 1.5 ``config.state`` names it in ``changed``): it holds from
+        now on, the dwell under way included (with cascading dwell, the open fork keeps its thresholds: the
+        next fork has the new ones). Other settings, and a state that changed none of these, leave the
+        adapter's own configuration as it started (the file the daemon saves changes to)."""
+        if state.changed not in GAZE_SETTINGS:
+            return
+        name = state.changed.rsplit(".", 1)[1]
+        value = state.values.get(state.changed)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            return
+        self.cfg = msgspec.structs.replace(self.cfg, **{name: type(getattr(self.cfg, name))(value)})
+        self.tracker.cfg = self.cfg
+        self.tracker.dwell.dwell_ms = self.cfg.dwell_ms
+        if not self.cfg.cascade:
+            self.tracker.dwell.thresholds = {}  # every target's dwell is dwell_ms
+        log.info("gaze: %s = %s (changed by the person)", state.changed, value)
 
     def on_layout(self, fork_id: str, layout: Layout) -> None:
         try:
@@ -203,7 +245,10 @@ class GazeAdapter:
             self.status("recovered", f"samples flow again from {self.stream.describe()}")
         if now - self.stream.clock_checked > self.cfg.clock_refresh_s:
             self.stream.refresh_clock(timeout=0.05)
-        self.publish(self.tracker.feed(raw))
+        events = self.tracker.feed(raw)
+        if self.record is not None:
+            self.record.push(raw, events, self.tracker, self.stream.info.nominal_srate())
+        self.publish(events)
 
     async def stream_loop(self, stop: asyncio.Event) -> None:
         try:
@@ -236,6 +281,8 @@ class GazeAdapter:
             self.publish(self.tracker.drop())
             if self.stream is not None:
                 self.stream.close()
+            if self.record is not None:
+                self.record.close()
             self.status("stopped", "adapter stopped")
 
 
@@ -272,6 +319,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cascade", action="store_true", default=None, help="shorter dwell for likely words")
     parser.add_argument("--rest-ms", type=float, help="no gaze on the screen this long pauses (0 = never)")
     parser.add_argument("--user", help="whose calibration to use or make (default: $USER)")
+    parser.add_argument("--lsl", action="store_true",
+                        help="also publish the gaze samples and fixation/dwell markers over LSL (docs/research.md)")
     parser.add_argument("--calibrate", action="store_true",
                         help="show calibration targets full screen, measure offset and spread, store them, exit")
 
@@ -288,10 +337,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
     cfg = config_from_args(config.inputs.gaze, args)
     if getattr(args, "calibrate", False):
         return calibrate(cfg)
-    return asyncio.run(_main(config, cfg))
+    return asyncio.run(_main(config, cfg, lsl=bool(getattr(args, "lsl", False))))
 
 
-async def _main(config: Config, cfg: GazeConfig) -> int:
+async def _main(config: Config, cfg: GazeConfig, *, lsl: bool = False) -> int:
     stop = stop_event()
     try:
         client = BusClient.from_config(cfg.name, config.bus, role="input", subscribe=list(SUBSCRIBE))
@@ -301,7 +350,7 @@ async def _main(config: Config, cfg: GazeConfig) -> int:
     async with client:
         if not await client.wait_connected(5.0):  # PUB drops what it sends before the proxy subscribes
             log.warning("the bus did not answer within 5 s; going on (early events may be lost)")
-        await GazeAdapter(cfg, client, load_calibration(cfg)).run(stop)
+        await GazeAdapter(cfg, client, load_calibration(cfg), lsl=lsl).run(stop)
     return 0
 
 
