@@ -5,6 +5,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from razvilka.cli import positive_int
@@ -62,16 +64,20 @@ def run_daemon(config: Config, args: argparse.Namespace) -> int:
 
     config = _apply_flags(config, args)
     try:
-        return asyncio.run(_serve(config, new_prompt=args.prompt is not None, host_bus=not args.no_bus))
+        return asyncio.run(_serve(config, new_prompt=args.prompt is not None, host_bus=not args.no_bus,
+                                  config_file=getattr(args, "config", None)))
     except RazvilkaError as exc:
         print(f"razvilka daemon: {exc}", file=sys.stderr)
         return 2
 
 
 def build_daemon(config: Config, *, engine: Engine | None = None, host_bus: bool = True,
-                 resume: bool = True) -> Daemon:
+                 resume: bool = True, config_file: str | Path | None = None,
+                 output_env: Mapping[str, str] | None = None) -> Daemon:
     """The daemon as ``razvilka daemon`` and ``razvilka up`` run it (and as the tests start it): a plain
-    ``Daemon`` with the person's profile as its learner, unless ``daemon.profile`` is off.
+    ``Daemon`` with the person's profile as its learner, unless ``daemon.profile`` is off. ``config_file``:
+    where settings the person changes are saved (``--config``; default: razvilka/config.py's rule);
+    ``output_env``: the environment of the speech and text-out programs (default: this process's).
 
     The profile reranks every fork and learns from every acknowledged decision (docs/learning.md)."""
     from razvilka.daemon.service import Daemon
@@ -84,14 +90,15 @@ def build_daemon(config: Config, *, engine: Engine | None = None, host_bus: bool
         profile = load_profile(default_profile_path(config.daemon.user, config.store.path), config.daemon.user)
         learner = ProfileLearner(profile, widen=config.daemon.profile_widen,
                                  memory_chars=config.daemon.profile_memory_chars)
-    return Daemon(config, engine=engine, learner=learner, host_bus=host_bus, resume=resume)
+    return Daemon(config, engine=engine, learner=learner, host_bus=host_bus, resume=resume, config_file=config_file,
+                  output_env=output_env)
 
 
-async def _serve(config: Config, *, new_prompt: bool, host_bus: bool) -> int:
+async def _serve(config: Config, *, new_prompt: bool, host_bus: bool, config_file: str | None = None) -> int:
     from razvilka.runtime import stop_event
 
     stop = stop_event()
-    daemon = build_daemon(config, host_bus=host_bus, resume=not new_prompt)
+    daemon = build_daemon(config, host_bus=host_bus, resume=not new_prompt, config_file=config_file)
     try:
         await daemon.start()
         log.info("daemon ready: model=%s store=%s", daemon.engine.model_name if daemon.engine else "?",

@@ -1,7 +1,7 @@
-"""The daemon's sections of the configuration: model, fork gating, daemon behaviour, store."""
+"""The daemon's sections of the configuration: model, fork gating, daemon behaviour, quick phrases, store."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -20,6 +20,17 @@ class ModelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     side_sequences: int = 32    # KV sequences for candidates, look-ahead and pre-generation (n_seq_max - 1)
     extra_buffers: bool = False # llama.cpp extra weight buffers (AMX / repacking). Off: AMX kernels die with
                                 # SIGILL in VMs that advertise AMX without enabling it (docs/engine.md)
+    # Where the model runs (docs/deployment.md): "embedded" = llama.cpp in the daemon; "llama-server" = over HTTP
+    # to llama.cpp's server (razvilka serve), with ``path`` naming the same GGUF here for its vocabulary;
+    # "openai" (or "vllm") = an OpenAI-compatible /v1/completions server such as vLLM (daemon/backends/openai_compat.py)
+    backend: Literal["embedded", "llama-server", "openai", "vllm"] = "embedded"
+    name: str = ""              # "openai": the served model, or a LoRA adapter's name (vLLM); "" = the server's first
+    url: str = "http://127.0.0.1:8080"  # the server; plain http only on loopback, else https (a TLS proxy)
+    tls_ca: str = ""            # CA file that signed the TLS proxy's certificate ("" = the system's)
+    api_key_file: str = ""      # a 0600 file with the server's key (razvilka serve --api-key-file); "" = none
+    top_n: int = 256            # tokens per row a server returns (n_probs): the rest's mass is carried, unseen
+    timeout_s: float = 30.0     # a server that does not answer within this is reported down
+    slot: int = -1              # server slot for this daemon's document (id_slot); -1 = the server picks by prefix
 
 
 def _default_cost_weights() -> dict[str, float]:
@@ -35,7 +46,7 @@ class GatingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """
 
     mode: Literal["auto", "always"] = "auto"  # "always": a fork at every word
-    k: int = 8                      # candidates per fork
+    k: Annotated[int, msgspec.Meta(ge=1)] = 8  # candidates per fork (0 would be a fork with nothing to choose)
     max_entropy_bits: float = 2.5   # token-level entropy (bits) above which a key user is asked (x w)
     min_margin: float = 0.5         # word-level p(top1) - p(top2) below which a key user is asked (/ w)
     cost_weights: dict[str, float] = msgspec.field(default_factory=_default_cost_weights)
@@ -43,6 +54,11 @@ class GatingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lookahead_tokens: int = 6       # short look-ahead per candidate
     long_lookahead_tokens: int = 16 # the focused candidate's look-ahead
     max_auto_words: int = 12        # force a fork after this many auto-written words
+    # A sensible start (docs/daemon.md, "A sensible start"): a new document with an empty prompt begins from a
+    # plain-prose framing the model reads but the text does not hold, and candidates that are markup or code (<h1>,
+    # `import`, {, backticks, #include) are left out; keep_markup keeps them (a person who writes HTML or code)
+    prose: bool = True
+    keep_markup: bool = False
 
 
 class DaemonConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -63,6 +79,26 @@ class KeyboardConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     script: Literal["auto", "latin", "cyrillic"] = "auto"  # auto: the script of the text's letters
     letter_words: int = 0  # words the next-letter probabilities are counted from; 0 = the fork's own search
                            # (free: cached); more widens the search (about 2x a fork's time at 32: docs/engine.md)
+
+
+class RecordConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The research record (docs/research.md): one LSL marker stream of the whole session, for LabRecorder.
+
+    Off by default: LSL announces its streams to the whole local network (multicast discovery) and any
+    program there may read them, and this one carries the person's words. A lab turns it on."""
+
+    lsl: bool = False                 # publish every fork, focus, confirm, decision, stimulus and command over LSL
+    lsl_name: str = "razvilka-session"  # the stream's name (its source_id adds the host and the user)
+
+
+class PhrasesConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Quick phrases (daemon/phrases.py): a TOML list the person or a caregiver edits, and the sentences the
+    person writes most often, shown as ``phrase:<id>`` targets (protocol 1.5 ``phrases.state``)."""
+
+    file: str = ""  # "" = phrases.toml beside the configuration file ($XDG_CONFIG_HOME/razvilka/); made if absent
+    action: Literal["speak", "insert", "both"] = "speak"  # what selecting a phrase does
+    frequent: Annotated[int, msgspec.Meta(ge=0, le=50)] = 6  # how many of the most frequent sentences (0: none)
+    frequent_min: Annotated[int, msgspec.Meta(ge=1)] = 2      # written at least this often to count
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -15,6 +15,12 @@ decides the fork, a command runs, a keyboard key edits the typed word (``_act``)
 ``cmd:resume``/``cmd:pause`` get through. Each fork announces the next letters' probabilities and
 the keyboard's script.
 
+Protocol 1.5: the text leaves through the daemon, which holds it (daemon/output.py: speak, repeat,
+stop speaking, copy, type out; quick phrases from daemon/phrases.py); a partner's turn frames the
+person's reply as a dialogue (daemon/prose.py; the turns are stored, so a resumed document reads
+the same); settings change by ``config.update`` (daemon/settings.py). In prose mode candidates that
+are markup or code are left out, and an empty new document starts from a plain-prose framing.
+
 Every decision is written to the store before it is acknowledged on the bus; a learner (the
 person's profile, daemon/learner.py) takes part through one seam and learns only what the store
 acknowledged. A failed store write is a ``STORE_ERROR`` and the fork opens again.
@@ -27,18 +33,27 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import msgspec
+
 from razvilka.config import Config
+from razvilka.config import config_file as default_config_file
+from razvilka.daemon import settings
 from razvilka.daemon.decider import Decider, Decision, guess_kind, source_kind
 from razvilka.daemon.engine import Aborted, Engine, LetterDistribution, WordCandidate, WordDistribution, letters_of
 from razvilka.daemon.errors import DaemonRefusal
 from razvilka.daemon.gating import should_fork
 from razvilka.daemon.learner import Acknowledged, Learner
-from razvilka.daemon.store import Document, Entry, Store
+from razvilka.daemon.lslrecord import SessionRecorder
+from razvilka.daemon.output import Output, what_to_say
+from razvilka.daemon.phrases import PhraseBook, phrases_path
+from razvilka.daemon.prose import MAX_TURN_CHARS, MAX_TURNS, framing, with_framing, without_markup
+from razvilka.daemon.store import Document, Entry, Store, Turn
 from razvilka.daemon.words import head_words, joins
 from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient, cancel_and_wait
@@ -48,6 +63,8 @@ from razvilka.protocol.messages import (
     Body,
     Candidate,
     Command,
+    ConfigState,
+    ConfigUpdate,
     Confirm,
     DaemonStatus,
     Focus,
@@ -66,14 +83,26 @@ from razvilka.protocol.messages import (
 from razvilka.protocol.messages import (
     DaemonError as DaemonErrorMsg,
 )
-from razvilka.protocol.targets import Target, is_key_char, text_script
+from razvilka.protocol.targets import OUTPUT_COMMANDS, Target, is_key_char, parse_target, text_script
 
 log = logging.getLogger("razvilka.daemon")
 T = TypeVar("T")
 
 CONTEXT_CHARS = 200
 PAUSE_TARGETS = ("cmd:pause", "cmd:resume")  # the only targets a paused daemon takes (a gaze user resumes by dwell)
+SUBSCRIBE = ["input.", "heartbeat.", "source.status.", "config.update."]
 DECLINED_KEEP = 256   # remembered auto-written words taken back (per document)
+
+
+def _outside_fork(target: str | None) -> bool:
+    """1.5: a target that needs no open fork: it speaks, sends the text, picks a phrase, or is a renderer's own."""
+    if target is None:
+        return False
+    try:
+        t = parse_target(target)
+    except RazvilkaError:
+        return False  # the decider refuses it, naming the id
+    return t.output or t.renderer_own
 
 
 @dataclass
@@ -83,6 +112,7 @@ class Action:
     decision: Decision | None = None
     command: Command | None = None
     ts_ns: int = 0
+    target: str = ""  # 1.5: the target that asked for it (phrase:<id> writes its phrase)
 
 
 @dataclass
@@ -116,8 +146,18 @@ class Daemon:
     """One daemon: ``await daemon.start()``, ``await daemon.run_until(stop_event)``, ``await daemon.close()``."""
 
     def __init__(self, config: Config, *, engine: Engine | None = None, learner: Learner | None = None,
-                 host_bus: bool = True, resume: bool = True) -> None:
+                 host_bus: bool = True, resume: bool = True, config_file: str | Path | None = None,
+                 output_env: Mapping[str, str] | None = None) -> None:
+        """``config_file``: where settings changed by ``config.update`` are saved (default: the file the
+        configuration is read from, razvilka/config.py); ``output_env``: the environment speech and text-out
+        programs run in (default: this process's)."""
         self.config = config
+        self.config_file = Path(config_file) if config_file else default_config_file()
+        self.output = Output(config, output_env)
+        self.phrases: PhraseBook | None = None
+        self.turns: list[Turn] = []    # the conversation the open document replies to (store table turns)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.resume = resume
         self.engine = engine
         self.learner = learner     # the person's profile (daemon/cli.py builds the shipped daemon with one)
@@ -125,6 +165,7 @@ class Daemon:
         self.host_bus = host_bus
         self.bus: BusHost | None = None
         self.client: BusClient | None = None
+        self.recorder: SessionRecorder | None = None  # [record] lsl: the session's LSL marker stream
         self.store = Store(config.store.path)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self.decider = Decider(stale_focus_ms=config.daemon.stale_focus_ms)
@@ -144,6 +185,7 @@ class Daemon:
         self.pregen_hits = 0
         self.decisions = 0
         self.stale_focus = 0       # focus messages for a fork already decided: dropped, counted (docs/daemon.md)
+        self.paused_focus = 0      # focus messages while paused: dropped, counted (docs/daemon.md)
         self._tasks: list[asyncio.Task[Any]] = []
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,7 +209,7 @@ class Daemon:
             self.bus = BusHost(cfg.bus)
             endpoints = self.bus.start()
             self.client = BusClient(
-                cfg.daemon.name, endpoints, role="daemon", subscribe=["input.", "heartbeat.", "source.status."],
+                cfg.daemon.name, endpoints, role="daemon", subscribe=SUBSCRIBE,
                 heartbeat_ms=cfg.bus.heartbeat_ms, missed_beats=cfg.bus.missed_beats,
                 curve_secret_file=(cfg.bus.resolved_curve_dir() / "client.key_secret"
                                    if endpoints.curve_server_public else None),
@@ -175,15 +217,21 @@ class Daemon:
             )
         else:
             self.client = BusClient.from_config(cfg.daemon.name, cfg.bus, role="daemon",
-                                                subscribe=["input.", "heartbeat.", "source.status."],
+                                                subscribe=SUBSCRIBE,
                                                 on_reject=self._on_reject)
         await self.client.start()
         await self.client.wait_connected(5.0)
+        if cfg.record.lsl:  # the research record (docs/research.md): a bus reader like any client
+            self.recorder = SessionRecorder(cfg, self.client.endpoints, curve_secret_file=self.client.curve_secret_file)
+            await self.recorder.start()
+            self._tasks.append(asyncio.create_task(self.recorder.run(), name="daemon-lsl-record"))
         self._tasks.append(asyncio.create_task(self._read(), name="daemon-reader"))
         if self.engine is None:
             self._status("loading", progress=0.0, detail="loading model")
             self.engine = await self._load_engine()
         self._tasks.append(asyncio.create_task(self._status_loop(), name="daemon-status"))
+        self._publish_settings()
+        self._load_phrases()
         await self._open_document()
         self._tasks.append(asyncio.create_task(self._write(), name="daemon-writer"))
         self.ready.set()
@@ -199,14 +247,27 @@ class Daemon:
                 log.info("loading model: %d%%", round(p * 100))
             loop.call_soon_threadsafe(lambda: self._status("loading", progress=round(p, 3), detail="loading model"))
 
-        return await loop.run_in_executor(self.pool, lambda: Engine(self.config.model, progress=progress))
+        from razvilka.daemon.backends.llama_server import ServerUnavailable
+
+        while True:
+            try:
+                return await loop.run_in_executor(self.pool, lambda: Engine(self.config.model, progress=progress))
+            except ServerUnavailable as exc:  # the model server is not up (yet): say so, and try again
+                self._error(exc)
+                self._status("loading", progress=0.0, detail=f"waiting for the model server: {exc.detail}")
+                await asyncio.sleep(2.0)
 
     async def close(self) -> None:
-        """Flush the store, save the learner, say goodbye on the bus, close the sockets."""
+        """Flush the store, save the learner, say goodbye on the bus, close the sockets (once: again is a no-op)."""
+        if self._closed:
+            return
+        self._closed = True
         self._status("stopping")
         await self._stop_worker()
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
+        await cancel_and_wait(list(self._sending))
+        self.output.close()
         if self.learner is not None:
             if self.doc is not None:  # words the model wrote after the last decision, kept
                 self.learner.document_end(self._spans()[0], self.doc.id)
@@ -259,6 +320,8 @@ class Daemon:
             parts.append(f"profile reset: {self.learner.notice}")
         if self.stale_focus:
             parts.append(f"stale focus dropped: {self.stale_focus}")
+        if self.paused_focus:
+            parts.append(f"paused focus dropped: {self.paused_focus}")
         return "; ".join(parts)
 
     def _status(self, state: str | None = None, **kw: Any) -> None:
@@ -287,21 +350,33 @@ class Daemon:
         cfg = self.config.daemon
         assert self.engine is not None
         doc = self.store.open_document(cfg.user) if self.resume else None
-        memory = self._memory_for(doc.id if doc is not None else None, doc.prompt if doc is not None else cfg.prompt)
-        if memory:  # read whole once, at start: seconds on a small CPU
+        prompt = doc.prompt if doc is not None else cfg.prompt
+        earlier = self.learner.memory(doc.id if doc is not None else None, prompt) if self.learner is not None else ""
+        if earlier:  # read whole once, at start: seconds on a small CPU
             self._status("loading", progress=1.0, detail="reading the person's earlier writing (the profile's memory)")
         if doc is not None:
             entries = self.store.entries(doc.id)
-            await self._eng(self._replay, doc.prompt, entries, memory)
-            self.doc = doc
+            turns = self.store.turns(doc.id)
+            await self._eng(self._replay, doc.prompt, entries, self._framed(earlier, doc.prompt, turns))
+            self.doc, self.turns = doc, turns
+            self.output.watch_from(self._spans()[0])
             log.info("resumed document %s at %d entries", doc.id, len(entries))
         else:
-            await self._new_document(cfg.prompt, memory)
+            await self._new_document(cfg.prompt, self._framed(earlier, cfg.prompt, ()))
+        self._count_phrases()
         self._publish_text()
 
-    def _memory_for(self, document: str | None, prompt: str) -> str:
-        """Text the model reads before this document and that is not part of it (the learner's memory)."""
-        return self.learner.memory(document, prompt) if self.learner is not None else ""
+    def _framed(self, earlier: str, prompt: str, turns: Sequence[Turn]) -> str:
+        """The learner's memory, then the framing (daemon/prose.py): the dialogue the document replies to,
+        or the plain-prose preamble of an empty prompt."""
+        frame = framing(prompt, turns, prose=self.config.gating.prose, script=self.config.keyboard.script)
+        return with_framing(earlier, frame)
+
+    def _memory_for(self, document: str | None, prompt: str, turns: Sequence[Turn] = ()) -> str:
+        """Text the model reads before this document and that is not part of it: the learner's memory, then
+        the framing."""
+        earlier = self.learner.memory(document, prompt) if self.learner is not None else ""
+        return self._framed(earlier, prompt, turns)
 
     def _replay(self, prompt: str, entries: list[Entry], memory: str = "") -> None:
         """Rebuild the engine state of a stored document (resume after a restart or crash)."""
@@ -328,15 +403,23 @@ class Daemon:
 
         return asyncio.get_running_loop().run_in_executor(self.pool, run)
 
-    async def _new_document(self, prompt: str, memory: str | None = None) -> None:
-        """Start a new document; ``memory``: what ``_memory_for(None, prompt)`` gives, if the caller has it already."""
+    async def _new_document(self, prompt: str, memory: str | None = None, turns: Sequence[Turn] = ()) -> None:
+        """Start a new document; ``memory``: what ``_memory_for(None, prompt, turns)`` gives, if the caller has
+        it already; ``turns``: the conversation it replies to (stored with it)."""
         assert self.engine is not None
+        ended = self.doc is not None
         if self.learner is not None and self.doc is not None:
             self.learner.document_end(self._spans()[0], self.doc.id)
             memory = None  # the document just ended joins the memory: read it again
-        await self._eng(self._replay, prompt, [], self._memory_for(None, prompt) if memory is None else memory)
+        await self._eng(self._replay, prompt, [], self._memory_for(None, prompt, turns) if memory is None else memory)
         self.doc = self.store.new_document(self.config.daemon.user, prompt, self.engine.model_name)
+        self.turns = list(turns)
+        if self.turns:
+            self.store.add_turns(self.doc.id, self.turns)
         self.known_forks.clear()
+        self.output.watch_from(prompt)
+        if ended:
+            self._count_phrases()  # the document that ended counts towards the frequent phrases
 
     def _spans(self) -> tuple[str, list[Span]]:
         assert self.doc is not None
@@ -356,7 +439,12 @@ class Daemon:
         text, spans = self._spans()
         assert self.doc is not None
         words = len(text[len(self.doc.prompt):].split())
-        self._publish(TextState(text=text, spans=spans, document=self.doc.id, position=words))
+        partner = next((t.text for t in reversed(self.turns) if t.who == "partner"), "")
+        self._publish(TextState(text=text, spans=spans, document=self.doc.id, position=words, partner=partner))
+        try:
+            self.output.finished(text)  # speech.each_sentence: say each sentence once it is finished
+        except RazvilkaError as exc:
+            self._error(exc)
 
     def _position(self) -> int:
         assert self.doc is not None
@@ -427,13 +515,37 @@ class Daemon:
 
     def _words(self, k: int, *, prefix: str = "", page: int = 0) -> WordDistribution:
         """The words at the end of the document (engine thread): the engine's, or, with a learner, the
-        engine's ``widen`` x K ranked by the learner down to the K of this page."""
+        engine's ``widen`` x K ranked by the learner down to the K of this page; in prose mode without
+        markup or code (daemon/prose.py)."""
         assert self.engine is not None
-        if self.learner is None:
-            return self.engine.words(k, prefix=prefix, page=page)
-        dist = self.engine.words(k * (page + self.learner.widen), prefix=prefix, page=0)
-        out = self.learner.rerank(dist, self.engine.text, k * (page + 1))
-        return replace(out, candidates=out.candidates[k * page: k * page + k])
+        engine = self.engine
+        if self.learner is None and not self._prose_filter():
+            return engine.words(k, prefix=prefix, page=page)
+        n = k * (page + (self.learner.widen if self.learner is not None else 1))
+        dist = self._without_markup(lambda ex: engine.words(n, prefix=prefix, page=0, exclude=ex), n, engine.text)
+        if self.learner is not None:
+            dist = self.learner.rerank(dist, engine.text, k * (page + 1))
+        return replace(dist, candidates=dist.candidates[k * page: k * page + k])
+
+    def _prose_filter(self) -> bool:
+        """Candidates that are markup or code are left out (``gating.prose``, unless ``gating.keep_markup``)."""
+        return self.config.gating.prose and not self.config.gating.keep_markup
+
+    def _without_markup(self, search: Callable[[Collection[str]], WordDistribution], n: int,
+                        before: str) -> WordDistribution:
+        """``search(excluded)`` less markup (when the filter is on); searched again, the markup excluded, while
+        fewer than ``n`` words are left (a few times at most: markup is rare past the start)."""
+        dist = search(())
+        if not self._prose_filter():
+            return dist
+        dist, removed = without_markup(dist, before)
+        excluded = set(removed)
+        for _ in range(3):
+            if not removed or len(dist.candidates) >= n:
+                break
+            dist, removed = without_markup(search(excluded), before)
+            excluded.update(removed)
+        return replace(dist, candidates=dist.candidates[:n])
 
     def _letters(self, prefix: str, page: int) -> LetterDistribution:
         """The next letters after ``prefix`` (engine thread): counted from the same search ``_words`` made
@@ -450,12 +562,18 @@ class Daemon:
         return text_script(text) if script == "auto" else script
 
     def _after(self, cand: WordCandidate, k: int, abort: threading.Event) -> WordDistribution:
-        """The fork that would follow ``cand`` (pre-generation, engine thread), ranked like a live one."""
+        """The fork that would follow ``cand`` (pre-generation, engine thread), ranked and filtered like a live one."""
         assert self.engine is not None
+        engine = self.engine
+        if self.learner is None and not self._prose_filter():
+            return engine.after(cand, k, abort=abort)
+        n = k * (self.learner.widen if self.learner is not None else 1)
+        # after() takes no exclusions: a wider search stands in for them
+        dist = self._without_markup(lambda ex: engine.after(cand, n + 2 * len(ex), abort=abort), n,
+                                    engine.text + cand.text)
         if self.learner is None:
-            return self.engine.after(cand, k, abort=abort)
-        dist = self.engine.after(cand, k * self.learner.widen, abort=abort)
-        return self.learner.rerank(dist, self.engine.text + cand.text, k)
+            return dist
+        return self.learner.rerank(dist, engine.text + cand.text, k)
 
     def _typed_only(self, prefix: str) -> WordDistribution:
         """A fork offering just what the person typed, when the model knows no word that starts so."""
@@ -625,6 +743,9 @@ class Daemon:
         if isinstance(body, Command):
             self._command(body, msg)
             return
+        if isinstance(body, ConfigUpdate):
+            self._config_update(body)
+            return
         if not isinstance(body, (Focus, Confirm, Select)):
             return
         if not self.ready.is_set():
@@ -643,7 +764,24 @@ class Daemon:
             if decision.target is not None and str(decision.target) in PAUSE_TARGETS:
                 self._pause(decision.target.value == "pause", body.source, rest=source_kind(body) == "gaze")
                 return
+        if isinstance(body, (Select, Confirm)) and _outside_fork(body.target):
+            # 1.5: speaking, sending the text, a quick phrase need no open fork either (the person may ask
+            # while the model writes), and they leave an open one open
+            if msg.header.fork_id not in self.known_forks:
+                raise DaemonRefusal(ErrorCode.UNKNOWN_FORK, f"no fork {msg.header.fork_id!r} was opened by this daemon")
+            if not self.unpaused.is_set():
+                raise DaemonRefusal(ErrorCode.NOT_READY, f"paused: {body.target} from {body.source} ignored "
+                                    "(only cmd:resume or cmd:pause are taken while paused)")
+            decision = self._input_decision(body, ts)
+            if decision.target is not None and (decision.target.output or decision.target.renderer_own):
+                self._run_target(decision.target, decision.sources[-1] if decision.sources else body.source, msg)
+                return
         fork = self._check_fork(msg)
+        if isinstance(body, Focus) and not self.unpaused.is_set():
+            # a gaze stream goes on while paused (the eyes rest on the Resume target, or anywhere):
+            # where they are is no lost action, so it is counted like a stale focus, not answered
+            self.paused_focus += 1
+            return
         if not self.unpaused.is_set():
             raise DaemonRefusal(ErrorCode.NOT_READY, f"paused: {msg.type} from {body.source} ignored "
                                 "(only cmd:resume or cmd:pause are taken while paused)")
@@ -664,6 +802,9 @@ class Daemon:
         cannot apply is refused and the fork stays open)."""
         target = decision.target
         source = decision.sources[-1] if decision.sources else "input"
+        if target is not None and (target.output or target.renderer_own):
+            self._run_target(target, source, msg)  # the fork stays open (a phrase written into the text ends it)
+            return
         if target is not None and target.kind == "cmd":
             self._command(Command(command=target.value, source=source), msg,  # type: ignore[arg-type]
                           rest=target.value == "pause" and self._gaze_source(msg))
@@ -718,6 +859,20 @@ class Daemon:
             return
         if not self.ready.is_set():
             raise DaemonRefusal(ErrorCode.NOT_READY, "the model is still loading")
+        if name in OUTPUT_COMMANDS:
+            self._output(name, cmd.text, msg)
+            return
+        if name == "phrase":
+            self._phrase(cmd.text.strip(), cmd.source, msg)
+            return
+        if name == "partner":
+            turn = " ".join(cmd.text.split())
+            if not turn:
+                raise DaemonRefusal(ErrorCode.BAD_COMMAND, "partner needs the partner's turn in `text`")
+            if len(turn) > MAX_TURN_CHARS:
+                raise DaemonRefusal(ErrorCode.BAD_VALUE, f"partner: the turn is {len(turn)} characters, "
+                                    f"at most {MAX_TURN_CHARS}")
+            cmd = msgspec.structs.replace(cmd, text=turn)
         if name == "bias" and not cmd.text.strip():
             raise DaemonRefusal(ErrorCode.BAD_COMMAND, "bias needs the word in `text` and a value in `bias`")
         if name == "back" and not self.marks:
@@ -725,6 +880,127 @@ class Daemon:
         if self.fork is not None:
             self.fork.resolved = True
         self.actions.put_nowait(Action(command=cmd, ts_ns=msg.header.ts_ns))
+
+    # ================================================================== saying and sending (protocol 1.5)
+    def _run_target(self, target: Target, source: str, msg: Message) -> None:
+        """A target that speaks, sends the text or picks a quick phrase; ``cmd:settings`` is the renderer's own."""
+        if target.kind == "phrase":
+            self._phrase(target.value, source, msg, target=str(target))
+        elif target.kind == "cmd" and target.value in OUTPUT_COMMANDS:
+            self._output(target.value, "", msg)
+        else:
+            log.info("%s from %s: a renderer's own target, nothing to do here", target, source)
+
+    def _output(self, name: str, text: str, msg: Message) -> None:
+        """speak / repeat / stop_speaking at once; copy / typeout off the event loop. A failure (a missing
+        program names its package; the text is kept) is a ``daemon.error``; the document is untouched."""
+        assert self.doc is not None
+        document = self._spans()[0]
+        if name == "speak":
+            said = self.output.speak(what_to_say(text, document))
+            log.info("speaking %d characters", len(said))
+        elif name == "repeat":
+            self.output.repeat()
+        elif name == "stop_speaking":
+            self.output.stop()
+        elif name in ("copy", "typeout"):
+            if not document.strip():
+                raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"{name}: there is no text to send")
+            how: Literal["copy", "typeout"] = "copy" if name == "copy" else "typeout"
+            task = asyncio.create_task(self._send(how, document.strip(), msg.header.id), name=f"daemon-{name}")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        else:
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"command {name!r} is no output command")
+
+    async def _send(self, how: Literal["copy", "typeout"], text: str, ref_id: str | None) -> None:
+        try:
+            tool = await self.output.send(how, text)
+            log.info("%s: %d characters with %s", how, len(text), tool)
+        except RazvilkaError as exc:
+            self._error(exc, ref_id)
+        except Exception as exc:  # the daemon keeps serving whatever the program did
+            log.exception("%s failed", how)
+            self._error(DaemonRefusal(ErrorCode.DEVICE_LOST, f"{how} failed: {exc}"), ref_id)
+
+    def _phrase(self, phrase_id: str, source: str, msg: Message, *, target: str = "") -> None:
+        """A quick phrase: said, written into the text, or both (``phrases.action``)."""
+        if self.phrases is None:
+            self._load_phrases()
+        if self.phrases is None:
+            raise DaemonRefusal(ErrorCode.BAD_CONFIG, "there are no quick phrases: their file could not be read "
+                                "(the error before this one says why)")
+        try:
+            if self.phrases.reread():
+                self._publish_phrases()
+        except RazvilkaError as exc:  # a bad edit of the file: the phrases read before stay
+            self._error(exc)
+        phrase = self.phrases.find(phrase_id)
+        action = self.config.phrases.action
+        if action in ("insert", "both"):
+            if self.fork is not None:
+                self.fork.resolved = True
+            self.actions.put_nowait(Action(command=Command(command="phrase", text=phrase.text, source=source),
+                                           ts_ns=msg.header.ts_ns, target=target or f"phrase:{phrase.id}"))
+        if action in ("speak", "both"):
+            self.output.speak(phrase.text)
+
+    async def _partner(self, turn: str) -> None:
+        """The partner's turn begins the person's reply. Text the person wrote since the last turn was their
+        reply to it: it joins the conversation and the reply starts as a new document; an empty document
+        takes the turn itself. Either way the model now reads the dialogue before the document."""
+        assert self.doc is not None and self.engine is not None
+        entries = self.store.entries(self.doc.id)
+        if entries:
+            written = " ".join("".join(e.text for e in entries).split())
+            turns = [*self.turns, Turn("person", written), Turn("partner", turn)][-MAX_TURNS:]
+            await self._new_document("", turns=turns)
+        else:
+            self.store.add_turns(self.doc.id, [Turn("partner", turn)])
+            self.turns.append(Turn("partner", turn))
+            memory = self._memory_for(self.doc.id, self.doc.prompt, self.turns)
+            await self._eng(self._replay, self.doc.prompt, [], memory)
+        log.info("partner's turn (%d characters): document %s replies to it", len(turn), self.doc.id)
+        self._publish_text()
+
+    # ================================================================== settings and phrases (protocol 1.5)
+    def _config_update(self, body: ConfigUpdate) -> None:
+        """Check, save, then apply one setting; refused, it changes nothing (``config.state`` says why)."""
+        try:
+            name, value = settings.check(self.config, body.section, body.key, body.value)
+            settings.save(self.config_file, name, value)
+        except RazvilkaError as exc:
+            self._publish_settings(error=exc.detail)
+            raise
+        settings.apply(self.config, name, value)
+        log.info("setting %s = %r (by %s), saved to %s", name, value, body.source, self.config_file)
+        if name.startswith("gating.") and self.fork is not None:
+            self.fork.after.clear()  # pre-generated forks have the old K or filter: the next fork is made afresh
+        self._publish_settings(changed=name)
+        self._status()
+
+    def _publish_settings(self, *, changed: str = "", error: str = "") -> None:
+        self._publish(ConfigState(values=settings.values(self.config), changed=changed, error=error))
+
+    def _load_phrases(self) -> None:
+        path = phrases_path(self.config.phrases, self.config_file)
+        try:
+            self.phrases = PhraseBook.load(path)
+        except RazvilkaError as exc:
+            self._error(exc)
+            return
+        self._publish_phrases()
+
+    def _count_phrases(self) -> None:
+        """Count the person's frequent sentences again (at start and when a document ends)."""
+        if self.phrases is None:
+            return
+        if self.phrases.count(self.store.written(self.config.daemon.user), self.config.phrases):
+            self._publish_phrases()
+
+    def _publish_phrases(self) -> None:
+        if self.phrases is not None:
+            self._publish(self.phrases.state())
 
     # ================================================================== applying actions
     async def _apply(self, action: Action) -> None:
@@ -760,6 +1036,11 @@ class Daemon:
         elif name == "new":
             await self._new_document(cmd.text)
             self._publish_text()
+        elif name == "phrase":  # a quick phrase written into the text (phrases.action insert or both)
+            await self._commit_typed(fork, cmd.text, sources=[cmd.source], rule="phrase", target=action.target)
+        elif name == "partner":
+            await self._partner(cmd.text)
+            self.reopen = Reopen("partner")  # the reply's first words are the person's to choose
         else:
             raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"command {name!r} cannot be applied now")
 
@@ -822,22 +1103,27 @@ class Daemon:
             await self._commit(cand)
         self._publish_text()
 
-    async def _commit_typed(self, fork: OpenFork | None, word: str, decision: Decision | None = None) -> None:
-        """Commit a word the person typed (``type`` with a trailing space, or ``key:space``: ``decision``)."""
+    async def _commit_typed(self, fork: OpenFork | None, word: str, decision: Decision | None = None, *,
+                            sources: list[str] | None = None, rule: str = "typed", target: str = "") -> None:
+        """Commit a word the person typed (``type`` with a trailing space, or ``key:space``: ``decision``), or
+        (1.5) a quick phrase's words (``rule`` "phrase", ``target`` its ``phrase:<id>``)."""
         assert self.engine is not None and self.doc is not None
         if not word:
             raise DaemonRefusal(ErrorCode.BAD_COMMAND, "type: empty word")
-        sources, rule = (decision.sources, decision.rule) if decision is not None else (["typed"], "typed")
+        if decision is not None:
+            sources, rule = decision.sources, decision.rule
+        sources = sources or ["typed"]
         text_before, _ = self._spans()
         lead = "" if not text_before or text_before[-1].isspace() else " "
         text = lead + word
-        entry = Entry(uuid.uuid4().hex, 0, "human", text, [], [word], fork_id=fork.id if fork else None,
+        entry = Entry(uuid.uuid4().hex, 0, "human", text, [], word.split(), fork_id=fork.id if fork else None,
                       idx=None, sources=list(sources), rule=rule, typed=True,
                       latency_ms=(now_ns() - fork.opened_ns) / 1e6 if fork else 0.0)
         self.store.add_entry(self.doc.id, entry)
         if fork is not None:
-            target = str(decision.target) if decision is not None and decision.target is not None else ""
-            self._publish(ForkDecided(index=None, words=[word], sources=list(sources), rule=rule,
+            if decision is not None and decision.target is not None:
+                target = str(decision.target)
+            self._publish(ForkDecided(index=None, words=word.split(), sources=list(sources), rule=rule,
                                       latency_ms=round(entry.latency_ms, 3), decision_id=entry.id, typed=True,
                                       target=target), fork.id)
         if self.learner is not None:

@@ -5,7 +5,9 @@ before the decision is acknowledged on the bus, so ``kill -9`` at any moment los
 nothing: on restart the daemon replays the open document's entries and goes on.
 
 The schema keeps what learning needs later: every candidate shown with its probability,
-the chosen one and by which sources, and the context at the fork.
+the chosen one and by which sources, and the context at the fork; and the conversation a
+document replies to (``turns``: the partner's turns and the person's earlier replies), which the
+model reads before the document, so a resumed document is framed as before.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from razvilka.daemon.errors import DaemonRefusal, ErrorCode
 from razvilka.private import private_dir, private_file
@@ -68,6 +70,14 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_doc ON entries(document_id, ord);
 CREATE INDEX IF NOT EXISTS forks_doc ON forks(document_id);
+CREATE TABLE IF NOT EXISTS turns (      -- the conversation a document replies to (protocol 1.5 partner)
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_id TEXT NOT NULL REFERENCES documents(id),
+    who TEXT NOT NULL,                  -- 'partner' | 'person' (the person's earlier reply)
+    text TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turns_doc ON turns(document_id, id);
 """
 
 
@@ -93,6 +103,14 @@ class Entry:
     latency_ms: float = 0.0
     phrase: bool = False
     typed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One turn of the conversation a document replies to: the partner's, or the person's earlier reply."""
+
+    who: Literal["partner", "person"]
+    text: str
 
 
 @dataclass
@@ -235,6 +253,30 @@ class Store:
                   r[10], bool(r[11]), bool(r[12]))
             for r in rows
         ]
+
+    # ------------------------------------------------------------------ the conversation (turns)
+    def add_turns(self, document_id: str, turns: list[Turn]) -> None:
+        """Append turns to the document's conversation (one transaction)."""
+        with self._writing(f"{len(turns)} conversation turn(s)"):
+            for turn in turns:
+                self.db.execute("INSERT INTO turns (document_id, who, text, ts_ns) VALUES (?,?,?,?)",
+                                (document_id, turn.who, turn.text, time.time_ns()))
+
+    def turns(self, document_id: str) -> list[Turn]:
+        """The document's conversation, oldest first."""
+        rows = self.db.execute("SELECT who, text FROM turns WHERE document_id=? ORDER BY id", (document_id,))
+        return [Turn(r[0], r[1]) for r in rows.fetchall()]
+
+    def written(self, user: str, documents: int = 200) -> list[str]:
+        """The text the person wrote (prompt left out) in each of their last ``documents`` documents."""
+        rows = self.db.execute(
+            "SELECT e.document_id, e.text FROM entries e JOIN (SELECT id, created_ns FROM documents WHERE user=?"
+            " ORDER BY created_ns DESC LIMIT ?) d ON d.id=e.document_id WHERE e.undone=0"
+            " ORDER BY d.created_ns, e.ord", (user, documents)).fetchall()
+        texts: dict[str, list[str]] = {}
+        for doc, text in rows:
+            texts.setdefault(doc, []).append(text)
+        return ["".join(parts) for parts in texts.values()]
 
     # ------------------------------------------------------------------ export
     def export_jsonl(self, document_id: str | None = None) -> Iterator[str]:

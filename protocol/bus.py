@@ -29,7 +29,8 @@ from razvilka.protocol.messages import PROTOCOL_VERSION, Message
 log = logging.getLogger("razvilka.bus")
 
 #: Topics whose latest message (per sender) a late joiner needs.
-RETAINED = ("fork.", "text.state.", "daemon.status.", "render.layout.", "source.status.", "heartbeat.")
+RETAINED = ("fork.", "text.state.", "daemon.status.", "render.layout.", "source.status.", "heartbeat.",
+            "config.state.", "phrases.state.")  # 1.5: the settings and the quick phrases
 #: Followed only for what they do to the open fork (``text.undo`` ends it), never retained.
 FORK_ONLY = ("text.undo",)
 SNAPSHOT_REQUEST = b"SNAPSHOT"
@@ -76,7 +77,7 @@ class StateCache:
 class BusHost:
     """Host the bus in this process. ``start()`` binds; ``stop()`` closes everything."""
 
-    def __init__(self, config: BusConfig, *, context: zmq.Context | None = None) -> None:
+    def __init__(self, config: BusConfig, *, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self.config = config
         self.ctx = context or zmq.Context.instance()
         self._own_ctx = context is None
@@ -134,9 +135,9 @@ class BusHost:
             self._close_sockets()
             raise ProtocolError(ErrorCode.BAD_CONFIG, f"cannot bind the bus ({exc}); is another bus running?") from None
         # Real endpoints (tcp port 0 binds an ephemeral port), read before the inproc bind.
-        self.pub_endpoint = self.xsub.last_endpoint.decode()
-        self.sub_endpoint = self.xpub.last_endpoint.decode()
-        self.snapshot_endpoint = self.router.last_endpoint.decode()
+        self.pub_endpoint = self.xsub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.sub_endpoint = self.xpub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.snapshot_endpoint = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         self.xpub.bind(self._inproc)  # the state cache listens here, inside the CURVE boundary
         endpoints = Endpoints(
             pub=self.pub_endpoint,

@@ -23,7 +23,9 @@ PROTOCOL_MAJOR = 1
 # 1.4: targets (protocol/targets.py): render.layout targets (+ Box.row/col), input.focus target/group,
 #      input.confirm target, input.select target (index optional: exactly one of the two),
 #      render.stimulus targets, fork.open letters/script, fork.decided target.
-PROTOCOL_MINOR = 4
+# 1.5: input.command speak/repeat/stop_speaking/copy/typeout/phrase/partner; targets cmd:speak ... cmd:settings and
+#      phrase:<id>; config.update / config.state; text.state partner; phrases.state.
+PROTOCOL_MINOR = 5
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 
 NonNeg = Annotated[int, Meta(ge=0)]
@@ -207,6 +209,55 @@ class TextState(Body):
     spans: list[Span] = field(default_factory=list)
     document: str = ""
     position: NonNeg = 0
+    partner: str = ""  # 1.5: the conversation partner's last turn, which this text replies to ("" = none)
+
+
+#: 1.5: a quick phrase's id (``phrase:<id>`` targets): lower-case letters, digits, ``_`` and ``-``.
+PHRASE_ID_PATTERN = r"^[a-z0-9_-]+$"
+PhraseId = Annotated[str, Meta(min_length=1, max_length=57, pattern=PHRASE_ID_PATTERN)]
+
+
+class Phrase(Struct, kw_only=True):
+    """1.5: one ready phrase: ``kind`` "quick" (the person's or a caregiver's list) or "frequent" (what the
+    person writes most often); a string, not an enum: a receiver shows a kind it does not know as quick."""
+
+    id: PhraseId
+    text: Annotated[str, Meta(min_length=1, max_length=1000)]
+    kind: Annotated[str, Meta(max_length=32)] = "quick"
+
+
+class PhrasesState(Body):
+    """1.5: the quick phrases to show as ``phrase:<id>`` targets; retained for late joiners."""
+
+    TYPE: ClassVar[str] = "phrases.state"
+    phrases: list[Phrase] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- settings (1.5)
+SECTION_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+KEY_PATTERN = r"^[a-z][a-z0-9_-]*$"
+SettingValue = str | int | float | bool
+
+
+class ConfigUpdate(Body):
+    """1.5: change one setting (``section.key`` of the configuration, e.g. ``gating`` ``k``) now and for good;
+    the daemon checks it, applies it, saves it and answers with ``config.state``."""
+
+    TYPE: ClassVar[str] = "config.update"
+    section: Annotated[str, Meta(min_length=1, max_length=64, pattern=SECTION_PATTERN)]
+    key: Annotated[str, Meta(min_length=1, max_length=64, pattern=KEY_PATTERN)]
+    value: SettingValue
+    source: Name
+
+
+class ConfigState(Body):
+    """1.5: the settings the person can change, ``"section.key"`` -> value; retained. ``error``: why the last
+    update was refused ("" = it was applied); ``changed``: the setting the last update changed."""
+
+    TYPE: ClassVar[str] = "config.state"
+    values: dict[str, SettingValue] = field(default_factory=dict)
+    error: str = ""
+    changed: Annotated[str, Meta(max_length=130)] = ""
 
 
 # ---------------------------------------------------------------- daemon: itself
@@ -294,14 +345,17 @@ class Select(Body, kw_only=True):
         _one_of("input.select", self.index, self.target, required=True)
 
 
-COMMANDS = ("back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new")
+COMMANDS = ("back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new",
+            "speak", "repeat", "stop_speaking", "copy", "typeout", "phrase", "partner")
 
 
 class Command(Body):
-    """Back, more candidates, type my own word, pause, regenerate, bias a word, new text."""
+    """Back, more candidates, type my own word, pause, regenerate, bias a word, new text; (1.5) speak, repeat,
+    stop speaking, copy, type out, a quick phrase, the conversation partner's turn."""
 
     TYPE: ClassVar[str] = "input.command"
-    command: Literal["back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new"]
+    command: Literal["back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new",
+                     "speak", "repeat", "stop_speaking", "copy", "typeout", "phrase", "partner"]
     source: Name
     text: str = ""
     bias: float = 0.0
@@ -383,8 +437,8 @@ BODY_TYPES: dict[str, type[Body]] = {
     cls.TYPE: cls
     for cls in (
         ForkOpen, ForkLookahead, ForkDecided,
-        TextAuto, TextUndo, TextState,
-        DaemonStatus, DaemonError,
+        TextAuto, TextUndo, TextState, PhrasesState,
+        DaemonStatus, DaemonError, ConfigUpdate, ConfigState,
         Focus, Confirm, Select, Command,
         Layout, Stimulus,
         Heartbeat, SourceStatus,

@@ -1,10 +1,16 @@
-"""Target ids (protocol 1.4): the one grammar of what a layout box, a focus, a confirm or a select names.
+"""Target ids (protocol 1.4, 1.5): the one grammar of what a layout box, a focus, a confirm or a select names.
 
 A target is a string ``kind:value``:
 
 * ``cand:<i>``      candidate ``i`` of the open fork (the same as index ``i``)
 * ``word:<i>:<n>``  candidate ``i`` and the first ``n`` words (1-based) of its short look-ahead
-* ``cmd:<name>``    a command: back, more, pause, resume, new
+* ``cmd:<name>``    a command: back, more, pause, resume, new; (1.5) speak, repeat, stop_speaking, copy,
+                    typeout (the text goes out: the daemon runs them and the fork stays open), settings
+                    (a renderer's own: it opens its settings page and never sends it)
+* ``phrase:<id>``   (1.5) a quick phrase of ``phrases.state``: ``id`` is lower-case letters, digits, ``_``, ``-``
+* ``ui:<id>``       (1.5) a renderer's own control (its settings page's steps and presets, its Close): the
+                    renderer acts on it when an input selects or confirms it; the daemon decides nothing by it.
+                    ``id`` as a phrase id
 * ``key:<ch>``      a letter key of the on-screen keyboard: one lower-case Latin or Cyrillic letter,
                     or ``'`` or ``-``
 * ``key:space``     end the typed word (commit the typed prefix as the word)
@@ -24,9 +30,18 @@ from typing import Literal
 
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 
-TARGET_KINDS = ("cand", "word", "cmd", "key")
-#: Commands a 1.4 target may name (issue 17 adds more; a later minor's name is refused here as unknown).
+TARGET_KINDS = ("cand", "word", "cmd", "key", "phrase", "ui")
+#: Commands that steer the writing (1.4). A later minor's command name is refused here as unknown.
 TARGET_COMMANDS = ("back", "more", "pause", "resume", "new")
+#: 1.5: commands that send the text out; the daemon runs them at once and the open fork stays open.
+OUTPUT_COMMANDS = ("speak", "repeat", "stop_speaking", "copy", "typeout")
+#: 1.5: commands a renderer handles itself (it opens its settings page); a daemon that gets one ignores it.
+RENDERER_COMMANDS = ("settings",)
+#: Every command a target may name.
+ALL_COMMANDS = TARGET_COMMANDS + OUTPUT_COMMANDS + RENDERER_COMMANDS
+#: 1.5: the characters of a quick phrase's id (``phrase:<id>``).
+PHRASE_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+MAX_PHRASE_ID = 57  # MAX_TARGET_CHARS - len("phrase:")
 #: Named keys besides the letters.
 KEY_NAMES = ("space", "delete", "accept")
 #: Key characters that are not letters (they join word parts: "don't", "well-known").
@@ -104,6 +119,18 @@ class Target:
         return self.kind in ("cand", "word")
 
     @property
+    def output(self) -> bool:
+        """1.5: it sends the text out or speaks (``cmd:speak`` ... ``cmd:typeout``, ``phrase:<id>``): the daemon runs
+        it without deciding the fork."""
+        return (self.kind == "cmd" and self.value in OUTPUT_COMMANDS) or self.kind == "phrase"
+
+    @property
+    def renderer_own(self) -> bool:
+        """1.5: a renderer's own target (``cmd:settings``, ``ui:<id>``): the renderer acts on it, the daemon decides
+        nothing by it."""
+        return (self.kind == "cmd" and self.value in RENDERER_COMMANDS) or self.kind == "ui"
+
+    @property
     def letter(self) -> str | None:
         """The character of a letter key (``key:e`` -> ``"e"``); None for other targets and named keys."""
         return self.value if self.kind == "key" and self.value not in KEY_NAMES else None
@@ -142,15 +169,28 @@ def parse_target(text: str) -> Target:
         words = _number(n, "the look-ahead word", 1, MAX_WORDS, text)
         return Target("word", value, index=index, words=words)
     if kind == "cmd":
-        if value not in TARGET_COMMANDS:
-            raise _bad(text, f"unknown command {value!r} (commands: {', '.join(TARGET_COMMANDS)})")
+        if value not in ALL_COMMANDS:
+            raise _bad(text, f"unknown command {value!r} (commands: {', '.join(ALL_COMMANDS)})")
         return Target("cmd", value)
+    if kind == "phrase":
+        if not is_phrase_id(value):
+            raise _bad(text, "a phrase id is lower-case Latin letters, digits, _ and -")
+        return Target("phrase", value)
+    if kind == "ui":  # 1.5: a renderer's own control
+        if not is_phrase_id(value):
+            raise _bad(text, "a ui id is lower-case Latin letters, digits, _ and -")
+        return Target("ui", value)
     if kind == "key":
         if value in KEY_NAMES or is_key_char(value):
             return Target("key", value)
         raise _bad(text, "a key is one lower-case Latin or Cyrillic letter, ' or -, or one of "
                    + ", ".join(KEY_NAMES))
     raise _bad(text, f"unknown kind {kind!r} (kinds: {', '.join(TARGET_KINDS)})")
+
+
+def is_phrase_id(text: str) -> bool:
+    """Whether ``text`` may be a quick phrase's id (``phrase:<id>``, protocol 1.5)."""
+    return 0 < len(text) <= MAX_PHRASE_ID and all(ch in PHRASE_ID_CHARS for ch in text)
 
 
 def format_target(target: Target) -> str:
@@ -176,6 +216,11 @@ def cmd(name: str) -> Target:
     return parse_target(f"cmd:{name}")
 
 
+def phrase(phrase_id: str) -> Target:
+    """1.5: the quick phrase ``phrase_id``."""
+    return parse_target(f"phrase:{phrase_id}")
+
+
 def key(ch: str) -> Target:
     """A key: a letter (``"e"``) or a named key (``"space"``, ``"delete"``, ``"accept"``)."""
     return parse_target(f"key:{ch}")
@@ -186,6 +231,9 @@ def key(ch: str) -> Target:
 SAMPLE_VALID = (
     "cand:0", "cand:7", "cand:255", "word:0:1", "word:3:2", "word:12:64",
     "cmd:back", "cmd:more", "cmd:pause", "cmd:resume", "cmd:new",
+    "cmd:speak", "cmd:repeat", "cmd:stop_speaking", "cmd:copy", "cmd:typeout", "cmd:settings",
+    "phrase:yes", "phrase:thank-you", "phrase:f-3a9c01d2e4", "phrase:_", "phrase:" + "a" * 57,
+    "ui:close", "ui:dwell-up", "ui:dwell-1000", "ui:" + "a" * 57,
     "key:a", "key:z", "key:é", "key:ß", "key:'", "key:-", "key:ж", "key:ё", "key:я", "key:ї",
     "key:space", "key:delete", "key:accept",
 )
@@ -194,5 +242,8 @@ SAMPLE_INVALID = (
     "word:1", "word:1:0", "word:1:65", "word::2", "word:1:2:3",
     "cmd:", "cmd:fly", "cmd:Back", "cmd:back ",
     "key:", "key:E", "key:Ж", "key:ab", "key:1", "key: ", "key:.", "key:α", "key:enter", "key:Space",
-    "Cand:1", "phrase:1", ":1", "cand:1 ",
+    "Cand:1", ":1", "cand:1 ",
+    "cmd:Speak", "cmd:speak ", "cmd:stop-speaking", "phrase:", "phrase:Yes", "phrase:a b", "phrase:a.b", "phrase:да",
+    "phrase:" + "a" * 58, "phrase:a:b",
+    "ui:", "ui:Close", "ui:dwell+", "ui:a:b",
 )

@@ -12,7 +12,7 @@ Files:
 * ``invalid.json`` - one fault per vector, each with the error code a receiver must raise;
 * ``signed.json``  - HMAC-signed messages under :data:`TEST_KEY`, the forged/unsigned ones, and
                      replays (a vector's ``before`` frames are decoded first, by the same receiver);
-* ``targets.json`` - target ids (protocol 1.4) with what :func:`~razvilka.protocol.targets.parse_target`
+* ``targets.json`` - target ids (protocol 1.4, 1.5) with what :func:`~razvilka.protocol.targets.parse_target`
                      makes of them, and the ones it refuses: a mirror of the grammar (the browser
                      view, the Node example) checks itself against them. Not frames: its own format.
 """
@@ -37,6 +37,8 @@ from razvilka.protocol.messages import (
     Box,
     Candidate,
     Command,
+    ConfigState,
+    ConfigUpdate,
     Confirm,
     DaemonError,
     DaemonStatus,
@@ -49,6 +51,8 @@ from razvilka.protocol.messages import (
     Layout,
     Letter,
     Lookahead,
+    Phrase,
+    PhrasesState,
     Select,
     SourceStatus,
     Span,
@@ -110,7 +114,17 @@ def sample_bodies() -> dict[str, Body]:
         "text.state": TextState(
             text="She walked down to the road",
             spans=[Span(start=0, end=22, origin="prompt"), Span(start=22, end=27, origin="human")],
-            document="doc-1", position=6,
+            document="doc-1", position=6, partner="Where are you going?",
+        ),
+        "phrases.state": PhrasesState(phrases=[
+            Phrase(id="yes", text="Yes.", kind="quick"), Phrase(id="thank-you", text="Thank you!", kind="quick"),
+            Phrase(id="f-3a9c01d2e4", text="Could you open the window?", kind="frequent"),
+        ]),
+        "config.update": ConfigUpdate(section="inputs.gaze", key="dwell_ms", value=800, source="web"),
+        "config.state": ConfigState(
+            values={"gating.k": 6, "inputs.gaze.dwell_ms": 800, "inputs.gaze.rest_ms": 2500.5,
+                    "renderers.web.theme": "light", "speech.each_sentence": False},
+            error="", changed="inputs.gaze.dwell_ms",
         ),
         "daemon.status": DaemonStatus(
             state="waiting", model="gemma-3-270m-q4_k_m", mode="auto", k=8, progress=None,
@@ -149,6 +163,9 @@ def minimal_bodies() -> dict[str, dict[str, Any]]:
         "text.auto": {"text": " it", "words": ["it"]},
         "text.undo": {"removed": " it"},
         "text.state": {"text": ""},
+        "phrases.state": {},
+        "config.update": {"section": "gating", "key": "k", "value": 6, "source": "web"},
+        "config.state": {},
         "daemon.status": {"state": "loading"},
         "daemon.error": {"code": 105, "name": "NOT_READY", "message": "model loading"},
         "input.focus": {"index": None, "source": "mouse"},
@@ -296,6 +313,7 @@ def build_valid() -> list[dict[str, Any]]:
          b.frames("input.confirm.", make_header("input.confirm", 13, version="1.5", fork_id="f-3"),
                   {"source": "mic", "kind": "voice"}))
     _targets_valid(b)
+    _v15_valid(b)
     again = b.frames("input.select.", make_header("input.select", 14, fork_id="f-3"), {"index": 1, "source": "k"})
     b.ok("repeat-unsigned", "the same frames twice to a receiver that does not sign: accepted again (without a key "
          "anyone may send anything, so nothing is tracked; replays are refused only with signing on)",
@@ -386,6 +404,47 @@ def _targets_valid(b: _Builder) -> None:
          "([], 'latin') filled in",
          b.frames("fork.open.", make_header("fork.open", 34, version="1.3", fork_id=fork),
                   {"candidates": [{"index": 0, "word": "yes", "prob": 0.5}], "prefix": "y"}))
+
+
+def _v15_valid(b: _Builder) -> None:
+    """1.5: the new commands, targets and settings, and a 1.4 text.state without ``partner``."""
+    fork = "f-5"
+    for n, command in enumerate(("speak", "repeat", "stop_speaking", "copy", "typeout")):
+        b.ok(f"v15/command-{command}", f"1.5: input.command {command} (text out; no fork needed, the fork stays open)",
+             b.frames("input.command.", make_header("input.command", 40 + n), {"command": command, "source": "web"}))
+    b.ok("v15/command-speak-all", "1.5: speak with text 'all': the whole text ('sentence' or '' = the last "
+         "sentence; any other text is said as it is)",
+         b.frames("input.command.", make_header("input.command", 45),
+                  {"command": "speak", "source": "keyboard", "text": "all"}))
+    b.ok("v15/command-phrase", "1.5: a quick phrase by its id, as a command",
+         b.frames("input.command.", make_header("input.command", 46),
+                  {"command": "phrase", "source": "web", "text": "thank-you"}))
+    b.ok("v15/command-partner", "1.5: the conversation partner's turn (from the partner page)",
+         b.frames("input.command.partner.", make_header("input.command", 47),
+                  {"command": "partner", "source": "web-partner", "text": "Чай или кофе?"}))
+    b.ok("v15/select-phrase", "1.5: a dwell on a quick phrase's target",
+         b.frames("input.confirm.", make_header("input.confirm", 48, fork_id=fork),
+                  {"source": "gaze", "kind": "gaze", "target": "phrase:yes"}))
+    b.ok("v15/select-speak", "1.5: a select of the speak command's target",
+         b.frames("input.select.", make_header("input.select", 49, fork_id=fork),
+                  {"target": "cmd:speak", "source": "switch", "kind": "switch"}))
+    for n, value in enumerate((True, 1.5, "light")):
+        b.ok(f"v15/config-update-{type(value).__name__}", f"1.5: config.update with a {type(value).__name__} value",
+             b.frames("config.update.", make_header("config.update", 50 + n),
+                      {"section": "speech" if n == 0 else "renderers.web" if n == 2 else "inputs.gaze",
+                       "key": "each_sentence" if n == 0 else "theme" if n == 2 else "rest_ms",
+                       "value": value, "source": "web"}))
+    b.ok("v15/config-state-error", "1.5: the answer to a refused update: the values unchanged and the error",
+         b.frames("config.state.", make_header("config.state", 53),
+                  {"values": {"gating.k": 8}, "error": "gating.k: expected an integer >= 1, got 0"}))
+    b.ok("v15/phrase-kind-unknown", "1.5: a phrase kind this receiver does not know (a later minor's): accepted "
+         "and kept; a renderer shows it as a quick phrase",
+         b.frames("phrases.state.", make_header("phrases.state", 54, version="1.6"),
+                  {"phrases": [{"id": "hi", "text": "Hi!", "kind": "recent"}]}))
+    b.ok("older-minor-text-state", "a 1.4 daemon's text.state, without partner: accepted, the default ('') "
+         "filled in",
+         b.frames("text.state.", make_header("text.state", 55, version="1.4"),
+                  {"text": "Hello", "spans": [], "document": "d", "position": 1}))
 
 
 def build_invalid() -> list[dict[str, Any]]:
@@ -539,6 +598,25 @@ def build_invalid() -> list[dict[str, Any]]:
     b.error("targets/group-not-array", "1.4: a focus group that is a string",
             b.frames("input.focus.", make_header("input.focus", 1), {"index": None, "group": "key:e", "source": "g"}),
             E.WRONG_TYPE)
+    # 1.5
+    cu_h = make_header("config.update", 1)
+    b.error("v15/config-update-value-list", "1.5: a setting's value is a list (only a string, number or boolean)",
+            b.frames("config.update.", cu_h, {"section": "gating", "key": "k", "value": [6], "source": "web"}),
+            E.WRONG_TYPE)
+    b.error("v15/config-update-no-value", "1.5: a config.update without its value",
+            b.frames("config.update.", cu_h, {"section": "gating", "key": "k", "source": "web"}), E.MISSING_FIELD)
+    b.error("v15/config-update-section-pattern", "1.5: a section that is not dotted lower-case words",
+            b.frames("config.update.", cu_h, {"section": "Gating", "key": "k", "value": 6, "source": "web"}),
+            E.BAD_VALUE)
+    b.error("v15/phrase-id-pattern", "1.5: a phrase id with a capital letter",
+            b.frames("phrases.state.", make_header("phrases.state", 1),
+                     {"phrases": [{"id": "Yes", "text": "Yes."}]}), E.BAD_VALUE)
+    b.error("v15/phrase-empty-text", "1.5: a phrase with no text",
+            b.frames("phrases.state.", make_header("phrases.state", 1), {"phrases": [{"id": "yes", "text": ""}]}),
+            E.BAD_VALUE)
+    b.error("v15/command-settings", "1.5: 'settings' is a target a renderer handles (cmd:settings), not a command",
+            b.frames("input.command.", make_header("input.command", 1), {"command": "settings", "source": "web"}),
+            E.BAD_VALUE)
     b.error("bad-value/type-pattern", "header.type 'fork..open' is not dotted words",
             b.frames("fork.open.", {**fo_h, "type": "fork..open"}, fo_b), E.BAD_VALUE)
     b.error("bad-value/type-trailing-newline", "header.type 'heartbeat\\n'",
@@ -615,7 +693,7 @@ def build_targets() -> dict[str, Any]:
     for text in targets.SAMPLE_VALID:
         t = targets.parse_target(text)
         valid.append({"id": text, "kind": t.kind, "value": t.value, "index": t.index, "words": t.words,
-                      "candidate": t.candidate, "letter": t.letter})
+                      "candidate": t.candidate, "letter": t.letter, "output": t.output})
     invalid = []
     for text in targets.SAMPLE_INVALID:
         try:
@@ -627,10 +705,12 @@ def build_targets() -> dict[str, Any]:
     return {
         "format": 1,
         "protocol": PROTOCOL_VERSION,
-        "description": ("Target ids (protocol 1.4, docs/protocol.md 'Targets'): each valid id with what it parses "
-                        "to, each invalid one with the error a parser must raise; the on-screen keyboards' "
+        "description": ("Target ids (protocol 1.4 and 1.5, docs/protocol.md 'Targets'): each valid id with what it "
+                        "parses to, each invalid one with the error a parser must raise; the on-screen keyboards' "
                         "letters in their fixed order. Generated from protocol/targets.py."),
         "commands": list(targets.TARGET_COMMANDS),
+        "output_commands": list(targets.OUTPUT_COMMANDS),
+        "renderer_commands": list(targets.RENDERER_COMMANDS),
         "key_names": list(targets.KEY_NAMES),
         "alphabets": dict(targets.ALPHABETS),
         "valid": valid,

@@ -18,6 +18,8 @@ AREAS = (
     "razvilka.renderers.cli",
     "razvilka.up",
     "razvilka.say_cli",
+    "razvilka.analyse_cli",
+    "razvilka.serve_cli",
 )
 
 Handler = Callable[[Config, argparse.Namespace], int]

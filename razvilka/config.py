@@ -18,7 +18,15 @@ from typing import Any, Mapping
 
 import msgspec
 
-from razvilka.daemon.config import DaemonConfig, GatingConfig, KeyboardConfig, ModelConfig, StoreConfig
+from razvilka.daemon.config import (
+    DaemonConfig,
+    GatingConfig,
+    KeyboardConfig,
+    ModelConfig,
+    PhrasesConfig,
+    RecordConfig,
+    StoreConfig,
+)
 from razvilka.inputs.config import InputsConfig
 from razvilka.inputs.scan import ScanConfig
 from razvilka.outconfig import SpeechConfig, TextOutConfig
@@ -40,17 +48,28 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gating: GatingConfig = msgspec.field(default_factory=GatingConfig)
     daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    record: RecordConfig = msgspec.field(default_factory=RecordConfig)
     keyboard: KeyboardConfig = msgspec.field(default_factory=KeyboardConfig)
     inputs: InputsConfig = msgspec.field(default_factory=InputsConfig)
     scan: ScanConfig = msgspec.field(default_factory=ScanConfig)
     renderers: RenderersConfig = msgspec.field(default_factory=RenderersConfig)
     speech: SpeechConfig = msgspec.field(default_factory=SpeechConfig)
     textout: TextOutConfig = msgspec.field(default_factory=TextOutConfig)
+    phrases: PhrasesConfig = msgspec.field(default_factory=PhrasesConfig)
 
 
 def default_config_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "razvilka" / "config.toml"
+
+
+def config_file(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The TOML file the configuration comes from, and where settings the person changes are saved (protocol
+    1.5 ``config.update``): ``path`` (``--config``), else ``$RAZVILKA_CONFIG``, else the default path."""
+    env = os.environ if env is None else env
+    if path:
+        return Path(path)
+    return Path(env["RAZVILKA_CONFIG"]) if env.get("RAZVILKA_CONFIG") else default_config_path()
 
 
 def _parse_scalar(text: str) -> Any:
@@ -89,9 +108,9 @@ def load_config(
     """Build the configuration from TOML, environment and ``key=value`` overrides."""
     env = os.environ if env is None else env
     tree: dict[str, Any] = {}
-    chosen = Path(path) if path else (Path(env["RAZVILKA_CONFIG"]) if env.get("RAZVILKA_CONFIG") else None)
-    if chosen is None and default_config_path().is_file():
-        chosen = default_config_path()
+    chosen: Path | None = config_file(path, env)
+    if not (path or env.get("RAZVILKA_CONFIG")) and chosen is not None and not chosen.is_file():
+        chosen = None  # no file of the person's yet: the defaults
     if chosen is not None:
         try:
             tree = tomllib.loads(chosen.read_text(encoding="utf-8"))

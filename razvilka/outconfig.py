@@ -28,6 +28,7 @@ class SpeechConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rate: Annotated[int, msgspec.Meta(ge=80, le=450)] = 175     # words per minute
     pitch: Annotated[int, msgspec.Meta(ge=0, le=99)] = 50       # 50 = the voice's own pitch
     volume: Annotated[int, msgspec.Meta(ge=0, le=200)] = 100    # percent of normal loudness
+    each_sentence: bool = False     # the daemon says each sentence as soon as it is finished
 
 
 class TextOutConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -11,13 +11,14 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import pytest
+from bus_helpers import B, MessageOf, message_of
 
 from razvilka.config import Config
 from razvilka.protocol.client import BusClient
-from razvilka.protocol.messages import Message
+from razvilka.protocol.messages import Body, Message
 
 DEFAULT_PROMPT = "My favourite thing about the weekend is"
 
@@ -53,6 +54,7 @@ def daemon_config(runtime_dir: Path, **sections: dict[str, Any]) -> Config:
         "store": {"path": str(runtime_dir / "store.sqlite3")},
         "gating": {"mode": "always", "k": 5, "lookahead_tokens": 4, "long_lookahead_tokens": 8},
         "daemon": {"prompt": DEFAULT_PROMPT},
+        "phrases": {"file": str(runtime_dir / "phrases.toml")},  # not the person's own (~/.config/razvilka)
     }
     for name, values in sections.items():
         tree.setdefault(name, {}).update(values)
@@ -70,10 +72,11 @@ async def start_daemon(engine: Any, runtime_dir: Path) -> AsyncIterator[StartDae
 
     running: list[RunningDaemon] = []
 
-    async def start(**sections: dict[str, Any]) -> RunningDaemon:
+    async def start(build: dict[str, Any] | None = None, **sections: dict[str, Any]) -> RunningDaemon:
+        """``build``: more of ``build_daemon``'s arguments (``config_file``, ``output_env``, ``resume``)."""
         config = daemon_config(runtime_dir, **sections)
         engine.clear_cache()  # no look-ahead cached by an earlier test: each daemon computes its own
-        d = build_daemon(config, engine=engine, resume=False)
+        d = build_daemon(config, engine=engine, **({"resume": False} | (build or {})))
         await d.start()
         rd = RunningDaemon(d, config, [])
         running.append(rd)
@@ -91,15 +94,24 @@ async def daemon(start_daemon: StartDaemon) -> RunningDaemon:
     return await start_daemon()
 
 
+@overload
+async def next_of(client: BusClient, type_: type[B], timeout: float = 30.0,
+                  where: Callable[[MessageOf[B]], bool] | None = None) -> MessageOf[B]: ...
+@overload
 async def next_of(client: BusClient, type_: str, timeout: float = 30.0,
-                  where: Callable[[Message], bool] | None = None) -> Message:
-    """The next message of ``type_`` (and matching ``where``) on ``client``; fails after ``timeout`` s."""
+                  where: Callable[[Message], bool] | None = None) -> Message: ...
+async def next_of(client: BusClient, type_: str | type[Body], timeout: float = 30.0,
+                  where: Callable[[Any], bool] | None = None) -> Message | MessageOf[Any]:
+    """The next message of ``type_`` (and matching ``where``) on ``client``; fails after ``timeout`` s.
+
+    ``type_`` is the message type, or its body class: then the message comes typed with that body."""
+    name = type_ if isinstance(type_, str) else type_.TYPE
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         left = deadline - loop.time()
         if left <= 0:
-            raise AssertionError(f"no {type_} within {timeout}s")
+            raise AssertionError(f"no {name} within {timeout}s")
         msg = await client.recv(left)
-        if msg is not None and msg.type == type_ and (where is None or where(msg)):
-            return msg
+        if msg is not None and msg.type == name and (where is None or where(msg)):
+            return msg if isinstance(type_, str) else message_of(msg, type_)

@@ -15,7 +15,8 @@
 //
 // Protocol 1.4 adds targets (targets.js holds their grammar) and one rule the schema does not
 // state: a focus, confirm or select names its candidate by `index` or by `target`, never both,
-// and a select names one of them (checkRules below).
+// and a select names one of them (checkRules below). Protocol 1.5 adds commands, phrase:<id> targets and
+// the types phrases.state, config.update and config.state: all in the schema, nothing more to state here.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -24,7 +25,7 @@ import { fileURLToPath } from "node:url";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_VERSION = "1.4";
+export const PROTOCOL_VERSION = "1.5";
 export const DEFAULT_MAX_FRAME = 1 << 20;
 export const MAX_TOPIC = 256;
 export const MAX_DEPTH = 1000;

@@ -149,6 +149,15 @@ async function main() {
       case "daemon.error":
         console.log(`daemon error ${msg.body.name}: ${msg.body.message}`);
         break;
+      case "text.state": // 1.5: the partner's turn this text replies to
+        if (msg.body.partner) console.log(`partner: ${msg.body.partner}`);
+        break;
+      case "phrases.state": // 1.5: quick phrases, shown as phrase:<id> targets
+        console.log(`phrases: ${msg.body.phrases.map((p) => `${p.id}=${JSON.stringify(p.text)}`).join(" ")}`);
+        break;
+      case "config.state": // 1.5: the settings the person can change
+        console.log(`settings${msg.body.error ? ` (refused: ${msg.body.error})` : ""}: ${JSON.stringify(msg.body.values)}`);
+        break;
       default:
         break;
     }

@@ -1,16 +1,24 @@
-// razvilka target ids (protocol 1.4) in JavaScript: the grammar of docs/protocol.md, "Targets".
+// razvilka target ids (protocol 1.4, 1.5) in JavaScript: the grammar of docs/protocol.md, "Targets".
 //
 // A mirror of protocol/targets.py; test/targets.test.js checks that both agree on every id of
 // protocol/vectors/targets.json. A target is `kind:value`:
 //   cand:<i>        candidate i of the open fork (the same as index i)
 //   word:<i>:<n>    candidate i and the first n words of its look-ahead
-//   cmd:<name>      back, more, pause, resume, new
+//   cmd:<name>      back, more, pause, resume, new; (1.5) speak, repeat, stop_speaking, copy, typeout, settings
+//   phrase:<id>     (1.5) a quick phrase: lower-case Latin letters, digits, _ and -
+//   ui:<id>         (1.5) a renderer's own control (its settings page): the daemon decides nothing by it
 //   key:<ch>        one lower-case Latin or Cyrillic letter, ' or -
 //   key:space | key:delete | key:accept
 import { ErrorCode, ProtocolError } from "./protocol.js";
 
-export const TARGET_KINDS = Object.freeze(["cand", "word", "cmd", "key"]);
+export const TARGET_KINDS = Object.freeze(["cand", "word", "cmd", "key", "phrase", "ui"]);
 export const TARGET_COMMANDS = Object.freeze(["back", "more", "pause", "resume", "new"]);
+/** 1.5: commands that send the text out (the daemon runs them; the fork stays open). */
+export const OUTPUT_COMMANDS = Object.freeze(["speak", "repeat", "stop_speaking", "copy", "typeout"]);
+/** 1.5: commands a renderer handles itself (its settings page). */
+export const RENDERER_COMMANDS = Object.freeze(["settings"]);
+export const ALL_COMMANDS = Object.freeze([...TARGET_COMMANDS, ...OUTPUT_COMMANDS, ...RENDERER_COMMANDS]);
+export const MAX_PHRASE_ID = 57;
 export const KEY_NAMES = Object.freeze(["space", "delete", "accept"]);
 export const MAX_INDEX = 255;
 export const MAX_WORDS = 64;
@@ -56,6 +64,7 @@ export function parseTarget(text) {
     kind, value, index, words,
     candidate: kind === "cand" || kind === "word",
     letter: kind === "key" && !KEY_NAMES.includes(value) ? value : null,
+    output: (kind === "cmd" && OUTPUT_COMMANDS.includes(value)) || kind === "phrase",
   });
   switch (kind) {
     case "cand":
@@ -67,7 +76,17 @@ export function parseTarget(text) {
       return make(index, number(value.slice(sep + 1), "the look-ahead word", 1, MAX_WORDS, text));
     }
     case "cmd":
-      if (!TARGET_COMMANDS.includes(value)) throw bad(text, `unknown command '${value}' (commands: ${TARGET_COMMANDS.join(", ")})`);
+      if (!ALL_COMMANDS.includes(value)) throw bad(text, `unknown command '${value}' (commands: ${ALL_COMMANDS.join(", ")})`);
+      return make();
+    case "phrase":
+      if (!/^[a-z0-9_-]+$/.test(value) || value.length > MAX_PHRASE_ID) {
+        throw bad(text, "a phrase id is lower-case Latin letters, digits, _ and -");
+      }
+      return make();
+    case "ui":
+      if (!/^[a-z0-9_-]+$/.test(value) || value.length > MAX_PHRASE_ID) {
+        throw bad(text, "a ui id is lower-case Latin letters, digits, _ and -");
+      }
       return make();
     case "key":
       if (KEY_NAMES.includes(value) || isKeyChar(value)) return make();

@@ -1,4 +1,4 @@
-// The target grammar (protocol 1.4): targets.js parses every id of protocol/vectors/targets.json
+// The target grammar (protocol 1.4, 1.5): targets.js parses every id of protocol/vectors/targets.json
 // as protocol/targets.py does, and refuses the same ones with the same code.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { ProtocolError } from "../protocol.js";
-import { KEY_NAMES, TARGET_COMMANDS, formatTarget, parseTarget } from "../targets.js";
+import { KEY_NAMES, OUTPUT_COMMANDS, RENDERER_COMMANDS, TARGET_COMMANDS, formatTarget, parseTarget } from "../targets.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const VECTORS = process.env.RAZVILKA_VECTORS ?? join(HERE, "..", "..", "..", "..", "protocol", "vectors");
@@ -16,6 +16,8 @@ const doc = JSON.parse(readFileSync(join(VECTORS, "targets.json"), "utf8"));
 describe("targets.json", () => {
   test("the same commands and named keys", () => {
     assert.deepEqual([...TARGET_COMMANDS], doc.commands);
+    assert.deepEqual([...OUTPUT_COMMANDS], doc.output_commands);
+    assert.deepEqual([...RENDERER_COMMANDS], doc.renderer_commands);
     assert.deepEqual([...KEY_NAMES], doc.key_names);
   });
   test("every keyboard letter is a key", () => {
@@ -27,7 +29,7 @@ describe("targets.json", () => {
     test(`valid ${v.id}`, () => {
       const t = parseTarget(v.id);
       assert.deepEqual(t, { kind: v.kind, value: v.value, index: v.index, words: v.words, candidate: v.candidate,
-                            letter: v.letter });
+                            letter: v.letter, output: v.output });
       assert.equal(formatTarget(t), v.id);
     });
   }

@@ -125,9 +125,18 @@ describe("encoder", () => {
   });
   test("1.4: a select by target round-trips with index null", () => {
     const msg = codec.decode(codec.encode("input.select", { target: "cmd:back", source: "node", kind: "other" }, { forkId: "f" }));
-    assert.equal(msg.header.version, "1.4");
+    assert.equal(msg.header.version, "1.5");
     assert.equal(msg.body.index, null);
     assert.equal(msg.body.target, "cmd:back");
+  });
+  test("1.5: a config.update round-trips with each kind of value; a list is refused", () => {
+    for (const value of [800, 1.5, true, "light"]) {
+      const msg = codec.decode(codec.encode("config.update", { section: "inputs.gaze", key: "dwell_ms", value, source: "node" }));
+      assert.equal(msg.body.value, value);
+    }
+    const code = (fn) => { try { fn(); } catch (err) { return err.codeName; } return "sent"; };
+    assert.equal(code(() => codec.encode("config.update", { section: "gating", key: "k", value: [6], source: "node" })),
+      "WRONG_TYPE");
   });
   test("signing: a signed message verifies, a flipped byte does not", () => {
     const signer = new Codec({ sender: "node", key: "k", schema });
