@@ -100,14 +100,16 @@ def parts(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | N
         first = [c for ch, c in clauses if ch < args.later_chapter][: max(args.learn)]
         known = set(first)
         if args.runs <= 1:
-            later = [c for ch, c in clauses if ch >= args.later_chapter and c not in known][args.skip: args.skip + args.test]
+            unseen = [c for ch, c in clauses if ch >= args.later_chapter and c not in known]
+            later = unseen[args.skip: args.skip + args.test]
         else:
             last = clauses[-1][0]
             later, later_prompts = [], []
             for r in range(args.runs):
                 start = args.later_chapter + r * (last - args.later_chapter + 1) // args.runs
                 per = args.test // args.runs + (r < args.test % args.runs)  # --test clauses in all
-                at = [i for i, (ch, c) in enumerate(clauses) if ch >= start and c not in known][args.skip:args.skip + per]
+                fresh = [i for i, (ch, c) in enumerate(clauses) if ch >= start and c not in known]
+                at = fresh[args.skip:args.skip + per]
                 later += [clauses[i][1] for i in at]
                 later_prompts += ["".join(clauses[j][1] + "\n" for j in range(max(0, i - args.context), i))
                                   for i in at]
@@ -157,7 +159,9 @@ async def write_part(label: str, engine: Any, phrases: list[str], store: Path, a
                                  memory_chars=config.daemon.profile_memory_chars)
     daemon = Daemon(config, engine=engine, learner=learner, resume=False)
     await daemon.start()
-    client = BusClient("simuser", daemon.bus.endpoints, subscribe=["fork.", "text.", "daemon.error."], heartbeat_ms=1000)
+    assert daemon.bus is not None
+    client = BusClient("simuser", daemon.bus.endpoints, subscribe=["fork.", "text.", "daemon.error."],
+                       heartbeat_ms=1000)
     await client.start()
     results: list[PhraseResult] = []
     started = time.perf_counter()
@@ -166,11 +170,12 @@ async def write_part(label: str, engine: Any, phrases: list[str], store: Path, a
         person = Person(client, bench_cfg.person(think_s=args.think_ms / 1000))
         for i in indices if indices is not None else range(len(phrases)):
             phrase = phrases[i]
-            res = await person.write(phrase, prompts[i] if prompts is not None else prompt_for(phrases, i, args.context))
+            prompt = prompts[i] if prompts is not None else prompt_for(phrases, i, args.context)
+            res = await person.write(phrase, prompt)
             results.append(res)
             if args.verbose:
-                print(f"  [{label}] {i:3d} {res.actions:3d} actions / {res.chars:3d} chars  {res.wall_s:5.1f}s  {phrase}",
-                      flush=True)
+                print(f"  [{label}] {i:3d} {res.actions:3d} actions / {res.chars:3d} chars  {res.wall_s:5.1f}s  "
+                      f"{phrase}", flush=True)
     finally:
         await client.close()
         await daemon.close()
@@ -252,7 +257,8 @@ def pool(dirs: list[str]) -> int:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "| run | KSR | actions/word | fork rate | auto-write errors | exact | fork compute ms | rerank CPU ms mean / p99 |"
+    head = ("| run | KSR | actions/word | fork rate | auto-write errors | exact | fork compute ms "
+            "| rerank CPU ms mean / p99 |")
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rr = (f"{r['rerank_ms_mean']:.3f} / {r['rerank_ms_p99']:.3f}" if r.get("rerank_ms_mean") is not None else "–")

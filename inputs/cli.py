@@ -13,5 +13,5 @@ ADAPTERS = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     register_group(sub, "input", "run an input adapter", ADAPTERS, dest="adapter")

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -178,8 +178,10 @@ def choose_device(spec: DeviceSpec, devices: Iterable[DeviceInfo], wanted: set[i
 class Device(Protocol):
     """What :class:`EvdevSource` needs of an open device (python-evdev's InputDevice has it)."""
 
-    path: str
-    name: str
+    @property
+    def path(self) -> str | bytes: ...
+    @property
+    def name(self) -> str: ...
 
     def grab(self) -> None: ...
     def ungrab(self) -> None: ...
@@ -272,7 +274,7 @@ class EvdevSource:
             msg += f"; {named[0].name} ({named[0].ids}) matches by name but lacks the keys"
         return msg + "; waiting for it"
 
-    async def events(self) -> AsyncIterator[KeyEvent | StatusEvent]:
+    async def events(self) -> AsyncGenerator[KeyEvent | StatusEvent, None]:
         lost = False
         while True:
             try:

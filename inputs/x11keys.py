@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from razvilka.inputs.keymap import KeyEvent, StatusEvent
@@ -80,9 +80,9 @@ class X11KeySource:
         loop = asyncio.get_running_loop()
         self.queue = asyncio.Queue()
         queue = self.queue
-        base = keyboard.Listener
+        base: Any = keyboard.Listener  # Any: its X backend's _handle_message, overridden below, is not in the stubs
 
-        class PairingListener(base):  # type: ignore[misc, valid-type]
+        class PairingListener(base):
             """Remembers the X keycode of the event being handled (pynput does not pass it on)."""
 
             rz_keycode: int | None = None
@@ -138,7 +138,7 @@ class X11KeySource:
         # pynput's wait() blocks forever if the listener thread dies first, so poll its flag.
         return bool(getattr(self.listener, "_ready", self.listener.is_alive()))
 
-    async def events(self) -> AsyncIterator[KeyEvent | StatusEvent]:
+    async def events(self) -> AsyncGenerator[KeyEvent | StatusEvent, None]:
         if self.listener is None:
             await self.open()
         assert self.queue is not None

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("razvilka.bus")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bus = sub.add_parser("bus", help="run the bus alone (no daemon); keys; a demo publisher",
                          description="Run the bus host (XSUB/XPUB proxy + snapshot) in the foreground.")
     _bus_flags(bus)

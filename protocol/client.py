@@ -116,15 +116,15 @@ class BusClient:
         self._covered: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: deque[list[bytes]] = deque()  # received while wait_connected() probed
-        self._pub_sync: zmq.Socket | None = None
-        self._sub_sync: zmq.Socket | None = None
+        self._pub_sync: zmq.Socket[bytes] | None = None
+        self._sub_sync: zmq.Socket[bytes] | None = None
         self._burst = 0
         self.pub: zmq.asyncio.Socket | None = None
         self.sub: zmq.asyncio.Socket | None = None
         self.state = "ok"
 
     @classmethod
-    def from_config(cls, name: str, config: BusConfig, **kwargs: object) -> "BusClient":
+    def from_config(cls, name: str, config: BusConfig, **kwargs: Any) -> BusClient:
         """Join the bus named in the discovery file of ``config``."""
         endpoints = read_discovery(config.resolved_discovery_file())
         if endpoints.curve_server_public and "curve_secret_file" not in kwargs:
@@ -132,7 +132,7 @@ class BusClient:
         kwargs.setdefault("heartbeat_ms", config.heartbeat_ms)
         kwargs.setdefault("missed_beats", config.missed_beats)
         kwargs.setdefault("max_frame", config.max_frame_bytes)
-        return cls(name, endpoints, **kwargs)  # type: ignore[arg-type]
+        return cls(name, endpoints, **kwargs)
 
     # ------------------------------------------------------------------ life cycle
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
@@ -148,7 +148,7 @@ class BusClient:
             raise
         return sock
 
-    async def start(self) -> "BusClient":
+    async def start(self) -> BusClient:
         self.pub = self._socket(zmq.PUB)
         self.pub.sndhwm = 100_000
         self.pub.connect(self.endpoints.pub)
@@ -181,7 +181,7 @@ class BusClient:
             if sock is not None and not sock.closed:
                 sock.close(linger=0)
 
-    async def __aenter__(self) -> "BusClient":
+    async def __aenter__(self) -> BusClient:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -226,7 +226,7 @@ class BusClient:
         self.stats.published += 1
         return header
 
-    def _sender(self) -> zmq.Socket:
+    def _sender(self) -> zmq.Socket[bytes]:
         if self._pub_sync is None:
             assert self.pub is not None, "call start() first"
             raise zmq.ZMQError(zmq.ENOTSOCK)  # closed: what the socket itself would say
@@ -382,7 +382,8 @@ class BusClient:
                 continue
             if now - peer.last_seen > self.missed_beats * peer.interval_ms / 1000:
                 peer.silent = True
-                log.warning("%s: %s (%s) went silent: %d heartbeats missed", self.name, peer.name, peer.role, self.missed_beats)
+                log.warning("%s: %s (%s) went silent: %d heartbeats missed",
+                            self.name, peer.name, peer.role, self.missed_beats)
 
     def alive(self) -> dict[str, str]:
         """Peer name -> "alive" | "silent" | "stopped" (checks the clock now)."""

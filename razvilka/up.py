@@ -16,7 +16,7 @@ from razvilka.config import Config
 from razvilka.private import open_private, private_dir
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="start the daemon, a renderer and keyboard input together")
     p.add_argument("--renderer", choices=["tui", "web", "print"], default=None,
                    help="default: tui on a terminal, print otherwise")

@@ -12,5 +12,5 @@ RENDERERS = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     register_group(sub, "render", "run a renderer", RENDERERS, dest="renderer")

@@ -165,8 +165,8 @@ class Printer:
                 self.line(f"! no snapshot: {exc}")
         tick = max(0.05, min(0.5, client.heartbeat_ms / 2000 if client.heartbeat_ms > 0 else 0.5))
         while not stop.is_set() and not (count and self.printed >= count):
-            msg = await client.recv(timeout=tick)
-            if msg is not None:
-                self.message(msg)
+            live = await client.recv(timeout=tick)
+            if live is not None:
+                self.message(live)
             self.notice(client)
         return 0

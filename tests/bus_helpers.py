@@ -6,15 +6,45 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar, cast
 
 import pytest
 import zmq
 import zmq.asyncio
 
 from razvilka.protocol.client import BusClient
-from razvilka.protocol.messages import Message
+from razvilka.protocol.messages import Body, Header, Message
 
 TERM_TIMEOUT_S = 5.0
+
+B = TypeVar("B", bound=Body)
+B_co = TypeVar("B_co", bound=Body, covariant=True)
+
+
+class MessageOf(Protocol[B_co]):
+    """A received :class:`Message` whose body is known to be ``B_co`` (what :func:`message_of` returns)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def header(self) -> Header: ...
+    @property
+    def body(self) -> B_co: ...
+    @property
+    def type(self) -> str: ...
+
+
+def body_of(msg: Message, cls: type[B]) -> B:
+    """``msg.body`` as the struct ``cls``: a message of another type fails here, naming both, rather than
+    later on a missing attribute (and the type checker then knows the body's fields)."""
+    assert isinstance(msg.body, cls), f"{msg.type}: body is {type(msg.body).__name__}, expected {cls.__name__}"
+    return msg.body
+
+
+def message_of(msg: Message, cls: type[B]) -> MessageOf[B]:
+    """``msg`` itself, checked as :func:`body_of` checks it, typed so that ``.body`` is a ``cls``."""
+    body_of(msg, cls)
+    return cast("MessageOf[B]", msg)
 
 
 async def receive(client: BusClient, until: Callable[[list[Message]], bool], *,
@@ -59,24 +89,24 @@ async def until(holds: Callable[[], object], what: str = "the condition", timeou
 
 
 # ------------------------------------------------------------------------------------- leaked sockets
-def _describe(sock: zmq.Socket) -> str:  # type: ignore[type-arg]
+def _describe(sock: zmq.Socket) -> str:
     try:
-        kind = zmq.SocketType(sock.type).name
+        kind = zmq.SocketType(int(sock.getsockopt(zmq.TYPE))).name
     except (zmq.ZMQError, ValueError):
         kind = "socket"
     try:
-        where = sock.last_endpoint.decode() or "not bound"
+        where = sock.getsockopt_string(zmq.LAST_ENDPOINT) or "not bound"
     except zmq.ZMQError:
         where = "?"
     return f"{kind} ({where})"
 
 
-def open_sockets(ctx: zmq.Context) -> list[str]:  # type: ignore[type-arg]
+def open_sockets(ctx: zmq.Context) -> list[str]:
     """The sockets of ``ctx`` that are not closed yet, described by type and last endpoint."""
     return [_describe(s) for s in list(getattr(ctx, "_sockets", ())) if not s.closed]
 
 
-def term_within(ctx: zmq.Context, timeout: float) -> bool:  # type: ignore[type-arg]
+def term_within(ctx: zmq.Context, timeout: float) -> bool:
     """``ctx.term()`` in a thread; False if it did not return in ``timeout`` s (a socket is still open)."""
     t = threading.Thread(target=ctx.term, name="zmq-term", daemon=True)
     t.start()
@@ -85,7 +115,7 @@ def term_within(ctx: zmq.Context, timeout: float) -> bool:  # type: ignore[type-
 
 
 @pytest.fixture(autouse=True)
-def zmq_contexts() -> Iterator[dict[type, zmq.Context]]:  # type: ignore[type-arg]
+def zmq_contexts() -> Iterator[dict[type[zmq.Context[Any]], zmq.Context[Any]]]:
     """A fresh ZeroMQ context per test, installed as ``Context.instance()`` (sync and asyncio).
 
     The code takes ``zmq.Context.instance()`` / ``zmq.asyncio.Context.instance()`` unless given a
@@ -94,10 +124,11 @@ def zmq_contexts() -> Iterator[dict[type, zmq.Context]]:  # type: ignore[type-ar
     own test suite does.
     """
     pid = os.getpid()
-    contexts: dict[type, zmq.Context] = {zmq.Context: zmq.Context(), zmq.asyncio.Context: zmq.asyncio.Context()}  # type: ignore[type-arg]
+    contexts: dict[type[zmq.Context[Any]], zmq.Context[Any]] = {
+        zmq.Context: zmq.Context(), zmq.asyncio.Context: zmq.asyncio.Context()}
     for cls, ctx in contexts.items():
-        cls._instance = ctx  # type: ignore[attr-defined]
-        cls._instance_pid = pid  # type: ignore[attr-defined]
+        cls._instance = ctx
+        cls._instance_pid = pid
     yield contexts
     leaks: list[str] = []
     for cls, ctx in contexts.items():
@@ -108,7 +139,7 @@ def zmq_contexts() -> Iterator[dict[type, zmq.Context]]:  # type: ignore[type-ar
                 if not s.closed:
                     s.close(linger=0)
         if cls.__dict__.get("_instance") is ctx:
-            cls._instance = None  # type: ignore[attr-defined]
+            cls._instance = None
     if leaks:
         pytest.fail(f"ZeroMQ sockets left open (the context did not terminate in {TERM_TIMEOUT_S:.0f} s): "
                     + "; ".join(leaks), pytrace=False)

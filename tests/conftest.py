@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -28,9 +28,9 @@ def runtime_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def make_bus_config(runtime_dir: Path, transport: str = "ipc", **kw: Any) -> BusConfig:
+def make_bus_config(runtime_dir: Path, transport: Literal["ipc", "tcp"] = "ipc", **kw: Any) -> BusConfig:
     return BusConfig(
-        transport=transport,  # type: ignore[arg-type]
+        transport=transport,
         runtime_dir=str(runtime_dir),
         pub_port=0, sub_port=0, snapshot_port=0,
         heartbeat_ms=kw.pop("heartbeat_ms", 200),
@@ -101,11 +101,13 @@ async def ipc_clients(ipc_bus: BusHost) -> AsyncIterator[ClientFactory]:
     await factory.close()
 
 
-# Real-daemon fixtures (need the `engine` fixture below): start_daemon, daemon, and the next_of helper.
-from daemon_fixtures import daemon, start_daemon  # noqa: E402,F401
-
-# Autouse: each test gets its own ZeroMQ contexts, terminated with a timeout at teardown.
+# Fixtures from the helper modules:
+# - autouse zmq_contexts: each test gets its own ZeroMQ contexts, terminated with a timeout at teardown;
+# - start_daemon, daemon: a real daemon (they need the `engine` fixture below);
+# - xserver, display: Xvfb for the key tests, one per test module, DISPLAY set to it for one test.
 from bus_helpers import zmq_contexts  # noqa: E402,F401
+from daemon_fixtures import daemon, start_daemon  # noqa: E402,F401
+from key_helpers import display, xserver  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------------------ the real model, once per session

@@ -23,12 +23,12 @@ pytestmark = pytest.mark.timeout(30)
 VECTORS = load_vectors()
 
 
-def before_frames(vector: dict) -> list[list[bytes]]:  # type: ignore[type-arg]
+def before_frames(vector: dict) -> list[list[bytes]]:
     """The messages a vector's receiver must have decoded first (a replay's original)."""
     return [[bytes.fromhex(h) for h in frames] for frames in vector.get("before", [])]
 
 
-async def roundtrip_errors(host: BusHost, vectors: list[dict]) -> None:  # type: ignore[type-arg]
+async def roundtrip_errors(host: BusHost, vectors: list[dict]) -> None:
     """Send each vector (after its ``before`` frames) then a valid marker; check the code counted
     and the marker received."""
     clients = ClientFactory(host)
@@ -59,7 +59,7 @@ async def roundtrip_errors(host: BusHost, vectors: list[dict]) -> None:  # type:
         await clients.close()
 
 
-async def test_every_invalid_vector_through_the_bus(ipc_bus) -> None:  # type: ignore[no-untyped-def]
+async def test_every_invalid_vector_through_the_bus(ipc_bus) -> None:
     bad = [v for v in VECTORS if v["result"] == "error" and v["key"] is None]
     assert len(bad) > 40
     await roundtrip_errors(ipc_bus, bad)
@@ -80,7 +80,7 @@ async def test_signed_vectors_through_a_signed_bus(runtime_dir: Path) -> None:
         host.stop()
 
 
-async def test_valid_vectors_are_delivered_or_ignored(ipc_bus, ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_valid_vectors_are_delivered_or_ignored(ipc_bus, ipc_clients) -> None:
     """Valid vectors arrive typed; unknown types are skipped without an error."""
     receiver = await ipc_clients("receiver", subscribe=[""], heartbeat_ms=0)
     sender = await ipc_clients("sender", heartbeat_ms=0)
@@ -115,7 +115,7 @@ async def test_real_oversize_frame_at_default_limit(ipc_clients) -> None:
     assert receiver.stats.errors_by_code == {int(ErrorCode.OVERSIZE): 1}
 
 
-async def test_bus_state_cache_survives_bad_input(ipc_bus, ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_bus_state_cache_survives_bad_input(ipc_bus, ipc_clients) -> None:
     """The host's own decoder (state cache) counts bad retained messages and keeps serving snapshots."""
     sender = await ipc_clients("sender", heartbeat_ms=0)
     bad = [v for v in VECTORS if v["result"] == "error" and v["key"] is None

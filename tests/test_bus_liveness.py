@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from razvilka.protocol.client import BusClient
-from razvilka.protocol.codec import Codec
-from razvilka.protocol.messages import Focus, Header, Heartbeat, TextAuto, topic_for
 from razvilka.protocol.clock import now_ns
+from razvilka.protocol.codec import Codec
+from razvilka.protocol.messages import Focus, Header, Heartbeat, Message, TextAuto
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -25,8 +25,8 @@ def raw_text_auto(codec: Codec, seq: int, word: str) -> list[bytes]:
     return codec.encode_parts("text.auto.", header, TextAuto(text=" " + word, words=[word]))
 
 
-async def collect(client: BusClient, n: int, timeout: float = 3.0) -> list:
-    out = []
+async def collect(client: BusClient, n: int, timeout: float = 3.0) -> list[Message]:
+    out: list[Message] = []
     deadline = time.monotonic() + timeout
     while len(out) < n and time.monotonic() < deadline:
         msg = await client.recv(timeout=max(0.0, deadline - time.monotonic()))
@@ -56,7 +56,7 @@ async def test_no_false_gaps_when_a_sender_mixes_types(ipc_clients) -> None:
         sender.publish(TextAuto(text="x", words=["x"]))  # another type, not subscribed
         if i % 5 == 0:  # heartbeats interleaved too (the fusion side receives those)
             sender.publish(Heartbeat(role="input", interval_ms=50))
-    got = []
+    got: list[Message] = []
     deadline = time.monotonic() + 5
     while len(got) < 20 and time.monotonic() < deadline:  # heartbeats keep coming: no "quiet" end
         msg = await focus_only.recv(timeout=0.5)

@@ -8,7 +8,7 @@ import pytest
 import zmq
 import zmq.asyncio
 import zmq.auth
-from bus_helpers import receive, until, wait_retained
+from bus_helpers import body_of, receive, until, wait_retained
 from conftest import ClientFactory, make_bus_config
 
 from razvilka.protocol.bus import BusHost
@@ -26,7 +26,7 @@ def fork(word: str) -> ForkOpen:
 
 # ---------------------------------------------------------------- CURVE
 @pytest.fixture
-async def curve_bus(runtime_dir: Path):  # type: ignore[no-untyped-def]
+async def curve_bus(runtime_dir: Path):
     host = BusHost(make_bus_config(runtime_dir, "tcp", curve=True))
     host.start()
     factory = ClientFactory(host)
@@ -35,7 +35,7 @@ async def curve_bus(runtime_dir: Path):  # type: ignore[no-untyped-def]
     host.stop()
 
 
-async def test_curve_authorized_client_gets_messages(curve_bus) -> None:  # type: ignore[no-untyped-def]
+async def test_curve_authorized_client_gets_messages(curve_bus) -> None:
     host, clients = curve_bus
     assert host.endpoints.curve_server_public and host.endpoints.pub.startswith("tcp://127.0.0.1:")
     receiver = await clients("receiver", subscribe=["text."], heartbeat_ms=0)
@@ -52,7 +52,7 @@ async def test_curve_authorized_client_gets_messages(curve_bus) -> None:  # type
     assert [m.body.candidates[0].word for m in snap if m.type == "fork.open"] == ["river"]
 
 
-async def test_curve_client_needs_keys(curve_bus) -> None:  # type: ignore[no-untyped-def]
+async def test_curve_client_needs_keys(curve_bus) -> None:
     host, _ = curve_bus
     client = BusClient("nokeys", host.endpoints, heartbeat_ms=0)
     with pytest.raises(ProtocolError) as err:
@@ -61,7 +61,7 @@ async def test_curve_client_needs_keys(curve_bus) -> None:  # type: ignore[no-un
     await client.close()
 
 
-async def test_curve_plain_socket_gets_nothing(curve_bus) -> None:  # type: ignore[no-untyped-def]
+async def test_curve_plain_socket_gets_nothing(curve_bus) -> None:
     """A subscriber that skips CURVE never completes the handshake: nothing reaches it."""
     host, clients = curve_bus
     sender = await clients("sender", heartbeat_ms=0)
@@ -79,7 +79,7 @@ async def test_curve_plain_socket_gets_nothing(curve_bus) -> None:  # type: igno
         plain.close(linger=0)
 
 
-async def test_curve_unauthorized_key_gets_nothing_and_is_not_heard(curve_bus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_curve_unauthorized_key_gets_nothing_and_is_not_heard(curve_bus, tmp_path: Path) -> None:
     host, clients = curve_bus
     _, stranger_secret = zmq.auth.create_certificates(str(tmp_path), "stranger")
     witness = await clients("witness", subscribe=["text."], heartbeat_ms=0)
@@ -89,8 +89,8 @@ async def test_curve_unauthorized_key_gets_nothing_and_is_not_heard(curve_bus, t
     assert not await stranger.wait_connected(0.5), "the bus must refuse a key it has not authorized"
     stranger.publish(TextAuto(text=" injected", words=["injected"]))
     sender.publish(TextAuto(text=" legit", words=["legit"]))
-    got = await receive(witness, lambda got: any(m.body.text == " legit" for m in got), quiet=0.4)
-    assert [m.body.text for m in got] == [" legit"]
+    got = await receive(witness, lambda got: any(body_of(m, TextAuto).text == " legit" for m in got), quiet=0.4)
+    assert [body_of(m, TextAuto).text for m in got] == [" legit"]
     assert await stranger.recv(timeout=0.3) is None
 
 
@@ -104,7 +104,7 @@ KEY = "test-signing-key"
 
 
 @pytest.fixture
-async def signed_bus(runtime_dir: Path):  # type: ignore[no-untyped-def]
+async def signed_bus(runtime_dir: Path):
     host = BusHost(make_bus_config(runtime_dir, "ipc", hmac_key=KEY))
     host.start()
     factory = ClientFactory(host)
@@ -113,7 +113,7 @@ async def signed_bus(runtime_dir: Path):  # type: ignore[no-untyped-def]
     host.stop()
 
 
-async def test_hmac_valid_passes_unsigned_and_forged_rejected(signed_bus) -> None:  # type: ignore[no-untyped-def]
+async def test_hmac_valid_passes_unsigned_and_forged_rejected(signed_bus) -> None:
     host, clients = signed_bus
     receiver = await clients("receiver", subscribe=["input."], heartbeat_ms=0)
     sender = await clients("sender", heartbeat_ms=0)
@@ -128,14 +128,14 @@ async def test_hmac_valid_passes_unsigned_and_forged_rejected(signed_bus) -> Non
         sender.send_raw(frames)
     sender.publish(select, fork_id="f1")
     got = await receive(receiver, lambda got: len(got) >= 1)
-    assert [(m.header.sender, m.body.index) for m in got] == [("sender", 1)]
+    assert [(m.header.sender, body_of(m, Select).index) for m in got] == [("sender", 1)]
     assert receiver.stats.errors_by_code == {int(ErrorCode.UNSIGNED): 1, int(ErrorCode.BAD_SIGNATURE): 2}
     sender.send_raw(good)  # a validly signed message from any sender passes
     msg = await receiver.recv(timeout=2)
     assert msg is not None and msg.header.sender == "alice"
 
 
-async def test_hmac_state_cache_ignores_forged(signed_bus) -> None:  # type: ignore[no-untyped-def]
+async def test_hmac_state_cache_ignores_forged(signed_bus) -> None:
     host, clients = signed_bus
     sender = await clients("sender", heartbeat_ms=0)
     sender.send_raw(Codec("mallory", key=b"guessed").encode(fork("forged"), fork_id="f666"))
@@ -180,7 +180,7 @@ async def captured(tap: zmq.asyncio.Socket, prefix: bytes) -> list[bytes]:
             return frames
 
 
-async def test_hmac_replayed_frame_is_refused(signed_bus) -> None:  # type: ignore[no-untyped-def]
+async def test_hmac_replayed_frame_is_refused(signed_bus) -> None:
     """A signed select captured off the wire and sent again, byte for byte, is REPLAYED."""
     host, clients = signed_bus
     receiver = await clients("receiver", subscribe=["input."], heartbeat_ms=0)
@@ -195,11 +195,11 @@ async def test_hmac_replayed_frame_is_refused(signed_bus) -> None:  # type: igno
     sender.send_raw(frames)
     sender.publish(Select(index=2, source="keyboard", kind="key"), fork_id="f1")
     got = await receive(receiver, lambda got: len(got) >= 2)
-    assert [(m.header.seq, m.body.index) for m in got] == [(0, 1), (1, 2)]
+    assert [(m.header.seq, body_of(m, Select).index) for m in got] == [(0, 1), (1, 2)]
     assert receiver.stats.errors_by_code == {int(ErrorCode.REPLAYED): 1}
 
 
-async def test_hmac_snapshot_then_live_copy_is_no_replay(signed_bus) -> None:  # type: ignore[no-untyped-def]
+async def test_hmac_snapshot_then_live_copy_is_no_replay(signed_bus) -> None:
     """A late joiner gets a retained message twice (snapshot, then live): dropped quietly, not REPLAYED."""
     host, clients = signed_bus
     late = await clients("late", subscribe=["fork."], heartbeat_ms=0)
@@ -215,7 +215,7 @@ async def test_hmac_snapshot_then_live_copy_is_no_replay(signed_bus) -> None:  #
 
 @pytest.mark.model
 @pytest.mark.timeout(300)
-async def test_daemon_refuses_a_replayed_signed_select(start_daemon) -> None:  # type: ignore[no-untyped-def]
+async def test_daemon_refuses_a_replayed_signed_select(start_daemon) -> None:
     """The real daemon, signing on: a select captured off the bus and sent again decides nothing
     and gets daemon.error REPLAYED (before 1.3 it was decoded again, as a select for a stale fork)."""
     from daemon_fixtures import next_of

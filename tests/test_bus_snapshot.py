@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from bus_helpers import body_of, receive
 
-from bus_helpers import receive
 from razvilka.protocol.messages import (
     Candidate,
     DaemonStatus,
@@ -25,12 +25,13 @@ def fork_open(words: list[str]) -> ForkOpen:
     return ForkOpen(candidates=[Candidate(index=i, word=w, prob=1 / (i + 2)) for i, w in enumerate(words)])
 
 
-def cached_topics(bus) -> list[bytes]:  # type: ignore[no-untyped-def]
+def cached_topics(bus) -> list[bytes]:
     return [bytes(frames[0]) for frames in bus.cache.messages()]
 
 
-async def wait_cached(bus, count: int, holds: Callable[[list[bytes]], bool] | None = None) -> None:  # type: ignore[no-untyped-def]
-    """The state thread caches asynchronously: poll (2 s at most) until it holds ``count`` messages and ``holds(topics)``."""
+async def wait_cached(bus, count: int, holds: Callable[[list[bytes]], bool] | None = None) -> None:
+    """The state thread caches asynchronously: poll (2 s at most) until it holds ``count`` messages and
+    ``holds(topics)``."""
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         topics = cached_topics(bus)
@@ -64,7 +65,7 @@ async def test_late_joiner_gets_current_fork_and_lookaheads(bus, clients) -> Non
     # live traffic after the snapshot arrives once
     daemon.publish(ForkLookahead(entries=[Lookahead(index=1, phrases=["day after"])], done=True), fork_id="f2")
     live = await receive(late, lambda got: len(got) >= 1)
-    assert [(m.type, m.body.done) for m in live] == [("fork.lookahead", True)]
+    assert [(m.type, body_of(m, ForkLookahead).done) for m in live] == [("fork.lookahead", True)]
     assert late.stats.gaps == 0
 
 

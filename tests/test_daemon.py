@@ -6,18 +6,21 @@ import re
 from pathlib import Path
 
 import pytest
-from bus_helpers import until
+from bus_helpers import MessageOf, message_of, until
 from daemon_fixtures import RunningDaemon, StartDaemon, next_of
 
 from razvilka.daemon.gating import thresholds
+from razvilka.protocol.client import BusClient
 from razvilka.protocol.codec import Codec
 from razvilka.protocol.errors import ErrorCode
 from razvilka.protocol.messages import (
     Command,
     Confirm,
     DaemonError,
+    DaemonStatus,
     Focus,
     ForkDecided,
+    ForkLookahead,
     ForkOpen,
     Select,
     TextState,
@@ -27,23 +30,21 @@ from razvilka.protocol.messages import (
 pytestmark = pytest.mark.model
 
 
-async def open_fork(client, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    msg = await next_of(client, "fork.open", timeout)
-    assert isinstance(msg.body, ForkOpen)
-    return msg
+async def open_fork(client: BusClient, timeout: float = 60.0) -> MessageOf[ForkOpen]:
+    return await next_of(client, ForkOpen, timeout)
 
 
-async def lookahead_done(client, fork_id: str):  # type: ignore[no-untyped-def]
+async def lookahead_done(client: BusClient, fork_id: str | None) -> MessageOf[ForkLookahead]:
     """The finished look-ahead of the fork: from the snapshot if it already went out, else the next one."""
-    def done(m) -> bool:  # type: ignore[no-untyped-def]
-        return m.type == "fork.lookahead" and m.header.fork_id == fork_id and m.body.done and not m.body.entries[0].long
-    snap = [m for m in await client.snapshot() if done(m)]
-    return snap[-1] if snap else await next_of(client, "fork.lookahead", 60, where=done)
+    def done(m: MessageOf[ForkLookahead]) -> bool:
+        return m.header.fork_id == fork_id and m.body.done and not m.body.entries[0].long
+    snap = [message_of(m, ForkLookahead) for m in await client.snapshot() if m.type == ForkLookahead.TYPE]
+    snap = [m for m in snap if done(m)]
+    return snap[-1] if snap else await next_of(client, ForkLookahead, 60, where=done)
 
 
-async def error_of(client, code: ErrorCode):  # type: ignore[no-untyped-def]
-    msg = await next_of(client, "daemon.error", 20, where=lambda m: m.body.code == int(code))
-    assert isinstance(msg.body, DaemonError)
+async def error_of(client: BusClient, code: ErrorCode) -> DaemonError:
+    msg = await next_of(client, DaemonError, 20, where=lambda m: m.body.code == int(code))
     return msg.body
 
 
@@ -51,7 +52,7 @@ async def test_fork_words_first_then_lookaheads_stream(daemon: RunningDaemon) ->
     bus = await daemon.client("t", ["fork."])
     snap = await bus.snapshot()
     forks = [m for m in snap if m.type == "fork.open"]
-    fork = forks[-1] if forks else await open_fork(bus)
+    fork = message_of(forks[-1], ForkOpen) if forks else await open_fork(bus)
     body = fork.body
     assert 2 <= len(body.candidates) <= 5
     words = [c.word for c in body.candidates]
@@ -69,14 +70,12 @@ async def test_select_commits_word_and_opens_next_fork(daemon: RunningDaemon) ->
     fork = await _current_fork(bus)
     chosen = fork.body.candidates[1].word
     bus.publish(Select(index=1, source="keyboard"), fork_id=fork.header.fork_id)
-    decided = await next_of(bus, "fork.decided")
-    assert isinstance(decided.body, ForkDecided)
+    decided = await next_of(bus, ForkDecided)
     assert decided.header.fork_id == fork.header.fork_id
     assert decided.body.index == 1 and decided.body.words == [chosen]
     assert decided.body.sources == ["keyboard"] and decided.body.rule == "select"
     assert decided.body.latency_ms > 0
-    state = await next_of(bus, "text.state", where=lambda m: chosen in m.body.text)
-    assert isinstance(state.body, TextState)
+    state = await next_of(bus, TextState, where=lambda m: chosen in m.body.text)
     assert state.body.text.endswith(chosen) or state.body.text.rstrip().endswith(chosen)
     human = [s for s in state.body.spans if s.origin == "human"]
     assert human and state.body.text[human[-1].start:human[-1].end].strip() == chosen
@@ -87,10 +86,10 @@ async def test_select_commits_word_and_opens_next_fork(daemon: RunningDaemon) ->
     assert entries[-1].fork_id == fork.header.fork_id and entries[-1].words == [chosen]
 
 
-async def _current_fork(bus):  # type: ignore[no-untyped-def]
+async def _current_fork(bus: BusClient) -> MessageOf[ForkOpen]:
     """The open fork: from the snapshot if it already went out, else the next one."""
-    snap = [m for m in await bus.snapshot() if m.type == "fork.open"]
-    return snap[-1] if snap else await open_fork(bus)
+    snap = [m for m in await bus.snapshot() if m.type == ForkOpen.TYPE]
+    return message_of(snap[-1], ForkOpen) if snap else await open_fork(bus)
 
 
 async def test_fusion_rules(start_daemon: StartDaemon) -> None:
@@ -116,7 +115,7 @@ async def test_fusion_rules(start_daemon: StartDaemon) -> None:
     moved = bus.publish(Focus(index=1, source="gaze", confidence=0.8), fork_id=fid)  # gaze moves later; key still wins
     assert moved.ts_ns > key.ts_ns
     bus.publish(Confirm(source="footswitch"), fork_id=fid)
-    decided = await next_of(bus, "fork.decided")
+    decided = await next_of(bus, ForkDecided)
     assert decided.body.index == 3
     assert decided.body.sources == ["keyboard", "footswitch"] and decided.body.rule == "focus+confirm"
 
@@ -127,7 +126,7 @@ async def test_gaze_dwell_and_gaze_eeg(start_daemon: StartDaemon) -> None:
     fork = await _current_fork(bus)
     bus.publish(Focus(index=2, source="gaze", dwell=0.5), fork_id=fork.header.fork_id)
     bus.publish(Confirm(source="gaze"), fork_id=fork.header.fork_id)  # dwell complete
-    decided = await next_of(bus, "fork.decided")
+    decided = await next_of(bus, ForkDecided)
     assert (decided.body.index, decided.body.rule, decided.body.sources) == (2, "dwell", ["gaze"])
     fork = await open_fork(bus)
     k = len(fork.body.candidates)
@@ -136,7 +135,7 @@ async def test_gaze_dwell_and_gaze_eeg(start_daemon: StartDaemon) -> None:
     bus.publish(Focus(index=1, source="gaze"), fork_id=fork.header.fork_id)
     bus.publish(Confirm(source="eeg", index=1, confidence=posterior[1], posterior=posterior),
                 fork_id=fork.header.fork_id)
-    decided = await next_of(bus, "fork.decided")
+    decided = await next_of(bus, ForkDecided)
     assert (decided.body.index, decided.body.rule) == (1, "gaze+eeg")
     assert decided.body.sources == ["gaze", "eeg"]
 
@@ -147,12 +146,12 @@ async def test_back_more_type_bias_regenerate(daemon: RunningDaemon) -> None:
     first_words = [c.word for c in fork.body.candidates]
     before = daemon.daemon._spans()[0]
     bus.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
-    await next_of(bus, "fork.decided")
+    await next_of(bus, ForkDecided)
     await open_fork(bus)
     # back: the decision is undone and the same fork opens again
     bus.publish(Command(command="back", source="keyboard"))
-    undo = await next_of(bus, "text.undo")
-    assert isinstance(undo.body, TextUndo) and undo.body.removed.strip() == first_words[0]
+    undo = await next_of(bus, TextUndo)
+    assert undo.body.removed.strip() == first_words[0]
     again = await open_fork(bus)
     assert again.body.reason == "back"
     assert [c.word for c in again.body.candidates] == first_words
@@ -169,7 +168,7 @@ async def test_back_more_type_bias_regenerate(daemon: RunningDaemon) -> None:
     assert all(c.word.lower().startswith("th") for c in typed.body.candidates)
     # a complete typed word (trailing space) is committed as the human's own word
     bus.publish(Command(command="type", source="keyboard", text="thunderstorms "), fork_id=typed.header.fork_id)
-    decided = await next_of(bus, "fork.decided")
+    decided = await next_of(bus, ForkDecided)
     assert decided.body.typed and decided.body.words == ["thunderstorms"] and decided.body.index is None
     after_typed = await open_fork(bus)
     assert "thunderstorms" in after_typed.body.context
@@ -190,7 +189,7 @@ async def test_phrase_selection_commits_several_words(daemon: RunningDaemon) -> 
     done = await lookahead_done(bus, fork.header.fork_id)
     phrase = done.body.entries[0].phrases[0]
     bus.publish(Select(index=0, source="web", phrase=True), fork_id=fork.header.fork_id)
-    decided = await next_of(bus, "fork.decided")
+    decided = await next_of(bus, ForkDecided)
     assert decided.body.phrase
     assert decided.body.words == [fork.body.candidates[0].word] + phrase.split()
     assert len(decided.body.words) >= 2
@@ -208,9 +207,9 @@ async def test_a_click_on_a_look_ahead_word_takes_the_phrase_up_to_it(daemon: Ru
     assert len(words) >= 2, f"every look-ahead is under two words: {done.body.entries}"
     word = fork.body.candidates[entry.index].word
     bus.publish(Select(index=entry.index, source="web", phrase_words=1), fork_id=fork.header.fork_id)
-    decided = await next_of(bus, "fork.decided")
+    decided = await next_of(bus, ForkDecided)
     assert decided.body.words == [word, words[0]] and decided.body.phrase_words == 1 and decided.body.phrase
-    state = await next_of(bus, "text.state")  # the first after the decision: the commit alone
+    state = await next_of(bus, TextState)  # the first after the decision: the commit alone
     head = re.match(r"\s*\S+", entry.phrases[0])
     assert head is not None and state.body.text.endswith(word + head.group(0)), state.body.text
     await open_fork(bus)
@@ -226,10 +225,10 @@ async def test_a_phrase_after_the_long_look_ahead_commits_what_was_shown(daemon:
     done = await lookahead_done(bus, fid)
     short = done.body.entries[0].phrases[0]
     bus.publish(Focus(index=0, source="mouse"), fork_id=fid)
-    long = await next_of(bus, "fork.lookahead", 60, where=lambda m: m.header.fork_id == fid and m.body.entries[0].long)
+    long = await next_of(bus, ForkLookahead, 60, where=lambda m: m.header.fork_id == fid and m.body.entries[0].long)
     assert len(long.body.entries[0].phrases[0]) > len(short)
     bus.publish(Select(index=0, source="web", phrase=True), fork_id=fid)
-    decided = await next_of(bus, "fork.decided")
+    decided = await next_of(bus, ForkDecided)
     assert decided.body.words == [fork.body.candidates[0].word] + short.split()
     await open_fork(bus)
     d = daemon.daemon
@@ -240,14 +239,14 @@ async def test_pause_and_resume(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork.", "daemon."])
     fork = await _current_fork(bus)
     bus.publish(Command(command="pause", source="keyboard"))
-    await next_of(bus, "daemon.status", where=lambda m: m.body.state == "paused")
+    await next_of(bus, DaemonStatus, where=lambda m: m.body.state == "paused")
     bus.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
     err = await error_of(bus, ErrorCode.NOT_READY)
     assert "paused" in err.message
     bus.publish(Command(command="resume", source="keyboard"))
-    await next_of(bus, "daemon.status", where=lambda m: m.body.state != "paused")
+    await next_of(bus, DaemonStatus, where=lambda m: m.body.state != "paused")
     bus.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
-    decided = await next_of(bus, "fork.decided")
+    decided = await next_of(bus, ForkDecided)
     assert decided.header.fork_id == fork.header.fork_id
 
 
@@ -255,7 +254,7 @@ async def test_new_text_from_prompt(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork.", "text."])
     await _current_fork(bus)
     bus.publish(Command(command="new", source="keyboard", text="Dear Anna, thank you for"))
-    state = await next_of(bus, "text.state", where=lambda m: m.body.text == "Dear Anna, thank you for")
+    state = await next_of(bus, TextState, where=lambda m: m.body.text == "Dear Anna, thank you for")
     assert [s.origin for s in state.body.spans] == ["prompt"]
     fork = await open_fork(bus)
     assert fork.body.context.endswith("thank you for")
@@ -281,7 +280,7 @@ async def test_bad_requests_get_errors_and_daemon_keeps_serving(daemon: RunningD
     await error_of(bus, ErrorCode.BAD_COMMAND)
     # and the fork is still open and decidable
     bus.publish(Select(index=0, source="keyboard"), fork_id=fid)
-    await next_of(bus, "fork.decided", where=lambda m: m.header.fork_id == fid)
+    await next_of(bus, ForkDecided, where=lambda m: m.header.fork_id == fid)
     # now it is stale
     bus.publish(Select(index=0, source="keyboard"), fork_id=fid)
     await error_of(bus, ErrorCode.STALE_FORK)
@@ -295,7 +294,7 @@ async def test_pregeneration_hit_and_cancel(daemon: RunningDaemon) -> None:
     # focus 1, then move to 3 at once: work for 1 is cancelled, 3 is prepared
     bus.publish(Focus(index=1, source="keyboard"), fork_id=fid)
     bus.publish(Focus(index=3, source="keyboard"), fork_id=fid)
-    long = await next_of(bus, "fork.lookahead", where=lambda m: m.body.entries[0].long)
+    long = await next_of(bus, ForkLookahead, where=lambda m: m.body.entries[0].long)
     assert long.body.entries[0].index == 3
     shown = fork.body.candidates[3].lookahead
     assert len(long.body.entries[0].phrases[0]) >= len(shown[0] if shown else "")
@@ -337,7 +336,7 @@ async def test_back_after_an_auto_run_is_not_written_again(start_daemon: StartDa
     run = [e.words[0] for e in entries]
     assert len(run) == 3 and fork.body.reason.startswith("max_auto_words"), (run, fork.body.reason)
     bus.publish(Command(command="back", source="keyboard"))
-    undo = await next_of(bus, "text.undo")
+    undo = await next_of(bus, TextUndo)
     assert undo.body.removed == "".join(e.text for e in entries)
     again = await open_fork(bus)
     assert again.body.reason == "back" and again.body.context.endswith(prompt[-20:])
@@ -346,14 +345,14 @@ async def test_back_after_an_auto_run_is_not_written_again(start_daemon: StartDa
         words = [c.word for c in again.body.candidates]
         assert words[0] == run[i], (words, run)
         bus.publish(Select(index=0, source="keyboard"), fork_id=again.header.fork_id)
-        await next_of(bus, "fork.decided")
+        await next_of(bus, ForkDecided)
         again = await open_fork(bus)
         assert again.body.reason == "declined", again.body.reason
         assert [c.word for c in again.body.candidates][0] == run[i + 1]
     # and picks another third word: from there the model writes on by itself again
     other = again.body.candidates[1].word
     bus.publish(Select(index=1, source="keyboard"), fork_id=again.header.fork_id)
-    await next_of(bus, "fork.decided")
+    await next_of(bus, ForkDecided)
     after = await open_fork(bus)
     assert after.body.reason.startswith("max_auto_words"), after.body.reason
     live = d.daemon.store.entries(d.daemon.doc.id)
@@ -373,8 +372,8 @@ async def test_a_piece_that_continues_the_last_word_is_marked_joins(start_daemon
     assert not any(c.joins for c in fork.body.candidates if not c.word[:1].isalnum())
     pick = joined[0]
     bus.publish(Select(index=pick.index, source="keyboard"), fork_id=fork.header.fork_id)
-    await next_of(bus, "fork.decided")
-    state = await next_of(bus, "text.state", 20, where=lambda m: m.body.text != fork.body.context)
+    await next_of(bus, ForkDecided)
+    state = await next_of(bus, TextState, 20, where=lambda m: m.body.text != fork.body.context)
     assert state.body.text.startswith("The quick brown fox jumps over the lazy d" + pick.word)
 
 
@@ -386,20 +385,19 @@ async def test_a_stale_focus_is_counted_quietly_a_stale_select_or_confirm_is_ref
     fork = await _current_fork(bus)
     fid = fork.header.fork_id
     bus.publish(Select(index=0, source="keyboard"), fork_id=fid)
-    await next_of(bus, "fork.decided", where=lambda m: m.header.fork_id == fid)
+    await next_of(bus, ForkDecided, where=lambda m: m.header.fork_id == fid)
     for i in range(60):  # 100 ms of a 600 Hz gaze stream, all after the decision
         bus.publish(Focus(index=i % 3, source="gaze", confidence=0.9), fork_id=fid)
     select = bus.publish(Select(index=1, source="keyboard"), fork_id=fid)
     confirm = bus.publish(Confirm(source="footswitch"), fork_id=fid)
     errors: list[DaemonError] = []
     while len(errors) < 2:  # the bus keeps one sender's order: any focus error would come before these
-        msg = await next_of(bus, "daemon.error", 20)
-        assert isinstance(msg.body, DaemonError)
+        msg = await next_of(bus, DaemonError, 20)
         errors.append(msg.body)
     assert [(e.code, e.ref_id) for e in errors] == [(int(ErrorCode.STALE_FORK), select.id),
                                                    (int(ErrorCode.STALE_FORK), confirm.id)], errors
     assert daemon.daemon.stale_focus == 60
-    status = await next_of(bus, "daemon.status", 10, where=lambda m: "stale focus dropped: 60" in m.body.detail)
+    status = await next_of(bus, DaemonStatus, 10, where=lambda m: "stale focus dropped: 60" in m.body.detail)
     assert status.body.state in ("waiting", "generating")
 
 
@@ -426,12 +424,12 @@ async def test_a_store_that_cannot_write_is_a_store_error_and_the_fork_opens_aga
         assert d.decisions == 0
     finally:
         d.store.db.execute("PRAGMA query_only = OFF")
-    again = await next_of(bus, "fork.open", 30, where=lambda m: m.body.reason == "error")
+    again = await next_of(bus, ForkOpen, 30, where=lambda m: m.body.reason == "error")
     assert again.body.context == fork.body.context and again.header.fork_id != fid
     assert [c.word for c in again.body.candidates] == [c.word for c in fork.body.candidates]
     word = again.body.candidates[1].word
     bus.publish(Select(index=1, source="keyboard"), fork_id=again.header.fork_id)
-    decided = await next_of(bus, "fork.decided", 30, where=lambda m: m.header.fork_id == again.header.fork_id)
+    decided = await next_of(bus, ForkDecided, 30, where=lambda m: m.header.fork_id == again.header.fork_id)
     assert decided.body.words == [word]
     assert [e.words for e in d.store.entries(d.doc.id)] == [[word]]
     assert learner.profile.decisions_ == 1 and learner.profile.cache.unigrams_.get(word) == 1
@@ -446,8 +444,9 @@ async def test_a_profile_that_had_to_be_reset_is_said_in_the_daemon_status(start
     (profiles / "default.json").write_text('{"format": "razvilka-profile", "version": 1, "unigr')
     d = await start_daemon()
     bus = await d.client("t", ["daemon.status."])
-    status = next((m for m in reversed(await bus.snapshot()) if m.type == "daemon.status"), None)
+    retained = [message_of(m, DaemonStatus) for m in await bus.snapshot() if m.type == DaemonStatus.TYPE]
+    status = retained[-1] if retained else None
     if status is None or "profile reset" not in status.body.detail:
-        status = await next_of(bus, "daemon.status", 10, where=lambda m: "profile reset" in m.body.detail)
+        status = await next_of(bus, DaemonStatus, 10, where=lambda m: "profile reset" in m.body.detail)
     assert "could not be read" in status.body.detail and "kept as" in status.body.detail
     assert list(profiles.glob("default.corrupt-*.json")), "the unreadable file is kept, not deleted"

@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from bus_helpers import MessageOf, message_of
 from daemon_fixtures import next_of
 
 from razvilka.daemon.learn.text import words_of
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.discovery import read_discovery
-from razvilka.protocol.messages import Select
+from razvilka.protocol.messages import DaemonStatus, ForkDecided, ForkOpen, Select, TextState
 
 pytestmark = pytest.mark.model
 
@@ -54,9 +55,9 @@ async def _connect(runtime_dir: Path, proc: subprocess.Popen[bytes]) -> BusClien
     return client
 
 
-async def _fork(client: BusClient):  # type: ignore[no-untyped-def]
-    snap = [m for m in await client.snapshot() if m.type == "fork.open"]
-    return snap[-1] if snap else await next_of(client, "fork.open", 120)
+async def _fork(client: BusClient) -> MessageOf[ForkOpen]:
+    snap = [m for m in await client.snapshot() if m.type == ForkOpen.TYPE]
+    return message_of(snap[-1], ForkOpen) if snap else await next_of(client, ForkOpen, 120)
 
 
 async def test_kill_9_then_resume_same_text(runtime_dir: Path) -> None:
@@ -67,7 +68,8 @@ async def test_kill_9_then_resume_same_text(runtime_dir: Path) -> None:
         for index in (1, 0, 2):
             fork = await _fork(client)
             client.publish(Select(index=index, source="keyboard"), fork_id=fork.header.fork_id)
-            decided = await next_of(client, "fork.decided", 60, where=lambda m: m.header.fork_id == fork.header.fork_id)
+            decided = await next_of(client, ForkDecided, 60,
+                                    where=lambda m: m.header.fork_id == fork.header.fork_id)  # noqa: B023 - awaited here
             chosen += decided.body.words
         # kill -9 right after the last acknowledgement: nothing acknowledged may be lost
         proc.send_signal(signal.SIGKILL)
@@ -79,8 +81,8 @@ async def test_kill_9_then_resume_same_text(runtime_dir: Path) -> None:
     proc2 = _start(runtime_dir)  # no --prompt: resume the open document
     client2 = await _connect(runtime_dir, proc2)
     try:
-        state = [m for m in await client2.snapshot() if m.type == "text.state"]
-        state_msg = state[-1] if state else await next_of(client2, "text.state", 60)
+        state = [message_of(m, TextState) for m in await client2.snapshot() if m.type == TextState.TYPE]
+        state_msg = state[-1] if state else await next_of(client2, TextState, 60)
         text = state_msg.body.text
         assert text.startswith(PROMPT)
         # word for word (a chosen "," is written glued to the word before it)
@@ -107,7 +109,7 @@ async def test_sigterm_says_goodbye_and_cleans_up(runtime_dir: Path) -> None:
     try:
         await _fork(client)
         proc.send_signal(signal.SIGTERM)
-        bye = await next_of(client, "daemon.status", 30, where=lambda m: m.body.state == "stopped")
+        bye = await next_of(client, DaemonStatus, 30, where=lambda m: m.body.state == "stopped")
         assert bye.header.sender == "daemon"
         assert proc.wait(30) == 0
         assert not (runtime_dir / "bus.json").exists()
@@ -117,12 +119,13 @@ async def test_sigterm_says_goodbye_and_cleans_up(runtime_dir: Path) -> None:
         await client.close(goodbye=False)
     # the store is consistent and the CLI can list and export it
     env = _env(runtime_dir)
-    listed = subprocess.run([sys.executable, "-m", "razvilka.cli", "sessions", "list"], env=env,
-                            capture_output=True, text=True, check=True)
+    listed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "razvilka.cli", "sessions", "list"],
+                                     env=env, capture_output=True, text=True, check=True)
     assert "open" in listed.stdout
     out = runtime_dir / "export.jsonl"
-    subprocess.run([sys.executable, "-m", "razvilka.cli", "sessions", "export", "-o", str(out)], env=env,
-                   capture_output=True, text=True, check=True)
+    await asyncio.to_thread(subprocess.run,
+                            [sys.executable, "-m", "razvilka.cli", "sessions", "export", "-o", str(out)],
+                            env=env, capture_output=True, text=True, check=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and rows[0]["context"].startswith(PROMPT) and rows[0]["candidates"]
 

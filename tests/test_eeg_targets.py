@@ -49,7 +49,7 @@ from razvilka.protocol.messages import (
     TargetBox,
     TextUndo,
 )
-from razvilka.protocol.targets import ALPHABETS
+from razvilka.protocol.targets import ALPHABETS, SCRIPTS
 
 # The EEG suite's fixtures (the Muse recording, models calibrated on it and on synthetic ERPs) and the
 # browser suite's (headless Chromium, a page on a bridge), used here by name.
@@ -65,7 +65,8 @@ def screen(k: int, script: str = "latin", per_row: int = 8) -> tuple[list[str], 
     ``per_row`` letters a row, then space, delete and accept."""
     items = [f"cand:{i}" for i in range(k)] + COMMANDS
     cells = [(0, i) for i in range(k)] + [(1, i) for i in range(len(COMMANDS))]
-    letters = ALPHABETS[script]  # type: ignore[index]
+    assert script in SCRIPTS, f"no alphabet for script {script!r}"
+    letters = ALPHABETS[script]
     items += [f"key:{ch}" for ch in letters]
     cells += [(2 + n // per_row, n % per_row) for n in range(len(letters))]
     last = 3 + (len(letters) - 1) // per_row
@@ -188,19 +189,19 @@ async def test_grouped_flashes_select_a_keyboard_key_by_target(ipc_clients, synt
     peer = session.peer
     cands = [Candidate(index=i, word=f"w{i}", prob=p) for i, p in enumerate([0.3, 0.2, 0.1, 0.05])]
     letters = [Letter(ch="e", prob=0.1), Letter(ch="t", prob=0.3), Letter(ch=" ", prob=0.2)]
-    peer.publish(ForkOpen(candidates=cands, letters=letters), fork_id="kb")  # type: ignore[attr-defined]
+    peer.publish(ForkOpen(candidates=cands, letters=letters), fork_id="kb")
     offset = unix_to_bus_offset_s()
     # bad flashes first (after the fork.open from the same sender, so the adapter knows the fork),
     # each ignored with its reason: an unknown command, a candidate the fork lacks
     now = now_s()
     for flash, (indices, targets) in enumerate((([], ["cmd:fly"]), ([0], ["cand:9"]))):
         bad = Stimulus(indices=indices, onset_ns=int(now * 1e9), targets=targets, flash=900 + flash)
-        peer.publish(bad, fork_id="kb")  # type: ignore[attr-defined]
+        peer.publish(bad, fork_id="kb")
     for n, (t, g) in enumerate(flashes):
         onset = start_unix + t + offset
         if onset - now_s() > 0:
             await session.pump(onset - now_s())
-        peer.publish(stimulus(items, groups[g], onset, n), fork_id="kb")  # type: ignore[attr-defined]
+        peer.publish(stimulus(items, groups[g], onset, n), fork_id="kb")
         if session.of(Select):
             break
     await session.pump(3.0, until=lambda m: isinstance(m.body, Select))

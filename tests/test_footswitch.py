@@ -10,21 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bus_helpers import wait_retained
-from key_helpers import (  # noqa: F401 - fixtures
-    XServer,
-    cli_command,
-    cli_env,
-    display,
-    fork_open,
-    next_input,
-    until,
-    xserver,
-)
+from bus_helpers import body_of, wait_retained
+from key_helpers import XServer, cli_command, cli_env, fork_open, next_input, until
 
 from razvilka.inputs.config import FootswitchConfig
 from razvilka.inputs.evdevkeys import (
@@ -52,7 +44,7 @@ DATA = Path(__file__).resolve().parent / "data" / "footswitch"
 THREE = DATA / "vec-infinity-evtest.json"
 ONE = DATA / "vec-one-pedal-session.json"
 PCSENSOR = DATA / "pcsensor-footswitch-b.json"
-ONE_PEDAL = {"pedals": {"btn_1": "confirm"}, "long_press": {"btn_1": "back"}, "long_press_ms": 600}
+ONE_PEDAL: dict[str, Any] = {"pedals": {"btn_1": "confirm"}, "long_press": {"btn_1": "back"}, "long_press_ms": 600}
 
 
 def describe(msg: Message) -> str:
@@ -61,7 +53,7 @@ def describe(msg: Message) -> str:
         return f"status:{b.state}"
     if isinstance(b, Command):
         return f"command:{b.command}"
-    return b.TYPE.split(".")[-1]
+    return msg.type.split(".")[-1]
 
 
 async def messages(observer: BusClient, stop_at: str = "status:stopped", timeout: float = 10.0,
@@ -129,10 +121,10 @@ async def test_device_status_details(bus_side: Any) -> None:
     conf = FootswitchConfig(reconnect_ms=20, **ONE_PEDAL)
     source = EvdevSource(DeviceSpec.parse("05f3:00ff"), build_keymap(conf, "evdev").keys(), finder=finder)
     await run_footswitch(factory, source, **ONE_PEDAL)
-    details = {}
+    details: dict[str, str] = {}
     while len(details) < 3:
-        msg = await next_input(observer, kinds=("source.status",), sender="footswitch")
-        details.setdefault(msg.body.state, msg.body.detail)
+        status = body_of(await next_input(observer, kinds=("source.status",), sender="footswitch"), SourceStatus)
+        details.setdefault(status.state, status.detail)
     assert "VEC  VEC USB Footpedal (05f3:00ff)" in details["ok"] and "grabbed" in details["ok"]
     assert "went away" in details["lost"] and "No such device" in details["lost"]
     assert "05f3:00ff" in details["recovered"]
@@ -141,7 +133,7 @@ async def test_device_status_details(bus_side: Any) -> None:
 async def test_hid_keyboard_pedal_through_evdev(bus_side: Any) -> None:
     """A PCsensor pedal sends KEY_B; held, the kernel repeats it; the long press is measured."""
     factory, observer = bus_side
-    cfg = {"device": "PCsensor FootSwitch", "pedals": {"b": "confirm"}, "long_press": {"KEY_B": "back"}}
+    cfg: dict[str, Any] = {"device": "PCsensor FootSwitch", "pedals": {"b": "confirm"}, "long_press": {"KEY_B": "back"}}
     source = replay(PCSENSOR, **cfg)
     code, _ = await run_footswitch(factory, source, **cfg)
     assert code == 0
@@ -166,7 +158,7 @@ async def test_hid_keyboard_pedal_through_x11(display: XServer, bus_side: Any) -
     from razvilka.inputs.x11keys import X11KeySource
 
     factory, observer = bus_side
-    cfg = {"backend": "x11", "pedals": {"a": "back", "b": "confirm", "c": "more"},
+    cfg: dict[str, Any] = {"backend": "x11", "pedals": {"a": "back", "b": "confirm", "c": "more"},
            "long_press": {"b": "back"}, "long_press_ms": 500}
     source = X11KeySource()
     await source.open()
@@ -205,8 +197,8 @@ async def test_virtual_pedal_through_uinput(bus_side: Any) -> None:
     from evdev import UInput, ecodes
 
     factory, observer = bus_side
-    caps = {ecodes.EV_KEY: [ecodes.BTN_0, ecodes.BTN_1, ecodes.BTN_2]}
-    ids = {"vendor": 0x1209, "product": 0x7ed1, "name": "razvilka test pedal"}  # pid.codes test range
+    caps: dict[int, Sequence[int]] = {ecodes.EV_KEY: [ecodes.BTN_0, ecodes.BTN_1, ecodes.BTN_2]}
+    ids: dict[str, Any] = {"vendor": 0x1209, "product": 0x7ed1, "name": "razvilka test pedal"}  # pid.codes test range
 
     def tap(ui: Any, code: int, hold_s: float) -> None:
         ui.write(ecodes.EV_KEY, code, 1)

@@ -21,16 +21,26 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 import pylsl
 import pytest
+from bus_helpers import body_of, message_of, wait_retained
+from conftest import ROOT, TEST_DATA
 
 from razvilka.daemon.decider import Decider
 from razvilka.inputs.gaze.adapter import GazeAdapter, config_from_args, load_calibration
 from razvilka.inputs.gaze.calibration import (
-    Calibration, TargetWindow, TkTargetDisplay, box_confidence, calibration_path, grid_targets, measure, run_routine,
+    Calibration,
+    TargetWindow,
+    TkTargetDisplay,
+    box_confidence,
+    calibration_path,
+    grid_targets,
+    measure,
+    run_routine,
 )
 from razvilka.inputs.gaze.config import GazeConfig
 from razvilka.inputs.gaze.dwell import ConfirmEvent, FocusEvent, GazeEvent, dwell_for
@@ -42,10 +52,16 @@ from razvilka.inputs.gaze.stream import ChannelMap, GazeStream, RawGaze
 from razvilka.protocol.clock import now_s
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import (
-    Box, Candidate, Confirm, Focus, ForkDecided, ForkOpen, Layout, Message, SourceStatus,
+    Box,
+    Candidate,
+    Confirm,
+    Focus,
+    ForkDecided,
+    ForkOpen,
+    Layout,
+    Message,
+    SourceStatus,
 )
-from bus_helpers import wait_retained
-from conftest import ROOT, TEST_DATA
 
 DATA = TEST_DATA / "gaze" / "tobii-matrix-calibration"
 RATE = 60.0
@@ -71,6 +87,11 @@ class Session:
     def index(self, symbol: str) -> int:
         return self.symbols.index(symbol)
 
+    def symbol(self, index: int | None) -> str:
+        """The symbol a confirm chose: this layout has only candidates, so a confirm always names one."""
+        assert index is not None, "a confirm on a target: this layout has none"
+        return self.symbols[index]
+
     def target_norm(self, symbol: str) -> tuple[float, float]:
         box = self.layout.boxes[self.index(symbol)]
         return (box.x + box.w / 2) / self.layout.screen_w, (box.y + box.h / 2) / self.layout.screen_h
@@ -87,18 +108,19 @@ def session() -> Session:
     boxes = [Box(index=i, x=(pos[s][0] + 1) / 2 * w - cell / 2, y=(1 - pos[s][1]) / 2 * h - cell / 2, w=cell, h=cell)
              for i, s in enumerate(symbols)]
     inquiries: list[Inquiry] = []
-    cur: dict[str, float | str] = {}
+    symbol = ""                    # the inquiry being read: its prompted symbol,
+    times: dict[str, float] = {}   # and its prompt, fixation and last_flash times
     for line in (DATA / "triggers.txt").read_text().splitlines():
         sym, kind, when = line.split()
         if kind == "prompt":
-            if cur:
-                inquiries.append(Inquiry(**cur))  # type: ignore[arg-type]
-            cur = {"symbol": sym, "prompt": float(when)}
+            if times:
+                inquiries.append(Inquiry(symbol, times["prompt"], times["fixation"], times["last_flash"]))
+            symbol, times = sym, {"prompt": float(when)}
         elif kind == "fixation":
-            cur["fixation"] = float(when)
+            times["fixation"] = float(when)
         elif kind in ("target", "nontarget"):
-            cur["last_flash"] = float(when)
-    inquiries.append(Inquiry(**cur))  # type: ignore[arg-type]
+            times["last_flash"] = float(when)
+    inquiries.append(Inquiry(symbol, times["prompt"], times["fixation"], times["last_flash"]))
     return Session(rows[:, 9], rows[:, 3:9].astype(np.float32), symbols,
                    Layout(boxes=boxes, screen_w=w, screen_h=h, renderer="bcipy-matrix"), inquiries)
 
@@ -125,7 +147,8 @@ def stream_cfg(source_id: str, **kw: object) -> GazeConfig:
 
 def push(outlet: pylsl.StreamOutlet, ts: np.ndarray, data: np.ndarray, block: int = 600) -> None:
     for s in range(0, len(ts), block):
-        outlet.push_chunk(np.ascontiguousarray(data[s:s + block], dtype=np.float32), [float(v) for v in ts[s:s + block]])
+        outlet.push_chunk(np.ascontiguousarray(data[s:s + block], dtype=np.float32),
+                          [float(v) for v in ts[s:s + block]])
 
 
 def replay_through_lsl(ts: np.ndarray, data: np.ndarray, source_id: str,
@@ -174,7 +197,7 @@ def run_session(tracker: GazeTracker, chunks: list[RawGaze], prompts: list[float
             head, raw = split_at(raw, prompts[fork + 1])
             events += [(fork, e) for e in tracker.feed(head)]
             fork += 1
-            tracker.open_fork(f"fork-{fork}", {i: 1 / k for i in range(k)})
+            tracker.open_fork(f"fork-{fork}", dict.fromkeys(range(k), 1 / k))
             tracker.set_layout(hitmap)
         events += [(fork, e) for e in tracker.feed(raw)]
     return events
@@ -213,7 +236,7 @@ def synth(segments: list[tuple[float, tuple[float, float] | None]], t0: float = 
 
 def tracker_for(layout: Layout | None = None, probs: dict[int, float] | None = None, **kw: object) -> GazeTracker:
     tracker = GazeTracker(msgspec.structs.replace(GazeConfig(), **kw))
-    tracker.open_fork("fork-s", probs or {i: 1 / 3 for i in BOXES})
+    tracker.open_fork("fork-s", probs or dict.fromkeys(BOXES, 1 / 3))
     tracker.set_layout(HitMap.from_layout(layout or synth_layout(), tracker.cfg.fuzzy_radius_px, tracker.k))
     return tracker
 
@@ -239,7 +262,7 @@ def test_real_recording_replayed_through_lsl_confirms_the_prompted_symbols() -> 
         np.testing.assert_allclose(got_t, ts, atol=1e-6)
         got_left = np.concatenate([c.left for c in chunks])
         np.testing.assert_array_equal(got_left, s.data[:, [0, 1]].astype(np.float64))
-        got_right = np.concatenate([c.right for c in chunks])  # type: ignore[misc]
+        got_right = np.concatenate([c.right for c in chunks])
         np.testing.assert_array_equal(got_right, s.data[:, [3, 4]].astype(np.float64))
     finally:
         stream.close()
@@ -252,11 +275,11 @@ def test_real_recording_replayed_through_lsl_confirms_the_prompted_symbols() -> 
     for f, q in enumerate(s.inquiries):
         end = base + (q.last_flash - s.t[0]) + 0.3
         mine = [e for g, e in events if g == f and isinstance(e, ConfirmEvent) and e.t <= end]
-        if mine and s.symbols[mine[0].index] == q.symbol:
+        if mine and s.symbol(mine[0].index) == q.symbol:
             first_ok += 1
             latency.append(mine[0].t - prompts[f])
         else:
-            misses.append((f, q.symbol, [s.symbols[e.index] for e in mine]))
+            misses.append((f, q.symbol, [s.symbol(e.index) for e in mine]))
             wrong_first += bool(mine)
     print(f"\nreal recording: first dwell confirm = prompted symbol in {first_ok}/{len(s.inquiries)} inquiries, "
           f"a wrong symbol first in {wrong_first}; prompt->confirm median {np.median(latency) * 1e3:.0f} ms, "
@@ -296,7 +319,8 @@ def test_real_recording_fixations_land_on_the_prompted_symbol() -> None:
         per_inquiry.append(hit / dur if dur else 0.0)
     share = on / total
     majority = sum(p > 0.5 for p in per_inquiry)
-    print(f"\nreal recording: {len(fixations)} fixations (median {np.median([f.duration for f in fixations]) * 1e3:.0f} ms); "
+    median_ms = np.median([f.duration for f in fixations]) * 1e3
+    print(f"\nreal recording: {len(fixations)} fixations (median {median_ms:.0f} ms); "
           f"{share:.1%} of fixation time during the flashes is on the prompted symbol; "
           f"{majority}/{len(s.inquiries)} inquiries mostly on it")
     assert share > 0.9 and majority >= 53
@@ -323,7 +347,7 @@ def test_nan_stretch_inside_a_real_dwell_never_confirms() -> None:
     # the same stretch without the blanking does confirm the prompted symbol
     clean = ChannelMap.from_config(GazeConfig()).bind(6).extract(s.t[sel], s.data[sel])
     events = run_session(GazeTracker(GazeConfig()), [clean], [q.prompt], s.layout, len(s.symbols))
-    assert [s.symbols[e.index] for e in confirms([e for _, e in events])][:1] == [q.symbol]
+    assert [s.symbol(e.index) for e in confirms([e for _, e in events])][:1] == [q.symbol]
 
 
 # ====================================================================== synthetic edge cases
@@ -446,7 +470,7 @@ def test_a_resting_gaze_does_not_confirm_the_next_forks_word_until_it_looks_agai
     raw = synth([(1.0, centre(1)), (1.5, centre(1)), (1.0, (centre(1)[0] + 85, centre(1)[1]))], noise_px=2.0)
     first, rest = split_at(raw, raw.t[0] + 1.0)
     assert [c.index for c in confirms(tr.feed(first))] == [1]
-    tr.open_fork("fork-next", {i: 1 / 3 for i in BOXES})  # the daemon decided; new words in the same boxes
+    tr.open_fork("fork-next", dict.fromkeys(BOXES, 1 / 3))  # the daemon decided; new words in the same boxes
     tr.set_layout(HitMap.from_layout(synth_layout(), 40.0, 3))
     resting, looked = split_at(rest, raw.t[0] + 2.5)
     during = tr.feed(resting)
@@ -458,7 +482,7 @@ def test_a_resting_gaze_does_not_confirm_the_next_forks_word_until_it_looks_agai
     # with fresh_fixation off, the resting gaze confirms the new fork's word after 600 ms
     tr2 = tracker_for(fresh_fixation=False)
     tr2.feed(first)
-    tr2.open_fork("fork-next", {i: 1 / 3 for i in BOXES})
+    tr2.open_fork("fork-next", dict.fromkeys(BOXES, 1 / 3))
     tr2.set_layout(HitMap.from_layout(synth_layout(), 40.0, 3))
     assert [c.index for c in confirms(tr2.feed(resting))] == [1]
 
@@ -514,7 +538,7 @@ def test_malformed_layouts_are_bad_layout() -> None:
 
 
 def test_channel_map_presets_and_bad_config() -> None:
-    bad = [
+    bad: list[dict[str, Any]] = [
         dict(channels="eyelink"),
         dict(channels="custom", channel_map={"x": 0}),
         dict(channels="custom", channel_map={"x": 0, "y": 1, "lx": 2, "ly": 3, "rx": 4, "ry": 5}),
@@ -600,7 +624,8 @@ def test_calibration_from_the_real_session_measures_offset_and_spread(tmp_path: 
         med_fix = np.median(train.correct(xy[sel]), axis=0)
         raw_err.append(np.hypot(*((med_raw - target) * SCREEN)))
         fixed_err.append(np.hypot(*((med_fix - target) * SCREEN)))
-    print(f"held-out inquiries: median gaze error {np.median(raw_err):.1f} px raw, {np.median(fixed_err):.1f} px calibrated")
+    print(f"held-out inquiries: median gaze error {np.median(raw_err):.1f} px raw, "
+          f"{np.median(fixed_err):.1f} px calibrated")
     assert np.median(fixed_err) < 0.8 * np.median(raw_err)
 
     # stored per user, read back the same
@@ -613,7 +638,7 @@ def test_calibration_from_the_real_session_measures_offset_and_spread(tmp_path: 
     # the spread becomes the focus confidence: a steadier gaze gives higher confidence than the default guess
     assert box_confidence(40.0, 200, 80) < box_confidence(cal.spread_at(0.5, 0.5), 200, 80) <= 1.0
     tr = GazeTracker(GazeConfig(), calibration=cal)
-    tr.open_fork("f", {i: 1 / 3 for i in BOXES})
+    tr.open_fork("f", dict.fromkeys(BOXES, 1 / 3))
     tr.set_layout(HitMap.from_layout(synth_layout(), 40.0, 3))
     conf = [e.confidence for e in focuses(tr.feed(synth([(0.5, centre(1))], noise_px=1.0))) if e.index == 1]
     plain = tracker_for()
@@ -748,7 +773,7 @@ async def until(holds: Callable[[], bool], what: str, timeout: float = 5.0) -> N
         await asyncio.sleep(0.02)
 
 
-async def start_adapter(ipc_clients, cfg: GazeConfig, calibration: Calibration | None = None):  # type: ignore[no-untyped-def]
+async def start_adapter(ipc_clients, cfg: GazeConfig, calibration: Calibration | None = None):
     client = await ipc_clients(cfg.name, subscribe=["fork.", "render.layout."], role="input")
     adapter = GazeAdapter(cfg, client, calibration)
     stop = asyncio.Event()
@@ -765,10 +790,10 @@ def fork_open(s: Session) -> ForkOpen:
     return ForkOpen(candidates=[Candidate(index=i, word=w, prob=1 / len(s.symbols)) for i, w in enumerate(s.symbols)])
 
 
-async def test_adapter_publishes_focus_and_confirm_for_the_fork_on_the_bus(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_adapter_publishes_focus_and_confirm_for_the_fork_on_the_bus(ipc_clients) -> None:
     s = session()
     sid = f"tobii-{uuid.uuid4().hex[:8]}"
-    outlet = pylsl.StreamOutlet(tobii_info(sid))
+    outlet = [pylsl.StreamOutlet(tobii_info(sid))]  # in a list, so that close_outlet can destroy it off the loop
     watcher = await ipc_clients("watcher", subscribe=["input.", "source.status."])
     daemon = await ipc_clients("daemon", role="daemon")
     renderer = await ipc_clients("renderer", role="renderer")
@@ -786,7 +811,7 @@ async def test_adapter_publishes_focus_and_confirm_for_the_fork_on_the_bus(ipc_c
             base = max(pylsl.local_clock(), clock["next"])  # faster than real time, but never backwards
             ts = base + (s.t[sel] - q.prompt)
             clock["next"] = float(ts[-1]) + 1.0
-            push(outlet, ts, s.data[sel])
+            push(outlet[0], ts, s.data[sel])
             seen: list[Message] = []
             confirm = await expect(watcher, lambda m: isinstance(m.body, Confirm), seen=seen)
             return seen, confirm
@@ -798,36 +823,37 @@ async def test_adapter_publishes_focus_and_confirm_for_the_fork_on_the_bus(ipc_c
                 daemon.publish(fork_open(s), fork_id=fork_id)
                 renderer.publish(bad, fork_id=fork_id)
                 err = await expect(watcher, status_is("error", contains="BAD_LAYOUT"))
-                assert "two boxes" in err.body.detail and fork_id in err.body.detail  # type: ignore[union-attr]
+                detail = body_of(err, SourceStatus).detail
+                assert "two boxes" in detail and fork_id in detail
             seen, confirm = await one_inquiry(fork_id, q, s.layout)
             want = s.index(q.symbol)
-            gaze_focus = [m for m in seen if isinstance(m.body, Focus)]
+            gaze_focus = [message_of(m, Focus) for m in seen if isinstance(m.body, Focus)]
             assert gaze_focus and all(m.header.fork_id == fork_id for m in gaze_focus)
-            assert all(m.topic == "input.focus.gaze." and m.body.source == "gaze" for m in gaze_focus)  # type: ignore[union-attr]
+            assert all(m.topic == "input.focus.gaze." and m.body.source == "gaze" for m in gaze_focus)
             last = gaze_focus[-1].body
-            assert last.index == want and last.dwell == 1.0  # type: ignore[union-attr]
-            assert any(0 < m.body.dwell < 1 for m in gaze_focus if m.body.dwell is not None)  # type: ignore[union-attr,operator]
-            assert last.x is not None and abs(last.x - (s.layout.boxes[want].x + 84)) < 84  # type: ignore[union-attr]
+            assert last.index == want and last.dwell == 1.0
+            assert any(0 < m.body.dwell < 1 for m in gaze_focus if m.body.dwell is not None)
+            assert last.x is not None and abs(last.x - (s.layout.boxes[want].x + 84)) < 84
             assert confirm.header.fork_id == fork_id and confirm.topic == "input.confirm.gaze."
-            assert confirm.body.source == "gaze" and 0 < confirm.body.confidence <= 1  # type: ignore[union-attr]
+            confirmed = body_of(confirm, Confirm)
+            assert confirmed.source == "gaze" and 0 < confirmed.confidence <= 1
             assert adapter.tracker.dwell.focus == want
             # the daemon's real fusion reads these messages as a dwell decision for that candidate
             decider = Decider()
             decider.open(fork_id, len(s.symbols), gaze_focus[0].header.ts_ns)
             for m in gaze_focus:
-                decider.on_focus(m.body, m.header.ts_ns)  # type: ignore[arg-type]
-            decision = decider.on_confirm(confirm.body, confirm.header.ts_ns)  # type: ignore[arg-type]
+                decider.on_focus(m.body, m.header.ts_ns)
+            decision = decider.on_confirm(confirmed, confirm.header.ts_ns)
             assert (decision.index, decision.rule, decision.sources) == (want, "dwell", ["gaze"])
             daemon.publish(ForkDecided(index=want, words=[q.symbol], sources=["gaze"], rule="dwell"), fork_id=fork_id)
         assert not task.done()
     finally:
         await stop_adapter(stop, task)
-        await close_outlet([outlet])
-        del outlet
+        await close_outlet(outlet)
     await expect(watcher, status_is("stopped"))
 
 
-async def test_late_joiner_takes_fork_and_layout_from_the_snapshot(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_late_joiner_takes_fork_and_layout_from_the_snapshot(ipc_clients) -> None:
     """Fork and layouts published before the adapter starts; only the configured renderer's layout counts."""
     s = session()
     sid = f"tobii-{uuid.uuid4().hex[:8]}"
@@ -855,11 +881,12 @@ async def test_late_joiner_takes_fork_and_layout_from_the_snapshot(ipc_clients) 
         assert confirm.header.fork_id == "fork-early" and adapter.tracker.dwell.focus == s.index(q.symbol)
     finally:
         await stop_adapter(stop, task)
-        await close_outlet([outlet])
+        box = [outlet]
         del outlet
+        await close_outlet(box)
 
 
-async def test_stream_loss_and_recovery_are_reported(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_loss_and_recovery_are_reported(ipc_clients) -> None:
     s = session()
     sid = f"tobii-{uuid.uuid4().hex[:8]}"
     watcher = await ipc_clients("watcher", subscribe=["input.", "source.status."])
@@ -895,7 +922,7 @@ async def test_stream_loss_and_recovery_are_reported(ipc_clients) -> None:  # ty
         await close_outlet([holder.pop("outlet")])  # the tracker's connector goes away
         seen: list[Message] = []
         lost = await expect(watcher, status_is("lost", contains="DEVICE_LOST"), seen=seen)
-        assert "no samples" in lost.body.detail  # type: ignore[union-attr]
+        assert "no samples" in body_of(lost, SourceStatus).detail
         # the focus was withdrawn with it
         assert any(isinstance(m.body, Focus) and m.body.index is None for m in seen)
         holder["outlet"] = pylsl.StreamOutlet(tobii_info(sid))  # it comes back (same source_id)
@@ -910,7 +937,7 @@ async def test_stream_loss_and_recovery_are_reported(ipc_clients) -> None:  # ty
         holder.clear()
 
 
-async def test_unrecoverable_stream_is_resolved_again(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_unrecoverable_stream_is_resolved_again(ipc_clients) -> None:
     """A stream without source_id cannot be recovered by liblsl: the adapter re-resolves it."""
     name = f"TobiiNoSid{uuid.uuid4().hex[:6]}"
     watcher = await ipc_clients("watcher", subscribe=["source.status."])
@@ -939,14 +966,14 @@ async def test_unrecoverable_stream_is_resolved_again(ipc_clients) -> None:  # t
         await close_outlet(box)
 
 
-async def test_wrong_shape_stream_and_bad_config_keep_the_adapter_running(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_shape_stream_and_bad_config_keep_the_adapter_running(ipc_clients) -> None:
     sid = f"tobii-{uuid.uuid4().hex[:8]}"
     watcher = await ipc_clients("watcher", subscribe=["source.status."])
     outlet = pylsl.StreamOutlet(tobii_info(sid, channels=4))
     adapter, stop, task = await start_adapter(ipc_clients, stream_cfg(sid, retry_s=0.2, resolve_timeout_s=1.0))
     try:
         err = await expect(watcher, status_is("error", contains="BAD_STREAM"))
-        assert "4 channels" in err.body.detail  # type: ignore[union-attr]
+        assert "4 channels" in body_of(err, SourceStatus).detail
         box = [outlet]
         del outlet
         await close_outlet(box)
@@ -963,7 +990,7 @@ async def test_wrong_shape_stream_and_bad_config_keep_the_adapter_running(ipc_cl
     adapter, stop, task = await start_adapter(ipc_clients, bad)
     try:
         err = await expect(watcher, status_is("error", contains="BAD_CONFIG"))
-        assert "eyelink" in err.body.detail  # type: ignore[union-attr]
+        assert "eyelink" in body_of(err, SourceStatus).detail
         # still working after the error: it follows a fork opened afterwards
         daemon = await ipc_clients("daemon", role="daemon")
         daemon.publish(ForkOpen(candidates=[Candidate(index=0, word="yes", prob=1.0)]), fork_id="fork-after")
@@ -992,7 +1019,7 @@ def test_cli_arguments_map_onto_the_config() -> None:
     assert probe.stdout.strip() == "False", "the adapter module must not load liblsl at import (--help)"
 
 
-def test_cli_process_reports_and_stops_on_sigterm(ipc_bus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_process_reports_and_stops_on_sigterm(ipc_bus, tmp_path: Path) -> None:
     """``razvilka input gaze`` as a real process: joins the bus from the discovery file, says the tracker
     is missing, and stops cleanly on SIGTERM."""
     runtime = ipc_bus.config.resolved_runtime_dir()
@@ -1001,14 +1028,16 @@ def test_cli_process_reports_and_stops_on_sigterm(ipc_bus, tmp_path: Path) -> No
     code = "import sys, razvilka.cli as c; c.AREAS = ('razvilka.inputs.cli',); sys.exit(c.main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "-v", "--set", f"bus.runtime_dir={runtime}",
-         "--set", "inputs.gaze.resolve_timeout_s=0.3", "input", "gaze", "--source-id", f"absent-{uuid.uuid4().hex[:6]}"],
+         "--set", "inputs.gaze.resolve_timeout_s=0.3",
+         "input", "gaze", "--source-id", f"absent-{uuid.uuid4().hex[:6]}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 20
         out = b""
+        assert proc.stdout is not None
         while b"DEVICE_MISSING" not in out and time.monotonic() < deadline and proc.poll() is None:
-            out += proc.stdout.readline()  # type: ignore[union-attr]
+            out += proc.stdout.readline()
         assert b"DEVICE_MISSING" in out, out.decode()
         proc.terminate()
         rest, _ = proc.communicate(timeout=10)

@@ -20,6 +20,7 @@ import numpy as np
 import pylsl
 import pytest
 import test_web
+from bus_helpers import body_of
 from test_gaze import RATE, close_outlet, push, status_is, stream_cfg, tobii_info, until
 from test_gaze import expect as expect_msg
 
@@ -329,7 +330,7 @@ async def test_gaze_alone_goes_back_asks_for_more_and_spells_a_word_the_model_di
     fork_id, first = await loop.fork(0, what="the first fork")
     mark = await loop.dwell(fork_id, 0)
     dec = await loop.wait(decided(fork_id), "the decision", mark)
-    assert dec.body.sources == ["gaze"] and dec.body.rule == "dwell"  # type: ignore[union-attr]
+    assert body_of(dec, ForkDecided).sources == ["gaze"] and body_of(dec, ForkDecided).rule == "dwell"
     word = first.candidates[0].word.strip()
     await loop.wait(text_is(lambda t: t.rstrip() == f"{PROMPT} {word}"), f"the text with {word!r}", mark)
     # Back, by dwell: the word is undone
@@ -355,9 +356,11 @@ async def test_gaze_alone_goes_back_asks_for_more_and_spells_a_word_the_model_di
     print(f"\nspelled {typed!r} by gaze, then chose {SPELLED!r} among {[c.word for c in body.candidates]}")
     mark = await loop.dwell(fork_id, offered[0])
     dec = await loop.wait(decided(fork_id), "the spelled word chosen", mark)
-    assert dec.body.index == offered[0] and dec.body.sources == ["gaze"]  # type: ignore[union-attr]
+    chosen = body_of(dec, ForkDecided)
+    assert chosen.index == offered[0] and chosen.sources == ["gaze"]
     text = await loop.wait(text_is(lambda t: SPELLED in t.lower()), "the text with the spelled word", mark)
-    assert text.body.text.rstrip().lower() == f"{PROMPT} {SPELLED}".lower(), text.body.text  # type: ignore[union-attr]
+    written = body_of(text, TextState).text
+    assert written.rstrip().lower() == f"{PROMPT} {SPELLED}".lower(), written
 
 
 @pytest.mark.model
@@ -371,9 +374,10 @@ async def test_looking_off_screen_pauses_and_a_dwell_on_resume_resumes(loop: Loo
     loop.look([(0.5, (x, y)), (2.5, None)], screen)  # off the screen, not yet long enough
     loop.look([(0.8, None)], screen)                 # now 3.3 s: rest
     pause = await loop.wait(lambda m: isinstance(m.body, Command) and m.body.source == "gaze", "the rest command", mark)
-    assert pause.body.command == "pause" and pause.body.text == "rest"  # type: ignore[union-attr]
+    asked = body_of(pause, Command)
+    assert asked.command == "pause" and asked.text == "rest"
     status = await loop.wait(lambda m: isinstance(m.body, DaemonStatus) and m.body.state == "paused", "paused", mark)
-    assert status.body.detail == "rest"  # type: ignore[union-attr]
+    assert body_of(status, DaemonStatus).detail == "rest"
     await loop.page.locator("#rest").wait_for(state="visible")
     # still away: no second pause asked for; a dwell on the page's Resume resumes
     loop.look([(4.0, None)], screen)
@@ -386,4 +390,5 @@ async def test_looking_off_screen_pauses_and_a_dwell_on_resume_resumes(loop: Loo
     # and the fork is chosen from again, by gaze
     mark = await loop.dwell(fork_id, 1, since=len(loop.log))
     dec = await loop.wait(lambda m: isinstance(m.body, ForkDecided) and m.header.fork_id == fork_id, "a decision", mark)
-    assert dec.body.index == 1 and dec.body.sources == ["gaze"]  # type: ignore[union-attr]
+    chosen = body_of(dec, ForkDecided)
+    assert chosen.index == 1 and chosen.sources == ["gaze"]

@@ -11,18 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bus_helpers import wait_retained
-from key_helpers import (  # noqa: F401 - fixtures
-    XServer,
-    cli_command,
-    cli_env,
-    display,
-    fork_open,
-    next_input,
-    no_input,
-    until,
-    xserver,
-)
+from bus_helpers import body_of, wait_retained
+from key_helpers import XServer, cli_command, cli_env, fork_open, next_input, no_input, until
 
 from razvilka.inputs.config import KeyboardConfig
 from razvilka.inputs.evdevkeys import DeviceSpec, EvdevSource, RecordedFinder, Recording
@@ -37,7 +27,7 @@ from razvilka.inputs.keymap import (
     KeyMap,
 )
 from razvilka.inputs.x11keys import X11KeySource
-from razvilka.protocol.client import BusClient
+from razvilka.protocol.client import BusClient, TrackedFork
 from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import (
     Command,
@@ -48,6 +38,7 @@ from razvilka.protocol.messages import (
     Message,
     Select,
     SourceStatus,
+    TextUndo,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -119,8 +110,8 @@ async def test_numbers_arrows_enter_backspace_more_pause(keyboard: Any, display:
     assert msg.header.fork_id == "f1" and msg.topic == "input.select.keyboard."
 
     await display.key("Right", "Right", "Left", "Up")
-    got = [(await next_input(observer)).body for _ in range(4)]
-    assert [(type(b), b.index) for b in got] == [(Focus, 0), (Focus, 1), (Focus, 0), (Focus, 4)]  # wraps
+    got = [body_of(await next_input(observer), Focus) for _ in range(4)]
+    assert [b.index for b in got] == [0, 1, 0, 4]  # wraps
 
     await display.key("Return")
     msg = await next_input(observer)
@@ -174,8 +165,8 @@ async def test_letters_type_a_prefix_and_enter_commits(keyboard: Any, display: X
     await kb.has_fork("f1")
 
     await display.key("h", "e", "l", "BackSpace")
-    texts = [(await next_input(observer)).body for _ in range(4)]
-    assert all(isinstance(b, Command) and b.command == "type" for b in texts)
+    texts = [body_of(await next_input(observer), Command) for _ in range(4)]
+    assert all(b.command == "type" for b in texts)
     assert [b.text for b in texts] == ["h", "he", "hel", "he"]  # Backspace deletes a letter while typing
 
     # The daemon narrows: a new fork with the prefix; typing goes on from it.
@@ -183,17 +174,17 @@ async def test_letters_type_a_prefix_and_enter_commits(keyboard: Any, display: X
     await kb.has_fork("f2")
     assert kb.adapter.interp.typed == "he"
     await display.key("l", "l", "o", "Return")
-    bodies = [(await next_input(observer)).body for _ in range(4)]
-    assert [b.text for b in bodies[:3]] == ["hel", "hell", "hello"]
-    assert isinstance(bodies[3], Select) and bodies[3].index == 0  # the typed word is a candidate: select it
+    msgs = [await next_input(observer) for _ in range(4)]
+    assert [body_of(m, Command).text for m in msgs[:3]] == ["hel", "hell", "hello"]
+    assert body_of(msgs[3], Select).index == 0  # the typed word is a candidate: select it
 
     daemon.publish(ForkDecided(index=0, words=["hello"], sources=["keyboard"]), fork_id="f2")
     daemon.publish(fork_open(["world", "there"]), fork_id="f3")
     await kb.has_fork("f3")
     await display.key("Z", "q", "space")
-    bodies = [(await next_input(observer)).body for _ in range(3)]
-    assert [b.text for b in bodies] == ["Z", "Zq", "Zq "]  # not a candidate: a trailing space commits it
-    assert all(isinstance(b, Command) and b.command == "type" for b in bodies)
+    typed = [body_of(await next_input(observer), Command) for _ in range(3)]
+    assert [b.text for b in typed] == ["Z", "Zq", "Zq "]  # not a candidate: a trailing space commits it
+    assert all(b.command == "type" for b in typed)
 
 
 @pytest.mark.x11
@@ -210,6 +201,7 @@ async def test_debounce_double_reports_and_key_repeat(keyboard: Any, display: XS
     while True:
         msg = await next_input(observer)
         assert isinstance(msg.body, Select)
+        assert msg.body.index is not None, msg.body
         seen.append(msg.body.index)
         if msg.body.index == 0:
             break
@@ -236,7 +228,8 @@ async def test_cli_runs_the_adapter_and_stops_on_sigterm(display: XServer, ipc_b
     daemon.publish(fork_open(WORDS), fork_id="f1")
     await wait_retained(daemon, lambda snap: any(m.header.fork_id == "f1" for m in snap))
     runtime = ipc_bus.config.runtime_dir
-    proc = subprocess.Popen(cli_command("--set", f"bus.runtime_dir={runtime}", "input", "keyboard"),
+    # the CLI under test runs beside the event loop: Popen returns once the process has started
+    proc = subprocess.Popen(cli_command("--set", f"bus.runtime_dir={runtime}", "input", "keyboard"),  # noqa: ASYNC220
                             env=cli_env(tmp_path, DISPLAY=display.display),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -278,7 +271,7 @@ async def test_keys_only_end_to_end_with_the_daemon(display: XServer, daemon: An
     daemon.clients.append(client)
     kb = await start_keyboard(client)
     try:
-        async def current_fork() -> Message:
+        async def current_fork() -> TrackedFork:
             await until(lambda: kb.adapter.interp.fork is not None, timeout=120)
             fork = kb.adapter.interp.fork
             assert fork is not None
@@ -286,7 +279,7 @@ async def test_keys_only_end_to_end_with_the_daemon(display: XServer, daemon: An
 
         fork = await current_fork()
         await display.key("2")  # direct select
-        decided = await next_of(watch, "fork.decided", 60, where=lambda m: m.header.fork_id == fork.fork_id)
+        decided = await next_of(watch, ForkDecided, 60, where=lambda m: m.header.fork_id == fork.fork_id)
         assert decided.body.index == fork.indices[1] and decided.body.words == [fork.words[1]]
         assert "keyboard" in decided.body.sources
 
@@ -294,13 +287,13 @@ async def test_keys_only_end_to_end_with_the_daemon(display: XServer, daemon: An
                     timeout=120)
         fork = await current_fork()
         await display.key("Right", "Right", "Return")  # focus the second candidate, confirm it
-        decided = await next_of(watch, "fork.decided", 60, where=lambda m: m.header.fork_id == fork.fork_id)
+        decided = await next_of(watch, ForkDecided, 60, where=lambda m: m.header.fork_id == fork.fork_id)
         assert decided.body.index == fork.indices[1] and "keyboard" in decided.body.sources
 
         await until(lambda: kb.adapter.interp.fork is not None and kb.adapter.interp.fork.fork_id != fork.fork_id,
                     timeout=120)
         await display.key("BackSpace")  # back: the last decision is undone
-        undo = await next_of(watch, "text.undo", 60)
+        undo = await next_of(watch, TextUndo, 60)
         assert undo.body.decisions_undone >= 1
     finally:
         await stop_keyboard(kb)
@@ -465,7 +458,7 @@ async def test_evdev_backend_shares_the_key_map(ipc_clients: Any, tmp_path: Path
     await wait_retained(daemon, lambda snap: any(m.header.fork_id == "f1" for m in snap))
     client = await ipc_clients(conf.name, role="input", subscribe=list(SUBSCRIBE))
     assert await KeyAdapter(client, source, make_interpreter(conf, keymap), name=conf.name).run() == 0
-    bodies = [(await next_input(observer)).body for _ in range(5)]
-    assert isinstance(bodies[0], Select) and bodies[0].index == 2
-    assert isinstance(bodies[1], Confirm)
-    assert [b.text for b in bodies[2:]] == ["h", "he", "h"]  # kernel repeats (value 2) were dropped
+    msgs = [await next_input(observer) for _ in range(5)]
+    assert body_of(msgs[0], Select).index == 2
+    assert isinstance(msgs[1].body, Confirm)
+    assert [body_of(m, Command).text for m in msgs[2:]] == ["h", "he", "h"]  # kernel repeats (value 2) were dropped

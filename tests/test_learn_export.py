@@ -9,18 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
+from bus_helpers import MessageOf
 from daemon_fixtures import DEFAULT_PROMPT, daemon_config, next_of
+
 import razvilka.cli
+from razvilka.daemon.cli import build_daemon
+from razvilka.daemon.learn.errors import ErrorCode, LearnError
 from razvilka.daemon.learn.export import export, read_jsonl
 from razvilka.daemon.learn.history import open_store
-from razvilka.daemon.cli import build_daemon
-from razvilka.daemon.learn.live import replay_store
+from razvilka.daemon.learn.live import ProfileLearner, replay_store
 from razvilka.daemon.learn.persist import save_profile
 from razvilka.daemon.learn.profile import Profile
 from razvilka.protocol.client import BusClient
-from razvilka.daemon.learn.errors import ErrorCode, LearnError
-from razvilka.protocol.messages import Command, Select
+from razvilka.protocol.messages import Command, ForkDecided, ForkLookahead, ForkOpen, Select, TextState, TextUndo
 
 pytestmark = pytest.mark.model
 
@@ -30,43 +31,44 @@ def cli_main(argv: list[str]) -> int:
     return razvilka.cli.main(argv)
 
 
-async def _decided(client: BusClient, fork_id: str) -> Any:
-    return await next_of(client, "fork.decided", 60, where=lambda m: m.header.fork_id == fork_id)
+async def _decided(client: BusClient, fork_id: str | None) -> MessageOf[ForkDecided]:
+    return await next_of(client, ForkDecided, 60, where=lambda m: m.header.fork_id == fork_id)
 
 
 async def _state(client: BusClient) -> str:
-    return (await next_of(client, "text.state", 60)).body.text
+    return (await next_of(client, TextState, 60)).body.text
 
 
 async def test_export_formats_on_a_real_store(start_daemon: Any, tmp_path: Path) -> None:
     rd = await start_daemon(gating={"mode": "always", "k": 4, "lookahead_tokens": 3})
     client = await rd.client("person", subscribe=["fork.", "text.", "daemon."])
-    forks = []
+    forks: list[MessageOf[ForkOpen]] = []
 
-    fork = await next_of(client, "fork.open", 60)
+    fork = await next_of(client, ForkOpen, 60)
     forks.append(fork)
     client.publish(Select(index=1, source="keyboard"), fork_id=fork.header.fork_id)
     first = await _decided(client, fork.header.fork_id)
 
-    fork = await next_of(client, "fork.open", 60)
+    fork = await next_of(client, ForkOpen, 60)
     forks.append(fork)
     client.publish(Command(command="type", source="keyboard", text="z"), fork_id=fork.header.fork_id)  # a letter
-    fork = await next_of(client, "fork.open", 60, where=lambda m: m.body.prefix == "z")
+    fork = await next_of(client, ForkOpen, 60, where=lambda m: m.body.prefix == "z")
     forks.append(fork)
     client.publish(Command(command="type", source="keyboard", text="zebra "), fork_id=fork.header.fork_id)
     typed = await _decided(client, fork.header.fork_id)
     assert typed.body.typed and typed.body.words == ["zebra"]
 
-    fork = await next_of(client, "fork.open", 60)
+    fork = await next_of(client, ForkOpen, 60)
     client.publish(Select(index=2, source="keyboard"), fork_id=fork.header.fork_id)
     wrong = await _decided(client, fork.header.fork_id)
     client.publish(Command(command="back", source="keyboard"))               # that one was a mistake
-    await next_of(client, "text.undo", 60)
-    fork = await next_of(client, "fork.open", 60)
-    await next_of(client, "fork.lookahead", 60, where=lambda m: m.header.fork_id == fork.header.fork_id and m.body.done)
+    await next_of(client, TextUndo, 60)
+    fork = await next_of(client, ForkOpen, 60)
+    await next_of(client, ForkLookahead, 60, where=lambda m: m.header.fork_id == fork.header.fork_id and m.body.done)
     client.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
     last = await _decided(client, fork.header.fork_id)
-    text = (await next_of(client, "text.state", 60, where=lambda m: m.body.text.endswith(" ".join(last.body.words)))).body.text
+    ending = " ".join(last.body.words)
+    text = (await next_of(client, TextState, 60, where=lambda m: m.body.text.endswith(ending))).body.text
 
     counts = export(rd.config.store.path, tmp_path / "out", "default")
     sft = read_jsonl(tmp_path / "out" / "sft.jsonl")
@@ -103,8 +105,8 @@ async def test_export_formats_on_a_real_store(start_daemon: Any, tmp_path: Path)
     assert by_fork[forks[0].header.fork_id]["outcome"] == "chosen" and by_fork[forks[0].header.fork_id]["label"] == 1
     assert by_fork[forks[0].header.fork_id]["tokens"], "the chosen candidate's token ids"
     assert by_fork[forks[1].header.fork_id]["outcome"] == "passed"
-    assert by_fork[forks[2].header.fork_id]["outcome"] == "typed" and by_fork[forks[2].header.fork_id]["word"] == "zebra"
-    assert by_fork[forks[2].header.fork_id]["prefix"] == "z"
+    typed_row = by_fork[forks[2].header.fork_id]
+    assert typed_row["outcome"] == "typed" and typed_row["word"] == "zebra" and typed_row["prefix"] == "z"
     assert by_fork[wrong.header.fork_id]["undone"] is True and by_fork[wrong.header.fork_id]["label"] == 2
     for row in labels:
         assert row["context"].startswith(DEFAULT_PROMPT) and row["candidates"]
@@ -156,7 +158,8 @@ def test_store_from_an_older_schema_gets_a_clear_error_and_is_not_changed(tmp_pa
 
     newer = tmp_path / "newer.sqlite3"
     db = sqlite3.connect(newer)
-    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('schema_version', '7');")
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                     " INSERT INTO meta VALUES ('schema_version', '7');")
     db.close()
     with pytest.raises(LearnError) as err:
         open_store(newer)
@@ -175,18 +178,21 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
     config = daemon_config(runtime_dir, gating={"mode": "always", "k": 4, "lookahead_tokens": 2})
     daemon = build_daemon(config, engine=engine, resume=False)  # as `razvilka daemon` runs: the profile at `path`
     await daemon.start()
+    assert daemon.bus is not None and daemon.engine is not None
+    learner = daemon.learner
+    assert isinstance(learner, ProfileLearner), "`razvilka daemon` runs with the person's profile"
     client = BusClient("person", daemon.bus.endpoints, subscribe=["fork.", "text.", "daemon."], heartbeat_ms=200)
     await client.start()
     try:
         assert await client.wait_connected(5)
-        fork = await next_of(client, "fork.open", 60)
+        fork = await next_of(client, ForkOpen, 60)
         words = [c.word for c in fork.body.candidates]
         assert "zebra" in words, words
         client.publish(Select(index=words.index("zebra"), source="keyboard"), fork_id=fork.header.fork_id)
         await _decided(client, fork.header.fork_id)
-        text = (await next_of(client, "text.state", 60, where=lambda m: m.body.text.endswith("zebra"))).body.text
+        text = (await next_of(client, TextState, 60, where=lambda m: m.body.text.endswith("zebra"))).body.text
         assert text == DEFAULT_PROMPT + " zebra"
-        nxt = await next_of(client, "fork.open", 60)
+        nxt = await next_of(client, ForkOpen, 60)
         assert nxt.body.candidates and nxt.body.context.endswith("zebra")
         # the model read the person's earlier documents first (the memory), and none of it is in the text
         assert fork.body.context == DEFAULT_PROMPT
@@ -194,19 +200,20 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
         assert daemon.engine.n_tokens >= len(engine.tokenize(memory + DEFAULT_PROMPT + " zebra"))
         # a new text: the one just written joins the memory (and the store and profile have it)
         client.publish(Command(command="new", source="keyboard", text="Another note:"))
-        fork3 = await next_of(client, "fork.open", 60, where=lambda m: m.body.context == "Another note:")
+        fork3 = await next_of(client, ForkOpen, 60, where=lambda m: m.body.context == "Another note:")
         assert fork3.body.candidates
-        assert daemon.learner.profile.memory_text() == "zebra\n" * 7
+        assert learner.profile.memory_text() == "zebra\n" * 7
         assert daemon.engine.n_tokens >= len(engine.tokenize("zebra\n" * 7 + "Another note:"))
         # a click on the look-ahead's first word: the profile learns the candidate and that word
-        look = await next_of(client, "fork.lookahead", 60, where=lambda m: m.header.fork_id == fork3.header.fork_id
+        look = await next_of(client, ForkLookahead, 60, where=lambda m: m.header.fork_id == fork3.header.fork_id
                              and m.body.done and not m.body.entries[0].long)
         phrase = look.body.entries[0].phrases[0]
         assert phrase.strip(), look.body
         client.publish(Select(index=0, source="mouse", phrase_words=1), fork_id=fork3.header.fork_id)
         decided = await _decided(client, fork3.header.fork_id)
         assert decided.body.words == [fork3.body.candidates[0].word, phrase.split()[0]]
-        assert daemon.learner.profile.memory.texts_[daemon.doc.id].endswith(phrase.split()[0])
+        assert daemon.doc is not None
+        assert learner.profile.memory.texts_[daemon.doc.id].endswith(phrase.split()[0])
         for _ in range(100):  # written off the event loop within about half a second of the decision
             on_disk = json.loads(path.read_text())
             if on_disk["decisions"] == 8:
@@ -214,7 +221,7 @@ async def test_profiled_daemon_offers_the_persons_word_and_learns_each_decision(
             await asyncio.sleep(0.1)
         # typed six times (the cache knows it), then chosen once when offered (the accept count)
         assert on_disk["decisions"] == 8 and on_disk["unigrams"]["zebra"] == 7 and on_disk["accept"]["zebra"][0] == 1
-        assert daemon.learner.rerank_ms, "every fork went through the profile"
+        assert learner.rerank_ms, "every fork went through the profile"
     finally:
         await client.close()
         await asyncio.wait_for(daemon.close(), 60)

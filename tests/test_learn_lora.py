@@ -180,9 +180,9 @@ def test_adapter_for_another_model_is_refused_clearly_and_the_engine_goes_on(eng
     engine.reset("The weather today is")
     before = [c.word for c in engine.words(4).candidates]
     for bad in (other, llama_arch):
-        with pytest.raises(DaemonRefusal) as err:
+        with pytest.raises(DaemonRefusal) as refused:
             engine.load_lora(str(bad))     # llama.cpp itself refuses it too
-        assert err.value.code == ErrorCode.BAD_CONFIG and "does not fit this model" in err.value.detail
+        assert refused.value.code == ErrorCode.BAD_CONFIG and "does not fit this model" in refused.value.detail
     not_gguf = tmp_path / "notes.gguf"
     not_gguf.write_text("not an adapter")
     with pytest.raises(DaemonRefusal):  # the engine's GGUF check, the one llama.cpp's loading goes through
@@ -212,7 +212,8 @@ def test_lora_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
     assert "torch==2.13.0" in proc.stderr and "razvilka[learn]" in proc.stderr
 
 
-def test_a_holdout_share_out_of_range_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_holdout_share_out_of_range_is_refused_before_any_work(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from razvilka.cli import main as cli_main
 
     rc = cli_main(["--set", f"store.path={tmp_path / 'store.sqlite3'}", "learn", "lora", "--holdout", "1.5"])

@@ -11,20 +11,21 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-
 from bus_helpers import wait_retained
 from conftest import ROOT, ClientFactory, make_bus_config
+
 from razvilka.protocol.bus import BusHost
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.messages import (
+    PROTOCOL_VERSION,
     Candidate,
     DaemonStatus,
     ForkDecided,
     ForkLookahead,
     ForkOpen,
-    PROTOCOL_VERSION,
     Lookahead,
     Select,
 )
@@ -43,9 +44,9 @@ def node() -> str:
     return exe
 
 
-def fork_open(**kw: object) -> ForkOpen:
+def fork_open(**kw: Any) -> ForkOpen:
     return ForkOpen(candidates=[Candidate(index=i, word=w, prob=p) for i, (w, p) in enumerate(WORDS)],
-                    context="She walked down to the", compute_ms=41.0, **kw)  # type: ignore[arg-type]
+                    context="She walked down to the", compute_ms=41.0, **kw)
 
 
 class NodeRun:
@@ -59,7 +60,7 @@ class NodeRun:
                          asyncio.create_task(self._read(proc.stderr, self.err))]
 
     @classmethod
-    async def start(cls, node: str, discovery: Path, *args: str) -> "NodeRun":
+    async def start(cls, node: str, discovery: Path, *args: str) -> NodeRun:
         proc = await asyncio.create_subprocess_exec(
             node, "renderer.js", "--discovery", str(discovery), *args,
             cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -86,7 +87,7 @@ class NodeRun:
     async def finish(self, timeout: float = 15.0) -> int:
         try:
             code = await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
             raise AssertionError(f"node did not exit; stdout={self.out} stderr={self.err}") from None
@@ -103,7 +104,7 @@ async def wait_peer(client: BusClient, name: str, timeout: float = 10.0) -> None
         await client.recv(timeout=0.1)
 
 
-async def next_select(client: BusClient, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+async def next_select(client: BusClient, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = await client.recv(timeout=max(0.0, deadline - time.monotonic()))
@@ -123,7 +124,9 @@ def test_node_conformance_suite(node: str) -> None:
 
 @pytest.mark.parametrize("security", ["plain", "hmac", "curve"])
 async def test_node_prints_a_live_fork_and_its_select_arrives(node: str, runtime_dir: Path, security: str) -> None:
-    kw = {"plain": {}, "hmac": {"hmac_key": "node-test-key"}, "curve": {"curve": True}}[security]
+    by_security: dict[str, dict[str, Any]] = {"plain": {}, "hmac": {"hmac_key": "node-test-key"},
+                                              "curve": {"curve": True}}
+    kw = by_security[security]
     config = make_bus_config(runtime_dir, "tcp" if security == "curve" else "ipc", **kw)
     host = BusHost(config)
     host.start()
@@ -156,7 +159,7 @@ async def test_node_prints_a_live_fork_and_its_select_arrives(node: str, runtime
         host.stop()
 
 
-async def test_node_joins_late_and_prints_the_open_fork(node: str, ipc_bus: BusHost, ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_node_joins_late_and_prints_the_open_fork(node: str, ipc_bus: BusHost, ipc_clients) -> None:
     daemon = await ipc_clients("daemon", role="daemon")
     daemon.publish(fork_open(), fork_id="f-early")
     daemon.publish(ForkLookahead(entries=[Lookahead(index=2, phrases=["forest path"], long=True)]), fork_id="f-early")
@@ -171,7 +174,7 @@ async def test_node_joins_late_and_prints_the_open_fork(node: str, ipc_bus: BusH
     assert "snapshot: " in out
 
 
-async def test_node_survives_bad_messages(node: str, ipc_bus: BusHost, ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_node_survives_bad_messages(node: str, ipc_bus: BusHost, ipc_clients) -> None:
     daemon = await ipc_clients("daemon", role="daemon", subscribe=["heartbeat."])
     run = await NodeRun.start(node, ipc_bus.discovery_path, "--forks", "1", "--timeout", "20")
     await run.wait_line("snapshot: ")  # following the live stream now
@@ -194,7 +197,7 @@ async def test_node_without_a_bus_says_what_to_do(node: str, tmp_path: Path) -> 
 
 
 @pytest.mark.model
-async def test_node_with_the_real_daemon(node: str, daemon) -> None:  # type: ignore[no-untyped-def]
+async def test_node_with_the_real_daemon(node: str, daemon) -> None:
     """The Node renderer joins the real daemon's bus, prints its fork and chooses a word."""
     from daemon_fixtures import next_of
     from renderer_helpers import open_fork
@@ -204,7 +207,7 @@ async def test_node_with_the_real_daemon(node: str, daemon) -> None:  # type: ig
     run = await NodeRun.start(node, daemon.config.bus.resolved_discovery_file(), "--select", "1", "--timeout", "120")
     line = await run.wait_line("selected ", timeout=60)
     fork_id, word = line.split()[1], line.split("(")[1].rstrip(")")
-    decided = await next_of(observer, "fork.decided", timeout=60, where=lambda m: m.header.fork_id == fork_id)
+    decided = await next_of(observer, ForkDecided, timeout=60, where=lambda m: m.header.fork_id == fork_id)
     assert decided.body.index == 1 and decided.body.sources == ["node"]
     assert decided.body.words[0].strip() == word.strip()
     assert await run.finish(timeout=60) == 0, run.err

@@ -30,7 +30,7 @@ from razvilka.daemon.learn.export import export
 from razvilka.daemon.learn.persist import default_profile_path, load_profile, save_profile
 from razvilka.daemon.store import Store, default_store_path
 from razvilka.protocol.client import BusClient
-from razvilka.protocol.messages import Select
+from razvilka.protocol.messages import ForkOpen, Select
 
 
 def mode(path: Path) -> int:
@@ -142,7 +142,8 @@ def test_up_writes_the_daemon_log_privately(tmp_path: Path, xdg: Path) -> None:
     """``razvilka up`` logs the daemon into the runtime directory; here the daemon fails at once (no model)."""
     run = tmp_path / "rt"
     code = main(["--set", f"bus.runtime_dir={run}", "--set", f"store.path={tmp_path / 's' / 'sessions.sqlite3'}",
-                 "--set", f"model.path={tmp_path / 'no-such-model.gguf'}", "up", "--no-keyboard", "--renderer", "print"])
+                 "--set", f"model.path={tmp_path / 'no-such-model.gguf'}",
+                 "up", "--no-keyboard", "--renderer", "print"])
     log = run / "daemon.log"
     assert code == 1 and "no-such-model.gguf" in log.read_text(), log.read_text()
     assert_private(run, log)
@@ -209,14 +210,16 @@ def test_gaze_calibration_is_private(xdg: Path) -> None:
 # --------------------------------------------------------------------------------------- the real daemon
 @pytest.mark.model
 async def test_real_daemon_keeps_store_and_profile_private(tmp_path: Path, xdg: Path, runtime_dir: Path) -> None:
-    """``razvilka daemon`` as a user runs it: after one decision its store, WAL, shared memory and profile are private."""
+    """``razvilka daemon`` as a user runs it: after one decision its store, WAL, shared memory and profile are
+    private."""
     store = tmp_path / "state" / "sessions.sqlite3"
     config = daemon_config(runtime_dir)
-    cmd = [sys.executable, "-m", "razvilka.cli", "--set", f"bus.runtime_dir={runtime_dir}", "--set", "bus.heartbeat_ms=200",
-           "--set", f"store.path={store}", "--set", "model.n_threads=1",
+    cmd = [sys.executable, "-m", "razvilka.cli", "--set", f"bus.runtime_dir={runtime_dir}",
+           "--set", "bus.heartbeat_ms=200", "--set", f"store.path={store}", "--set", "model.n_threads=1",
            "daemon", "--prompt", "My favourite thing about the weekend is", "--always-fork", "--k", "3"]
-    with open(tmp_path / "daemon.err", "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    # the daemon under test runs beside the event loop: the log opens and Popen returns at once
+    with open(tmp_path / "daemon.err", "wb") as err:  # noqa: ASYNC230
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)  # noqa: ASYNC220
     client: BusClient | None = None
     try:
         deadline = time.monotonic() + 120
@@ -228,7 +231,7 @@ async def test_real_daemon_keeps_store_and_profile_private(tmp_path: Path, xdg: 
         client = BusClient.from_config("person", config.bus, subscribe=["fork."])
         await client.start()
         assert await client.wait_connected(10)
-        fork = await next_of(client, "fork.open", 120)
+        fork = await next_of(client, ForkOpen, 120)
         client.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
         await next_of(client, "fork.decided", 60, where=lambda m: m.header.fork_id == fork.header.fork_id)
         profile = default_profile_path("default", store)

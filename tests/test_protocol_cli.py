@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(autouse=True)
-def restore_logging():  # type: ignore[no-untyped-def]
+def restore_logging():
     """main() installs a handler on the (captured) stderr of the moment; drop it afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -102,10 +102,16 @@ async def test_keys_for_a_remote_client(runtime_dir: Path, capsys: pytest.Captur
         host.stop()
 
 
-def _razvilka(runtime_dir: Path, *args: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def,type-arg]
+def _razvilka(runtime_dir: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "RAZVILKA_BUS__RUNTIME_DIR": str(runtime_dir), "RAZVILKA_BUS__HEARTBEAT_MS": "200"}
     return subprocess.Popen([sys.executable, "-m", "razvilka.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _stderr(proc: subprocess.Popen[str]) -> str:
+    """What the process wrote to its stderr pipe (``_razvilka`` always opens one)."""
+    assert proc.stderr is not None
+    return proc.stderr.read()
 
 
 def _wait_for(path: Path, timeout: float = 15.0) -> None:
@@ -124,10 +130,10 @@ def test_bus_demo_and_print_end_to_end(runtime_dir: Path) -> None:
         assert oct(discovery.stat().st_mode & 0o777) == "0o600"
         assert json.loads(discovery.read_text())["version"] == PROTOCOL_VERSION
         second = _razvilka(runtime_dir, "bus")  # a second bus on the same runtime dir is refused
-        assert second.wait(15) == 1 and "already running" in second.stderr.read()
+        assert second.wait(15) == 1 and "already running" in _stderr(second)
 
         demo = _razvilka(runtime_dir, "bus", "demo", "--forks", "2", "--interval", "0.05", "--leave-open")
-        assert demo.wait(15) == 0, demo.stderr.read()
+        assert demo.wait(15) == 0, _stderr(demo)
         printer = _razvilka(runtime_dir, "render", "print", "--count", "4")
         out, err = printer.communicate(timeout=15)
         assert printer.returncode == 0, err
@@ -137,12 +143,12 @@ def test_bus_demo_and_print_end_to_end(runtime_dir: Path) -> None:
         assert not any("fork.open [demo-1]" in ln for ln in lines), "a decided fork is not current"
     finally:
         bus.send_signal(signal.SIGTERM)
-        assert bus.wait(10) == 0, bus.stderr.read()
+        assert bus.wait(10) == 0, _stderr(bus)
     assert not discovery.exists(), "the bus removes its discovery file"
-    assert "bus stopped" in bus.stderr.read()
+    assert "bus stopped" in _stderr(bus)
 
 
-async def test_printer_reports_gaps_rejections_and_silence(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_printer_reports_gaps_rejections_and_silence(ipc_clients) -> None:
     out = io.StringIO()
     client = await ipc_clients("printer", subscribe=[""], heartbeat_ms=100)
     sender = await ipc_clients("sender", heartbeat_ms=0)
@@ -178,7 +184,7 @@ async def test_printer_reports_gaps_rejections_and_silence(ipc_clients) -> None:
     assert not any(" heartbeat " in line for line in text.splitlines())  # hidden unless --heartbeats
 
 
-async def test_printer_json_lines_follow_the_schema(ipc_clients) -> None:  # type: ignore[no-untyped-def]
+async def test_printer_json_lines_follow_the_schema(ipc_clients) -> None:
     import jsonschema
 
     from razvilka.protocol.schema import SCHEMA_PATH

@@ -29,12 +29,12 @@ def test_schema_is_valid_draft_2020_12() -> None:
 
 
 @pytest.mark.parametrize("vector", GOOD, ids=[f"{v['file']}:{v['name']}" for v in GOOD])
-def test_valid_vectors_validate(vector: dict) -> None:  # type: ignore[type-arg]
+def test_valid_vectors_validate(vector: dict) -> None:
     VALIDATOR.validate(vector["decoded"])
     VALIDATOR.validate(vector["wire"])  # unknown fields are allowed too
 
 
-def _fork_open() -> dict:  # type: ignore[type-arg]
+def _fork_open() -> dict:
     return copy.deepcopy(next(v["decoded"] for v in GOOD if v["name"] == "fork.open/full"))
 
 
@@ -49,7 +49,7 @@ def _fork_open() -> dict:  # type: ignore[type-arg]
     lambda m: m["header"].update(type="input.focus", fork_id="f"),     # body no longer fits the type
     lambda m: m.pop("body"),
 ], ids=["mismatch", "no-dot", "no-fork", "version", "seq", "missing", "prob", "wrong-body", "no-body"])
-def test_schema_rejects_what_the_codec_rejects(mutate) -> None:  # type: ignore[no-untyped-def]
+def test_schema_rejects_what_the_codec_rejects(mutate) -> None:
     msg = _fork_open()
     VALIDATOR.validate(msg)
     mutate(msg)

@@ -13,6 +13,7 @@ import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,9 +75,9 @@ def median_f0(path: Path) -> float:
     return float(np.median(f0))
 
 
-def say(tmp_path: Path, text: str, name: str, **settings: object) -> Path:
+def say(tmp_path: Path, text: str, name: str, **settings: Any) -> Path:
     path = tmp_path / f"{name}.wav"
-    render_wav(text, SpeechConfig(**settings), path)  # type: ignore[arg-type]
+    render_wav(text, SpeechConfig(**settings), path)
     return path
 
 

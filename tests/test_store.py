@@ -26,7 +26,8 @@ def test_entries_survive_reopen_and_undo_is_kept(tmp_path: Path) -> None:
     store.undo_last(doc.id)
     # no close(): as after kill -9
     again = Store(path)
-    assert again.open_document("ann").id == doc.id
+    reopened = again.open_document("ann")
+    assert reopened is not None and reopened.id == doc.id
     live = again.entries(doc.id)
     assert [e.id for e in live] == ["e1"] and live[0].sources == ["gaze", "keyboard"]
     assert [e.id for e in again.entries(doc.id, include_undone=True)] == ["e1", "e2"]
@@ -39,7 +40,8 @@ def test_new_document_closes_the_old_one(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite3")
     a = store.new_document("ann", "One", "m")
     b = store.new_document("ann", "Two", "m")
-    assert store.open_document("ann").id == b.id
+    current = store.open_document("ann")
+    assert current is not None and current.id == b.id
     assert {d.id for d, _, _ in store.documents("ann")} == {a.id, b.id}
 
 

@@ -60,7 +60,8 @@ def test_head_words_cuts_a_look_ahead_where_a_person_sees_words() -> None:
     assert head_words(v, run, 3) == (" the pomegranate, the", run[:5])
     assert head_words(v, run, 4) == (v.text(run), run)     # all of it
     assert head_words(v, run, 9) == (v.text(run), run)     # past the end: all of it
-    assert head_words(v, [t[b" the"], t[b"\n"], t[b"my"], t[b" shop"]], 2) == (" the\nmy", [t[b" the"], t[b"\n"], t[b"my"]])
+    the_my = [t[b" the"], t[b"\n"], t[b"my"]]
+    assert head_words(v, [*the_my, t[b" shop"]], 2) == (" the\nmy", the_my)
     # a cut inside a token: the text, and no tokens (the daemon tokenizes it)
     w = Vocab(PIECES + [b"op the"])
     assert head_words(w, [t[b" sh"], len(PIECES), t[b" shop"]], 1) == (" shop", [])

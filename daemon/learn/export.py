@@ -27,9 +27,8 @@ def _first_words(text: str, n: int) -> str:
     """The head of ``text`` holding its first ``n`` words (punctuation counts as a word), exact characters."""
     if n <= 0:
         return ""
-    count, i = 0, 0
-    for m in WORD_RE.finditer(text):
-        count += 1
+    i = 0
+    for count, m in enumerate(WORD_RE.finditer(text), 1):
         i = m.end()
         if count >= n:
             break

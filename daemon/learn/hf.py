@@ -70,7 +70,9 @@ def load_model(gguf_path: str | Path = "", *, say: Callable[[str], None] = print
             tmp = target.with_name(target.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            # Any: transformers declares no `hf_quantizer` attribute, so mypy reads the one set below as a submodule
+            model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                              dtype=torch.float32)
             # the weights are plain float32 now; transformers only refuses to save a "gguf-quantized" model
             model.hf_quantizer = None
             if hasattr(model.config, "quantization_config"):

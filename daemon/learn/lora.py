@@ -242,8 +242,9 @@ def add_lora(model: Any, opt: LoraOptions) -> Any:
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(opt.seed)
-    cfg = LoraConfig(r=opt.rank, lora_alpha=opt.alpha, target_modules=list(opt.targets), lora_dropout=0.0,
-                     bias="none", task_type="CAUSAL_LM")
+    # PEFT annotates lora_alpha as int but only divides it by r: a fractional --alpha works as given
+    cfg = LoraConfig(r=opt.rank, lora_alpha=opt.alpha,  # type: ignore[arg-type]
+                     target_modules=list(opt.targets), lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, cfg)
 
 
@@ -358,9 +359,9 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
                 say(f"DPO: time budget reached after {step} steps")
                 break
             if len(idx) < opt.batch:
-                more = list(range(len(dpo)))
-                rng.shuffle(more)
-                idx += more
+                pair_order = list(range(len(dpo)))
+                rng.shuffle(pair_order)
+                idx += pair_order
             take, idx = idx[: opt.batch], idx[opt.batch:]
             exs = [dpo[i][0] for i in take] + [dpo[i][1] for i in take]
             lp = sequence_logprobs(peft_model, exs, pad)
@@ -397,7 +398,8 @@ def train(model: Any, tok: Any, sft_items: Sequence[dict[str, Any]], pair_items:
     return peft_model, rep
 
 
-def _pair_logprobs(model: Any, pairs: Sequence[tuple[Example, Example]], pad: int, batch: int) -> list[tuple[float, float]]:
+def _pair_logprobs(model: Any, pairs: Sequence[tuple[Example, Example]], pad: int,
+                   batch: int) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []
     for lo in range(0, len(pairs), batch):
         chunk = pairs[lo: lo + batch]
@@ -431,7 +433,8 @@ def lora_pairs(peft_model: Any) -> tuple[dict[str, tuple[Any, Any]], dict[str, A
     return pairs, {"alpha": float(alpha or 0), "rank": int(rank or 0)}
 
 
-def export_gguf(peft_model: Any, model_path: str | Path, out_path: str | Path, *, extra: dict[str, str] | None = None) -> Path:
+def export_gguf(peft_model: Any, model_path: str | Path, out_path: str | Path, *,
+                extra: dict[str, str] | None = None) -> Path:
     """Write the trained LoRA as a llama.cpp adapter GGUF for ``model_path`` (tensor names via gguf-py)."""
     from razvilka.daemon.learn.adapter_gguf import hf_to_gguf_name, model_info, write_adapter
 
