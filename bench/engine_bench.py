@@ -19,8 +19,11 @@ the model reading that memory before the prompt, and ``words``/``after`` asking 
 ``daemon.profile_widen`` x K words that the profile reranks down to K (docs/learning.md). Those rows
 are ratios of the same round's floor *without* the memory, so the profile's whole cost shows.
 
+With ``--top-n N`` the engine sees the model through rows of its N likeliest tokens (``TopNBackend``,
+as a server's API gives them: docs/engine.md, "Backends"); the floor stays the embedded backend's own.
+
 Usage: .venv/bin/python bench/engine_bench.py [--threads 0] [--reps 3] [--k 8] [--tokens 6] [--tiled]
-       [--profile] [--save] [--json F]
+       [--profile] [--top-n N] [--save] [--json F]
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--no-naive", action="store_true", help="skip the high-level Llama baseline")
     p.add_argument("--profile", action="store_true",
                    help="also measure every operation with the daemon's default profile on (memory, widen x K, rerank)")
+    p.add_argument("--top-n", type=int, default=0,
+                   help="run the engine on top-N rows of the embedded backend (0: full rows)")
     p.add_argument("--save", action="store_true",
                    help="write bench/results/engine/<run>/ (results.json, table.md)")
     p.add_argument("--json", default="", help="also write the results here")
@@ -95,14 +100,15 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter() - t) * 1000.0, out
 
 
-def floor(engine: Any, k: int) -> float:
-    """One batched step of k sequences (k=1: t1): copy the document into k side sequences, decode one token each."""
+def floor(engine: Any, k: int, rows: Callable[..., Any]) -> float:
+    """One batched step of k sequences (k=1: t1): copy the document into k side sequences, decode one token each
+    (``rows``: the embedded backend's, full rows)."""
     engine.clear_cache()
     probs = engine.next_token_probs()
     toks = [int(t) for t in probs.argsort()[::-1][:k]]
     base = engine.tokens
     engine.clear_cache()
-    ms, _ = timed(lambda: engine._rows_for([base + [t] for t in toks], cache=False))
+    ms, _ = timed(lambda: rows([base + [t] for t in toks]))
     return ms
 
 
@@ -138,8 +144,13 @@ def main() -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     load_start = os.getloadavg()[0]
     ms_load, engine = timed(lambda: Engine(ModelConfig(path=args.model, n_threads=args.threads)))
+    full = engine  # the floor is measured on the embedded backend's own rows
+    if args.top_n:
+        from razvilka.daemon.backends.topn import TopNBackend
+
+        engine = Engine(full.cfg, backend=TopNBackend(full.backend, args.top_n))
     k, n = args.k, args.tokens
-    llm = None if args.no_naive else naive_llama(str(engine.model_path), engine.n_threads, engine.n_ctx)
+    llm = None if args.no_naive else naive_llama(str(full.model_path), full.n_threads, full.n_ctx)
     m: dict[str, list[float]] = defaultdict(list)     # milliseconds
     r: dict[str, list[float]] = defaultdict(list)     # ratio to the floor of the same round
     dec: dict[str, list[int]] = defaultdict(list)     # llama_decode calls
@@ -208,7 +219,7 @@ def main() -> int:
         floors: dict[str, tuple[float, float]] = {}
         for prompt in PROMPTS:
             engine.reset(prompt)
-            floor_ms = {K: floor(engine, K) for K in sizes}
+            floor_ms = {K: floor(engine, K, full.backend.rows) for K in sizes}
             t1, tk = floor_ms[1], floor_ms[k]
             floors[prompt] = (t1, tk)
             for K in sizes:
@@ -235,7 +246,7 @@ def main() -> int:
                 t1, tk = floors[prompt]
                 engine.clear_cache()
                 op("p_open", partial(engine.reset, prompt, memory=memories[prompt]), t1)
-                t1m = floor(engine, 1)  # one decode after the memory (floor times only the decode)
+                t1m = floor(engine, 1, full.backend.rows)  # one decode after the memory (floor times only the decode)
                 m["p_t1"].append(t1m)
                 r["p_t1"].append(t1m / t1)
                 fork_ops("p_", rep, prompt, memories[prompt], t1, tk, profiled_words, profiled_after)
@@ -265,8 +276,9 @@ def main() -> int:
     if llm is not None:
         row(f"naive Llama completion x {k}", "naive", "x cold", 2, above=True)
     load_end = os.getloadavg()[0]
-    lines = [(f"engine benchmark {run_id}: {engine.model_name}, {engine.n_threads} threads, n_ctx {engine.n_ctx}, "
+    lines = [(f"engine benchmark {run_id}: {engine.model_name}, {full.n_threads} threads, n_ctx {engine.n_ctx}, "
               f"tiled matmul {'on' if args.tiled else 'off'}, {args.reps} x {len(PROMPTS)} prompts, "
+              f"{f'top-{args.top_n} rows, ' if args.top_n else ''}"
               f"load {ms_load:.0f} ms, load average {load_start:.1f} at start, {load_end:.1f} at end")]
     if learner is not None:
         lines.append(f"profile: {learner.profile.words_seen} words read, memory {len(memories[PROMPTS[0]])} chars = "
@@ -283,7 +295,8 @@ def main() -> int:
     print("\n" + "\n".join(lines))
     result = {"run": run_id, "command": " ".join([Path(sys.executable).name, *sys.argv]),
               "median_ms": med, "median_ratio": rat, "samples_ms": m, "samples_ratio": r,
-              "decodes": dec, "threads": engine.n_threads, "k": k, "tokens": n, "tiled": args.tiled,
+              "decodes": dec, "threads": full.n_threads, "k": k, "tokens": n, "tiled": args.tiled,
+              "top_n": args.top_n,
               "agree": agree, "loadavg": [load_start, load_end], "profile": args.profile,
               "memory_chars": len(memories[PROMPTS[0]]) if memories else 0, "memory_tokens": memory_tokens,
               "memory_read_ms": ms_memory, "widen": widen}

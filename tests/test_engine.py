@@ -20,7 +20,7 @@ pytestmark = pytest.mark.model
 UNSURE = "My favourite thing about the weekend is"
 
 
-def delta(engine: Engine, before: dict[str, int]) -> dict[str, int]:
+def delta(engine: Engine, before: dict[str, float]) -> dict[str, float]:
     return {k: engine.stats[k] - before[k] for k in before}
 
 
