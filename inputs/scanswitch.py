@@ -35,13 +35,15 @@ from razvilka.inputs.scan import (
 )
 from razvilka.protocol.clock import now_ns
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Focus, ForkOpen, Layout, Message, Select, SourceStatus
+from razvilka.protocol.messages import ConfigState, Focus, ForkOpen, Layout, Message, Select, SourceStatus
 
 log = logging.getLogger("razvilka.inputs.scan")
 
 #: The key map's actions that are the scan switches.
 SWITCH_ACTIONS: dict[str, Switch] = {"confirm": "select", "focus_next": "advance"}
 REST_DETAIL = "scanning rests: press the switch to start again"
+#: The setting of ``config.state`` (protocol 1.5) scanning applies at once.
+INTERVAL_SETTING = "scan.interval_ms"
 WAKE_DETAIL = "scanning"
 
 
@@ -74,6 +76,8 @@ class ScanInterpreter(KeyInterpreter):
     # ------------------------------------------------------------ bus side
     def follow(self, msg: Message, now: int) -> Reaction:
         """One bus message at bus time ``now`` (ns): forks and layouts move the scan."""
+        if isinstance(msg.body, ConfigState):
+            return self.apply_settings(msg.body)
         before = self.forks.fork_id
         self.observe(msg)
         fork, body, t = self.forks.fork, msg.body, now / 1e6
@@ -94,6 +98,16 @@ class ScanInterpreter(KeyInterpreter):
         elif fork is None and before is not None:  # decided or undone: the next fork comes
             self.scanner.load((), t, None)
         return Reaction()
+
+    def apply_settings(self, state: ConfigState) -> Reaction:
+        """The person changed the scanning interval (protocol 1.5 ``config.state`` ``changed``): the next
+        highlight moves after the new one. Any other state leaves the configuration as it started."""
+        value = state.values.get(INTERVAL_SETTING)
+        if state.changed != INTERVAL_SETTING or isinstance(value, bool) or not isinstance(value, int):
+            return Reaction()
+        self.scan = msgspec.structs.replace(self.scan, interval_ms=value)
+        self.scanner.config = self.scan
+        return Reaction(note=f"{INTERVAL_SETTING}={value}")
 
     def _load(self, layout: Layout, t: float, fork_id: str) -> Reaction:
         rows, unknown = layout_rows(layout)
@@ -159,7 +173,7 @@ class ScanInterpreter(KeyInterpreter):
 class ScanAdapter(KeyAdapter):
     """A :class:`KeyAdapter` that also follows layouts and runs the scanner's clock."""
 
-    subscribe: ClassVar[tuple[str, ...]] = (*SUBSCRIBE, "render.layout.", "text.undo")
+    subscribe: ClassVar[tuple[str, ...]] = (*SUBSCRIBE, "render.layout.", "text.undo", "config.state.")
     interp: ScanInterpreter
 
     def __init__(self, *args: Any, **kw: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from bus_helpers import wait_retained
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from razvilka.protocol.client import BusClient
@@ -37,7 +38,6 @@ from razvilka.protocol.messages import (
 )
 from razvilka.renderers.config import WebConfig
 from razvilka.renderers.web.bridge import SUBSCRIBE, WebBridge
-from bus_helpers import wait_retained
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -83,7 +83,7 @@ class Rig:
         self.daemon: BusClient
         self.observer: BusClient
 
-    async def setup(self) -> "Rig":
+    async def setup(self) -> Rig:
         self.daemon = await self.clients("daemon", role="daemon", subscribe=["input.", "render."])
         self.observer = await self.clients("observer", subscribe=[""])
         return self
@@ -313,8 +313,8 @@ async def test_layout_boxes_are_the_elements_screen_positions(rig: Rig, open_pag
     before = await page_rects(page)
     sy = await page.evaluate("() => screenY")
     # the page has reported the resized, unscrolled boxes (any earlier layouts are passed over)
-    settled = await next_msg(rig.observer, "render.layout", lambda m: all(  # type: ignore[union-attr]
-        b.y == pytest.approx((sy + before[b.index]["top"]) * 2, abs=0.5) for b in m.body.boxes))
+    settled = await next_msg(rig.observer, "render.layout", lambda m: all(
+        b.y == pytest.approx((sy + before[b.index]["top"]) * 2, abs=0.5) for b in m.body.boxes))  # type: ignore[union-attr]
     scrolled_by = await page.evaluate("() => { window.scrollTo(0, 120); return window.scrollY; }")
     assert scrolled_by > 0
     moved = await check(lambda m: m.body.boxes != settled.body.boxes)  # type: ignore[union-attr]
@@ -323,24 +323,64 @@ async def test_layout_boxes_are_the_elements_screen_positions(rig: Rig, open_pag
 
 
 # ---------------------------------------------------------------------- P300 flashes
-async def test_p300_flashes_cover_candidates_with_sane_timing_on_the_bus_clock(rig: Rig, open_page: OpenPage) -> None:
+def p300_groups(rows: tuple[tuple[str, ...], ...]) -> set[frozenset[str]]:
+    """The flash groups of one P300 round over a screen's rows (docs/eeg.md, "Flashing in groups"): each
+    row, then each column (the n-th item of every row); a target shown twice (a likely letter is in the
+    alphabet too) counts at its first place only."""
+    seen: set[str] = set()
+    by_row: dict[int, list[str]] = {}
+    by_col: dict[int, list[str]] = {}
+    for r, row in enumerate(rows):
+        for c, t in enumerate(row):
+            if t not in seen:
+                seen.add(t)
+                by_row.setdefault(r, []).append(t)
+                by_col.setdefault(c, []).append(t)
+    return {frozenset(g) for g in [*by_row.values(), *by_col.values()]}
+
+
+async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on_the_bus_clock(
+        rig: Rig, open_page: OpenPage) -> None:
+    """Every target on the page flashes (protocol 1.4: candidates, commands, keys), a row or a column of
+    renderers/screen.py's rows at a time, each group once a round in a fresh order: every target lights
+    twice a round. The onsets are on the bus clock, the spacing is flash + isi."""
+    from razvilka.protocol.messages import Letter
+    from razvilka.renderers.screen import fork_rows, target_rows
+
     rounds, on_ms, off_ms = 3, 100.0, 75.0
     url = await rig.start_bridge()
     page = await open_page(url + f"?p300=1&rounds={rounds}&flash={on_ms:g}&isi={off_ms:g}")
-    rig.open_fork("f1")
-    k = len(WORDS)
+    body = ForkOpen(candidates=[Candidate(index=i, word=w, prob=p) for i, (w, p) in enumerate(WORDS)],
+                    context=PROMPT, reason="uncertain",
+                    letters=[Letter(ch=c, prob=p) for c, p in [("a", 0.3), ("o", 0.2), ("h", 0.1), ("w", 0.05)]])
+    rig.daemon.publish(body, fork_id="f1")
+    rows = target_rows(fork_rows(body))
+    groups = p300_groups(rows)
+    every = {t for row in rows for t in row}
+    # 5 candidates, 4 likely letters (also in the alphabet), 10 commands (1.5: the widest row), 28 keys in 4 rows
+    # of 7: 7 rows + 10 columns
+    from razvilka.renderers.screen import COMMANDS
+    assert len(every) == len(WORDS) + len(COMMANDS) + 28 and len(groups) == len(rows) + len(COMMANDS) == 17
+    g = len(groups)
     stimuli: list[tuple[Message, int]] = []
-    while len(stimuli) < rounds * k:
+    while len(stimuli) < rounds * g:
         msg = await next_msg(rig.observer, "render.stimulus", timeout=10)
         stimuli.append((msg, now_ns()))
     extra = await next_msg_or_none(rig.observer, "render.stimulus", timeout=4 * (on_ms + off_ms) / 1000)
     assert extra is None, "flashing went on past the configured rounds"
+    assert await page.evaluate("() => razvilka.p300.order.length") == g  # the page's round: the groups
 
     bodies = [m.body for m, _ in stimuli]
-    assert [b.flash for b in bodies] == list(range(rounds * k))  # type: ignore[union-attr]
-    for r in range(rounds):  # each round flashes every candidate once, in some order
-        assert sorted(b.indices[0] for b in bodies[r * k:(r + 1) * k]) == list(range(k))  # type: ignore[union-attr]
-    orders = {tuple(b.indices[0] for b in bodies[r * k:(r + 1) * k]) for r in range(rounds)}  # type: ignore[union-attr]
+    assert [b.flash for b in bodies] == list(range(rounds * g))  # type: ignore[union-attr]
+    lit = [frozenset([f"cand:{i}" for i in b.indices] + list(b.targets)) for b in bodies]  # type: ignore[union-attr]
+    for r in range(rounds):
+        one = lit[r * g:(r + 1) * g]
+        assert set(one) == groups and len(set(one)) == g, f"round {r}: not each row and column once"
+        times = {t: sum(t in grp for grp in one) for t in every}
+        assert set(times.values()) == {2}, {t: n for t, n in times.items() if n != 2}  # row + column
+        if r:
+            assert one[0] != lit[r * g - 1], "a round began with the group that ended the one before"
+    orders = {tuple(lit[r * g:(r + 1) * g]) for r in range(rounds)}
     for m, received in stimuli:
         assert m.header.fork_id == "f1" and m.body.renderer == "web" and m.body.duration_ms == on_ms  # type: ignore[union-attr]
         # Another clock domain would be off by minutes or days; a loaded machine only by a little: the page's
@@ -474,7 +514,7 @@ async def test_touch_long_press_peeks_and_tap_selects_once(rig: Rig, open_page: 
     await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     await page.locator('#cloud .cand[data-index="3"]').tap()
     await page.locator("#back").tap()
-    got = []
+    got: list[tuple[str, Any]] = []
     while len(got) < 2:
         msg = await next_msg(rig.daemon, "", lambda m: m.header.type in ("input.select", "input.command"))
         got.append((msg.header.type, getattr(msg.body, "index", None) if msg.header.type == "input.select" else msg.body.command))  # type: ignore[union-attr]
@@ -644,3 +684,80 @@ async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(rig: Rig, ope
     await joined.click()
     sel = await next_msg(rig.daemon, "input.select")
     assert sel.body.index == 1 and sel.header.fork_id == "j1"  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------- paused between forks
+async def test_paused_between_forks_the_rest_layout_names_the_last_fork(rig: Rig, open_page: OpenPage) -> None:
+    """No dead end: paused after a decision (no fork open), the page still publishes its Resume, naming
+    the last fork it saw (a layout needs a fork; the daemon takes cmd:resume for any fork it opened),
+    and draws a gaze dwell on it."""
+    page = await open_page(await rig.start_bridge())
+    rig.open_fork("f1")
+    await next_msg(rig.observer, "render.layout", lambda m: m.header.fork_id == "f1")
+    rig.daemon.publish(ForkDecided(index=0, words=["They"], sources=["keyboard"], rule="select"), fork_id="f1")
+    await expect(page.locator("#cloud.done")).to_be_attached()
+    await drain(rig.observer)
+    rig.daemon.publish(DaemonStatus(state="paused"))
+    await expect(page.locator("#rest")).to_be_visible()
+    msg = await next_msg(rig.observer, "render.layout")
+    assert msg.header.fork_id == "f1" and not msg.body.boxes  # type: ignore[union-attr]
+    assert [t.target for t in msg.body.targets] == ["cmd:resume"]  # type: ignore[union-attr]
+    gaze = await rig.clients("gaze", role="input")
+    gaze.publish(Focus(index=None, target="cmd:resume", source="gaze", kind="gaze", dwell=0.5), fork_id="f1")
+    await expect(page.locator("#ring")).to_be_visible()
+    # a stale fork's layout with anything but Resume is still refused
+    errors = await page.evaluate("""async () => (await window.razvilka.request({type: "render.layout", fork_id: "f1",
+        body: {boxes: [], targets: [{target: "cmd:back", x: 0, y: 0, w: 10, h: 10}],
+               screen_w: 100, screen_h: 100}})).name""")
+    assert errors == "STALE_FORK"
+
+
+# ---------------------------------------------------------------------- one scan order (renderers/screen.py)
+def layout_rows(body: Any) -> tuple[tuple[str, ...], ...]:
+    """A render.layout's targets (candidates as cand:i) as rows in scan order, by its row/col."""
+    placed = [(b.row, b.col, f"cand:{b.index}") for b in body.boxes] + [(t.row, t.col, t.target) for t in body.targets]
+    rows: dict[int, list[tuple[int, str]]] = {}
+    for row, col, target in placed:
+        rows.setdefault(row, []).append((col, target))
+    assert sorted(rows) == list(range(len(rows))), f"rows are not 0..n: {sorted(rows)}"
+    return tuple(tuple(t for _, t in sorted(r)) for _, r in sorted(rows.items()))
+
+
+async def test_the_pages_scan_rows_are_renderers_screen_rows(rig: Rig, open_page: OpenPage) -> None:
+    """The browser mirrors renderers/screen.py: the rows it publishes (and scans, and flashes) are the
+    Python module's for the same fork: fresh, with a typed prefix, with a look-ahead shown, Cyrillic, paused."""
+    from razvilka.protocol.messages import Letter
+    from razvilka.renderers.screen import fork_rows, target_rows
+
+    page = await open_page(await rig.start_bridge())
+    # ties, upper case folding onto its key (probabilities added), a character no key has, " " (space)
+    letters = [("e", 0.2), ("E", 0.15), ("a", 0.3), ("r", 0.1), ("7", 0.09), (" ", 0.05), ("o", 0.05), ("i", 0.05),
+               ("u", 0.01), ("l", 0.01), ("y", 0.01)]
+    words = [("cat", 0.2), ("car", 0.4), ("can", 0.2), ("cab", 0.1)]  # not in index order, with a tie
+    cases = [("f1", "", "latin"), ("f2", "ca", "latin"), ("f3", "", "cyrillic"), ("f4", "x", "klingon")]
+    for fork_id, prefix, script in cases:
+        body = ForkOpen(candidates=[Candidate(index=i, word=w, prob=p) for i, (w, p) in enumerate(words)],
+                        context=PROMPT, prefix=prefix, script=script,
+                        letters=[Letter(ch=c, prob=p) for c, p in letters])
+        rig.daemon.publish(body, fork_id=fork_id)
+        want = target_rows(fork_rows(body))
+        msg = await next_msg(rig.observer, "render.layout", lambda m, f=fork_id: m.header.fork_id == f)  # type: ignore[misc]
+        assert layout_rows(msg.body) == want, (fork_id, layout_rows(msg.body), want)
+        # the page's own mirror, called directly, agrees too
+        js = await page.evaluate("(b) => window.razvilka.screenRows(b).map(r => [r.name, r.targets])",
+                                 {"candidates": [{"index": c.index, "prob": c.prob} for c in body.candidates],
+                                  "letters": [{"ch": x.ch, "prob": x.prob} for x in body.letters],
+                                  "prefix": prefix, "script": script})
+        assert [(n, tuple(t)) for n, t in js] == [(r.name, r.targets) for r in fork_rows(body)]
+    # a look-ahead shown (another source focuses candidate 1): its words are the second row
+    rig.daemon.publish(ForkLookahead(entries=[Lookahead(index=1, phrases=["is parked outside", "was red"])], done=True),
+                       fork_id="f4")
+    gaze = await rig.clients("gaze", role="input")
+    gaze.publish(Focus(index=1, source="gaze", kind="gaze"), fork_id="f4")
+    msg = await next_msg(rig.observer, "render.layout",
+                         lambda m: any(t.target.startswith("word:") for t in m.body.targets))  # type: ignore[union-attr]
+    assert layout_rows(msg.body) == target_rows(fork_rows(body, lookahead=(1, 3)))
+    # paused: Resume alone
+    rig.daemon.publish(DaemonStatus(state="paused"))
+    msg = await next_msg(rig.observer, "render.layout", lambda m: not m.body.boxes)  # type: ignore[union-attr]
+    assert layout_rows(msg.body) == target_rows(fork_rows(body, paused=True)) == (("cmd:resume",),)

@@ -27,7 +27,9 @@ from razvilka.protocol.messages import (
     Letter,
     Lookahead,
 )
-from razvilka.protocol.targets import ALPHABETS, TARGET_COMMANDS, parse_target
+from razvilka.protocol.targets import ALL_COMMANDS, ALPHABETS, parse_target
+from razvilka.renderers.screen import COMMANDS as SCREEN_COMMANDS
+from razvilka.renderers.screen import LIKELY_LETTERS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 browser, rig, open_page = test_web.browser, test_web.rig, test_web.open_page  # the fixtures of test_web.py
@@ -91,9 +93,9 @@ async def test_the_page_parses_target_ids_as_protocol_targets_does(rig: Rig, ope
         assert not have["ok"] and json.dumps(want["id"], ensure_ascii=False) in have["message"], (want["id"], have)
         with pytest.raises(ProtocolError):
             parse_target(want["id"])
-    # the command row names only commands the grammar knows, and covers all of 1.4's
+    # the command row names only commands the grammar knows, and covers them all (1.5 included)
     commands = await page.evaluate("() => razvilka.COMMANDS.map(c => c.name)")
-    assert set(commands) | {"resume"} == set(TARGET_COMMANDS)
+    assert set(commands) | {"resume"} == set(ALL_COMMANDS)
 
 
 # ---------------------------------------------------------------------- layout: every target, scan order
@@ -117,21 +119,21 @@ async def test_layout_has_every_target_on_screen_in_scan_order(rig: Rig, browser
     assert placed == drawn  # every target drawn is in the layout, where it is drawn, and nothing else
     ids = [t.target for t in body.targets]
     doubled = {k for k in ids if ids.count(k) > 1}
-    assert doubled == {f"key:{c}" for c, _ in LETTERS[:8]}  # a likeliest letter is in the alphabet as well
+    assert doubled == {f"key:{c}" for c, _ in LETTERS[:LIKELY_LETTERS]}  # a likeliest letter is in the alphabet as well
     # candidates: the first row, likeliest first
     assert {b.row for b in body.boxes} == {0}
     assert [b.index for b in sorted(body.boxes, key=lambda b: b.col)] == list(range(len(WORDS)))  # WORDS is by prob
-    # the likeliest letters (the " " word end is the space key's business), then the alphabet, then the commands
+    # the likeliest letters (nothing typed: no space), then the commands, then the alphabet (renderers/screen.py)
     row = {t.target: t.row for t in body.targets}
     likely = sorted((t for t in body.targets if t.row == 1), key=lambda t: t.col)
-    assert [t.target for t in likely] == [f"key:{c}" for c, _ in LETTERS if c != " "][:8]
+    assert [t.target for t in likely] == [f"key:{c}" for c, _ in LETTERS if c != " "][:LIKELY_LETTERS]
     alphabet = [f"key:{c}" for c in ALPHABETS["latin"] + "'-"]
     assert all(row[k] >= 2 for k in alphabet if k not in (t.target for t in likely))
     assert [t.target for t in sorted((t for t in body.targets if t.row >= 2 and t.target.startswith("key:")),
                                      key=lambda t: (t.row, t.col))] == alphabet
     commands = sorted((t for t in body.targets if t.target.startswith("cmd:")), key=lambda t: t.col)
-    assert [t.target for t in commands] == ["cmd:back", "cmd:more", "cmd:pause", "cmd:new"]
-    assert {t.row for t in commands} == {max(row.values())} and [t.label for t in commands][0].endswith("Back")
+    assert [t.target for t in commands] == [f"cmd:{c}" for c in SCREEN_COMMANDS]
+    assert {t.row for t in commands} == {2} and [t.label for t in commands][0].endswith("Back")
     # nothing typed yet: delete, space and accept are off, and not targets
     assert not {"key:delete", "key:space", "key:accept"} & set(ids)
     # likelier letters are bigger, and the likeliest row sits between the candidates and the alphabet
@@ -141,12 +143,15 @@ async def test_layout_has_every_target_on_screen_in_scan_order(rig: Rig, browser
     assert cand_bottom < min(t.y for t in likely) and max(t.y + t.h for t in likely) <= min(
         t.y for t in body.targets if t.row == 2)
 
-    # A typed prefix: shown, and the named keys become targets in the likeliest row.
+    # A typed prefix: shown; the word's end is the space key among the likeliest, and the edit keys
+    # become targets in the row after them.
     open_fork(rig, "f2", prefix="ca", letters=[("t", 0.5), ("r", 0.3), (" ", 0.2)])
     await expect(page.locator("#typed-prefix")).to_have_text("ca")
     body = await layout_where(rig, lambda b: any(t.target == "key:accept" for t in b.targets))
-    typed_row = [t.target for t in sorted((t for t in body.targets if t.row == 1), key=lambda t: t.col)]
-    assert typed_row == ["key:t", "key:r", "key:delete", "key:space", "key:accept"]
+    def in_row(n: int) -> list[str]:
+        return [t.target for t in sorted((t for t in body.targets if t.row == n), key=lambda t: t.col)]
+    assert in_row(1) == ["key:t", "key:r", "key:space"]
+    assert in_row(2) == ["key:space", "key:delete", "key:accept"]
     await page.evaluate("() => window.scrollTo(0, 0)")
     await save_screenshot(page, browser)
 
@@ -163,16 +168,17 @@ async def test_layout_has_every_target_on_screen_in_scan_order(rig: Rig, browser
 async def test_clicking_keys_selects_them_and_commands_are_commands(rig: Rig, open_page: OpenPage) -> None:
     page = await open_page(await rig.start_bridge())
     open_fork(rig, "f1")
-    await expect(page.locator("#likely .key")).to_have_count(8 + 3)
+    await expect(page.locator("#likely .key")).to_have_count(LIKELY_LETTERS)
+    await expect(page.locator("#edit .key")).to_have_count(3)
     await page.locator('#likely [data-target="key:e"]').click()
     sel = await next_msg(rig.daemon, "input.select")
     assert (sel.body.target, sel.body.index, sel.body.kind, sel.header.fork_id) == ("key:e", None, "pointer", "f1")  # type: ignore[union-attr]
     await page.locator('#alpha [data-target="key:z"]').click()
     sel = await next_msg(rig.daemon, "input.select")
     assert sel.body.target == "key:z"  # type: ignore[union-attr]
-    await expect(page.locator('#likely [data-target="key:delete"]')).to_be_disabled()  # nothing typed
+    await expect(page.locator('#edit [data-target="key:delete"]')).to_be_disabled()  # nothing typed
     open_fork(rig, "f2", prefix="z")
-    await page.locator('#likely [data-target="key:delete"]').click()
+    await page.locator('#edit [data-target="key:delete"]').click()
     sel = await next_msg(rig.daemon, "input.select")
     assert (sel.body.target, sel.header.fork_id) == ("key:delete", "f2")  # type: ignore[union-attr]
     for name in ("more", "pause", "new"):

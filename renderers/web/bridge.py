@@ -12,6 +12,13 @@ Browsers cannot speak ZeroMQ, so one small aiohttp server stands in for them:
   nothing is published.
 * clock: ``{"type": "ping", "id", "t0"}`` is answered with the bus clock at receipt and at
   send (NTP style), so the page can put P300 flash onsets on the bus clock.
+* 1.5: pages also get the retained ``config.state`` and ``phrases.state``, and another source's
+  ``input.confirm`` / ``input.select`` when it names a renderer's own target (``cmd:settings``,
+  ``ui:<id>``: the settings page), which the page acts on; a page may send ``config.update``.
+* the partner page (``/partner``, protocol 1.5): the conversation partner types a turn there; its
+  socket (``/partner/ws``) takes only ``{"type": "partner", "text", "ref"}``, published as
+  ``input.command`` ``partner`` from source ``partner``, and gets only the ``text.*`` messages, so
+  the partner sees the reply grow and can steer nothing.
 """
 from __future__ import annotations
 
@@ -31,6 +38,9 @@ from razvilka.protocol.errors import ErrorCode, ProtocolError
 from razvilka.protocol.messages import (
     Body,
     Command,
+    ConfigState,
+    ConfigUpdate,
+    Confirm,
     Focus,
     Layout,
     Message,
@@ -45,8 +55,12 @@ log = logging.getLogger("razvilka.web")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
-#: What the bridge forwards to pages (heartbeats are only used for liveness).
-SUBSCRIBE = ("fork.", "text.", "daemon.", "input.focus.", "source.status.")
+#: What the bridge forwards to pages (heartbeats are only used for liveness); confirms and selects only
+#: when they name a renderer's own target (:func:`renderer_target`).
+SUBSCRIBE = ("fork.", "text.", "daemon.", "input.focus.", "source.status.", "config.state.", "phrases.state.",
+             "input.confirm.", "input.select.")
+#: Retained (latest per sender) for a page that connects later.
+RETAINED_TYPES = ("text.state", "daemon.status", "config.state", "phrases.state")
 
 #: What a page may publish, and which field the bridge stamps with its own name.
 PAGE_TYPES: dict[str, tuple[type[Body], str]] = {
@@ -55,7 +69,16 @@ PAGE_TYPES: dict[str, tuple[type[Body], str]] = {
     "input.command": (Command, "source"),
     "render.layout": (Layout, "renderer"),
     "render.stimulus": (Stimulus, "renderer"),
+    "config.update": (ConfigUpdate, "source"),  # 1.5: the settings page
 }
+
+#: The setting (1.5 ``config.state``) that is the bridge's own.
+THEME_SETTING = "renderers.web.theme"
+
+#: The partner page (protocol 1.5): its turns are ``input.command`` ``partner`` from this source.
+PARTNER_SOURCE = "partner"
+#: The longest turn a partner may send (characters): a turn, not a document.
+PARTNER_MAX_CHARS = 2000
 
 #: The source kinds (protocol 1.3) a page may send: mouse and touch are "pointer", keys "key".
 PAGE_KINDS = ("pointer", "key")
@@ -114,7 +137,7 @@ class BusMirror:
     def update(self, msg: Message) -> None:
         kind = msg.header.type
         self.forks.update(msg)
-        if kind in ("text.state", "daemon.status"):
+        if kind in RETAINED_TYPES:
             self.latest[(kind, msg.header.sender)] = msg
         elif kind == "source.status":
             self.latest[(kind, getattr(msg.body, "source", msg.header.sender))] = msg
@@ -128,8 +151,9 @@ class BusMirror:
 class Page:
     """One connected page: its socket and its outgoing queue."""
 
-    def __init__(self, ws: web.WebSocketResponse, size: int, peer: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, size: int, peer: str, *, partner: bool = False) -> None:
         self.ws = ws
+        self.partner = partner  # the partner page: text.* only, and turns only
         self.queue: asyncio.Queue[str | dict[str, Any]] = asyncio.Queue(size)
         self.peer = peer
         self.published = 0
@@ -159,6 +183,8 @@ class WebBridge:
         self.app = web.Application(middlewares=[self._guard])
         self.app.router.add_get("/", self._index)
         self.app.router.add_get("/ws", self._websocket)
+        self.app.router.add_get("/partner", self._partner_page)
+        self.app.router.add_get("/partner/ws", self._partner_websocket)
         self.app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
 
     # ------------------------------------------------------------------ life cycle
@@ -211,16 +237,30 @@ class WebBridge:
                 kind = msg.header.type
                 if kind == "heartbeat" or (kind.startswith("input.") and msg.header.sender == self.name):
                     continue
+                if kind in ("input.confirm", "input.select") and not renderer_target(msg.body):
+                    continue  # the daemon's business; a page only acts on its own targets
                 self.mirror.update(msg)
-                self.broadcast(to_json(msg))
+                if isinstance(msg.body, ConfigState):
+                    self.apply_settings(msg.body)
+                self.broadcast(to_json(msg), partner=kind.startswith("text."))
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - the bus socket failing under us
             log.exception("web: forwarding from the bus stopped")
             raise
 
-    def broadcast(self, text: str) -> None:
+    def apply_settings(self, state: ConfigState) -> None:
+        """A setting the person changed (1.5 ``config.state`` ``changed``) that is the bridge's: the theme a page
+        gets in ``hello`` (open pages apply it themselves)."""
+        theme = state.values.get(THEME_SETTING)
+        if state.changed == THEME_SETTING and theme in ("contrast", "light") and theme != self.config.theme:
+            self.config = msgspec.structs.replace(self.config, theme=theme)
+
+    def broadcast(self, text: str, *, partner: bool = False) -> None:
+        """To every page; to partner pages only when ``partner`` (the text)."""
         for page in list(self.pages):
+            if page.partner and not partner:
+                continue
             try:
                 page.queue.put_nowait(text)
             except asyncio.QueueFull:
@@ -293,6 +333,71 @@ class WebBridge:
             self._page_count_changed()
             log.info("web: page from %s left (%d open)", page.peer, len(self.pages))
         return ws
+
+    # ------------------------------------------------------------------ the partner page (1.5)
+    async def _partner_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / "partner.html")
+
+    async def _partner_websocket(self, request: web.Request) -> web.StreamResponse:
+        """The partner's socket: the text (retained, then live) out; turns in, nothing else."""
+        if not self._origin_ok(request):
+            log.warning("web: refused a partner WebSocket from Origin %r", request.headers.get("Origin"))
+            return web.Response(status=403, text="cross-origin WebSocket refused\n")
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, heartbeat=20.0)
+        await ws.prepare(request)
+        page = Page(ws, self.config.page_queue, str(request.remote), partner=True)
+        page.queue.put_nowait(_json.encode({"type": "hello", "config": {"theme": self.config.theme},
+                                            "bus_ns": now_ns()}).decode())
+        for msg in self.mirror.messages():
+            if msg.header.type == "text.state":
+                page.queue.put_nowait(to_json(msg))
+        self.pages.add(page)
+        writer = asyncio.create_task(self._write(page), name=f"web-partner-{page.peer}")
+        log.info("web: partner page connected from %s", page.peer)
+        try:
+            async for raw in ws:
+                if raw.type == WSMsgType.TEXT:
+                    self.handle_partner(page, raw.data)
+                elif raw.type == WSMsgType.BINARY:
+                    self._reply_error(page, ProtocolError(ErrorCode.MALFORMED, "send JSON text frames"), None)
+        finally:
+            self.pages.discard(page)
+            writer.cancel()
+            log.info("web: partner page from %s left", page.peer)
+        return ws
+
+    def handle_partner(self, page: Page, text: str) -> None:
+        """One frame from the partner page: ``{"type": "partner", "text", "ref"}`` -> ``input.command partner``."""
+        ref: str | int | None = None
+        try:
+            try:
+                event = _event_decoder.decode(text)
+            except msgspec.ValidationError as exc:
+                raise validation_error("event", exc) from None
+            except (msgspec.DecodeError, RecursionError) as exc:
+                raise ProtocolError(ErrorCode.MALFORMED, f"not a JSON event: {exc}") from None
+            ref = event.ref
+            if event.type != "partner":
+                raise ProtocolError(ErrorCode.UNKNOWN_TYPE,
+                                    f"the partner page sends only 'partner', not {event.type!r}")
+            turn = event.body.get("text")
+            if not isinstance(turn, str) or not turn.strip():
+                raise ProtocolError(ErrorCode.BAD_VALUE, "body.text: the partner's turn is a non-empty string")
+            turn = turn.strip()
+            if len(turn) > PARTNER_MAX_CHARS:
+                raise ProtocolError(ErrorCode.BAD_VALUE,
+                                    f"body.text: a turn is at most {PARTNER_MAX_CHARS} characters, got {len(turn)}")
+            header = self.client.publish(Command(command="partner", source=PARTNER_SOURCE, text=turn),
+                                         subtopic=(self.name, PARTNER_SOURCE))
+        except ProtocolError as exc:
+            page.rejected += 1
+            self.rejected += 1
+            log.warning("web: refused a partner turn from %s: %s", page.peer, exc)
+            self._reply_error(page, exc, ref)
+            return
+        page.published += 1
+        self.published += 1
+        self._send(page, {"type": "ack", "ref": ref, "id": header.id, "event": "partner", "ts_ns": header.ts_ns})
 
     async def _write(self, page: Page) -> None:
         try:
@@ -369,9 +474,10 @@ class WebBridge:
         if cls.NEEDS_FORK and not fork_id:
             raise ProtocolError(ErrorCode.MISSING_FIELD, f"{event.type} needs fork_id")
         if fork_id is not None and fork_id != self.mirror.fork_id:
-            if self.mirror.forks.is_stale(fork_id):
+            if self.mirror.forks.is_stale(fork_id) and not _rest_layout(body):
                 raise ProtocolError(ErrorCode.STALE_FORK, f"fork {fork_id!r} was already decided or superseded")
-            raise ProtocolError(ErrorCode.UNKNOWN_FORK, f"no open fork {fork_id!r} (open: {self.mirror.fork_id!r})")
+            if not self.mirror.forks.is_stale(fork_id):
+                raise ProtocolError(ErrorCode.UNKNOWN_FORK, f"no open fork {fork_id!r} (open: {self.mirror.fork_id!r})")
         indices = _indices(body)
         if isinstance(body, Layout) and len(set(indices)) != len(indices):
             raise ProtocolError(ErrorCode.BAD_LAYOUT, "a layout gives some candidate two boxes")
@@ -399,6 +505,25 @@ class WebBridge:
     def _reply_error(self, page: Page, exc: ProtocolError, ref: str | int | None) -> None:
         self._send(page, {"type": "error", "code": int(exc.code), "name": exc.code.name, "message": exc.detail,
                           "ref": ref})
+
+
+def renderer_target(body: Any) -> bool:
+    """Whether a confirm or select names a renderer's own target (1.5: ``cmd:settings``, ``ui:<id>``), which
+    the page acts on (another source, gaze or a switch, chose it on the page)."""
+    target = body.target if isinstance(body, (Confirm, Select)) else None
+    if target is None:
+        return False
+    try:
+        return parse_target(target).renderer_own
+    except ProtocolError:
+        return False
+
+
+def _rest_layout(body: Body) -> bool:
+    """A paused page's layout: Resume alone. It may name a fork already decided (paused between forks,
+    none is open), as the daemon takes cmd:resume for any fork it opened: so gaze can still resume."""
+    return (isinstance(body, Layout) and not body.boxes and bool(body.targets)
+            and all(t.target == "cmd:resume" for t in body.targets))
 
 
 def _targets(body: Body) -> list[str]:

@@ -13,6 +13,7 @@
     cfg: null,
     ws: null,
     fork: null,          // {id, body}: the open fork
+    lastForkId: null,    // the last fork this page saw open (kept when it is decided: a paused page's Resume names it)
     looks: new Map(),    // candidate index -> {short: [...], long: [...]}
     hover: null,         // index under this page's pointer/keyboard focus
     remote: null,        // {index, source, dwell, x, y}: focus from another source (gaze, keys)
@@ -31,6 +32,9 @@
   // The mirror of protocol/targets.py (the one grammar); tests check both agree on
   // protocol/vectors/targets.json.
   const TARGET_COMMANDS = ["back", "more", "pause", "resume", "new"];
+  const OUTPUT_COMMANDS = ["speak", "repeat", "stop_speaking", "copy", "typeout"];   // 1.5: the text goes out
+  const RENDERER_COMMANDS = ["settings"];                                            // 1.5: this page's own
+  const ALL_COMMANDS = TARGET_COMMANDS.concat(OUTPUT_COMMANDS, RENDERER_COMMANDS);
   const KEY_NAMES = ["space", "delete", "accept"];
   const KEY_JOINERS = "'-";
   const ALPHABETS = {
@@ -73,7 +77,11 @@
       return { kind, value, index: number(m[1], 0, 255), words: number(m[2], 1, 64) };
     }
     if (kind === "cmd") {
-      if (!TARGET_COMMANDS.includes(value)) throw bad(`unknown command ${JSON.stringify(value)}`);
+      if (!ALL_COMMANDS.includes(value)) throw bad(`unknown command ${JSON.stringify(value)}`);
+      return { kind, value, index: null, words: 0 };
+    }
+    if (kind === "phrase" || kind === "ui") {   // 1.5: a quick phrase; a renderer's own control
+      if (!/^[a-z0-9_-]{1,57}$/.test(value)) throw bad(`a ${kind} id is lower-case Latin letters, digits, _ and -`);
       return { kind, value, index: null, words: 0 };
     }
     if (kind === "key") {
@@ -96,6 +104,62 @@
     try { return parseTarget(target).index; } catch (e) { return null; }
   }
 
+  // ------------------------------------------------------------------ the screen's rows (scan order)
+  // The mirror of renderers/screen.py, the one rule for what a fork's screen holds and in which order it
+  // is scanned (and, for P300, flashed); tests/test_web.py checks that this page's published layout rows
+  // equal screen_rows for the same fork. Rows: candidates (likeliest first), the shown look-ahead's words,
+  // the likeliest letters, space/delete/accept once a letter is typed, the commands, the alphabet in rows
+  // of ALPHABET_COLS. Paused: Resume alone.
+  const LIKELY_LETTERS = 7;
+  const ALPHABET_COLS = 7;
+  const SCREEN_COMMANDS = ["back", "more", "pause", "new", "speak", "repeat", "stop_speaking", "copy", "typeout", "settings"];
+  const EDIT_KEYS = ["space", "delete", "accept"];
+
+  /** [[target, prob], ...]: fork.open letters folded onto keys (probabilities added), likeliest first,
+   *  at most `likely`; " " is key:space once a letter is typed. */
+  function likelyKeys(letters, typed, likely = LIKELY_LETTERS) {
+    const probs = new Map();
+    for (const l of letters || []) {
+      const low = l.ch.toLowerCase();
+      let t;
+      if (low === " ") { if (!typed) continue; t = "key:space"; }
+      else if (isKeyChar(low)) t = `key:${low}`;
+      else continue;
+      probs.set(t, (probs.get(t) || 0) + l.prob);
+    }
+    return Array.from(probs.entries()).sort((a, b) => b[1] - a[1]).slice(0, Math.max(0, likely));
+  }
+
+  function scriptOf(body) {
+    return body && Object.hasOwn(ALPHABETS, body.script) ? body.script : "latin";
+  }
+
+  function alphabetRows(script, cols = ALPHABET_COLS) {
+    const keys = Array.from(ALPHABETS[script] + KEY_JOINERS).map((ch) => `key:${ch}`);
+    const rows = [];
+    for (let i = 0; i < keys.length; i += cols) rows.push(keys.slice(i, i + cols));
+    return rows;
+  }
+
+  /** renderers/screen.py screen_rows: [{name, targets}] for a fork.open body (null: no fork open). */
+  function screenRows(body, { paused = false, lookahead = null, likely = LIKELY_LETTERS, alphabetCols = ALPHABET_COLS, phrases = [], phraseCols = PHRASE_COLS } = {}) {
+    if (paused) return [{ name: "rest", targets: ["cmd:resume"] }];
+    const typed = !!(body && body.prefix);
+    const cands = body ? body.candidates.slice().sort((a, b) => b.prob - a.prob || a.index - b.index) : [];
+    const rows = [{ name: "candidates", targets: cands.map((c) => `cand:${c.index}`) }];
+    if (lookahead && lookahead[1] > 0) {
+      rows.push({ name: "lookahead", targets: Array.from({ length: lookahead[1] }, (_, n) => `word:${lookahead[0]}:${n + 1}`) });
+    }
+    rows.push({ name: "letters", targets: likelyKeys(body && body.letters, typed, likely).map(([t]) => t) });
+    if (typed) rows.push({ name: "edit", targets: EDIT_KEYS.map((k) => `key:${k}`) });
+    rows.push({ name: "commands", targets: SCREEN_COMMANDS.map((c) => `cmd:${c}`) });
+    alphabetRows(scriptOf(body), alphabetCols).forEach((r, n) => rows.push({ name: `abc-${n + 1}`, targets: r }));
+    for (let i = 0, n = 1; i < phrases.length; i += Math.max(1, phraseCols), n++) {   // 1.5: quick phrases, last
+      rows.push({ name: `phrases-${n}`, targets: phrases.slice(i, i + Math.max(1, phraseCols)).map((id) => `phrase:${id}`) });
+    }
+    return rows.filter((r) => r.targets.length);
+  }
+
   // The command row. Adding a command is one line here (its name must be in TARGET_COMMANDS).
   // `paused` (optional): what the button is while the daemon is paused (Pause turns into Resume).
   const COMMANDS = [
@@ -103,13 +167,14 @@
     { name: "more", label: "More ⋯" },
     { name: "pause", label: "❚❚ Pause", paused: { name: "resume", label: "▶ Resume" } },
     { name: "new", label: "✚ New" },
+    { name: "speak", label: "♪ Speak" },
+    { name: "repeat", label: "↻ Repeat" },
+    { name: "stop_speaking", label: "■ Stop" },
+    { name: "copy", label: "Copy" },
+    { name: "typeout", label: "⌨ Type out" },
+    { name: "settings", label: "⚙ Settings" },
   ];
-  const LIKELY_LETTERS = 8;   // letters in the likeliest-letters row
-  const NAMED_KEYS = [
-    { key: "delete", label: "⌫ delete" },
-    { key: "space", label: "␣ space" },
-    { key: "accept", label: "✓ accept" },
-  ];
+  const NAMED_KEYS = { space: "␣ space", delete: "⌫ delete", accept: "✓ accept" };
   const waiting = new Map();  // ref -> resolve, for request()
   const sentTypes = new Map(); // ref -> event type, until the bridge answers
   const myIds = [];            // bus ids of this page's recent selects and commands
@@ -250,13 +315,16 @@
       case "fork.open": return onForkOpen(h.fork_id, body);
       case "fork.lookahead": return onLookahead(h.fork_id, body);
       case "fork.decided": return onDecided(h.fork_id, body);
-      case "text.state": S.text = { text: body.text, spans: body.spans || [] }; return renderText();
+      case "text.state": S.text = { text: body.text, spans: body.spans || [] }; renderPartner(body.partner); return renderText();
       case "text.auto": return appendText(body.text, "model");
       case "text.undo": return undoText(body.removed);
       case "daemon.status": return renderStatus(body);
       case "daemon.error": return myIds.includes(body.ref_id) ? toast(`daemon: ${body.message}`) : undefined;
       case "source.status": S.sources[body.source] = body.state; return renderSources();
       case "input.focus": return onFocus(h.fork_id, body);
+      case "input.confirm": case "input.select": return onRendererTarget(body);   // 1.5: cmd:settings, ui:<id>
+      case "config.state": return onConfigState(body);
+      case "phrases.state": SAY.phrases = body.phrases || []; return renderPhrases();
     }
   }
 
@@ -266,6 +334,7 @@
     if (S.fork && S.fork.id === forkId) return;
     p300Stop();
     S.fork = { id: forkId, body };
+    S.lastForkId = forkId;
     S.looks = new Map();
     for (const c of body.candidates) {
       if (c.lookahead && c.lookahead.length) S.looks.set(c.index, { short: c.lookahead, long: [] });
@@ -312,7 +381,7 @@
 
   function onFocus(forkId, body) {
     if (S.cfg && body.source === S.cfg.name) return;
-    if (!S.fork || forkId !== S.fork.id) return;
+    if (forkId !== S.lastForkId) return;   // the open fork, or (paused between forks) the last one
     const none = focusTarget(body) === null && (body.x === null || body.x === undefined) && !(body.group && body.group.length);
     S.remote = none ? null : body;
     updateFocus();
@@ -429,8 +498,10 @@
   }
 
   /** A command: sent as input.command, which every 1.x daemon understands (pause/resume even while paused). */
-  function command(name) {
-    send({ type: "input.command", fork_id: S.fork && S.decided === null ? S.fork.id : null, body: { command: name } });
+  function command(name, text = "") {
+    if (name === "settings") return showSettings(!SAY.open);   // 1.5: this page's own, never sent
+    const body = text ? { command: name, text } : { command: name };
+    send({ type: "input.command", fork_id: S.fork && S.decided === null ? S.fork.id : null, body });
   }
 
   // ------------------------------------------------------------------ commands, keyboard, rest
@@ -473,15 +544,6 @@
     }
   }
 
-  /** The next letters the model expects (fork.open `letters`, protocol 1.4), as key characters, likeliest first. */
-  function likelyLetters() {
-    const probs = new Map();
-    for (const l of (S.fork && S.fork.body.letters) || []) {
-      const ch = l.ch.toLowerCase();
-      if (isKeyChar(ch)) probs.set(ch, (probs.get(ch) || 0) + l.prob);
-    }
-    return Array.from(probs.entries()).sort((a, b) => b[1] - a[1]).slice(0, LIKELY_LETTERS);
-  }
 
   function renderKeyboard() {
     const open = !!S.fork && S.decided === null;
@@ -490,45 +552,45 @@
     $("typed").hidden = !(open && prefix);
     $("typed-prefix").textContent = prefix;
     const keyPress = (target) => (kind) => selectTarget(target, kind);
-    // the likeliest letters: biggest, nearest the candidates; then delete, space, accept (with a typed prefix)
+    // the likeliest letters (screenRows' "letters"): biggest, nearest the candidates
     const likely = $("likely");
     likely.replaceChildren();
-    const letters = open ? likelyLetters() : [];
+    const letters = open ? likelyKeys(S.fork.body.letters, !!prefix) : [];
     const top = letters.length ? letters[0][1] : 1;
-    letters.forEach(([ch, p], i) => {
-      const b = targetButton(`key:${ch}`, ch, "key likely", keyPress(`key:${ch}`));
+    letters.forEach(([target, p]) => {
+      const b = targetButton(target, target === "key:space" ? "␣" : target.slice(4), "key likely", keyPress(target));
       const f = Math.sqrt(p / Math.max(top, 1e-9));   // the likeliest letter is the biggest target
       b.style.fontSize = `${Math.round(28 + 20 * f)}px`;
       b.style.minWidth = `${Math.round(66 + 44 * f)}px`;
       b.style.minHeight = `${Math.round(62 + 22 * f)}px`;
       b.title = `${Math.round(p * 100)} percent`;
-      b.dataset.col = String(i);
       likely.append(b);
     });
-    for (const k of NAMED_KEYS) {
-      const b = targetButton(`key:${k.key}`, k.label, "key named", keyPress(`key:${k.key}`));
-      b.disabled = !(open && prefix);   // nothing typed: nothing to delete, end or accept
-      likely.append(b);
+    // space, delete, accept: always in their place, usable once a letter is typed
+    const edit = $("edit");
+    if (!edit.children.length) {
+      edit.replaceChildren(...EDIT_KEYS.map((k) => targetButton(`key:${k}`, NAMED_KEYS[k], "key named", keyPress(`key:${k}`))));
     }
-    // the whole alphabet in its fixed order (Latin, or Cyrillic when the fork says so), and ' -
-    const script = S.fork && ALPHABETS[S.fork.body.script] ? S.fork.body.script : "latin";
-    const keys = Array.from(ALPHABETS[script]).concat(Array.from(KEY_JOINERS));
+    for (const b of edit.children) { b.disabled = !(open && prefix); b.classList.remove("chosen"); }
+    // the whole alphabet in its fixed order (Latin, or Cyrillic when the fork says so), and ' -, in rows of ALPHABET_COLS
+    const script = scriptOf(S.fork && S.fork.body);
     const alpha = $("alpha");
-    const cols = Math.ceil(keys.length / (keys.length > 30 ? 3 : 2));
     if (alpha.dataset.script !== script) {
       alpha.dataset.script = script;
-      alpha.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
-      alpha.replaceChildren(...keys.map((ch, i) => {
-        const b = targetButton(`key:${ch}`, ch, "key", keyPress(`key:${ch}`));
-        b.dataset.arow = String(Math.floor(i / cols));
-        return b;
-      }));
+      alpha.style.gridTemplateColumns = `repeat(${2 * ALPHABET_COLS}, 1fr)`;   // two scan rows a line: it fits the screen
+      alpha.replaceChildren(...alphabetRows(script).flat().map((t) => targetButton(t, t.slice(4), "key", keyPress(t))));
     }
     for (const b of alpha.children) { b.disabled = !open; b.classList.remove("chosen"); }
     layoutSoon();
   }
 
   function isPaused() { return !!S.status && S.status.state === "paused"; }
+
+  /** Whether a target can be chosen now: any of the open fork's; while paused, Resume alone
+   *  (also between forks, when no fork is open: the daemon takes cmd:resume for any fork it opened). */
+  function liveTarget(t) {
+    return isPaused() ? t === "cmd:resume" : S.decided === null && !!S.fork;
+  }
 
   /** The rest overlay: while the daemon is paused, one large Resume target covers the page. */
   function renderRest() {
@@ -553,8 +615,8 @@
   function updateFocus() {
     const shown = shownIndex();
     const rt = focusTarget(S.remote);
-    const remote = S.decided === null && (!isPaused() || rt === "cmd:resume") ? rt : null;
-    const group = new Set(S.remote && S.decided === null ? S.remote.group || [] : []);
+    const remote = liveTarget(rt) ? rt : null;
+    const group = new Set(S.remote && (S.decided === null || isPaused()) ? S.remote.group || [] : []);
     if (group.size) {   // the scanned row: the layout row holding most of the group (a letter may be in two)
       const id = (el) => el.dataset.target || `cand:${el.dataset.index}`;
       const count = (row) => row.filter((el) => group.has(id(el))).length;
@@ -668,7 +730,7 @@
     const ring = $("ring");
     const r = S.remote;
     const t = focusTarget(r);
-    const dwelling = r && r.dwell !== null && r.dwell !== undefined && S.decided === null && (!isPaused() || t === "cmd:resume");
+    const dwelling = r && r.dwell !== null && r.dwell !== undefined && liveTarget(t);
     const b = dwelling ? targetEl(t, r.x, r.y) : null;
     if (!b || !b.getClientRects().length) { ring.toggleAttribute("hidden", true); return; }   // an SVG element has no .hidden
     const box = b.getBoundingClientRect(), pad = 8;
@@ -797,26 +859,22 @@
   }
 
   /**
-   * The scan order (protocol 1.4 row/col): rows top to bottom as the person sees them, each row's
-   * items likeliest first where the model ranks them. Candidates (by probability), then the focused
-   * candidate's look-ahead words, then the likeliest letters with delete/space/accept, then the
-   * alphabet's rows, then the commands. While paused: Resume alone (the rest of the page is covered).
+   * The scan order (protocol 1.4 row/col): screenRows (renderers/screen.py's rule) for what is on the page
+   * now, each target mapped to its element (a likely letter is drawn in the alphabet too: the row says
+   * which). Targets not drawn or disabled are left out.
    */
   function scanRows() {
-    const usable = (el) => !el.disabled && el.getClientRects().length > 0;
-    if (isPaused()) return [[$("resume")]];
-    const prob = (b) => { const c = candidate(+b.dataset.index); return c ? c.prob : 0; };
-    const rows = [buttons().sort((a, b) => prob(b) - prob(a) || +a.dataset.index - +b.dataset.index)];
-    if (!$("peek").hidden) rows.push(Array.from($("peek-short").querySelectorAll(".la-word")));
-    rows.push(Array.from($("likely").children));
-    const alpha = new Map();
-    for (const b of $("alpha").children) {
-      if (!alpha.has(b.dataset.arow)) alpha.set(b.dataset.arow, []);
-      alpha.get(b.dataset.arow).push(b);
-    }
-    rows.push(...alpha.values());
-    rows.push(Array.from($("controls").children));
-    return rows.map((row) => row.filter(usable)).filter((row) => row.length);
+    if (SAY.open && !isPaused()) return settingsRows();   // 1.5: the settings overlay alone
+    const usable = (el) => !!el && !el.disabled && el.getClientRects().length > 0;
+    const where = { lookahead: "#peek-short", letters: "#likely", edit: "#edit", commands: "#controls" };
+    const words = $("peek").hidden || S.peekIndex === null ? 0 : $("peek-short").querySelectorAll(".la-word").length;
+    const open = S.fork && S.decided === null ? S.fork.body : null;
+    const rows = screenRows(open, { paused: isPaused(), lookahead: words ? [S.peekIndex, words] : null, phrases: SAY.phrases.map((p) => p.id) });
+    return rows.map((row) => row.targets.map((t) => {
+      if (row.name === "rest") return $("resume");
+      if (row.name === "candidates") return button(targetIndex(t));
+      return document.querySelector(`${row.name.startsWith("phrases-") ? "#phrases" : where[row.name] || "#alpha"} [data-target="${CSS.escape(t)}"]`);
+    }).filter(usable)).filter((row) => row.length);
   }
 
   /** Every target on screen, in screen pixels: candidates in `boxes` (a 1.3 gaze adapter reads those),
@@ -836,15 +894,18 @@
     return { boxes, targets, screen_w: window.screen.width * t.dpr, screen_h: window.screen.height * t.dpr };
   }
 
+  /** The layout names the open fork; while paused with none open (paused between forks) the last
+   *  one, so that a gaze or switch user can still reach Resume: no dead end. */
   function publishLayout() {
-    if (!S.fork || S.decided !== null || !S.ws || S.ws.readyState !== WebSocket.OPEN) return;
+    const forkId = S.fork && S.decided === null ? S.fork.id : isPaused() ? S.lastForkId : null;
+    if (forkId === null || !S.ws || S.ws.readyState !== WebSocket.OPEN) return;
     const body = collectLayout();
     if (!body.boxes.length && !body.targets.length) return;
-    const key = JSON.stringify(body);
+    const key = JSON.stringify([forkId, body]);
     if (key === S.lastLayout) return;
     S.lastLayout = key;
     S.layouts += 1;
-    send({ type: "render.layout", fork_id: S.fork.id, body });
+    send({ type: "render.layout", fork_id: forkId, body });
   }
 
   let layoutTimer = null;
@@ -953,8 +1014,153 @@
     requestAnimationFrame((next) => p300Frame(next, gen));
   }
 
+
+  // ================================================================== say it and send it (protocol 1.5)
+  // Quick phrases (phrases.state: each a phrase:<id> target; a click sends input.command phrase), the
+  // partner's last turn (text.state.partner, shown above the text), and the settings overlay: cmd:settings
+  // opens it (a click here, or another source's confirm/select of it, forwarded by the bridge); its steps,
+  // presets and Close are ui:<id> targets, laid out (and scanned, flashed) alone while it is open, so gaze,
+  // a switch or a mouse changes a setting. Each change is one config.update; config.state shows the values
+  // the daemon holds and why it refused the last change.
+  const SAY = { phrases: [], partner: "", config: {}, configError: "", open: false, ui: new Map(), uiDone: 0 };
+  const PHRASE_COLS = 4;   // renderers/screen.py PHRASE_COLS
+
+  /** The settings changed here: the daemon's "section.key", the short id of its ui:<id> targets, its label,
+   *  numbers with − / + `step` and `presets`, or `choices` [value, label]. */
+  const SETTINGS = [
+    { key: "inputs.gaze.dwell_ms", id: "dwell", label: "Dwell time", unit: "ms", step: 100, presets: [400, 600, 1000, 1500] },
+    { key: "gating.k", id: "k", label: "Words offered", step: 1, presets: [3, 5, 8] },
+    { key: "speech.rate", id: "rate", label: "Speaking rate", unit: "wpm", step: 25, presets: [130, 175, 230] },
+    { key: "speech.variant", id: "voice", label: "Voice", choices: [["", "standard"], ["f3", "female"], ["m3", "male"]] },
+    { key: "speech.voices.en", id: "english", label: "English voice", choices: [["", "default"], ["en-us", "US"], ["en-gb", "UK"]] },
+    { key: "renderers.web.theme", id: "theme", label: "Colours", choices: [["contrast", "dark"], ["light", "light"]] },
+    { key: "scan.interval_ms", id: "scan", label: "Scanning step", unit: "ms", step: 250, presets: [750, 1000, 1500, 2000] },
+    { key: "inputs.gaze.rest_ms", id: "rest", label: "Rest after looking away", unit: "ms", step: 1000, presets: [0, 3000, 6000] },
+  ];
+
+  function renderPhrases() {
+    const el = $("phrases");
+    el.replaceChildren(...SAY.phrases.map((ph) => {
+      const b = targetButton(`phrase:${ph.id}`, ph.text, `phrase ${ph.kind === "frequent" ? "frequent" : "quick"}`,
+                             () => command("phrase", ph.id));
+      b.title = ph.kind === "frequent" ? "you write this often" : "quick phrase";
+      return b;
+    }));
+    el.hidden = !SAY.phrases.length;
+    S.lastLayout = "";
+    layoutSoon();
+  }
+
+  function renderPartner(turn) {
+    SAY.partner = typeof turn === "string" ? turn : "";
+    $("partner").hidden = !SAY.partner;
+    $("partner-text").textContent = SAY.partner;
+  }
+
+  function onConfigState(body) {
+    SAY.config = body.values || {};
+    SAY.configError = body.error || "";
+    if (body.changed === "renderers.web.theme" && ["contrast", "light"].includes(SAY.config["renderers.web.theme"])) {
+      S.cfg.theme = SAY.config["renderers.web.theme"];
+      document.body.className = `theme-${S.cfg.theme}`;
+    }
+    renderSettings();
+  }
+
+  /** Another source (gaze, a switch) chose one of this page's own targets on this page. */
+  function onRendererTarget(body) {
+    if (S.cfg && body.source === S.cfg.name) return;
+    if (body.target === "cmd:settings") showSettings(true);
+    else if (body.target && body.target.startsWith("ui:")) runUi(body.target.slice(3));
+  }
+
+  function runUi(id) {
+    const action = SAY.open ? SAY.ui.get(id) : undefined;
+    if (!action) return;
+    SAY.uiDone += 1;
+    action();
+  }
+
+  function showSettings(open) {
+    if (SAY.open === open) return;
+    SAY.open = open;
+    $("settings-page").hidden = !open;
+    renderSettings();
+    S.lastLayout = "";
+    layoutSoon();
+    updateFocus();
+  }
+
+  function updateSetting(setting, value) {
+    const at = setting.key.lastIndexOf(".");
+    $("settings-error").hidden = true;
+    request({ type: "config.update", body: { section: setting.key.slice(0, at), key: setting.key.slice(at + 1), value } })
+      .then((reply) => { if (reply.type === "error") showSettingError(reply.message); });
+  }
+
+  function showSettingError(text) {
+    const el = $("settings-error");
+    el.textContent = text;
+    el.hidden = !text;
+  }
+
+  function shownValue(setting, value) {
+    if (value === undefined) return "—";
+    if (setting.choices) { const c = setting.choices.find(([v]) => v === value); return c ? c[1] : String(value); }
+    if (setting.id === "rest" && value === 0) return "never";
+    return `${value}${setting.unit ? ` ${setting.unit}` : ""}`;
+  }
+
+  /** The overlay's rows: Close, then one row per setting (− presets + or its choices), each a ui:<id> target. */
+  function renderSettings() {
+    const rows = $("settings-rows");
+    SAY.ui = new Map([["close", () => showSettings(false)]]);
+    rows.replaceChildren();
+    for (const st of SETTINGS) {
+      const value = SAY.config[st.key];
+      const row = document.createElement("div");
+      row.className = "setting";
+      const name = document.createElement("span");
+      name.className = "setting-name";
+      name.textContent = st.label;
+      const shown = document.createElement("b");
+      shown.className = "setting-value";
+      shown.dataset.key = st.key;
+      shown.textContent = shownValue(st, value);
+      name.append(document.createElement("br"), shown);
+      row.append(name);
+      const add = (id, label, next, current = false) => {
+        SAY.ui.set(id, () => updateSetting(st, next()));
+        const b = targetButton(`ui:${id}`, label, `cmd setting-step${current ? " current" : ""}`, () => runUi(id));
+        row.append(b);
+        return b;
+      };
+      if (st.choices) {
+        for (const [v, label] of st.choices) add(`${st.id}-${v || "default"}`, label, () => v, v === value);
+      } else {
+        const known = typeof value === "number";
+        add(`${st.id}-down`, "−", () => value - st.step).disabled = !known;
+        for (const v of st.presets) add(`${st.id}-${v}`, shownValue(st, v), () => v, v === value);
+        add(`${st.id}-up`, "+", () => value + st.step).disabled = !known;
+      }
+      rows.append(row);
+    }
+    showSettingError(SAY.configError);
+    if (SAY.open) { S.lastLayout = ""; layoutSoon(); }
+  }
+
+  /** While the overlay is open its targets are the page's only ones (Close first, then a row per setting). */
+  function settingsRows() {
+    const usable = (el) => !!el && !el.disabled && el.getClientRects().length > 0;
+    const rows = [[$("settings-close")], ...Array.from($("settings-rows").children, (r) => Array.from(r.querySelectorAll("[data-target]")))];
+    return rows.map((r) => r.filter(usable)).filter((r) => r.length);
+  }
+
   // ------------------------------------------------------------------ start
   renderCommands();
+  renderSettings();
+  $("settings-close").addEventListener("click", () => runUi("close"));
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && SAY.open) showSettings(false); });
   renderKeyboard();
   $("resume").addEventListener("click", () => command("resume"));
   $("peek").addEventListener("pointerenter", (e) => { if (e.pointerType === "mouse") hold(); });
@@ -973,6 +1179,6 @@
   }, 1000);
 
   // For tests and debugging from the console.
-  window.razvilka = { state: S, clock, p300: P, request, send, collectLayout, screenTransform, busNs, parseTarget, COMMANDS };
+  window.razvilka = { state: S, clock, p300: P, request, send, collectLayout, screenTransform, busNs, parseTarget, COMMANDS, screenRows, say: SAY };
   connect();
 })();

@@ -1,0 +1,131 @@
+"""What a fork's screen holds and in which order it is scanned: the one rule for every renderer.
+
+Protocol 1.4 makes every action a target (protocol/targets.py), so one input alone reaches all of
+them. This module decides the **rows of target ids in scan order** for one fork; the browser view
+(``renderers/web/static/app.js``, ``screenRows``, mirrored and checked in Chromium by
+tests/test_web_targets.py), the terminal view and the simulated-user benchmark
+(``bench/simuser/screen.py``) all lay their targets out from it, so a switch user scans the same
+order, and a P300 user sees the same flash grid, everywhere. Pure: no bus, no drawing.
+
+The order (rows top to bottom, each row's items left to right), likeliest first where the model ranks:
+
+1. ``candidates``: the fork's candidates, likeliest first (ties: by index).
+2. ``lookahead``: the words of the shown candidate's look-ahead (``word:i:1`` ...), when one is
+   shown (the browser draws it beside the focused candidate).
+3. ``letters``: the ``likely`` likeliest next keys from ``fork.open`` ``letters`` (upper case folds
+   into its key, probabilities added; ``" "`` is ``key:space``, only once a letter is typed).
+4. ``edit``: space, delete, accept — only once a letter is typed (before that they do nothing).
+5. ``commands``: back, more, pause, new; (1.5) speak, repeat, stop speaking, copy, type out, settings.
+   After the likeliest letters, before the whole alphabet:
+   a single-input person reaches Back or More in a few steps, and the likely words and letters
+   still come first (issue 16).
+6. ``abc-1`` ... : the whole alphabet of the fork's script in its fixed order, then ``'`` and
+   ``-``, in rows of ``alphabet_cols`` (7: Latin 28 keys = 4 full rows, Cyrillic 35 = 5), where the
+   person learned to find every letter.
+7. ``phrases-1`` ... : (1.5) the quick phrases of ``phrases.state`` (``phrase:<id>``, in its order), in rows of
+   ``phrase_cols``: after the alphabet, so that they cost no letter a scan step.
+
+While the daemon is paused it takes nothing but Resume: one row, ``rest``: ``cmd:resume``.
+A row left empty is left out. docs/renderers.md ("Scan order") says why in more words.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from razvilka.protocol.messages import ForkOpen
+from razvilka.protocol.targets import ALPHABETS, KEY_JOINERS, Script, is_key_char
+
+#: Keys in the likeliest-letters row.
+LIKELY_LETTERS = 7
+#: Keys per row of the alphabet (Latin 26 + ' - = 4 rows of 7; Cyrillic 33 + 2 = 5 rows of 7).
+ALPHABET_COLS = 7
+#: The command row (``cmd:resume`` stands in for ``cmd:pause`` while paused); 1.5: the text goes out, settings.
+COMMANDS = ("back", "more", "pause", "new", "speak", "repeat", "stop_speaking", "copy", "typeout", "settings")
+#: Quick phrases per row (1.5).
+PHRASE_COLS = 4
+#: The edit row, once a letter is typed.
+EDIT_KEYS = ("space", "delete", "accept")
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenRow:
+    """One scan row: a stable ``name`` (candidates, lookahead, letters, edit, commands, abc-N, rest)
+    and its target ids in scan order."""
+
+    name: str
+    targets: tuple[str, ...]
+
+
+def likely_keys(letters: Iterable[tuple[str, float]], *, typed: bool, likely: int = LIKELY_LETTERS) -> list[str]:
+    """The likeliest-letters row: ``letters`` ((ch, prob), any order) folded onto keys, likeliest first
+    (ties keep their order), at most ``likely``; characters no key types are left out."""
+    probs: dict[str, float] = {}
+    for ch, prob in letters:
+        low = ch.lower()
+        if low == " ":
+            if not typed:  # a space ends a typed word; with nothing typed it does nothing
+                continue
+            target = "key:space"
+        elif is_key_char(low):
+            target = f"key:{low}"
+        else:
+            continue
+        probs[target] = probs.get(target, 0.0) + float(prob)
+    ranked = sorted(probs, key=lambda t: -probs[t])  # stable: ties keep their first place
+    return ranked[:max(0, likely)]
+
+
+def alphabet_rows(script: str, alphabet_cols: int = ALPHABET_COLS) -> list[tuple[str, ...]]:
+    """The whole keyboard of ``script`` (unknown: Latin) in its fixed order, ``'`` and ``-`` last."""
+    if alphabet_cols < 1:
+        raise ValueError(f"alphabet_cols must be at least 1, got {alphabet_cols}")
+    known: Script = "cyrillic" if script == "cyrillic" else "latin"  # one this version does not know is Latin
+    keys = [f"key:{ch}" for ch in ALPHABETS[known] + KEY_JOINERS]
+    return [tuple(keys[i:i + alphabet_cols]) for i in range(0, len(keys), alphabet_cols)]
+
+
+def screen_rows(candidates: Sequence[tuple[int, float]], letters: Iterable[tuple[str, float]] = (),
+                script: str = "latin", *, prefix: str = "", paused: bool = False,
+                lookahead: tuple[int, int] | None = None, likely: int = LIKELY_LETTERS,
+                alphabet_cols: int = ALPHABET_COLS, phrases: Sequence[str] = (),
+                phrase_cols: int = PHRASE_COLS) -> tuple[ScreenRow, ...]:
+    """The rows of one fork's screen in scan order (module docstring).
+
+    ``candidates``: (index, prob); ``letters``: ``fork.open`` ``letters`` as (ch, prob); ``prefix``:
+    the letters typed in this fork; ``lookahead``: (candidate index, words shown) of the look-ahead on
+    screen, if any; ``paused``: the daemon is paused (Resume alone); ``phrases``: the quick phrases' ids."""
+    if paused:
+        return (ScreenRow("rest", ("cmd:resume",)),)
+    typed = bool(prefix)
+    ranked = sorted(candidates, key=lambda c: (-c[1], c[0]))
+    rows = [ScreenRow("candidates", tuple(f"cand:{i}" for i, _ in ranked))]
+    if lookahead is not None and lookahead[1] > 0:
+        rows.append(ScreenRow("lookahead", tuple(f"word:{lookahead[0]}:{n}" for n in range(1, lookahead[1] + 1))))
+    rows.append(ScreenRow("letters", tuple(likely_keys(letters, typed=typed, likely=likely))))
+    if typed:
+        rows.append(ScreenRow("edit", tuple(f"key:{k}" for k in EDIT_KEYS)))
+    rows.append(ScreenRow("commands", tuple(f"cmd:{c}" for c in COMMANDS)))
+    rows += [ScreenRow(f"abc-{n}", row) for n, row in enumerate(alphabet_rows(script, alphabet_cols), 1)]
+    ids = [f"phrase:{p}" for p in phrases]
+    cols = max(1, phrase_cols)
+    rows += [ScreenRow(f"phrases-{n}", tuple(ids[i:i + cols])) for n, i in enumerate(range(0, len(ids), cols), 1)]
+    return tuple(r for r in rows if r.targets)
+
+
+def fork_rows(body: ForkOpen, *, paused: bool = False, lookahead: tuple[int, int] | None = None,
+              likely: int = LIKELY_LETTERS, alphabet_cols: int = ALPHABET_COLS,
+              phrases: Sequence[str] = ()) -> tuple[ScreenRow, ...]:
+    """:func:`screen_rows` of a ``fork.open`` body."""
+    return screen_rows([(c.index, c.prob) for c in body.candidates], [(x.ch, x.prob) for x in body.letters],
+                       body.script, prefix=body.prefix, paused=paused, lookahead=lookahead, likely=likely,
+                       alphabet_cols=alphabet_cols, phrases=phrases)
+
+
+def target_rows(rows: Sequence[ScreenRow]) -> tuple[tuple[str, ...], ...]:
+    """Just the target ids, row by row (``inputs/scan.py``'s ``Rows``)."""
+    return tuple(r.targets for r in rows)
+
+
+__all__ = ["ALPHABET_COLS", "COMMANDS", "EDIT_KEYS", "LIKELY_LETTERS", "PHRASE_COLS", "ScreenRow", "alphabet_rows",
+           "fork_rows", "likely_keys", "screen_rows", "target_rows"]
