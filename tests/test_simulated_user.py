@@ -345,6 +345,8 @@ def test_ksr_gain_interval_is_paired_over_whole_phrases() -> None:
 # ---------------------------------------------------------------------------------------------- single input
 # gaze-only, switch-scan, p300-only: the screen they choose from, what reaching a target costs, and one
 # real run (docs/simulated_user.md, "Single-input people").
+from dataclasses import replace  # noqa: E402
+
 from simuser.costs import P300_SCREEN, SWITCH  # noqa: E402
 from simuser.driver import OpenForkState, action_target, target_message  # noqa: E402
 from simuser.screen import (  # noqa: E402
@@ -359,32 +361,42 @@ from simuser.screen import (  # noqa: E402
     target_prior,
 )
 
-SCREEN = Screen(candidates=3, letters=[("e", 0.5), (" ", 0.3), ("a", 0.2)], cand_probs={0: 0.4, 1: 0.2, 2: 0.1})
+from razvilka.renderers.screen import COMMANDS as SCREEN_COMMANDS  # noqa: E402
+
+COMMAND_ROW = tuple(f"cmd:{c}" for c in SCREEN_COMMANDS)
+SCREEN = Screen(candidates=3, letters=[("e", 0.5), (" ", 0.3), ("a", 0.2)], cand_probs={0: 0.4, 1: 0.2, 2: 0.1},
+                prefix="th")
 
 
-def test_scan_order_candidates_likely_letters_commands_alphabet_keys() -> None:
+def test_scan_order_candidates_likely_letters_keys_commands_alphabet() -> None:
+    """The product's order (renderers/screen.py), as the renderers lay it out."""
     rows = scan_rows(SCREEN)
     assert rows[0] == ("cand:0", "cand:1", "cand:2")
     assert rows[1] == ("key:e", "key:space", "key:a")        # the likeliest letters, " " is space
-    assert rows[2] == ("cmd:back", "cmd:more", "cmd:pause", "cmd:new")
-    assert rows[3] == ("key:a", "key:b", "key:c", "key:d", "key:e", "key:f")  # the alphabet, fixed order
-    assert rows[-1] == ("key:space", "key:delete", "key:accept")
+    assert rows[2] == ("key:space", "key:delete", "key:accept")  # a letter is typed: the edit keys
+    assert rows[3] == COMMAND_ROW and COMMAND_ROW[:4] == ("cmd:back", "cmd:more", "cmd:pause", "cmd:new")
+    assert rows[4] == ("key:a", "key:b", "key:c", "key:d", "key:e", "key:f", "key:g")  # the alphabet, fixed order
+    assert len(rows) == 4 + 4  # 28 keys in 4 rows of 7
     every = {t for r in rows for t in r}
     assert {f"key:{c}" for c in "abcdefghijklmnopqrstuvwxyz'-"} <= every   # every letter is reachable
+    # nothing typed: no space (it would end no word), no edit row
+    fresh = scan_rows(Screen(candidates=3, letters=SCREEN.letters, cand_probs=SCREEN.cand_probs))
+    assert fresh[1] == ("key:e", "key:a") and fresh[2] == COMMAND_ROW
     # no candidates and no letters (an older daemon): the keyboard and the commands still are
     bare = scan_rows(Screen(candidates=0))
-    assert bare[0] == ("cmd:back", "cmd:more", "cmd:pause", "cmd:new") and len(bare) == 1 + 5 + 1
+    assert bare[0] == COMMAND_ROW and len(bare) == 1 + 4
 
 
 @pytest.mark.parametrize(("target", "units"), [
     ("cand:0", 2),      # row 0 is highlighted first: press (enter), press (select)
     ("cand:2", 4),      # + 2 item steps
     ("key:e", 3),       # 1 row step, enter, select
-    ("key:space", 4),   # the likeliest row's second item (not the keys row at the end)
+    ("key:space", 4),   # the likeliest row's second item (not the edit row after it)
     ("key:a", 5),       # in the likeliest row, third
-    ("cmd:back", 4),    # 2 row steps, enter, select
-    ("key:b", 6),       # 3 row steps to the alphabet's first row, enter, 1 item step, select
-    ("key:delete", 8 + 1 + 1 + 1),  # the keys row is the 9th: 8 row steps, enter, 1 item step, select
+    ("key:delete", 5),  # 2 row steps, enter, 1 item step, select
+    ("cmd:back", 5),    # 3 row steps, enter, select
+    ("key:b", 7),       # 4 row steps to the alphabet's first row, enter, 1 item step, select
+    ("key:z", 7 + 2 + 4),  # the alphabet's 4th row (7 row steps), enter, 4 item steps, select
 ])
 def test_scan_units_hand_worked(target: str, units: int) -> None:
     """Scan steps as MacKenzie counts them: every highlight waited through or pressed on is one."""
@@ -425,9 +437,11 @@ def test_p300_rounds_follow_the_prior_and_fit_the_eeg_benchmark() -> None:
         prior = [0.98 * z / sum(zipf) + 0.02 / k for z in zipf]
         predicted = sum(p * P300_SCREEN.rounds_for_prior(p) for p in prior)
         assert predicted == pytest.approx(flashes / k, rel=0.02)
-    # a likelier target needs fewer rounds; at least one, at most the decoder's 10
+    # a likelier target needs fewer rounds; at least one, at most the decoder's cap
     assert P300_SCREEN.rounds_for_prior(0.6) < P300_SCREEN.rounds_for_prior(0.1) < P300_SCREEN.rounds_for_prior(0.01)
-    assert P300_SCREEN.rounds_for_prior(0.9999) == 1.0 and P300_SCREEN.rounds_for_prior(1e-12) == 10.0
+    assert P300_SCREEN.rounds_for_prior(0.9999) == 1.0
+    assert P300_SCREEN.max_rounds == 30  # the EEG adapter's max_repetitions
+    assert replace(P300_SCREEN, max_rounds=10).rounds_for_prior(1e-12) == 10.0
     # the 6x6 speller, uniform prior: 12 row/column groups; hand-worked logit(0.9) - logit(0.95/36)
     need = math.log(9) - math.log((0.95 / 36) / (1 - 0.95 / 36))
     speller = c * need * 12 * 0.175 + 0.8
@@ -443,12 +457,16 @@ def test_p300_rounds_follow_the_prior_and_fit_the_eeg_benchmark() -> None:
 def test_p300_prior_of_a_target_is_the_eeg_adapters() -> None:
     screen = Screen(candidates=2, letters=[("a", 1.0)], cand_probs={0: 0.6, 1: 0.2})
     items = p300_items(screen)
-    assert len(items) == 2 + 4 + 28 + 3 and len(set(items)) == len(items)
-    # raw: cand:0 0.9*0.6, cand:1 0.9*0.2, key:a 0.9*(1-0.8)*1.0, 6 controls on screen 0.1/7 each; floor 0.02
-    total = 0.54 + 0.18 + 0.18 + 6 * 0.1 / 7
-    assert target_prior(screen, "cand:0") == pytest.approx(0.98 * 0.54 / total + 0.02 / 37)
-    assert target_prior(screen, "key:a") == pytest.approx(0.98 * 0.18 / total + 0.02 / 37)
-    assert target_prior(screen, "key:b") == pytest.approx(0.02 / 37, rel=1e-4)  # no LM mass: the floor alone
+    n, cmds = len(items), len(SCREEN_COMMANDS)
+    assert n == 2 + cmds + 28 and len(set(items)) == n  # nothing typed: no edit keys
+    # raw: cand:0 0.9*0.6, cand:1 0.9*0.2, key:a 0.9*(1-0.8)*1.0, each command 0.1/7 (5 commands + 2 keys
+    # the grammar knows share it); floor 0.02
+    total = 0.54 + 0.18 + 0.18 + cmds * 0.1 / 7
+    assert target_prior(screen, "cand:0") == pytest.approx(0.98 * 0.54 / total + 0.02 / n)
+    assert target_prior(screen, "key:a") == pytest.approx(0.98 * 0.18 / total + 0.02 / n)
+    assert target_prior(screen, "key:b") == pytest.approx(0.02 / n, rel=1e-4)  # no LM mass: the floor alone
+    typed = Screen(candidates=2, letters=[("a", 1.0)], cand_probs={0: 0.6, 1: 0.2}, prefix="z")
+    assert len(p300_items(typed)) == n + 3  # space, delete, accept join
     assert target_prior(screen, "word:0:2") == target_prior(screen, "cand:0")  # a look-ahead word: its candidate
 
 
@@ -488,7 +506,7 @@ def test_single_input_person_reads_in_lower_case() -> None:
     target = ["i", "am", "here"]
     assert decide(target, "", fork.view(fold=True), OFF) == Action("select", index=0, words=1)
     screen = fork.screen()
-    assert screen.candidates == 2 and screen.likely() == ["key:i"] and screen.cand_probs == {0: 0.5, 1: 0.2}
+    assert screen.candidates == 2 and screen.rows()[1] == ("key:i",) and screen.cand_probs == {0: 0.5, 1: 0.2}
 
 
 def test_summarize_counts_spelled_words_and_costs_one_modality() -> None:
@@ -541,3 +559,175 @@ async def test_single_input_person_finishes_a_word_no_fork_lists(start_daemon: A
         assert not [b for b in person_sent if isinstance(b, Command)], person_sent
     s = summarize(results, CostParams(), [SWITCH])
     assert s["done"] == 2 and s["wpm_switch"] > 0 and s["typed_words"] >= 1
+
+
+# ---------------------------------------------------------------------------------------------- dialogue
+# The --dialogue mode (docs/simulated_user.md, "Dialogue"): the pairs reader, the person who leaves
+# punctuation to the model, the gain and its interval, and both conditions through the real daemon.
+from simuser.dialogue import DialogueFileError, Pair, read_pairs, reply_words, tidy  # noqa: E402
+from simuser.policy import loose_words  # noqa: E402
+
+DIALOGUE = ROOT / "tests" / "data" / "dialogue" / "dailydialog-3-pairs.txt"
+LOOSE = PolicyOptions(phrases=True, loose=True)
+
+
+@pytest.mark.parametrize(("raw", "tidied"), [
+    ("Yes , please .", "Yes, please."),
+    ("I don ’ t know , that ’ s all .", "I don't know, that's all."),
+    ("Well , that's too far.Can you change some money ?", "Well, that's too far. Can you change some money?"),
+    ("  a  plain ( sentence )  ", "a plain (sentence)"),
+    ("Ordinary text, as a person writes it: no change.", "Ordinary text, as a person writes it: no change."),
+])
+def test_tidy_glues_dailydialogs_tokens_and_leaves_ordinary_text(raw: str, tidied: str) -> None:
+    assert tidy(raw) == tidied
+
+
+def test_reply_words_leave_punctuation_out() -> None:
+    assert reply_words("Yes , quite sure .") == ["Yes", "quite", "sure"]
+    assert reply_words("I don ’ t know ... (really) !") == ["I", "don't", "know", "really"]
+    assert reply_words("fast-track, 5 p.m.") == ["fast-track", "5", "p.m"]
+    assert reply_words("?!") == []
+
+
+def test_read_pairs_of_the_dailydialog_file() -> None:
+    pairs = read_pairs(DIALOGUE)
+    assert [p.line for p in pairs] == [1, 2, 3]
+    assert pairs[0] == Pair("Do you want to ensure the contents, Miss?", "Yes, please.", 1)
+    assert pairs[0].phrase == "Yes please" and pairs[2].words == ["Yes", "quite", "sure"]
+
+
+def test_read_pairs_jsonl_comments_and_blank_lines(tmp_path: Path) -> None:
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('# a comment\n\n{"turn": "Are you sure ?", "reply": "Yes , quite sure .", "id": 7}\n'
+                 '{"turn": "Where?", "reply": "On the floor."}\n', encoding="utf-8")
+    pairs = read_pairs(f)
+    assert [(p.turn, p.reply, p.line) for p in pairs] == [("Are you sure?", "Yes, quite sure.", 3),
+                                                          ("Where?", "On the floor.", 4)]
+    g = tmp_path / "pairs.txt"  # JSONL by its content, whatever the name
+    g.write_text('{"turn": "Where?", "reply": "Here."}\n', encoding="utf-8")
+    assert read_pairs(g)[0].reply == "Here."
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("p.tsv", "a turn\ta reply\nno tab here\n", "p.tsv:2: expected the partner's turn, one TAB, the reply; found 0"),
+    ("p.tsv", "a\tb\tc\n", "p.tsv:1: expected the partner's turn, one TAB, the reply; found 2"),
+    ("p.tsv", "a turn\t . ?\n", "p.tsv:1: the reply has no word to write"),
+    ("p.tsv", " \ta reply\n", "p.tsv:1: the partner's turn is empty"),
+    ("p.tsv", "# only a comment\n\n", "p.tsv: holds no pairs"),
+    ("p.jsonl", '{"turn": "hi", "reply": "hello"}\n{"turn": "hi"\n', "p.jsonl:2: not a JSON object"),
+    ("p.jsonl", '["hi", "hello"]\n', "p.jsonl:1: expected an object"),
+    ("p.jsonl", '{"turn": "hi", "reply": 3}\n', "p.jsonl:1: 'reply' missing or not a string"),
+    ("p.jsonl", '{"text": "hi"}\n', "p.jsonl:1: 'turn' and 'reply' missing or not a string"),
+])
+def test_read_pairs_errors_name_the_file_and_line(tmp_path: Path, name: str, content: str, message: str) -> None:
+    f = tmp_path / name
+    f.write_text(content, encoding="utf-8")
+    with pytest.raises(DialogueFileError) as err:
+        read_pairs(f)
+    assert str(err.value).startswith(f"{tmp_path}/{message}"), str(err.value)
+
+
+def test_read_pairs_missing_and_binary_files(tmp_path: Path) -> None:
+    with pytest.raises(DialogueFileError, match="no such pairs file"):
+        read_pairs(tmp_path / "absent.tsv")
+    bad = tmp_path / "latin1.tsv"
+    bad.write_bytes("caf\xe9\tyes\n".encode("latin-1"))
+    with pytest.raises(DialogueFileError, match="latin1.tsv: not UTF-8 text"):
+        read_pairs(bad)
+
+
+def test_pick_pairs_consecutive_or_spread() -> None:
+    from simulated_user import dialogue_jobs, pick_pairs
+
+    pairs = [Pair(f"turn {i}", f"reply {i}", i + 1) for i in range(10)]
+    assert [p.line for p in pick_pairs(pairs, 2, 3, spread=False)] == [3, 4, 5]
+    assert [p.line for p in pick_pairs(pairs, 0, 4, spread=True)] == [1, 3, 6, 8]
+    assert [p.line for p in pick_pairs(pairs, 8, 5, spread=True)] == [9, 10]
+    assert dialogue_jobs(pairs[:1], partner=True) == [(1, "reply 0", "", "turn 0")]
+    assert dialogue_jobs(pairs[:1], partner=False) == [(1, "reply 0", "", "")]
+
+
+R = ["Yes", "quite", "sure"]
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("", ("ok", 0)),
+    (" Yes,", ("ok", 1)),                      # punctuation the model wrote is accepted
+    (" Yes , quite", ("ok", 2)),               # ... spaced too
+    (" Yes, quite sure.", ("done", 3)),
+    (" Yes, quite sure.\n", ("done", 3)),      # a trailing line break, as in strict mode
+    (" Yes, quite sure.\nPartner:", ("wrong", 3)),  # the model wrote the partner's next turn: back
+    (" Yes\n", ("wrong", 1)),                  # a line break inside
+    (" Yes, quiet", ("wrong", 1)),
+    (" Yes, qui", ("wrong", 1)),               # a glued piece is no word yet
+    (" Yes quite sure indeed", ("wrong", 3)),  # past the end
+])
+def test_compare_loose(written: str, expected: tuple[str, int]) -> None:
+    assert compare(R, written, loose=True) == expected
+
+
+def test_loose_words_and_strict_mode_unchanged() -> None:
+    assert loose_words("Yes , quite sure .") == ["Yes", "quite", "sure"]
+    assert loose_words("Yes\nno") is None
+    assert compare(R, " Yes,") == ("wrong", 0)  # strict (the phrase mode): punctuation is a wrong word
+
+
+def test_loose_person_selects_words_and_phrases_around_punctuation() -> None:
+    # the model offers "Yes" with the look-ahead ", quite sure." : one phrase selection writes it all
+    fork = ForkView(words=["No", "Yes"], lookahead={1: ", quite sure."})
+    assert phrase_gain(R, 0, "Yes", ", quite sure.", loose=True) == 0  # starts glued: no whole words
+    fork = ForkView(words=["No", "Yes"], lookahead={1: " quite, sure."})
+    assert decide(R, "", fork, LOOSE) == Action("phrase", index=1, words=3)
+    assert decide(R, "", fork, ON) == Action("select", index=1, words=1)  # strict: "quite," is no word
+    fork = ForkView(words=["Yes", ","], lookahead={0: " . quite"})   # a part that is only punctuation ends it
+    assert decide(R, "", fork, LOOSE) == Action("select", index=0, words=1)
+    # after "Yes," the next word is "quite", whatever punctuation is around
+    assert decide(R, " Yes,", ForkView(words=["quite", "sure"]), LOOSE) == Action("select", index=0, words=1)
+    assert decide(R, " Yes, quite sure!", ForkView(words=["I"]), LOOSE) is None
+    assert decide(R, " Yes, quite\nsure", ForkView(words=["I"]), LOOSE) == Action("back")
+
+
+def test_dialogue_gain_and_interval_hand_worked() -> None:
+    from simulated_user import dialogue_gains
+
+    def res(phrase: str, actions: int) -> PhraseResult:
+        return PhraseResult(phrase=phrase, chars=len(phrase), words=len(phrase.split()),
+                            steps=[Step("letter") for _ in range(actions)])
+
+    base = [res("yes please", 6), res("yes quite sure", 8)]     # 24 characters, 14 actions
+    other = [res("yes please", 3), res("yes quite sure", 8)]    # 24 characters, 11 actions
+    g = dialogue_gains({"auto-k8": base, "auto-k8+partner": other}, ["auto-k8"])["auto-k8"]
+    assert g["ksr_without"] == pytest.approx(1 - 14 / 24) and g["ksr_with"] == pytest.approx(1 - 11 / 24)
+    assert g["gain_points"] == pytest.approx(100 * 3 / 24)
+    low, high = g["ci95"]
+    assert 0.0 <= low <= g["gain_points"] <= high <= 100 * 3 / 10  # a resample of only the first reply: 30 points
+    assert g["met"] and g["target_points"] == 3.0 and g["replies"] == 2
+
+
+@pytest.mark.model
+async def test_dialogue_replies_with_and_without_the_partners_turn(start_daemon: Any) -> None:
+    """2 DailyDialog replies through the real daemon, each without and then with the partner's turn: with
+    it, the text.state carries the turn and the model's context (what it read before the fork) holds it;
+    without, neither does. Both come out as the reply's words."""
+    from simulated_user import dialogue_jobs
+    from simuser.driver import Person, PersonOptions
+
+    pairs = read_pairs(DIALOGUE)[::2]  # lines 1 and 3: short replies
+    rd = await start_daemon(gating={"mode": "auto", "k": 8, "lookahead_tokens": 3, "long_lookahead_tokens": 1},
+                            daemon={"prompt": "", "pregenerate": True})
+    client = await rd.client("simuser", subscribe=["fork.", "text.", "daemon.error."])
+    person = Person(client, PersonOptions(timeout_s=120, think_s=0.3, policy=LOOSE))
+    engine = rd.daemon.engine
+    for partner in (False, True):
+        for (_, phrase, prompt, turn), pair in zip(dialogue_jobs(pairs, partner), pairs):
+            res = await person.write(phrase, prompt, turn)
+            assert res.done, res.log
+            context = engine.detokenize(engine.tokens)  # what the model read, memory and framing included
+            text, _ = rd.daemon._spans()
+            assert loose_words(text.strip()) == pair.words, text
+            if partner:
+                assert person.partner == pair.turn and res.log[0] == f"partner {pair.turn!r}"
+                assert f"Partner: {pair.turn}\nMe:" in context, context
+            else:
+                assert person.partner == "" and pair.turn not in context, context
+            assert res.actions < res.chars, res.log

@@ -29,6 +29,7 @@ from razvilka.protocol.messages import (
     ForkDecided,
     ForkLookahead,
     ForkOpen,
+    Header,
     Message,
     Select,
     TextAuto,
@@ -93,7 +94,8 @@ class OpenForkState:
         """The single-input screen of this fork: its candidates, its letters, its keyboard."""
         b = self.body
         return Screen(candidates=len(b.candidates), letters=[(x.ch, x.prob) for x in b.letters],
-                      script=script_of(b.script), cand_probs={c.index: c.prob for c in b.candidates})
+                      script=script_of(b.script), cand_probs={c.index: c.prob for c in b.candidates},
+                      prefix=b.prefix)
 
 
 def action_target(action: Action, prefix: str) -> str:
@@ -161,14 +163,17 @@ class Person:
         self.errors: list[DaemonError] = []
         self.sent_ids: set[str] = set()
         self.pending_doc: str | None = None  # waiting for the new document of this prompt
+        self.new_sent_ns = 0          # when "new" was sent: an older document's text.state is not the new one's
         self.old_doc: str | None = None
         self.result: PhraseResult | None = None
         self.target: list[str] = []
         self.fold = bool(options.single)  # single-input: no shift key, so case is not the person's to choose
+        self.pending_partner: str | None = None  # waiting for the text.state that shows this partner's turn
+        self.partner = ""             # the partner's turn the current document replies to (text.state)
 
     def _cmp(self, text: str) -> tuple[Status, int]:
         """``compare`` as this person reads the text (in lower case when there is no shift key)."""
-        return compare(self.target, text.lower() if self.fold else text)
+        return compare(self.target, text.lower() if self.fold else text, self.opt.policy.loose)
 
     # ------------------------------------------------------------------ messages
     async def _pump(self, deadline: float) -> None:
@@ -187,8 +192,15 @@ class Person:
     def _on(self, msg: Message) -> None:
         body = msg.body
         if isinstance(body, TextState):
+            if self.pending_partner is not None:
+                if body.partner != self.pending_partner:
+                    return
+                if body.document != self.doc:  # the daemon began the reply as a new document
+                    self.doc, self.fork = body.document, None
+                self.pending_partner, self.entries, self.text_states = None, [], 0
             if self.pending_doc is not None:
-                if body.document != self.old_doc and body.text == self.pending_doc:
+                if (body.document != self.old_doc and body.text == self.pending_doc
+                        and msg.header.ts_ns >= self.new_sent_ns):
                     self.doc, self.pending_doc = body.document, None
                     self.entries, self.fork, self.text_states = [], None, 0
                 else:
@@ -196,8 +208,9 @@ class Person:
             if body.document != self.doc:
                 return
             self.text = body.text[len(self.prompt):] if body.text.startswith(self.prompt) else body.text
+            self.partner = body.partner
             self.text_states += 1
-        elif self.doc is None or self.pending_doc is not None:
+        elif self.doc is None or self.pending_doc is not None or self.pending_partner is not None:
             return
         elif isinstance(body, TextAuto):
             before, _ = self._cmp(self.text)
@@ -262,20 +275,30 @@ class Person:
             if msg is not None:
                 self._on(msg)
 
-    def _publish(self, body: Body, fork_id: str | None) -> None:
+    def _publish(self, body: Body, fork_id: str | None) -> Header:
         header = self.client.publish(body, fork_id=fork_id)
         self.sent_ids.add(header.id)
+        return header
 
     # ------------------------------------------------------------------ one phrase
-    async def write(self, phrase: str, prompt: str) -> PhraseResult:
-        """Write ``phrase`` in a new document that starts with ``prompt``; returns what it took."""
+    async def write(self, phrase: str, prompt: str, partner: str = "") -> PhraseResult:
+        """Write ``phrase`` in a new document that starts with ``prompt``; returns what it took.
+
+        ``partner``: the conversation partner's turn the phrase replies to, sent (``input.command``
+        ``partner``, protocol 1.5) to the new document before the person writes: the model then reads the
+        dialogue. Setting it up is the benchmark's, like ``new``: not the person's actions."""
         self.target = target_words(phrase.lower() if self.fold else phrase)
         result = PhraseResult(phrase=phrase, chars=len(phrase), words=len(self.target), steps=[])
         self.result = result
         started = time.monotonic()
         self.old_doc, self.pending_doc, self.prompt = self.doc, prompt, prompt
-        self._publish(Command(command="new", source=SOURCE, text=prompt), None)
+        # the daemon's document from before (its start-up one, retained) may have the same text: only a
+        # text.state published after "new" is the new document's (one host, one clock)
+        self.new_sent_ns = self._publish(Command(command="new", source=SOURCE, text=prompt), None).ts_ns
         await self._until(lambda: self.pending_doc is None and self.fork is not None, "the new document's first fork")
+        if partner:
+            await self._reply_to(partner)
+            result.log.append(f"partner {partner!r}")
         self.auto_since_action = self.auto_wrong_since_action = self.auto_wasted_since_action = 0
         self._take_auto(result, decision=False)
         actions = 0
@@ -321,6 +344,25 @@ class Person:
         result.wall_s = time.monotonic() - started
         self.result = None
         return result
+
+    async def _reply_to(self, turn: str) -> None:
+        """Make the new document the reply to the partner's ``turn``: take back what the model wrote in it
+        on its own (else the daemon would keep it as the person's earlier reply), then send the turn and
+        wait for the first fork of the reply, the model reading the dialogue."""
+        assert self.fork is not None
+        result, self.result = self.result, None  # the set-up is not logged as the person's
+        while self.text.strip():
+            at, states = self.fork, self.text_states
+            self._publish(Command(command="back", source=SOURCE), at.id)
+            await self._until(lambda: self.fork is not None and self.fork.id != at.id  # noqa: B023 - awaited here
+                              and self.text_states > states,  # noqa: B023 - awaited here
+                              "the empty document before the partner's turn")
+        before = self.fork.id if self.fork else None
+        self.pending_partner = turn
+        self._publish(Command(command="partner", source=SOURCE, text=turn), before)
+        await self._until(lambda: self.pending_partner is None and self.fork is not None
+                          and self.fork.id != before, "the first fork of the reply to the partner")
+        self.result = result
 
     def _kind(self) -> str:
         """The source kind of this person's messages (protocol 1.3): the single input's, else none said."""

@@ -2,15 +2,14 @@
 
 Pure (no bus, no model), so every figure is tested by hand (tests/test_simulated_user.py).
 
-The screen is the one issue 16 gives every renderer: the candidates, the on-screen keyboard (a
-row of the likeliest letters, then the whole alphabet in its fixed order, then space, delete and
-accept) and the commands (back, more, pause, new). Target ids are protocol/targets.py's.
+The screen is the one every renderer draws, from the product's own rule (``renderers/screen.py``
+:func:`screen_rows`): the candidates, the likeliest letters, space/delete/accept once a letter is
+typed, the commands (back, more, pause, new), then the whole alphabet in its fixed order. Target
+ids are protocol/targets.py's.
 
-* **Scan order** (:func:`scan_rows`): the candidates by probability (index order: index 0 is the
-  likeliest), the likeliest-letters row (ranked by ``fork.open`` ``letters``; " " is
-  ``key:space``), the commands, the alphabet in rows of :data:`ALPHABET_COLS`, then the keys row.
-  Steps to reach a target are counted by the product's own scanner (``inputs/scan.py``
-  :func:`cost_to_select`), so the benchmark and the switch adapters share one rule.
+* **Scan order** (:func:`scan_rows`): ``renderers/screen.py``'s rows, ordered by the product's own
+  ``inputs/scan.py`` :func:`scan_rows`; steps to reach a target are counted by its scanner
+  (:func:`cost_to_select`), so the benchmark, the renderers and the switch adapters share one rule.
 * **P300** (:func:`p300_items`, :func:`target_prior`): every distinct target on screen flashes, in
   rows and columns of a grid; the prior of the target is the EEG adapter's own
   (``inputs/eeg/bayes.py`` :func:`item_prior`: candidates by their LM probability, letter keys by
@@ -24,18 +23,11 @@ from dataclasses import dataclass, field
 from razvilka.inputs.scan import Placed, Rows, ScanConfig, cost_to_select
 from razvilka.inputs.scan import scan_rows as product_scan_rows
 from razvilka.protocol.targets import ALPHABETS, KEY_JOINERS, SCRIPTS, Script, is_key_char
+from razvilka.renderers.screen import screen_rows
 
 # imported with bench/ on sys.path (bench/simulated_user.py and the tests put it there)
 from simuser.costs import Step
 
-#: The likeliest-letters row: how many letters it shows (one row of the alphabet grid).
-LIKELY_LETTERS = 6
-#: Keys per row of the alphabet (a 6-column grid, as the 6x6 P300 speller's).
-ALPHABET_COLS = 6
-#: The commands on screen (cmd:resume replaces cmd:pause while paused; the person never pauses).
-COMMANDS = ("back", "more", "pause", "new")
-#: The keys row after the alphabet.
-KEYS = ("space", "delete", "accept")
 #: Static letter-frequency order of English text (Lewand, *Cryptological Mathematics*, MAA 2000),
 #: for the switch-letters baseline's scanning keyboard; space, the commonest character, goes first.
 ENGLISH_FREQUENCY = "etaoinshrdlcumwfgypbvkjxqz"
@@ -58,45 +50,28 @@ def script_of(name: str) -> Script:
 
 @dataclass(frozen=True)
 class Screen:
-    """One fork's screen: ``candidates`` shown, ``letters`` (ch, prob) likeliest first, the script."""
+    """One fork's screen: ``candidates`` shown, ``letters`` (ch, prob) likeliest first, the script,
+    the letters typed in this fork (``prefix``: space, delete and accept are on screen once there are some)."""
 
     candidates: int
     letters: Sequence[tuple[str, float]] = ()
     script: Script = "latin"
     cand_probs: Mapping[int, float] = field(default_factory=dict)
+    prefix: str = ""
 
-    def likely(self) -> list[str]:
-        """The likeliest-letters row: the first :data:`LIKELY_LETTERS` letters that have a key."""
-        out: list[str] = []
-        for ch, _ in self.letters:
-            if ch == " " or is_key_char(ch):
-                t = key_target(ch)
-                if t not in out:
-                    out.append(t)
-            if len(out) == LIKELY_LETTERS:
-                break
-        return out
-
-    def alphabet(self) -> list[str]:
-        return [f"key:{ch}" for ch in ALPHABETS[self.script] + KEY_JOINERS]
+    def rows(self) -> Rows:
+        """The screen's rows of target ids in the product's order (``renderers/screen.py``); candidates
+        without a probability given keep index order (index 0 is the likeliest)."""
+        cands = [(i, float(self.cand_probs.get(i, 0.0))) for i in range(self.candidates)]
+        return tuple(r.targets for r in screen_rows(cands, self.letters, self.script, prefix=self.prefix))
 
 
 def scan_rows(screen: Screen) -> Rows:
     """The rows a scanning person steps through, in order (module docstring, "Scan order").
 
     Laid out as a renderer publishes them (row/col per target) and ordered by the product's own
-    ``inputs/scan.py`` :func:`scan_rows` (a letter in the likeliest row is scanned there only)."""
-    rows: list[list[str]] = []
-    if screen.candidates:
-        rows.append([f"cand:{i}" for i in range(screen.candidates)])
-    likely = screen.likely()
-    if likely:
-        rows.append(likely)
-    rows.append([f"cmd:{c}" for c in COMMANDS])
-    alpha = screen.alphabet()
-    rows += [alpha[i:i + ALPHABET_COLS] for i in range(0, len(alpha), ALPHABET_COLS)]
-    rows.append([f"key:{k}" for k in KEYS])
-    placed = [Placed(target=t, row=r, col=c) for r, row in enumerate(rows) for c, t in enumerate(row)]
+    ``inputs/scan.py`` :func:`scan_rows`."""
+    placed = [Placed(target=t, row=r, col=c) for r, row in enumerate(screen.rows()) for c, t in enumerate(row)]
     return product_scan_rows(placed)
 
 
@@ -112,9 +87,8 @@ def scan_units(rows: Rows, target: str, config: ScanConfig = AUTO_SCAN) -> int:
 
 
 def p300_items(screen: Screen) -> list[str]:
-    """The distinct targets a P300 person's screen flashes: candidates, commands, the keyboard."""
-    return ([f"cand:{i}" for i in range(screen.candidates)] + [f"cmd:{c}" for c in COMMANDS]
-            + screen.alphabet() + [f"key:{k}" for k in KEYS])
+    """The distinct targets a P300 person's screen flashes: every target on screen, once."""
+    return list(dict.fromkeys(t for row in screen.rows() for t in row))
 
 
 def target_prior(screen: Screen, target: str) -> float:
@@ -135,12 +109,17 @@ def target_prior(screen: Screen, target: str) -> float:
 
 
 # ---------------------------------------------------------------- the letters-only baselines
+#: switch-letters: keys per row of its letters-only keyboard (30 keys: a full 5x6 grid, the static layout
+#: that scans fastest, so the baseline is not flattered).
+LETTERS_COLS = 6
+
+
 def letters_scan_rows(script: Script = "latin") -> Rows:
     """switch-letters: a letters-only scanning keyboard, no prediction: space first, then the letters
-    by English frequency (other scripts: alphabetical), then ' - and delete, in rows of :data:`ALPHABET_COLS`."""
+    by English frequency (other scripts: alphabetical), then ' - and delete, in rows of :data:`LETTERS_COLS`."""
     letters = ENGLISH_FREQUENCY if script == "latin" else ALPHABETS[script]
     keys = ["key:space"] + [f"key:{ch}" for ch in letters + KEY_JOINERS] + ["key:delete"]
-    return tuple(tuple(keys[i:i + ALPHABET_COLS]) for i in range(0, len(keys), ALPHABET_COLS))
+    return tuple(tuple(keys[i:i + LETTERS_COLS]) for i in range(0, len(keys), LETTERS_COLS))
 
 
 #: p300-letters: the classic 6x6 speller matrix (Farwell & Donchin 1988), uniform prior, no language model.

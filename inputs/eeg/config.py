@@ -60,7 +60,8 @@ class EegConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     confirm_threshold: Prob = 0.6     # publish Confirm (for gaze+EEG fusion) once the posterior passes this
     mode: Literal["select", "confirm", "both"] = "both"     # which events to publish
     min_repetitions: Annotated[int, Meta(ge=0)] = 1         # every item flashed this often before deciding
-    max_repetitions: Annotated[int, Meta(ge=1)] = 10        # give up (time out) after this many rounds
+    max_repetitions: Annotated[int, Meta(ge=1)] = 30        # give up (time out) after this many flashes of every
+                                      # item (a round of rows + columns is 2): docs/eeg.md, "Flashing in groups"
     fork_timeout_s: Annotated[float, Meta(ge=0)] = 0.0      # also give up this long after a fork's first flash
                                       # (0: max_repetitions x items flashed x (on+off) + epoch + 2 s)
     prior_weight: Annotated[float, Meta(ge=0)] = 1.0        # exponent on the LM prior (ForkOpen candidate probs);
