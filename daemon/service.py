@@ -45,7 +45,7 @@ from razvilka.config import Config
 from razvilka.config import config_file as default_config_file
 from razvilka.daemon import settings
 from razvilka.daemon.decider import Decider, Decision, guess_kind, source_kind
-from razvilka.daemon.engine import Aborted, Engine, LetterDistribution, WordCandidate, WordDistribution, letters_of
+from razvilka.daemon.engine import Aborted, Engine, WordCandidate, WordDistribution, letters_of
 from razvilka.daemon.errors import DaemonRefusal
 from razvilka.daemon.gating import should_fork
 from razvilka.daemon.learner import Acknowledged, Learner
@@ -83,7 +83,7 @@ from razvilka.protocol.messages import (
 from razvilka.protocol.messages import (
     DaemonError as DaemonErrorMsg,
 )
-from razvilka.protocol.targets import OUTPUT_COMMANDS, Target, is_key_char, parse_target, text_script
+from razvilka.protocol.targets import COMMAND_TEXT, OUTPUT_COMMANDS, Target, is_key_char, parse_target, text_script
 
 log = logging.getLogger("razvilka.daemon")
 T = TypeVar("T")
@@ -142,6 +142,31 @@ class Reopen:
     page: int = 0
 
 
+#: The same ``daemon.error`` (code and message) goes out at most once in this many seconds: while the model
+#: server is down the writer retries twice a second, and each retry's refusal must not flood the bus.
+ERROR_REPEAT_S = 10.0
+
+
+class Repeats:
+    """Holds back an error that repeats within ``window_s`` of the last one that went out, and counts it;
+    the first of a kind goes out at once, and the next one let through says how many it stands for."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._seen: dict[Any, tuple[float, int]] = {}  # key -> (when it last went out, held back since)
+
+    def admit(self, key: Any, now: float) -> int | None:
+        """``now`` (seconds, monotonic): None to hold this one back, else how many were held back before it."""
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.window_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return None
+        # forget kinds quiet for a long time (their count, if any, is too old to matter)
+        self._seen = {k: v for k, v in self._seen.items() if now - v[0] < 6 * self.window_s}
+        self._seen[key] = (now, 0)
+        return 0 if last is None else last[1]
+
+
 class Daemon:
     """One daemon: ``await daemon.start()``, ``await daemon.run_until(stop_event)``, ``await daemon.close()``."""
 
@@ -158,6 +183,7 @@ class Daemon:
         self.turns: list[Turn] = []    # the conversation the open document replies to (store table turns)
         self._sending: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._repeats = Repeats(ERROR_REPEAT_S)  # daemon.error throttling (_error)
         self.resume = resume
         self.engine = engine
         self.learner = learner     # the person's profile (daemon/cli.py builds the shipped daemon with one)
@@ -304,8 +330,18 @@ class Daemon:
             log.error("publish %s failed: %s", type(body).__name__, exc)
 
     def _error(self, exc: RazvilkaError, ref_id: str | None = None) -> None:
-        log.info("refused: %s", exc)
-        self._publish(DaemonErrorMsg(code=int(exc.code), name=exc.code.name, message=exc.detail, ref_id=ref_id))
+        """Publish ``daemon.error``. An answer to a request (``ref_id``) always goes out; an error of the
+        daemon's own that repeats (same code and message: a retry that fails again) goes out once per
+        ``ERROR_REPEAT_S``, the next one saying "(repeated N times)" for those held back."""
+        message = exc.detail
+        if ref_id is None:
+            held = self._repeats.admit((exc.code, exc.detail), time.monotonic())
+            if held is None:
+                return
+            if held:
+                message = f"{exc.detail} (repeated {held} times)"
+        log.info("refused: %s: %s", exc.code.name, message)
+        self._publish(DaemonErrorMsg(code=int(exc.code), name=exc.code.name, message=message, ref_id=ref_id))
 
     def _on_reject(self, exc: RazvilkaError, frames: Any) -> None:
         self._error(exc)
@@ -509,8 +545,7 @@ class Daemon:
         if auto:
             self._publish_text()
         prefix, page = (reopen.prefix, reopen.page) if reopen else ("", 0)
-        letters = await self._eng(self._letters, prefix, page)
-        self._open_fork(dist, reason, compute_ms, pregenerated=False, prefix=prefix, page=page, letters=letters)
+        self._open_fork(dist, reason, compute_ms, pregenerated=False, prefix=prefix, page=page)
         self.reopen = None
 
     def _words(self, k: int, *, prefix: str = "", page: int = 0) -> WordDistribution:
@@ -547,15 +582,6 @@ class Daemon:
             excluded.update(removed)
         return replace(dist, candidates=dist.candidates[:n])
 
-    def _letters(self, prefix: str, page: int) -> LetterDistribution:
-        """The next letters after ``prefix`` (engine thread): counted from the same search ``_words`` made
-        (cached, so free), or a wider one when ``keyboard.letter_words`` asks for more words. Where the
-        model knows no word that starts with the prefix there are none (the keyboard shows no ranking)."""
-        assert self.engine is not None
-        k = self.config.gating.k
-        searched = k * (page + (self.learner.widen if self.learner is not None else 1))
-        return self.engine.letters(prefix, k=max(searched, self.config.keyboard.letter_words), is_key=is_key_char)
-
     def _script(self, text: str) -> str:
         """The keyboard to show: ``keyboard.script``, or (auto) the script of the text's letters."""
         script = self.config.keyboard.script
@@ -584,7 +610,7 @@ class Daemon:
         return WordDistribution(candidates=[cand], entropy_bits=0.0, margin=1.0, prefix=prefix)
 
     def _open_fork(self, dist: WordDistribution, reason: str, compute_ms: float, *, pregenerated: bool,
-                   prefix: str, page: int, letters: LetterDistribution | None = None) -> None:
+                   prefix: str, page: int) -> None:
         assert self.doc is not None and self.engine is not None
         self.fork_counter += 1
         fork_id = f"{self.doc.id}-{self.fork_counter}"
@@ -603,13 +629,14 @@ class Daemon:
         self.decider.open(fork_id, len(cands), fork.opened_ns)
         self.focus_index = None
         self.last_fork_ms = round(compute_ms, 2)
-        if letters is None:  # a pre-generated fork: counted from its own words (the engine has not committed yet)
-            letters = letters_of(dist.candidates, prefix, text, is_key_char)
+        # the next letters for a word that is none of these candidates, from the rows of the fork's own search
+        # (pre-generated forks too): no decode here (docs/engine.md, "Letters")
+        letters = letters_of(dist, text, is_key_char)
         self._publish(ForkOpen(candidates=cands, context=text[-CONTEXT_CHARS:], position=position, prefix=prefix,
                                reason=reason, entropy=dist.entropy_bits, margin=dist.margin, page=page,
                                pregenerated=pregenerated, compute_ms=round(compute_ms, 3),
                                letters=[Letter(ch=ch, prob=min(1.0, max(0.0, p))) for ch, p in letters.letters],
-                               script=self._script(text)), fork_id)
+                               script=self._script(text), unseen=min(1.0, max(0.0, dist.unseen))), fork_id)
         self._status("paused" if not self.unpaused.is_set() else "waiting")
         fork.tasks.append(("short", -1))
         if self.config.daemon.pregenerate:
@@ -887,7 +914,8 @@ class Daemon:
         if target.kind == "phrase":
             self._phrase(target.value, source, msg, target=str(target))
         elif target.kind == "cmd" and target.value in OUTPUT_COMMANDS:
-            self._output(target.value, "", msg)
+            name, text = COMMAND_TEXT.get(target.value, (target.value, ""))  # cmd:speak_all: speak "all"
+            self._output(name, text, msg)
         else:
             log.info("%s from %s: a renderer's own target, nothing to do here", target, source)
 

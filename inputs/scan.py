@@ -22,7 +22,10 @@ Rows then items (row-column scanning, as Grid 3, OptiKey and AAC keyboards do):
 * ``step`` (two switches): ``advance`` moves the highlight, ``select`` enters or selects; no timer,
   so no rest.
 * A new fork, or a layout whose rows changed, restarts at the first row (rest stays rest: a
-  person who stopped is not woken by what another input did).
+  person who stopped is not woken by what another input did). But when the same fork's rows
+  change around the row being scanned, and that row is still there as it was, the highlight
+  stays where it is: the browser draws the highlighted candidate's look-ahead as a row of its own,
+  which must not throw the person back to the top at every step along the candidates.
 * A press counts for what was highlighted when the switch went down: a press stamped before the
   last timed move (the adapter saw it a few milliseconds late) acts on the highlight before it.
 
@@ -183,17 +186,31 @@ class Scanner:
         """A layout arrived: ``rows`` of target ids in scan order, for fork ``key``.
 
         The same fork with the same rows changes nothing (a renderer republishes its layout on a
-        resize or a look-ahead); a new fork or new rows restart at the first row."""
+        resize or a look-ahead), nor do the same fork's new rows that keep the row being scanned;
+        a new fork or other rows restart at the first row."""
         new_rows = tuple(tuple(r) for r in rows)
         new_rows = tuple(r for r in new_rows if r)  # an empty row cannot be scanned
-        if key == self.key and new_rows == self.rows and self.level != "wait":
-            return []
+        if key == self.key and self.level != "wait":
+            if new_rows == self.rows:
+                return []
+            kept = self._kept_row(new_rows)
+            if kept is not None:  # rows came or went around it: the highlight stays, so does its clock
+                self.rows, self.row = new_rows, kept
+                return []
         self.key, self.rows = key, new_rows
         self._mark(now)
         if self.resting:
             self.row, self.item, self.shown, self.deadline = 0, 0, 0, None
             return []
         return self._top(now)
+
+    def _kept_row(self, new_rows: Rows) -> int | None:
+        """Where the row highlighted (or being scanned) now is among ``new_rows``; None when it is gone,
+        changed, or the layout changed between one row (items at the top) and several."""
+        if self.level not in ("rows", "items") or (len(new_rows) == 1) != self.one_row:
+            return None
+        current = self.rows[self.row]
+        return next((i for i, r in enumerate(new_rows) if r == current), None)
 
     def tick(self, now: float) -> list[ScanEvent]:
         """Time passed: in ``auto`` mode, move the highlight one step if its time is up."""

@@ -153,6 +153,13 @@ async def test_adapter_refuses_to_select_with_an_unusable_model(ipc_clients, cha
     assert errors, [b.detail for b in seen if isinstance(b, SourceStatus)]
     assert "marked unusable" in errors[0].detail and "electrodes" in errors[0].detail
     assert adapter.model is None
+    # the board streaming does not hide the refusal: from the refusal on, every status is an error
+    # that names it with its advice, the board's own news after it
+    statuses = [b for b in seen if isinstance(b, SourceStatus)]
+    after = statuses[statuses.index(errors[0]):]
+    assert [b.state for b in after] == ["error"] * len(after) and len(after) >= 2, [(b.state, b.detail) for b in after]
+    assert all(b.detail.startswith(errors[0].detail) and "electrodes" in b.detail for b in after)
+    assert "Synthetic" in after[-1].detail and adapter.status == ("error", after[-1].detail)
     peer.publish(ForkOpen(candidates=[Candidate(index=i, word=f"w{i}", prob=0.25) for i in range(4)]), fork_id="f")
     await collect(0.5, lambda b: False)
     from razvilka.protocol.clock import now_s
@@ -161,6 +168,38 @@ async def test_adapter_refuses_to_select_with_an_unusable_model(ipc_clients, cha
         peer.publish(Stimulus(indices=[n % 4], onset_ns=int((now_s() - 1.0) * 1e9), flash=n), fork_id="f")
     await collect(2.0, lambda b: isinstance(b, Select))
     assert not [b for b in seen if isinstance(b, Select)] and adapter.stats.scored == 0
-    assert not task.done()
+    assert not task.done() and adapter.status[0] == "error" and "marked unusable" in adapter.status[1]
+    assert not [b for b in seen if isinstance(b, SourceStatus) and b.state != "error"][1:]  # only "starting"
     stop.set()
     await asyncio.wait_for(task, 10)
+
+
+def test_calibrate_from_recordings_at_chance_fails_with_the_advice(runs: list[Recording], tmp_path: Path) -> None:
+    """``razvilka input eeg --calibrate-from`` on two runs whose labels are shuffled: the model is saved
+    marked unusable (the adapter would refuse it), the advice is printed, and the exit status is 3."""
+    import lzma
+    import subprocess
+
+    from key_helpers import cli_command, cli_env
+
+    files = []
+    for i, path in enumerate(sorted(MUSE.glob("*.csv.xz"))[:2]):
+        lines = lzma.decompress(path.read_bytes()).decode().splitlines()
+        col = lines[0].split(",").index("Marker")
+        rows = [line.split(",") for line in lines[1:]]
+        onsets = [r for r in rows if float(r[col]) != 0]
+        labels = np.random.default_rng(i).permutation([r[col] for r in onsets])  # a person not attending
+        for r, label in zip(onsets, labels):
+            r[col] = str(label)
+        files.append(tmp_path / f"shuffled-{i}.csv")
+        files[-1].write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    models = tmp_path / "models"
+    res = subprocess.run(cli_command("--set", f"inputs.eeg.model_dir={models}", "input", "eeg", "--user", "zed",
+                                     "--calibrate-from", *map(str, files)),
+                         env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 3, (res.stdout, res.stderr)
+    assert "UNUSABLE" in res.stdout and f"saved {models / 'zed.p300.pkl'}" in res.stdout
+    assert res.stderr.startswith("razvilka input eeg: BAD_CALIBRATION: "
+                                 "the calibration of user 'zed' is marked unusable")
+    assert "electrodes" in res.stderr and "Traceback" not in res.stderr
+    assert not P300Model.load(models / "zed.p300.pkl").report.usable

@@ -14,11 +14,11 @@ from key_helpers import XServer, cli_command, cli_env, display, xserver  # noqa:
 from razvilka.inputs.config import FootswitchConfig, KeyboardConfig
 from razvilka.inputs.footswitch import build_keymap as pedal_keymap
 from razvilka.inputs.footswitch import make_interpreter as pedal_interpreter
-from razvilka.inputs.keyadapter import KeyAdapter
+from razvilka.inputs.keyadapter import SUBSCRIBE, KeyAdapter
 from razvilka.inputs.keyboard import build_keymap, make_interpreter
 from razvilka.inputs.keymap import KeyEvent
 from razvilka.inputs.scan import ScanConfig
-from razvilka.inputs.scanswitch import REST_DETAIL, WAKE_DETAIL, ScanAdapter, ScanInterpreter, with_scanning
+from razvilka.inputs.scanswitch import REST_DETAIL, WAKE_DETAIL, ScanCompanion, ScanInterpreter, with_scanning
 from razvilka.inputs.x11keys import X11KeySource
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.codec import Codec
@@ -41,6 +41,9 @@ from razvilka.protocol.messages import (
 from razvilka.protocol.targets import ALPHABETS
 
 pytestmark = pytest.mark.timeout(90)
+
+#: What a scanning key adapter subscribes to (its client's, as ``serve_source`` makes it).
+SCANNING = [*SUBSCRIBE, *ScanCompanion.subscribe]
 
 
 # ---------------------------------------------------------------- a renderer's layout, 1.4
@@ -96,8 +99,8 @@ def bodies(reaction: Any) -> list[Body]:
 def test_the_interpreter_scans_the_open_forks_layout_and_selects_targets() -> None:
     cfg = KeyboardConfig()
     keymap = build_keymap(cfg, "x11")
-    interp, adapter = with_scanning(ScanConfig(), "auto", make_interpreter(cfg, keymap), "inputs.keyboard.keys")
-    assert isinstance(interp, ScanInterpreter) and adapter is ScanAdapter
+    interp, scanner = with_scanning(ScanConfig(), "auto", make_interpreter(cfg, keymap), "inputs.keyboard.keys")
+    assert isinstance(interp, ScanInterpreter) and isinstance(scanner, ScanCompanion) and scanner.interp is interp
     f1 = fork(["the", "a", "an"])
     layout = keyboard_layout(f1)
     ms = 1e6
@@ -138,10 +141,10 @@ def test_only_the_chosen_renderers_layout_and_unknown_targets_are_named() -> Non
     interp.follow(msg(f1, "f1"), 0)
     assert bodies(interp.follow(msg(keyboard_layout(f1, renderer="tui"), "f1", RENDERER), 1)) == []
     newer = Layout(boxes=[Box(index=0, x=0, y=0, w=9, h=9), Box(index=1, x=20, y=0, w=9, h=9)],
-                   targets=[TargetBox(target="cmd:speak", x=0, y=20, w=9, h=9, row=1)],
+                   targets=[TargetBox(target="cmd:juggle", x=0, y=20, w=9, h=9, row=1)],
                    screen_w=100, screen_h=100, renderer="web")
     reaction = interp.follow(msg(newer, "f1", RENDERER), 2)
-    assert "cmd:speak" in reaction.note and "renderer web" in reaction.note
+    assert "cmd:juggle" in reaction.note and "renderer web" in reaction.note
     (focus,) = bodies(reaction)  # one row of candidates: their items at once
     assert isinstance(focus, Focus) and focus.target == "cand:0"
     # step mode: down/right (focus_next) advance, space/enter (confirm) select; no clock
@@ -163,9 +166,9 @@ def test_step_scanning_needs_an_advance_switch_and_says_where_to_map_it(tmp_path
     # auto needs only the confirm pedal (btn_1 by default); the pedal's kind is switch
     interp, _ = with_scanning(ScanConfig(), "auto", pedal_interpreter(cfg, km), "inputs.footswitch.pedals")
     assert isinstance(interp, ScanInterpreter) and interp.kind == "switch"
-    # off: the plain adapter
-    plain, adapter = with_scanning(ScanConfig(mode="auto"), "off", pedal_interpreter(cfg, km), "x")
-    assert adapter is KeyAdapter and not isinstance(plain, ScanInterpreter)
+    # off: the plain adapter, no scanner beside it
+    plain, scanner = with_scanning(ScanConfig(mode="auto"), "off", pedal_interpreter(cfg, km), "x")
+    assert scanner is None and not isinstance(plain, ScanInterpreter)
     # the command line says it before it opens any device
     import subprocess
 
@@ -235,15 +238,15 @@ class Person:
                 await self.press(advance)
 
 
-async def start_scanning(client: BusClient, scan: ScanConfig, **cfg: Any) -> tuple[ScanAdapter, asyncio.Task[int],
+async def start_scanning(client: BusClient, scan: ScanConfig, **cfg: Any) -> tuple[KeyAdapter, asyncio.Task[int],
                                                                                   asyncio.Event, X11KeySource]:
     conf = KeyboardConfig(**cfg)
-    interp, adapter_cls = with_scanning(scan, None, make_interpreter(conf, build_keymap(conf, "x11")),
-                                        "inputs.keyboard.keys")
+    interp, scanner = with_scanning(scan, None, make_interpreter(conf, build_keymap(conf, "x11")),
+                                    "inputs.keyboard.keys")
+    assert isinstance(scanner, ScanCompanion)
     source = X11KeySource()
     await source.open()
-    adapter = adapter_cls(client, source, interp, name=conf.name)
-    assert isinstance(adapter, ScanAdapter)
+    adapter = KeyAdapter(client, source, interp, name=conf.name, companion=scanner)
     stop = asyncio.Event()
     task = asyncio.create_task(adapter.run(stop))
     await asyncio.wait_for(adapter.ready.wait(), 5)
@@ -251,7 +254,7 @@ async def start_scanning(client: BusClient, scan: ScanConfig, **cfg: Any) -> tup
 
 
 @contextlib.asynccontextmanager
-async def scanning(client: BusClient, scan: ScanConfig, **cfg: Any) -> AsyncIterator[ScanAdapter]:
+async def scanning(client: BusClient, scan: ScanConfig, **cfg: Any) -> AsyncIterator[KeyAdapter]:
     adapter, task, stop, source = await start_scanning(client, scan, **cfg)
     try:
         yield adapter
@@ -269,7 +272,7 @@ async def bus_side(display: XServer, ipc_clients: Any) -> Callable[..., Any]:  #
         daemon = await ipc_clients("fake-daemon", role="daemon")
         renderer = await ipc_clients("test", role="renderer")
         watch = await ipc_clients("watch", subscribe=["input.", "fork.open", "source.status."])
-        kb = await ipc_clients("keyboard", role="input", subscribe=list(ScanAdapter.subscribe))
+        kb = await ipc_clients("keyboard", role="input", subscribe=SCANNING)
         return daemon, renderer, watch, kb
 
     return make
@@ -318,13 +321,13 @@ async def test_a_foot_switch_is_the_one_switch(ipc_clients: Any, display: XServe
     daemon = await ipc_clients("fake-daemon", role="daemon")
     renderer = await ipc_clients("test", role="renderer")
     watch = await ipc_clients("watch", subscribe=["input.", "fork.open"])
-    client = await ipc_clients("footswitch", role="input", subscribe=list(ScanAdapter.subscribe))
+    client = await ipc_clients("footswitch", role="input", subscribe=SCANNING)
     cfg = FootswitchConfig(backend="x11", pedals={"f9": "confirm"})
-    interp, adapter_cls = with_scanning(ScanConfig(interval_ms=400), "auto",  # --scan auto over scan.mode off
-                                        pedal_interpreter(cfg, pedal_keymap(cfg, "x11")), "inputs.footswitch.pedals")
+    interp, scanner = with_scanning(ScanConfig(interval_ms=400), "auto",  # --scan auto over scan.mode off
+                                    pedal_interpreter(cfg, pedal_keymap(cfg, "x11")), "inputs.footswitch.pedals")
     source = X11KeySource()
     await source.open()
-    adapter = adapter_cls(client, source, interp, name="footswitch")
+    adapter = KeyAdapter(client, source, interp, name="footswitch", companion=scanner)
     stop = asyncio.Event()
     task = asyncio.create_task(adapter.run(stop))
     try:
@@ -390,7 +393,7 @@ async def test_one_key_writes_a_phrase_with_a_spelled_word(display: XServer, dae
     from daemon_fixtures import DEFAULT_PROMPT, next_of
 
     watch = await daemon.client("watch", subscribe=["fork.", "input.", "text.state"])
-    kb = BusClient("keyboard", daemon.endpoints, role="input", subscribe=list(ScanAdapter.subscribe),
+    kb = BusClient("keyboard", daemon.endpoints, role="input", subscribe=SCANNING,
                    heartbeat_ms=daemon.config.bus.heartbeat_ms)
     await kb.start()
     daemon.clients.append(kb)
@@ -436,7 +439,7 @@ async def test_one_key_writes_a_phrase_with_a_spelled_word(display: XServer, dae
                 await drawer
 
 
-async def until_fork(adapter: ScanAdapter, timeout: float = 120.0) -> None:
+async def until_fork(adapter: KeyAdapter, timeout: float = 120.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while adapter.interp.forks.fork is None:
         assert asyncio.get_running_loop().time() < deadline, "the daemon opened no fork"

@@ -37,10 +37,12 @@ if TYPE_CHECKING:  # heavy modules load inside functions: the CLI imports this m
     from razvilka.inputs.eeg.epochs import EpochBuffer, EpochSpec
     from razvilka.inputs.eeg.lsl import LslOutlets
     from razvilka.protocol.client import BusClient
-    from razvilka.protocol.messages import Message
+    from razvilka.protocol.messages import Message, SourceState
 
 log = logging.getLogger("razvilka.eeg")
 
+#: ``--calibrate-from`` made a model marked unusable (saved, and refused by the adapter): the exit status.
+UNUSABLE_EXIT = 3
 #: Flashes whose onset is this far ahead of the bus clock are refused (clock confusion).
 MAX_FUTURE_S = 5.0
 #: Forks (text.undo ends one), the renderers' flashes, and focus (the calibration target).
@@ -115,6 +117,9 @@ class EegAdapter:
         self.lsl: LslOutlets | None = None
         self.stats = AdapterStats()
         self.status: tuple[str, str] = ("", "")
+        #: Why this adapter will select nothing (its model refused: missing, corrupt, marked unusable, made
+        #: for another montage); while set, every status it publishes is an error naming it (:meth:`_report`).
+        self.refusal = ""
         self.state = "starting"          # board: starting, ok, error, lost
         self.calib_epochs: list[np.ndarray] = []
         self.calib_labels: list[int] = []
@@ -148,8 +153,13 @@ class EegAdapter:
             self.model = P300Model.load(self.cfg.model_path()).require_usable()
             log.info("loaded calibration of %r: %s", self.model.user, self.model.report.line())
         except RazvilkaError as exc:
-            log.error("%s", exc)
-            self._report("error", str(exc))
+            self._refuse(str(exc))
+
+    def _refuse(self, why: str) -> None:
+        """The model cannot be used: select nothing, and say why (with its advice) for as long as this runs."""
+        log.error("%s", why)
+        self.model, self.refusal = None, why
+        self._report("error", "")
 
     async def _catch_up(self) -> None:
         """A late joiner asks the bus for the open fork."""
@@ -161,15 +171,20 @@ class EegAdapter:
         except ProtocolError as exc:
             log.info("no snapshot (%s); waiting for the next fork", exc)
 
-    def _report(self, state: str, detail: str) -> None:
-        """Publish ``source.status`` when it changes."""
+    def _report(self, state: SourceState, detail: str) -> None:
+        """Publish ``source.status`` when it changes. While the model is refused, the refusal leads every
+        status and a good one ("ok", "recovered") is an error: the board streaming must not hide that
+        nothing will be selected. "lost" stays lost (the headset first), "stopped" stays stopped."""
         from razvilka.protocol.messages import SourceStatus
 
+        if self.refusal and state != "stopped":
+            detail = f"{self.refusal}; {detail}" if detail and detail != self.refusal else self.refusal
+            state = "lost" if state == "lost" else "error"
         if (state, detail) == self.status:
             return
         self.status = (state, detail)
         log.info("status %s: %s", state, detail)
-        self.client.publish(SourceStatus(source=self.cfg.name, state=state, detail=detail),  # type: ignore[arg-type]
+        self.client.publish(SourceStatus(source=self.cfg.name, state=state, detail=detail),
                             subtopic=(self.cfg.name,))
 
     # ------------------------------------------------------------------ bus side
@@ -363,13 +378,11 @@ class EegAdapter:
         assert self.link is not None
         info = self.link.info
         self.montage = Montage(info.name, self.link.channels, info.sampling_rate)
-        refused = None
         if self.model is not None:
             try:
                 self.model.check(self.montage)
             except ProtocolError as exc:
-                log.error("%s", exc)
-                self.model, refused = None, exc
+                self._refuse(str(exc))
         self._ensure_buffer()
         if self.cfg.lsl and self.lsl is None:
             from razvilka.inputs.eeg.lsl import LslOutlets
@@ -378,9 +391,7 @@ class EegAdapter:
                                   info.sampling_rate)
         was = self.state
         self.state = "ok"
-        if refused is not None:
-            self._report("error", str(refused))
-        elif was in ("lost", "error"):
+        if was in ("lost", "error"):
             self.stats.recovered += 1
             self._report("recovered", f"{info.name} streaming again")
         else:
@@ -627,6 +638,11 @@ def run(config: Config, args: argparse.Namespace) -> int:
             print(f"razvilka input eeg: {exc}", file=sys.stderr)
             return 2
         print(f"calibrated user {cfg.user!r} on {model.montage.describe()}: {model.report.line()}\nsaved {path}")
+        try:
+            model.require_usable()
+        except RazvilkaError as exc:  # saved marked unusable: the adapter will refuse it; say so, and fail
+            print(f"razvilka input eeg: {exc}", file=sys.stderr)
+            return UNUSABLE_EXIT
         return 0
     return asyncio.run(_serve(config, cfg, calibrate=bool(getattr(args, "calibrate", False))))
 
