@@ -9,6 +9,8 @@ classic word prediction with the same model.
     python bench/simulated_user.py --limit 30                 # the full matrix on 30 phrases
     python bench/simulated_user.py --set quick --limit 10     # headline vs baseline only
     python bench/simulated_user.py --configs auto-k8,wordpred-k8 --inject
+    python bench/simulated_user.py --dialogue PAIRS.tsv --limit 30 --spread   # replies, with and without
+                                                                              # the partner's turn
 
 Writes ``bench/results/simulated_user/<run>/`` (config.json: every setting; results.json:
 per-configuration metrics and per-phrase logs; table.md) and the plots ``docs/img/simuser_*.png``.
@@ -39,16 +41,26 @@ from simuser.costs import (  # noqa: E402
     CostParams,
     Modality,
     PhraseResult,
+    ksr,
+    ksr_gain_ci,
     summarize,
     summarize_letters,
     with_overrides,
 )
+from simuser.dialogue import DialogueFileError, Pair, read_pairs  # noqa: E402
 from simuser.driver import Person, prompt_for  # noqa: E402
 from simuser.matrix import BASELINE, HEADLINE, SINGLE_BASELINES, BenchConfig, known, matrix  # noqa: E402
 from simuser.screen import p300_letters_steps, switch_letters_steps  # noqa: E402
 
 PHRASES = ROOT.parent / "shared" / "data" / "phrases" / "mackenzie-soukoreff-500-cleaned.txt"
+#: The suffix of a dialogue run's label whose person sends the partner's turn first (the other sends nothing).
+PARTNER = "+partner"
+#: The gain in KSR points the issue asks of the partner's turn (issue 17).
+TARGET_GAIN_POINTS = 3.0
 log = logging.getLogger("simuser")
+
+#: One thing to write: (index in the file, the phrase, the prompt, the partner's turn or "").
+Job = tuple[int, str, str, str]
 
 
 def load_phrases(path: Path, offset: int = 0, limit: int | None = None) -> tuple[list[str], list[str]]:
@@ -76,9 +88,32 @@ def daemon_config(cfg: BenchConfig, runtime_dir: Path, model: dict[str, Any]) ->
     })
 
 
-async def run_config(cfg: BenchConfig, engine: Any, phrases_all: list[str], chosen: list[str], offset: int,
-                     args: argparse.Namespace, *, error: float = 0.0, seed: int = 0) -> tuple[list[PhraseResult], Any]:
-    """Start a daemon with ``cfg`` on the shared engine, write every chosen phrase, stop it."""
+def phrase_jobs(phrases_all: list[str], chosen: list[str], offset: int, context: int) -> list[Job]:
+    """The phrase mode's jobs: each phrase after the ``context`` phrases before it, no partner."""
+    return [(offset + j, phrase, prompt_for(phrases_all, offset + j, context), "") for j, phrase in enumerate(chosen)]
+
+
+def pick_pairs(pairs: list[Pair], offset: int, limit: int | None, spread: bool) -> list[Pair]:
+    """The pairs to write: ``limit`` from ``offset`` on, consecutive, or with ``spread`` evenly spaced over
+    the rest of the file (one a stretch: consecutive pairs come from the same conversation)."""
+    rest = pairs[offset:]
+    if not limit or limit >= len(rest):
+        return rest
+    if not spread:
+        return rest[:limit]
+    return [rest[(i * len(rest)) // limit] for i in range(limit)]
+
+
+def dialogue_jobs(pairs: list[Pair], partner: bool) -> list[Job]:
+    """The dialogue mode's jobs: each reply in a new, empty document, after the partner's turn or not."""
+    return [(p.line, p.phrase, "", p.turn if partner else "") for p in pairs]
+
+
+async def run_config(cfg: BenchConfig, engine: Any, jobs: list[Job], args: argparse.Namespace, *,
+                     error: float = 0.0, seed: int = 0, label: str = "",
+                     loose: bool = False) -> tuple[list[PhraseResult], Any]:
+    """Start a daemon with ``cfg`` on the shared engine, write every job's phrase, stop it. ``loose``: the
+    person leaves punctuation to the model (policy.py; the dialogue mode's replies)."""
     from razvilka.daemon.service import Daemon
     from razvilka.protocol.client import BusClient
 
@@ -97,15 +132,16 @@ async def run_config(cfg: BenchConfig, engine: Any, phrases_all: list[str], chos
     try:
         if not await client.wait_connected(10.0):
             raise RuntimeError(f"{cfg.name}: the person could not join the daemon's bus")
-        person = Person(client, cfg.person(think_s=args.think_ms / 1000, error=error, seed=seed))
-        for j, phrase in enumerate(chosen):
-            i = offset + j
-            res = await person.write(phrase, prompt_for(phrases_all, i, args.context))
+        options = cfg.person(think_s=args.think_ms / 1000, error=error, seed=seed)
+        options.policy = replace(options.policy, loose=loose)
+        person = Person(client, options)
+        for i, phrase, prompt, partner in jobs:
+            res = await person.write(phrase, prompt, partner)
             results.append(res)
             if not res.done:
-                log.warning("%s: phrase %d not produced exactly: %r", cfg.name, i, phrase)
+                log.warning("%s: phrase %d not produced exactly: %r", label or cfg.name, i, phrase)
             if args.verbose:
-                print(f"  [{cfg.name}] {i:3d} {res.actions:3d} actions / {res.chars:3d} chars  "
+                print(f"  [{label or cfg.name}] {i:3d} {res.actions:3d} actions / {res.chars:3d} chars  "
                       f"{res.wall_s:5.1f}s  {phrase}", flush=True)
     finally:
         await client.close()
@@ -173,8 +209,8 @@ async def measure(args: argparse.Namespace, params: CostParams) -> tuple[dict[st
         for cfg, injected, label in runs:
             started = time.perf_counter()
             error = injected.error if injected else 0.0
-            results, config = await run_config(cfg, engine, phrases_all, chosen, args.offset, args,
-                                               error=error, seed=args.seed)
+            results, config = await run_config(cfg, engine, phrase_jobs(phrases_all, chosen, args.offset, args.context),
+                                               args, error=error, seed=args.seed, label=label)
             by_label[label] = results
             stored[label] = {"bench": cfg.to_json(), "injected": injected.name if injected else "",
                              "injected_error": error, "run_s": time.perf_counter() - started,
@@ -195,6 +231,125 @@ async def measure(args: argparse.Namespace, params: CostParams) -> tuple[dict[st
         "configurations": [c.name for c in configs],
     }
     return run, stored, by_label
+
+
+async def measure_dialogue(args: argparse.Namespace, params: CostParams) -> tuple[dict[str, Any], dict[str, Any],
+                                                                                  dict[str, list[PhraseResult]]]:
+    """The dialogue mode: every configuration writes the chosen replies twice, in the same run, each in a
+    new empty document: without context (label ``NAME``) and after the partner's turn (``NAME+partner``)."""
+    from razvilka.config import to_toml_dict
+    from razvilka.daemon.config import ModelConfig
+    from razvilka.daemon.engine import Engine
+
+    try:
+        pairs = read_pairs(Path(args.dialogue))
+    except DialogueFileError as exc:
+        raise SystemExit(f"simulated_user: {exc}") from None
+    chosen = pick_pairs(pairs, args.offset, args.limit, args.spread)
+    if not chosen:
+        raise SystemExit(f"simulated_user: --offset {args.offset} is past the {len(pairs)} pairs of {args.dialogue}")
+    names = known()
+    wanted = args.configs.split(",") if args.configs else [HEADLINE]
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise SystemExit(f"simulated_user: unknown configuration(s) {missing}; known: {sorted(names)}")
+    configs = [names[w] for w in wanted]
+    print(f"simulated user, dialogue: {len(chosen)} of the {len(pairs)} pairs of {args.dialogue} "
+          f"(offset {args.offset}{', spread' if args.spread else ''}), {len(configs)} configuration(s), "
+          f"each without and with the partner's turn", flush=True)
+    t_load = time.perf_counter()
+    engine = Engine(ModelConfig(**args.model))
+    print(f"model loaded in {time.perf_counter() - t_load:.1f}s: {getattr(engine, 'model_name', '')}", flush=True)
+    stored: dict[str, Any] = {}
+    by_label: dict[str, list[PhraseResult]] = {}
+    try:
+        for cfg in configs:
+            for partner in (False, True):
+                label = cfg.name + (PARTNER if partner else "")
+                started = time.perf_counter()
+                results, config = await run_config(cfg, engine, dialogue_jobs(chosen, partner), args,
+                                                   label=label, loose=True)
+                by_label[label] = results
+                stored[label] = {"bench": cfg.to_json(), "partner": partner, "injected": "", "injected_error": 0.0,
+                                 "run_s": time.perf_counter() - started, "daemon_config": to_toml_dict(config)}
+                sm = summarize(results, params)
+                print(f"{label}: KSR {sm['ksr']:.1%}, {sm['actions_per_word']:.2f} actions/word, "
+                      f"{sm['done']}/{sm['phrases']} exact, {stored[label]['run_s']:.0f}s", flush=True)
+    finally:
+        close = getattr(engine, "close", None)
+        if close:
+            close()
+    run = {
+        "run": time.strftime("%Y%m%d-%H%M%S"), "mode": "dialogue",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]), "git": git_rev(),
+        "python": platform.python_version(), "dialogue_file": str(args.dialogue), "pairs_in_file": len(pairs),
+        "offset": args.offset, "limit": args.limit, "spread": args.spread,
+        "pairs": [{"line": p.line, "turn": p.turn, "reply": p.reply, "written": p.phrase} for p in chosen],
+        "phrases": [p.phrase for p in chosen], "think_ms": args.think_ms, "seed": args.seed, "model": args.model,
+        "person": "writes the reply's words; punctuation is the model's (accepted, never written: policy.py loose)",
+        "decoding": "greedy (the daemon's look-ahead and words are argmax/ranked; no sampling)",
+        "configurations": [c.name for c in configs],
+    }
+    return run, stored, by_label
+
+
+def dialogue_gains(by_label: dict[str, list[PhraseResult]], configs: list[str]) -> dict[str, Any]:
+    """Per configuration: KSR without and with the partner's turn, and the gain in points with its 95 %
+    paired bootstrap interval over the replies (costs.ksr_gain_ci), against the issue's target."""
+    out: dict[str, Any] = {}
+    for name in configs:
+        base, other = by_label.get(name), by_label.get(name + PARTNER)
+        if not base or not other:
+            continue
+        gain, low, high = ksr_gain_ci([(r.chars, r.actions) for r in base], [(r.chars, r.actions) for r in other])
+        chars = sum(r.chars for r in base)
+        out[name] = {"ksr_without": ksr(sum(r.actions for r in base), chars),
+                     "ksr_with": ksr(sum(r.actions for r in other), chars),
+                     "gain_points": gain, "ci95": [low, high], "target_points": TARGET_GAIN_POINTS,
+                     "met": gain >= TARGET_GAIN_POINTS, "interval_above_target": low >= TARGET_GAIN_POINTS,
+                     "done_without": sum(r.done for r in base), "done_with": sum(r.done for r in other),
+                     "replies": len(base)}
+    return out
+
+
+def finish_dialogue(out_dir: Path, run: dict[str, Any], stored: dict[str, Any],
+                    by_label: dict[str, list[PhraseResult]], params: CostParams) -> None:
+    """The dialogue mode's table (letters, then each configuration without and with the partner's turn),
+    the gains, config.json / results.json / table.md."""
+    rows: list[dict[str, Any]] = [{"name": "letters", **summarize_letters(run["phrases"], params)}]
+    for label, results in by_label.items():
+        rows.append({**score(label, results, params), "run_s": stored[label].get("run_s", 0.0)})
+    by_name = {r["name"]: r for r in rows}
+    gains = dialogue_gains(by_label, run["configurations"])
+    total_s = sum(st.get("run_s", 0.0) for st in stored.values())
+    timing = {"measured_s": total_s, "phrases": len(run["phrases"]), "cores": os.cpu_count()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps({**run, "cost_params": asdict(params), "configs": stored},
+                                                    indent=2, default=str))
+    per_config = {label: {"summary": by_name[label], "phrases": [r.to_json() for r in results]}
+                  for label, results in by_label.items()}
+    (out_dir / "results.json").write_text(json.dumps({"headline": {"dialogue": gains}, "timing": timing,
+                                                       "rows": rows, "per_config": per_config}, indent=2, default=str))
+    lines = [gain_line(name, g) for name, g in gains.items()]
+    (out_dir / "table.md").write_text(report.table(rows, markdown=True) + "\n\n" + "\n".join(f"* {ln}" for ln in lines)
+                                      + "\n")
+    print()
+    print(report.table(rows))
+    print()
+    for ln in lines:
+        print(ln)
+    print(f"time: {total_s:.0f}s for {len(run['phrases'])} replies x {len(stored)} runs")
+    print(f"results: {out_dir}")
+
+
+def gain_line(name: str, g: dict[str, Any]) -> str:
+    """One printed line: the partner's turn's KSR gain against the target."""
+    low, high = g["ci95"]
+    return (f"{name}: KSR {g['ksr_without']:.1%} without the partner's turn, {g['ksr_with']:.1%} with it: "
+            f"{g['gain_points']:+.1f} points (95 % paired bootstrap interval {low:+.1f} to {high:+.1f}; "
+            f"target >= +{g['target_points']:g}: {'met' if g['met'] else 'NOT met'}"
+            f"{', the whole interval above it' if g['interval_above_target'] else ''}); "
+            f"{g['done_without']}/{g['replies']} and {g['done_with']}/{g['replies']} replies exact")
 
 
 def finish(out_dir: Path, run: dict[str, Any], stored: dict[str, Any], by_label: dict[str, list[PhraseResult]],
@@ -290,7 +445,14 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.rescore:
         run, stored, by_label = load_run(Path(args.rescore))
         run["rescored"] = {"at": time.strftime("%Y%m%d-%H%M%S"), "from": str(args.rescore)}
-        finish(Path(args.rescore), run, stored, by_label, params, args)
+        if run.get("mode") == "dialogue":
+            finish_dialogue(Path(args.rescore), run, stored, by_label, params)
+        else:
+            finish(Path(args.rescore), run, stored, by_label, params, args)
+        return 0
+    if args.dialogue:
+        run, stored, by_label = await measure_dialogue(args, params)
+        finish_dialogue(Path(args.results) / run["run"], run, stored, by_label, params)
         return 0
     run, stored, by_label = await measure(args, params)
     finish(Path(args.results) / run["run"], run, stored, by_label, params, args)
@@ -301,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phrases", default=str(PHRASES), help="phrase file, one per line (default: the cleaned "
                    "MacKenzie & Soukoreff set)")
+    p.add_argument("--dialogue", metavar="FILE", default="",
+                   help="dialogue mode: write the replies of FILE's (partner's turn, reply) pairs (TSV: turn TAB "
+                        "reply; or JSONL: {\"turn\", \"reply\"}), each without and with the partner's turn, and "
+                        "report the KSR the turn gains (configurations: --configs, default auto-k8)")
+    p.add_argument("--spread", action="store_true",
+                   help="dialogue mode: the --limit pairs evenly spaced over the file, not consecutive")
     p.add_argument("--limit", type=int, default=None, help="write only this many phrases (a sample)")
     p.add_argument("--offset", type=int, default=0, help="start at this phrase")
     p.add_argument("--set", default="full", help="configuration set: quick | full (default) | extra | single")

@@ -574,6 +574,7 @@ LOOSE = PolicyOptions(phrases=True, loose=True)
 @pytest.mark.parametrize(("raw", "tidied"), [
     ("Yes , please .", "Yes, please."),
     ("I don ’ t know , that ’ s all .", "I don't know, that's all."),
+    ("I think you ’ Ve done it", "I think you've done it"),
     ("Well , that's too far.Can you change some money ?", "Well, that's too far. Can you change some money?"),
     ("  a  plain ( sentence )  ", "a plain (sentence)"),
     ("Ordinary text, as a person writes it: no change.", "Ordinary text, as a person writes it: no change."),

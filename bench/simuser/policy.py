@@ -14,9 +14,14 @@ The rules (docs/simulated_user.md, "The person"):
    before the first letter), else **type** the next letter of ``w`` (candidates narrow to the
    prefix). Once every letter is typed and ``w`` still is not offered, **commit** it with a space.
 4. A typed prefix that is not a prefix of ``w`` (a wrong letter) is corrected with backspaces.
+
+With ``loose`` (the dialogue benchmark: replies to a partner) the person writes the words and leaves the
+punctuation to the model: punctuation the model writes around or between words is accepted, never
+asked for (:func:`loose_words`); a line break inside the text is still wrong.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -41,6 +46,7 @@ class PolicyOptions:
     phrases: bool = True       # select a look-ahead phrase when it matches
     partial_phrases: bool = True  # ... up to its last right word (protocol 1.1 phrase_words); else only whole
     more_pages: int = 0        # "more" presses per word before typing its first letter (0: never)
+    loose: bool = False        # punctuation around words is the model's: accepted, never written (dialogue)
 
 
 @dataclass(frozen=True)
@@ -57,14 +63,38 @@ def target_words(phrase: str) -> list[str]:
     return phrase.split()
 
 
-def compare(target: Sequence[str], written: str) -> tuple[Status, int]:
+#: Punctuation before and after a word (what is not a letter, digit or underscore).
+_AROUND = re.compile(r"^[^\w]+|[^\w]+$")
+
+
+def loose_words(text: str) -> list[str] | None:
+    """The words of ``text`` as a person who leaves punctuation to the model reads them: split at spaces,
+    the punctuation around each word left out, parts that are only punctuation dropped; None when a
+    line break or tab is inside (the model wrote past the reply)."""
+    if any(ch.isspace() and ch != " " for ch in text):
+        return None
+    return [w for w in (_AROUND.sub("", part) for part in text.split(" ")) if w]
+
+
+def compare(target: Sequence[str], written: str, loose: bool = False) -> tuple[Status, int]:
     """Is the written text (after the prompt) on the way to ``target``? Returns (status, words right).
 
     "ok": the text is exactly the first n words of the phrase, single spaces between them.
     "done": it is the whole phrase (leading spaces and trailing whitespace, e.g. a line break, allowed).
     "wrong": anything else: a wrong word, punctuation, a line break inside, words past the end.
+    ``loose``: punctuation around and between the words is accepted (:func:`loose_words`).
     """
     text = written.lstrip(" ")
+    if loose:
+        done = loose_words(text.rstrip())
+        if done is not None and done == list(target):
+            return "done", len(target)
+        words = loose_words(text.rstrip(" "))
+        if words is None:
+            head = loose_words(re.split(r"[^\S ]", text, maxsplit=1)[0]) or []
+            return "wrong", _right(target, head)
+        n = _right(target, words)
+        return ("ok" if n == len(words) else "wrong"), n
     if text.rstrip() == " ".join(target):
         return "done", len(target)
     text = text.rstrip(" ")
@@ -84,39 +114,45 @@ def _right(target: Sequence[str], parts: Sequence[str]) -> int:
     return n
 
 
-def phrase_gain(target: Sequence[str], n: int, word: str, lookahead: str, partial: bool = True) -> int:
+def phrase_gain(target: Sequence[str], n: int, word: str, lookahead: str, partial: bool = True,
+                loose: bool = False) -> int:
     """Extra words that selecting ``word`` + (the head of) ``lookahead`` commits correctly at word ``n``.
 
     The daemon writes the candidate then the look-ahead text as it is, so the words taken must be
     exactly the next words of the phrase: no punctuation, not past the end. ``partial``: the head of
     the look-ahead up to its last right word (words split at spaces, as the person reads them);
-    else the whole look-ahead or nothing.
+    else the whole look-ahead or nothing. ``loose``: a look-ahead word with punctuation around it counts
+    as the word (a part that is only punctuation still ends the run: the daemon counts it as a word).
     """
+    if loose:
+        word = _AROUND.sub("", word)
     if not lookahead.strip() or n >= len(target) or word != target[n]:
         return 0
     if not lookahead.startswith(" "):
         return 0
     parts = lookahead.split(" ")[1:]  # a line break, a tab or punctuation makes a part no word equals
+    if loose:
+        parts = [_AROUND.sub("", p) if loose_words(p) else "\n" for p in parts]
     right = 0
     while right < len(parts) and n + 1 + right < len(target) and parts[right] == target[n + 1 + right]:
         right += 1
     return right if partial or right == len(parts) else 0
 
 
-def next_word(target: Sequence[str], written: str) -> str | None:
-    status, n = compare(target, written)
+def next_word(target: Sequence[str], written: str, loose: bool = False) -> str | None:
+    status, n = compare(target, written, loose)
     return target[n] if status == "ok" else None
 
 
 def needs_lookahead(target: Sequence[str], written: str, fork: ForkView, opts: PolicyOptions) -> bool:
     """Whether the person waits for the look-ahead before acting: only when it could change the action."""
-    w = next_word(target, written)
+    w = next_word(target, written, opts.loose)
     return opts.phrases and w is not None and w in fork.words
 
 
 def decide(target: Sequence[str], written: str, fork: ForkView, opts: PolicyOptions) -> Action | None:
     """The person's next action at ``fork``; None when the phrase is complete."""
-    status, n = compare(target, written)
+    status, n = compare(target, written, opts.loose)
     if status == "done":
         return None
     if status == "wrong":
@@ -131,7 +167,7 @@ def decide(target: Sequence[str], written: str, fork: ForkView, opts: PolicyOpti
     if w in fork.words:
         index = list(fork.words).index(w)
         if opts.phrases:
-            gain = phrase_gain(target, n, w, fork.lookahead.get(index, ""), opts.partial_phrases)
+            gain = phrase_gain(target, n, w, fork.lookahead.get(index, ""), opts.partial_phrases, opts.loose)
             if gain > 0:
                 return Action("phrase", index=index, words=1 + gain)
         return Action("select", index=index, words=1)
