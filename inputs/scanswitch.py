@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 
-from razvilka.inputs.keyadapter import SUBSCRIBE, KeyAdapter
+from razvilka.inputs.keyadapter import KeyCompanion, Send
 from razvilka.inputs.keymap import Emit, KeyEvent, KeyInterpreter, KeyMap, Reaction, StatusEvent
 from razvilka.inputs.scan import (
     ScanConfig,
@@ -35,7 +35,16 @@ from razvilka.inputs.scan import (
 )
 from razvilka.protocol.clock import now_ns
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import ConfigState, Focus, ForkOpen, Layout, Message, Select, SourceStatus
+from razvilka.protocol.messages import (
+    ConfigState,
+    DaemonStatus,
+    Focus,
+    ForkOpen,
+    Layout,
+    Message,
+    Select,
+    SourceStatus,
+)
 
 log = logging.getLogger("razvilka.inputs.scan")
 
@@ -70,6 +79,7 @@ class ScanInterpreter(KeyInterpreter):
         self.scan = scan
         self.scanner = Scanner(scan)
         self.layout: tuple[str, Layout] | None = None  # the newest layout followed, and its fork
+        self.paused = False  # the daemon is paused (daemon.status): between forks its Resume names the last fork
         self._pressed_ns: int | None = None  # when the key being handled went down
         self._warned: set[str] = set()  # unknown target ids already logged
 
@@ -78,6 +88,11 @@ class ScanInterpreter(KeyInterpreter):
         """One bus message at bus time ``now`` (ns): forks and layouts move the scan."""
         if isinstance(msg.body, ConfigState):
             return self.apply_settings(msg.body)
+        if isinstance(msg.body, DaemonStatus):
+            self.paused = msg.body.state == "paused"
+            if not self.paused and self.forks.fork is None and self.scanner.key is not None:
+                self.scanner.load((), now / 1e6, None)  # resumed between forks: Resume is gone, the next fork comes
+            return Reaction()
         before = self.forks.fork_id
         self.observe(msg)
         fork, body, t = self.forks.fork, msg.body, now / 1e6
@@ -86,6 +101,10 @@ class ScanInterpreter(KeyInterpreter):
                 return Reaction()
             fid = msg.header.fork_id
             self.layout = (fid, body) if fid else None
+            if fid and fork is None and self.paused and self.forks.is_stale(fid):
+                # paused between forks (none is open): the renderer's Resume names the last fork, and the
+                # daemon takes cmd:resume for any fork it opened, so a select there still resumes
+                return self._load(body, t, fid)
             if fork is None or fid != fork.fork_id:
                 return Reaction(note=f"layout for fork {fid}, not the open one: kept for when it opens")
             return self._load(body, t, fork.fork_id)
@@ -148,8 +167,11 @@ class ScanInterpreter(KeyInterpreter):
 
     # ------------------------------------------------------------ out
     def _react(self, events: list[ScanEvent], action: str) -> Reaction:
-        """The scanner's events as protocol bodies for the open fork."""
+        """The scanner's events as protocol bodies for the open fork (paused between forks: the last one,
+        whose Resume the scanner scans)."""
         fid = self.forks.fork_id
+        if fid is None and self.paused and isinstance(self.scanner.key, str) and self.forks.is_stale(self.scanner.key):
+            fid = self.scanner.key
         reaction = Reaction(action=action)
         notes: list[str] = []
         for ev in events:
@@ -170,41 +192,43 @@ class ScanInterpreter(KeyInterpreter):
         return reaction
 
 
-class ScanAdapter(KeyAdapter):
-    """A :class:`KeyAdapter` that also follows layouts and runs the scanner's clock."""
+class ScanCompanion:
+    """Switch scanning inside a :class:`~razvilka.inputs.keyadapter.KeyAdapter` (its
+    :class:`~razvilka.inputs.keyadapter.KeyCompanion`): follows layouts and runs the scanner's clock."""
 
-    subscribe: ClassVar[tuple[str, ...]] = (*SUBSCRIBE, "render.layout.", "text.undo", "config.state.")
-    interp: ScanInterpreter
+    subscribe: tuple[str, ...] = ("render.layout.", "text.undo", "config.state.", "daemon.status.")
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        if not isinstance(self.interp, ScanInterpreter):
-            raise TypeError("ScanAdapter runs a ScanInterpreter")
+    def __init__(self, interp: ScanInterpreter) -> None:
+        self.interp = interp
         self._moved = asyncio.Event()  # the deadline may have changed: look again
 
-    def _observe(self, msg: Message) -> None:
-        self._send(self.interp.follow(msg, now_ns()), f"bus={msg.type}")
+    def observe(self, msg: Message) -> Reaction:
+        reaction = self.interp.follow(msg, now_ns())
         self._moved.set()
+        return reaction
 
-    def _handle(self, ev: KeyEvent | StatusEvent) -> None:
-        super()._handle(ev)
-        self._moved.set()
+    def handle(self, ev: KeyEvent | StatusEvent) -> bool:
+        self._moved.set()  # the interpreter feeds the key to the scanner; the clock looks again after it
+        return False
 
-    def _more_tasks(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._clock()]
+    def tasks(self, send: Send, ready: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        return [self._clock(send, ready)]
 
-    async def _clock(self) -> None:
+    async def _clock(self, send: Send, ready: asyncio.Event) -> None:
         """Tick the scanner at its deadline, or sooner when a key or a layout moved it."""
-        await self.ready.wait()
+        await ready.wait()
         while True:
             self._moved.clear()
             deadline = self.interp.deadline_ns
             timeout = None if deadline is None else max(0.0, (deadline - now_ns()) / 1e9)
             try:
-                await asyncio.wait_for(self._moved.wait(), timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 a stop (a cancel) that comes as the timeout
+                # fires leaves wait_for as a TimeoutError, and the clock would tick on, never stopping
+                async with asyncio.timeout(timeout):
+                    await self._moved.wait()
             except TimeoutError:
                 pass
-            self._send(self.interp.tick(now_ns()), "clock")
+            send(self.interp.tick(now_ns()), "clock")
 
 
 def add_scan_argument(parser: Any) -> None:
@@ -216,14 +240,14 @@ def add_scan_argument(parser: Any) -> None:
 
 
 def with_scanning(scan: ScanConfig, mode: str | None, interp: KeyInterpreter,
-                  where: str) -> tuple[KeyInterpreter, type[KeyAdapter]]:
-    """The interpreter and adapter a key adapter runs: ``interp`` as it is, or scanning when the mode
-    (``--scan`` over ``scan.mode``) says so; ``where``: the key map's configuration key, for errors."""
+                  where: str) -> tuple[KeyInterpreter, KeyCompanion | None]:
+    """The interpreter and companion a key adapter runs: ``interp`` as it is and none, or scanning when the
+    mode (``--scan`` over ``scan.mode``) says so; ``where``: the key map's configuration key, for errors."""
     if mode is not None:
         scan = msgspec.structs.replace(scan, mode=mode)
     if scan.mode == "off":
-        return interp, KeyAdapter
+        return interp, None
     check_switches(interp.keymap, scan, where)
     scanning = ScanInterpreter(interp.keymap, scan, source=interp.source, debounce_ms=interp.debounce.window_ns / 1e6,
                                typing=interp.typing, kind=interp.kind)
-    return scanning, ScanAdapter
+    return scanning, ScanCompanion(scanning)

@@ -4,7 +4,8 @@ A target is a string ``kind:value``:
 
 * ``cand:<i>``      candidate ``i`` of the open fork (the same as index ``i``)
 * ``word:<i>:<n>``  candidate ``i`` and the first ``n`` words (1-based) of its short look-ahead
-* ``cmd:<name>``    a command: back, more, pause, resume, new; (1.5) speak, repeat, stop_speaking, copy,
+* ``cmd:<name>``    a command: back, more, pause, resume, new; (1.5) speak (the last sentence), speak_all
+                    (the whole text), repeat, stop_speaking, copy,
                     typeout (the text goes out: the daemon runs them and the fork stays open), settings
                     (a renderer's own: it opens its settings page and never sends it)
 * ``phrase:<id>``   (1.5) a quick phrase of ``phrases.state``: ``id`` is lower-case letters, digits, ``_``, ``-``
@@ -29,12 +30,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from razvilka.protocol.errors import ErrorCode, ProtocolError
+from razvilka.protocol.messages import CommandName, command_name
 
 TARGET_KINDS = ("cand", "word", "cmd", "key", "phrase", "ui")
 #: Commands that steer the writing (1.4). A later minor's command name is refused here as unknown.
 TARGET_COMMANDS = ("back", "more", "pause", "resume", "new")
 #: 1.5: commands that send the text out; the daemon runs them at once and the open fork stays open.
-OUTPUT_COMMANDS = ("speak", "repeat", "stop_speaking", "copy", "typeout")
+OUTPUT_COMMANDS = ("speak", "speak_all", "repeat", "stop_speaking", "copy", "typeout")
+#: 1.5: output commands that go out as another ``input.command`` with a ``text``: ``cmd:speak`` says the
+#: last sentence, ``cmd:speak_all`` the whole text (``speak`` with text "all").
+COMMAND_TEXT: dict[str, tuple[CommandName, str]] = {"speak_all": ("speak", "all")}
 #: 1.5: commands a renderer handles itself (it opens its settings page); a daemon that gets one ignores it.
 RENDERER_COMMANDS = ("settings",)
 #: Every command a target may name.
@@ -136,6 +141,20 @@ class Target:
         return self.value if self.kind == "key" and self.value not in KEY_NAMES else None
 
 
+def command_of(target: Target) -> tuple[CommandName, str] | None:
+    """The ``input.command`` (command, text) that does what ``target`` does, for a sender with no open fork to
+    name in a select: ``cmd:<name>`` is that command (``cmd:speak_all`` is ``speak`` "all"), ``phrase:<id>``
+    is ``phrase`` with the id; None for a target that is no command (a candidate, a key, a renderer's own)."""
+    if target.kind == "cmd" and not target.renderer_own:
+        if target.value in COMMAND_TEXT:
+            return COMMAND_TEXT[target.value]
+        command = command_name(target.value)  # every other command target is the command of its name
+        return None if command is None else (command, "")
+    if target.kind == "phrase":
+        return ("phrase", target.value)
+    return None
+
+
 def _bad(text: object, why: str) -> ProtocolError:
     return ProtocolError(ErrorCode.BAD_VALUE, f"target {str(text)[:MAX_TARGET_CHARS + 8]!r}: {why}")
 
@@ -231,7 +250,7 @@ def key(ch: str) -> Target:
 SAMPLE_VALID = (
     "cand:0", "cand:7", "cand:255", "word:0:1", "word:3:2", "word:12:64",
     "cmd:back", "cmd:more", "cmd:pause", "cmd:resume", "cmd:new",
-    "cmd:speak", "cmd:repeat", "cmd:stop_speaking", "cmd:copy", "cmd:typeout", "cmd:settings",
+    "cmd:speak", "cmd:speak_all", "cmd:repeat", "cmd:stop_speaking", "cmd:copy", "cmd:typeout", "cmd:settings",
     "phrase:yes", "phrase:thank-you", "phrase:f-3a9c01d2e4", "phrase:_", "phrase:" + "a" * 57,
     "ui:close", "ui:dwell-up", "ui:dwell-1000", "ui:" + "a" * 57,
     "key:a", "key:z", "key:é", "key:ß", "key:'", "key:-", "key:ж", "key:ё", "key:я", "key:ї",

@@ -15,7 +15,8 @@ The order (rows top to bottom, each row's items left to right), likeliest first 
 3. ``letters``: the ``likely`` likeliest next keys from ``fork.open`` ``letters`` (upper case folds
    into its key, probabilities added; ``" "`` is ``key:space``, only once a letter is typed).
 4. ``edit``: space, delete, accept — only once a letter is typed (before that they do nothing).
-5. ``commands``: back, more, pause, new; (1.5) speak, repeat, stop speaking, copy, type out, settings.
+5. ``commands``: back, more, pause, new; (1.5) speak (the last sentence), speak all, repeat, stop speaking,
+   copy, type out, settings.
    After the likeliest letters, before the whole alphabet:
    a single-input person reaches Back or More in a few steps, and the likely words and letters
    still come first (issue 16).
@@ -41,7 +42,8 @@ LIKELY_LETTERS = 7
 #: Keys per row of the alphabet (Latin 26 + ' - = 4 rows of 7; Cyrillic 33 + 2 = 5 rows of 7).
 ALPHABET_COLS = 7
 #: The command row (``cmd:resume`` stands in for ``cmd:pause`` while paused); 1.5: the text goes out, settings.
-COMMANDS = ("back", "more", "pause", "new", "speak", "repeat", "stop_speaking", "copy", "typeout", "settings")
+COMMANDS = ("back", "more", "pause", "new", "speak", "speak_all", "repeat", "stop_speaking", "copy", "typeout",
+            "settings")
 #: Quick phrases per row (1.5).
 PHRASE_COLS = 4
 #: The edit row, once a letter is typed.
@@ -60,6 +62,15 @@ class ScreenRow:
 def likely_keys(letters: Iterable[tuple[str, float]], *, typed: bool, likely: int = LIKELY_LETTERS) -> list[str]:
     """The likeliest-letters row: ``letters`` ((ch, prob), any order) folded onto keys, likeliest first
     (ties keep their order), at most ``likely``; characters no key types are left out."""
+    probs = key_probs(letters, typed=typed)
+    ranked = sorted(probs, key=lambda t: -probs[t])  # stable: ties keep their first place
+    return ranked[:max(0, likely)]
+
+
+def key_probs(letters: Iterable[tuple[str, float]], *, typed: bool) -> dict[str, float]:
+    """``letters`` ((ch, prob)) folded onto the keys that type them: upper case into its key (probabilities
+    added), ``" "`` onto ``key:space`` once a letter is typed; characters no key types are left out. A
+    renderer draws a likely key's weight from this."""
     probs: dict[str, float] = {}
     for ch, prob in letters:
         low = ch.lower()
@@ -72,8 +83,7 @@ def likely_keys(letters: Iterable[tuple[str, float]], *, typed: bool, likely: in
         else:
             continue
         probs[target] = probs.get(target, 0.0) + float(prob)
-    ranked = sorted(probs, key=lambda t: -probs[t])  # stable: ties keep their first place
-    return ranked[:max(0, likely)]
+    return probs
 
 
 def alphabet_rows(script: str, alphabet_cols: int = ALPHABET_COLS) -> list[tuple[str, ...]]:
@@ -128,4 +138,4 @@ def target_rows(rows: Sequence[ScreenRow]) -> tuple[tuple[str, ...], ...]:
 
 
 __all__ = ["ALPHABET_COLS", "COMMANDS", "EDIT_KEYS", "LIKELY_LETTERS", "PHRASE_COLS", "ScreenRow", "alphabet_rows",
-           "fork_rows", "likely_keys", "screen_rows", "target_rows"]
+           "fork_rows", "key_probs", "likely_keys", "screen_rows", "target_rows"]

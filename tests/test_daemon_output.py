@@ -86,6 +86,28 @@ async def test_speak_target_and_each_finished_sentence(start_daemon: StartDaemon
     assert isinstance(again.args, list) and again.args[-1] == DEFAULT_PROMPT + " sleeping."
 
 
+async def test_speak_all_target_says_the_whole_text(start_daemon: StartDaemon,
+                                                    audio_server: dict[str, str]) -> None:  # noqa: F811
+    """``cmd:speak`` says the last sentence, ``cmd:speak_all`` (no input.command of its own: speak "all") the
+    whole text; the fork stays open."""
+    prompt = "It rained all day. We stayed in and"
+    d = await start_daemon(daemon={"prompt": prompt}, speech={"engine": "espeak-ng", "rate": 300},
+                           build={"output_env": audio_server})
+    bus = await d.client("t", ["fork.", "daemon.error."])
+    fork = await next_of(bus, ForkOpen, 60)
+    bus.publish(Select(target="cmd:speak", source="t", kind="key"), fork_id=fork.header.fork_id)
+    last = await _spoken(d)
+    assert isinstance(last.args, list) and last.args[-1] == "We stayed in and"
+    await asyncio.to_thread(last.wait, 30)
+    bus.publish(Select(target="cmd:speak_all", source="t", kind="key"), fork_id=fork.header.fork_id)
+    whole = await _spoken(d, last)
+    assert isinstance(whole.args, list) and whole.args[-1] == prompt
+    await asyncio.to_thread(wait_for_stream, audio_server)  # really playing on the audio server
+    assert await asyncio.to_thread(whole.wait, 30) == 0
+    bus.publish(Select(index=0, source="t"), fork_id=fork.header.fork_id)  # the fork stayed open
+    await next_of(bus, ForkDecided, 30, where=lambda m: m.header.fork_id == fork.header.fork_id)
+
+
 def _clipboard(x: XServer) -> str:
     out = subprocess.run(["xclip", "-o", "-selection", "clipboard"], env=x.env(), capture_output=True, timeout=10)
     return out.stdout.decode("utf-8") if out.returncode == 0 else ""

@@ -9,11 +9,12 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bus_helpers import body_of
 from conftest import ROOT, ClientFactory
 from key_helpers import until as key_until
 from textual.widgets import Static
@@ -483,7 +484,7 @@ class ScriptedKeys:
         self.t_ns += 100_000_000
         self.queue.put_nowait(KeyEvent(name, down, self.t_ns, char))
 
-    async def events(self) -> AsyncIterator[KeyEvent]:
+    async def events(self) -> AsyncGenerator[KeyEvent, None]:
         while True:
             yield await self.queue.get()
 
@@ -613,7 +614,7 @@ async def test_tui_confirm_decides_the_gaze_focus_when_the_view_has_none_of_its_
     assert isinstance(confirm.body, Confirm) and confirm.body.index is None and confirm.header.sender == "tui"
     decider = Decider(stale_focus_ms=1500)
     decider.open("f-5", len(WORDS), heard["fork.open"].header.ts_ns)
-    decider.on_focus(heard["input.focus"].body, heard["input.focus"].header.ts_ns)  # type: ignore[arg-type]
+    decider.on_focus(body_of(heard["input.focus"], Focus), heard["input.focus"].header.ts_ns)
     decision = decider.on_confirm(confirm.body, confirm.header.ts_ns)
     assert (decision.index, decision.sources, decision.rule) == (2, ["gaze", "tui"], "focus+confirm")
 

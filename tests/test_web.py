@@ -357,10 +357,10 @@ async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on
     rows = target_rows(fork_rows(body))
     groups = p300_groups(rows)
     every = {t for row in rows for t in row}
-    # 5 candidates, 4 likely letters (also in the alphabet), 10 commands (1.5: the widest row), 28 keys in 4 rows
-    # of 7: 7 rows + 10 columns
+    # 5 candidates, 4 likely letters (also in the alphabet), 11 commands (1.5: the widest row), 28 keys in 4 rows
+    # of 7: 7 rows + 11 columns
     from razvilka.renderers.screen import COMMANDS
-    assert len(every) == len(WORDS) + len(COMMANDS) + 28 and len(groups) == len(rows) + len(COMMANDS) == 17
+    assert len(every) == len(WORDS) + len(COMMANDS) + 28 and len(groups) == len(rows) + len(COMMANDS) == 18
     g = len(groups)
     stimuli: list[tuple[Message, int]] = []
     while len(stimuli) < rounds * g:

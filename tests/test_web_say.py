@@ -21,6 +21,7 @@ import numpy as np
 import pylsl
 import pytest
 import test_web
+from bus_helpers import body_of
 from playwright.async_api import expect
 from test_daemon_output import _spoken
 from test_gaze import expect as expect_msg
@@ -84,12 +85,14 @@ async def test_phrases_commands_and_the_partners_turn_on_the_page(rig: Rig, open
     assert want[-1] == ("phrase:yes", "phrase:tea", "phrase:f-5e1d0c") and "cmd:speak" in want[2]
     # a click on a phrase is the phrase command; the command row speaks, repeats, stops, copies, types out
     await page.locator('[data-target="phrase:tea"]').click()
-    cmd = await next_msg(rig.daemon, "input.command")
-    assert (cmd.body.command, cmd.body.text, cmd.body.source) == ("phrase", "tea", "web")  # type: ignore[union-attr]
+    cmd = body_of(await next_msg(rig.daemon, "input.command"), Command)
+    assert (cmd.command, cmd.text, cmd.source) == ("phrase", "tea", "web")
     for name in ("speak", "repeat", "stop_speaking", "copy", "typeout"):
         await page.locator(f'#controls [data-target="cmd:{name}"]').click()
-        cmd = await next_msg(rig.daemon, "input.command")
-        assert cmd.body.command == name, name  # type: ignore[union-attr]
+        assert body_of(await next_msg(rig.daemon, "input.command"), Command).command == name, name
+    await page.locator('#controls [data-target="cmd:speak_all"]').click()  # no command of its own: speak "all"
+    cmd = body_of(await next_msg(rig.daemon, "input.command"), Command)
+    assert (cmd.command, cmd.text) == ("speak", "all")
     # no partner turn: the line goes
     rig.daemon.publish(TextState(text=PROMPT))
     await expect(page.locator("#partner")).to_be_hidden()
@@ -120,26 +123,25 @@ async def test_settings_open_by_gaze_change_by_gaze_and_mouse_and_show_the_daemo
     await expect(page.locator('[data-target="ui:dwell-1000"]')).to_have_class(re.compile(r"\bfocused\b"))
     await expect(page.locator("#ring")).to_be_visible()
     gaze.publish(Confirm(target="ui:dwell-1000", source="gaze", kind="gaze"), fork_id="f1", subtopic=("gaze",))
-    upd = await next_msg(rig.observer, "config.update")
-    assert isinstance(upd.body, ConfigUpdate)
-    assert (upd.body.section, upd.body.key, upd.body.value, upd.body.source) == ("inputs.gaze", "dwell_ms", 1000, "web")
+    upd = body_of(await next_msg(rig.observer, "config.update"), ConfigUpdate)
+    assert (upd.section, upd.key, upd.value, upd.source) == ("inputs.gaze", "dwell_ms", 1000, "web")
     rig.daemon.publish(ConfigState(values=VALUES | {"inputs.gaze.dwell_ms": 1000}, changed="inputs.gaze.dwell_ms"))
     await expect(page.locator('.setting-value[data-key="inputs.gaze.dwell_ms"]')).to_have_text("1000 ms")
     await expect(page.locator('[data-target="ui:dwell-1000"]')).to_have_class(re.compile(r"\bcurrent\b"))
     # a caregiver's mouse: + steps from the value now; a refusal is shown, naming the key
     await page.locator('[data-target="ui:rate-up"]').click()
-    upd = await next_msg(rig.observer, "config.update")
-    assert (upd.body.section, upd.body.key, upd.body.value) == ("speech", "rate", 200)  # type: ignore[union-attr]
+    upd = body_of(await next_msg(rig.observer, "config.update"), ConfigUpdate)
+    assert (upd.section, upd.key, upd.value) == ("speech", "rate", 200)
     await page.locator('[data-target="ui:english-en-gb"]').click()
-    upd = await next_msg(rig.observer, "config.update")
-    assert (upd.body.section, upd.body.key, upd.body.value) == ("speech.voices", "en", "en-gb")  # type: ignore[union-attr]
+    upd = body_of(await next_msg(rig.observer, "config.update"), ConfigUpdate)
+    assert (upd.section, upd.key, upd.value) == ("speech.voices", "en", "en-gb")
     why = "speech.rate = 500 is refused: Expected `int` <= 450 - at `$.speech.rate`"
     rig.daemon.publish(ConfigState(values=VALUES | {"inputs.gaze.dwell_ms": 1000}, error=why))
     await expect(page.locator("#settings-error")).to_have_text(why)
     # the theme: the page changes at once, and the bridge greets later pages with it
     await page.locator('[data-target="ui:theme-light"]').click()
-    upd = await next_msg(rig.observer, "config.update")
-    assert (upd.body.section, upd.body.key, upd.body.value) == ("renderers.web", "theme", "light")  # type: ignore[union-attr]
+    upd = body_of(await next_msg(rig.observer, "config.update"), ConfigUpdate)
+    assert (upd.section, upd.key, upd.value) == ("renderers.web", "theme", "light")
     rig.daemon.publish(ConfigState(values=VALUES | {"renderers.web.theme": "light"}, changed="renderers.web.theme"))
     await expect(page.locator("body")).to_have_class("theme-light")
     await until(lambda: rig.bridge is not None and rig.bridge.config.theme == "light", "the bridge's theme")
@@ -335,18 +337,18 @@ async def test_the_partner_pages_turn_is_the_next_forks_context(live: LiveGaze, 
     await partner.locator("#turn").fill("Do you want to come to the zoo tomorrow?")
     await partner.locator("#send").click()
     await expect(partner.locator("#sent")).to_have_text("sent")
-    state = await live.wait(lambda m: isinstance(m.body, TextState) and m.body.partner != "",
-                            "text.state with the turn", mark)
-    assert state.body.partner == "Do you want to come to the zoo tomorrow?"  # type: ignore[union-attr]
+    state = body_of(await live.wait(lambda m: isinstance(m.body, TextState) and m.body.partner != "",
+                                    "text.state with the turn", mark), TextState)
+    assert state.partner == "Do you want to come to the zoo tomorrow?"
     _, fork = await live.fork(mark, what="the fork after the turn")
     # the next fork replies to the turn: the model reads the dialogue (docs/daemon.md), then the person's text
     assert fork.reason == "partner", fork.reason
     reads, framed = model_reads(live.daemon), dialogue([Turn("partner", "Do you want to come to the zoo tomorrow?")])
     assert framed in reads, reads
-    assert reads[reads.rindex(framed) + len(framed):].strip() == state.body.text.strip(), reads  # type: ignore[union-attr]
+    assert reads[reads.rindex(framed) + len(framed):].strip() == state.text.strip(), reads
     # the person's view shows the turn above the text; the partner's page shows the reply as it grows
     await expect(live.page.locator("#partner-text")).to_have_text("Do you want to come to the zoo tomorrow?")
-    await expect(partner.locator("#reply")).to_have_text(state.body.text)  # type: ignore[union-attr]
+    await expect(partner.locator("#reply")).to_have_text(state.text)
 
 
 @pytest.mark.model

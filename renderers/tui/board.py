@@ -1,12 +1,15 @@
 """The terminal view's targets: which there are, their scan order, and where they are drawn (cells).
 
 Protocol 1.4 makes every action a target (protocol/targets.py), so one input alone can reach all
-of them: the candidates, the command row (Back, More, Pause/Resume, New) and an on-screen keyboard
-(the likeliest next letters from ``fork.open`` ``letters``, the alphabet of the fork's ``script`` in
-fixed order, space, delete and accept). This module decides the rows and their order, packs
-chunks of Rich text into lines while remembering where each target landed, and turns the
-landed spots into a ``render.layout`` whose units are terminal cells (x = column, y = line).
-No Textual here: the view only adds where each panel's content starts on the screen.
+of them. Which targets a fork's screen holds and in which order they are scanned is
+``renderers/screen.py``'s rule, the one the browser view and the benchmark follow too: the
+candidates, the likeliest letters, space/delete/accept once a letter is typed, the commands, the
+alphabet of the fork's ``script`` in rows of 7, the quick phrases; Resume alone while paused. This
+module takes those rows (leaving out what the terminal has not: its settings are its configuration
+file), gives each target its label, packs chunks of Rich text into lines while remembering where
+each target landed, and turns the landed spots into a ``render.layout`` whose units are terminal
+cells (x = column, y = line) and whose row/col are the rule's. No Textual here: the view only adds
+where each panel's content starts on the screen.
 """
 from __future__ import annotations
 
@@ -17,18 +20,21 @@ from rich.cells import cell_len
 from rich.text import Text
 
 from razvilka.protocol.messages import Box, Layout, TargetBox
-from razvilka.protocol.targets import ALPHABETS, SCRIPTS, is_key_char, parse_target
+from razvilka.protocol.targets import SCRIPTS, parse_target
+from razvilka.renderers.screen import ScreenRow, fork_rows, key_probs, screen_rows
 from razvilka.renderers.tui.state import ViewState
 
-#: Letters shown in the likeliest row (the model's top letters after the typed prefix).
-LIKELIEST = 8
-#: At most this many alphabet keys on one row: the alphabet is cut into rows of even length
-#: (Latin 9-9-8, Cyrillic 11-11-11), so row-column scanning reaches any letter in few steps.
-ALPHABET_ROW = 11
 #: Captions in front of the keyboard's rows (not targets), padded so the keys line up.
 CAPTION_W = 10
-COMMAND_LABELS = {"back": "Back", "more": "More", "pause": "Pause", "resume": "Resume", "new": "New"}
+COMMAND_LABELS = {"back": "Back", "more": "More", "pause": "Pause", "resume": "Resume", "new": "New",
+                  "speak": "Speak", "speak_all": "Speak all", "repeat": "Repeat", "stop_speaking": "Stop",
+                  "copy": "Copy", "typeout": "Type out"}
 EDIT_LABELS = {"space": "␣ space", "delete": "⌫ delete", "accept": "✓ accept"}
+#: Targets of the screen rule this view does not draw: its settings are its configuration file (the
+#: browser's settings page is that renderer's own, ``cmd:settings`` never reaches the daemon).
+NOT_DRAWN = frozenset({"cmd:settings"})
+#: A quick phrase's key shows at most this many cells of its text.
+PHRASE_LABEL = 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +48,7 @@ class Key:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A scan row: targets highlighted together (``name`` is stable across forks: "letters", "abc-1")."""
+    """A scan row as drawn (``name`` is the rule's: "candidates", "letters", "abc-1", "rest")."""
 
     name: str
     keys: tuple[Key, ...]
@@ -50,12 +56,11 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Spot:
-    """Where a target landed inside a panel's content: cells, ``col`` its place in its row's scan order."""
+    """Where a target landed inside a panel's content (cells), and the row it was drawn in."""
 
     target: str
     label: str
     row: str
-    col: int
     x: int
     y: int
     w: int
@@ -63,49 +68,35 @@ class Spot:
 
 
 def script_of(state: ViewState) -> str:
-    """The keyboard layout to show: the fork's ``script``; one this view does not know is Latin."""
+    """The keyboard layout to show: the open (or last) fork's ``script``; one this view does not know is Latin."""
+    return state.script if state.script in SCRIPTS else "latin"
+
+
+def scan_rows(state: ViewState) -> tuple[ScreenRow, ...]:
+    """This view's rows in scan order: ``renderers/screen.py``'s rule for the open fork (with none open:
+    no candidates and no letters, the last fork's alphabet), less what this view does not draw."""
+    phrases = [p.id for p in state.phrases]
     fork = state.fork
-    script = fork.body.script if fork is not None else "latin"
-    return script if script in SCRIPTS else "latin"
+    if fork is not None:
+        rows = fork_rows(fork.body, paused=state.paused, phrases=phrases)
+    else:
+        rows = screen_rows([], (), script_of(state), paused=state.paused, phrases=phrases)
+    kept = (ScreenRow(r.name, tuple(t for t in r.targets if t not in NOT_DRAWN)) for r in rows)
+    return tuple(r for r in kept if r.targets)
 
 
-def command_row(state: ViewState) -> Row:
-    """Back, More, Pause (Resume while the daemon is paused), New."""
-    pause = "resume" if state.paused else "pause"
-    return Row("commands", tuple(Key(f"cmd:{name}", COMMAND_LABELS[name]) for name in ("back", "more", pause, "new")))
-
-
-def likeliest_row(state: ViewState) -> Row:
-    """The model's likeliest next characters after the typed prefix (" " is the space key), likeliest first.
-
-    Characters no key can type (digits, punctuation) are left out; upper case folds into its key."""
-    fork = state.fork
-    keys: list[Key] = []
-    seen: set[str] = set()
-    letters = sorted(fork.body.letters, key=lambda letter: -letter.prob) if fork is not None else []
-    for letter in letters:
-        ch = letter.ch.lower()
-        target = "key:space" if ch == " " else f"key:{ch}" if is_key_char(ch) else ""
-        if not target or target in seen:
-            continue
-        seen.add(target)
-        keys.append(Key(target, "␣" if ch == " " else ch, letter.prob))
-        if len(keys) == LIKELIEST:
-            break
-    return Row("letters", tuple(keys))
-
-
-def alphabet_rows(script: str) -> list[Row]:
-    """The whole alphabet in its fixed order, cut into rows of even length (at most ``ALPHABET_ROW``)."""
-    letters = ALPHABETS[script]  # type: ignore[index]
-    n_rows = -(-len(letters) // ALPHABET_ROW)
-    per_row = -(-len(letters) // n_rows)
-    chunks = [letters[i:i + per_row] for i in range(0, len(letters), per_row)]
-    return [Row(f"abc-{n + 1}", tuple(Key(f"key:{ch}", ch) for ch in chunk)) for n, chunk in enumerate(chunks)]
-
-
-def edit_row() -> Row:
-    return Row("edit", tuple(Key(f"key:{name}", label) for name, label in EDIT_LABELS.items()))
+def label(state: ViewState, target: str) -> str:
+    """What a target's key shows."""
+    t = parse_target(target)
+    if t.kind == "cmd":
+        return COMMAND_LABELS.get(t.value, t.value)
+    if t.kind == "key":
+        return EDIT_LABELS.get(t.value, t.value)
+    if t.kind == "phrase":
+        text = Text(next((" ".join(p.text.split()) for p in state.phrases if p.id == t.value), t.value))
+        text.truncate(PHRASE_LABEL, overflow="ellipsis")
+        return text.plain
+    return target
 
 
 def candidate_row(state: ViewState) -> Row:
@@ -117,26 +108,20 @@ def candidate_row(state: ViewState) -> Row:
 
 
 def keyboard_rows(state: ViewState) -> list[Row]:
-    """The keyboard panel's rows, top to bottom: likeliest letters, edit keys, the alphabet, commands."""
-    rows = [likeliest_row(state), edit_row(), *alphabet_rows(script_of(state)), command_row(state)]
-    return [row for row in rows if row.keys]
-
-
-def scan_order(state: ViewState) -> list[str]:
-    """Row names in scan order: candidates, likeliest letters, edit keys, the alphabet, then commands.
-
-    While the daemon is paused it takes nothing but Resume, so the command row comes first."""
-    names = ["candidates", *(row.name for row in keyboard_rows(state))]
-    if state.paused:
-        names.remove("commands")
-        names.insert(0, "commands")
-    return names
-
-
-def rank_by_prob(keys: Sequence[Key]) -> dict[str, int]:
-    """Scan position in a row: likeliest first (ties and keys without a probability keep their order)."""
-    order = sorted(range(len(keys)), key=lambda i: (-(keys[i].prob or 0.0), i))
-    return {keys[i].target: col for col, i in enumerate(order)}
+    """The keyboard panel's rows, top to bottom in scan order: every row of :func:`scan_rows` but the
+    candidates (the cloud draws those). The likeliest letters carry their probability."""
+    fork = state.fork
+    probs = key_probs(((x.ch, x.prob) for x in fork.body.letters), typed=bool(fork.body.prefix)) if fork else {}
+    rows: list[Row] = []
+    for row in scan_rows(state):
+        if row.name == "candidates":
+            continue
+        if row.name == "letters":
+            keys = tuple(Key(t, "␣" if t == "key:space" else t[4:], probs.get(t)) for t in row.targets)
+        else:
+            keys = tuple(Key(t, label(state, t)) for t in row.targets)
+        rows.append(Row(row.name, keys))
+    return rows
 
 
 # ---------------------------------------------------------------- packing
@@ -146,7 +131,6 @@ class Chunk:
 
     text: Text
     key: Key | None = None
-    col: int = 0
 
 
 def pack(rows: Iterable[tuple[str, Sequence[Chunk]]], width: int, *, gap: int = 2, center: bool = False,
@@ -182,31 +166,34 @@ def pack(rows: Iterable[tuple[str, Sequence[Chunk]]], width: int, *, gap: int = 
             out.append_text(chunk.text)
             w = cell_len(chunk.text.plain)
             if chunk.key is not None:
-                spots.append(Spot(chunk.key.target, chunk.key.label, name, chunk.col, shift + start, y, w))
+                spots.append(Spot(chunk.key.target, chunk.key.label, name, shift + start, y, w))
             x = start + w
     return out, spots
 
 
 # ---------------------------------------------------------------- the layout
-def layout(placed: Mapping[tuple[int, int], Sequence[Spot]], order: Sequence[str], screen: tuple[int, int],
+def layout(placed: Mapping[tuple[int, int], Sequence[Spot]], rows: Sequence[ScreenRow], screen: tuple[int, int],
            renderer: str) -> Layout:
     """``render.layout`` of the spots, each panel's spots moved by its content's origin on the screen.
 
-    Candidates go in ``boxes`` (a 1.3 gaze adapter still hit-tests them), the rest in ``targets``;
-    ``row`` is the row's place in ``order`` (rows not in it go last), ``col`` its place in the row."""
-    row_no = {name: n for n, name in enumerate(order)}
+    ``row``/``col`` are the target's place in ``rows`` (the scan rows); a spot drawn in a row that is
+    not there, or that row lacks it, is no target now (a candidate while paused) and is left out.
+    Candidates go in ``boxes`` (a 1.3 gaze adapter still hit-tests them), the rest in ``targets``."""
+    where = {(r.name, t): (n, c) for n, r in enumerate(rows) for c, t in enumerate(r.targets)}
     boxes: list[Box] = []
     targets: list[TargetBox] = []
     for (ox, oy), spots in placed.items():
         for s in spots:
-            row = row_no.get(s.row, len(order))
+            if (s.row, s.target) not in where:
+                continue
+            row, col = where[(s.row, s.target)]
             x, y = float(ox + s.x), float(oy + s.y)
             parsed = parse_target(s.target)
             if parsed.kind == "cand" and parsed.index is not None:
-                boxes.append(Box(index=parsed.index, x=x, y=y, w=float(s.w), h=float(s.h), row=row, col=s.col))
+                boxes.append(Box(index=parsed.index, x=x, y=y, w=float(s.w), h=float(s.h), row=row, col=col))
             else:
                 targets.append(TargetBox(target=s.target, x=x, y=y, w=float(s.w), h=float(s.h), row=row,
-                                         col=s.col, label=s.label))
+                                         col=col, label=s.label))
     boxes.sort(key=lambda b: (b.row, b.col))
     targets.sort(key=lambda t: (t.row, t.col, t.y, t.x))
     return Layout(boxes=boxes, targets=targets, screen_w=float(max(1, screen[0])), screen_h=float(max(1, screen[1])),

@@ -73,7 +73,6 @@ def cloud(state: ViewState, show_probs: bool = True, width: int = 80) -> tuple[T
             out.append("no fork open: the model is writing, or the daemon is not there", style="dim")
         return out, []
     row = board.candidate_row(state)
-    cols = board.rank_by_prob(row.keys)
     chunks: list[board.Chunk] = []
     targets = [key.target for key in row.keys]
     for pos, (cand, key) in enumerate(zip(fork.candidates, row.keys)):
@@ -95,7 +94,7 @@ def cloud(state: ViewState, show_probs: bool = True, width: int = 80) -> tuple[T
             out.append(f" {cand.prob * 100:.0f}%", style="#808080")
         if focused:
             _dwell(out, state.dwell, body_start)
-        chunks.append(board.Chunk(out, key, cols[key.target]))
+        chunks.append(board.Chunk(out, key))
     return board.pack([("candidates", chunks)], width, gap=3, center=True)
 
 
@@ -108,8 +107,7 @@ def _dwell(out: Text, dwell: float | None, start: int = 0) -> None:
     out.stylize(DWELL_STYLE, start, start + fill)
 
 
-def key_chunk(state: ViewState, key: board.Key, col: int, row: Collection[str], *,
-              show_prob: bool = False) -> board.Chunk:
+def key_chunk(state: ViewState, key: board.Key, row: Collection[str], *, show_prob: bool = False) -> board.Chunk:
     """One keyboard or command key (in a row of ``row`` targets): its label in a box of spaces, drawn by
     how it is highlighted."""
     look = state.highlighted(key.target, row)
@@ -125,26 +123,25 @@ def key_chunk(state: ViewState, key: board.Key, col: int, row: Collection[str], 
         out.append(f"{key.prob * 100:.0f}%", style="#808080" if look != "focus" else style)
     if look == "focus":
         _dwell(out, state.dwell)
-    return board.Chunk(out, key, col)
+    return board.Chunk(out, key)
 
 
 def keyboard(state: ViewState, show_probs: bool = True, width: int = 80) -> tuple[Text, list[Spot]]:
-    """The on-screen keyboard: the likeliest next letters, the typed word with space/delete/accept,
-    the alphabet (the fork's script, fixed order), and the command row; each row behind a caption."""
+    """The rows of the scan order after the candidates, each behind a caption: the likeliest next letters,
+    the typed word with space/delete/accept, the commands, the alphabet (the fork's script, fixed order)
+    and the quick phrases; while paused, Resume alone."""
     rows: list[tuple[str, list[board.Chunk]]] = []
-    captions = {"letters": "likeliest", "edit": "typed", "commands": "commands"}
+    captions = {"letters": "likeliest", "edit": "typed", "commands": "commands", "abc-1": board.script_of(state),
+                "phrases-1": "phrases", "rest": "resting" if state.resting else "paused"}
     for row in board.keyboard_rows(state):
-        caption = captions.get(row.name, "" if row.name != "abc-1" else board.script_of(state))
-        head = Text(caption.ljust(board.CAPTION_W), style="dim")
+        head = Text(captions.get(row.name, "").ljust(board.CAPTION_W), style="dim")
         chunks = [board.Chunk(head)]
         if row.name == "edit":
             typed = Text((state.typed or "") + "▏", style="bold #ffaf00" if state.typed else "dim")
             typed.append(" " * max(0, 12 - len(typed.plain)))
             chunks.append(board.Chunk(typed))
-        cols = board.rank_by_prob(row.keys) if row.name == "letters" else {k.target: i for i, k in enumerate(row.keys)}
         targets = [key.target for key in row.keys]
-        chunks += [key_chunk(state, key, cols[key.target], targets, show_prob=show_probs and row.name == "letters")
-                   for key in row.keys]
+        chunks += [key_chunk(state, key, targets, show_prob=show_probs and row.name == "letters") for key in row.keys]
         rows.append((row.name, chunks))
     return board.pack(rows, width, gap=1, indent=board.CAPTION_W + 1)
 

@@ -18,6 +18,9 @@ from razvilka.protocol.messages import (
     ForkDecided,
     ForkOpen,
     Message,
+    Origin,
+    Phrase,
+    PhrasesState,
     SourceStatus,
     Span,
     TextAuto,
@@ -62,6 +65,9 @@ class ViewState:
     target_source: str = ""
     group: tuple[str, ...] = ()        # targets highlighted together (a scanned row)
     dwell: float | None = None         # the focus's progress towards a dwell confirm, 0..1
+    phrases: list[Phrase] = field(default_factory=list)  # 1.5: the quick phrases (phrases.state)
+    last_fork_id: str | None = None    # the last fork seen open (kept once decided: a paused view's Resume names it)
+    script: str = "latin"              # the keyboard layout of the open (or last) fork
     keys: KeyInterpreter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +125,8 @@ class ViewState:
         """Fold one message into the state; True when something visible changed."""
         body = msg.body
         changed = self.keys.observe(msg)
+        if self.fork is not None:
+            self.last_fork_id, self.script = self.fork.fork_id, self.fork.body.script
         if isinstance(body, (ForkOpen, ForkDecided, TextUndo)) and changed:
             self._highlight(None, "")  # a new fork (or none): nothing is focused, as the decider sees it
         elif isinstance(body, Focus):
@@ -146,6 +154,9 @@ class ViewState:
         elif isinstance(body, DaemonError):
             self.last_error = body
             changed = True
+        elif isinstance(body, PhrasesState):
+            self.phrases = list(body.phrases)
+            changed = True
         elif isinstance(body, SourceStatus):
             self.sources[body.source] = body
             changed = True
@@ -154,11 +165,13 @@ class ViewState:
         return changed
 
     def _follow_focus(self, msg: Message, body: Focus) -> bool:
-        """Another source's focus on the open fork: a target, a candidate index, a group, or none."""
+        """Another source's focus on the open fork: a target, a candidate index, a group, or none. Paused
+        with no fork open, a focus naming the last fork (a scanner on Resume) is drawn too."""
         fork = self.fork
-        if fork is None or msg.header.fork_id != fork.fork_id or body.source == self.me:
+        between = fork is None and self.paused and msg.header.fork_id == self.last_fork_id
+        if not between and (fork is None or msg.header.fork_id != fork.fork_id) or body.source == self.me:
             return False  # another fork's, or our own echo (already drawn)
-        if body.index is not None and fork.position_of(body.index) is None:
+        if body.index is not None and (fork is None or fork.position_of(body.index) is None):
             return False  # a candidate this fork lacks
         target = body.target if body.target is not None else (
             f"cand:{body.index}" if body.index is not None else None)
@@ -200,7 +213,7 @@ class ViewState:
         return reaction
 
     # ------------------------------------------------------------------ text
-    def _append(self, piece: str, origin: str) -> None:
+    def _append(self, piece: str, origin: Origin) -> None:
         """Model words written alone; an authoritative ``text.state`` may follow and replace them."""
         if not piece:
             return
@@ -210,7 +223,7 @@ class ViewState:
             last = self.spans[-1]
             self.spans[-1] = Span(start=last.start, end=len(self.text), origin=last.origin)
         else:
-            self.spans.append(Span(start=start, end=len(self.text), origin=origin))  # type: ignore[arg-type]
+            self.spans.append(Span(start=start, end=len(self.text), origin=origin))
 
     def _undo(self, removed: str) -> None:
         if removed and self.text.endswith(removed):

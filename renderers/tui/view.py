@@ -18,8 +18,8 @@ from textual.worker import Worker, WorkerState
 
 from razvilka.protocol.client import BusClient, TrackedFork
 from razvilka.protocol.errors import ProtocolError
-from razvilka.protocol.messages import Command, Layout, Message, Select, SourceStatus
-from razvilka.protocol.targets import parse_target
+from razvilka.protocol.messages import Command, Layout, Message, Select, SourceState, SourceStatus
+from razvilka.protocol.targets import command_of, parse_target
 from razvilka.renderers.config import TuiConfig
 from razvilka.renderers.tui import board, render
 from razvilka.renderers.tui.board import Spot
@@ -28,8 +28,8 @@ from razvilka.runtime import stop_event
 
 log = logging.getLogger("razvilka.render.tui")
 
-#: What the view follows: forks, text, the daemon, input health, others' focus.
-SUBSCRIBE = ("fork.", "text.", "daemon.", "source.", "input.focus.")
+#: What the view follows: forks, text, the daemon, input health, others' focus, the quick phrases.
+SUBSCRIBE = ("fork.", "text.", "daemon.", "source.", "input.focus.", "phrases.")
 PANELS = ("status", "text", "cloud", "keyboard", "lookahead", "detail", "sources", "help")
 #: Panels whose content holds targets (their spots go into the layout).
 TARGET_PANELS = ("cloud", "keyboard")
@@ -103,7 +103,8 @@ class TuiApp(App[int]):
         self.panels: dict[str, Static] = {}
         self.spots: dict[str, list[Spot]] = {name: [] for name in TARGET_PANELS}
         self.layout_now: Layout | None = None   # the targets as drawn now (also when no fork is open)
-        self.published_layout: tuple[TrackedFork, Layout] | None = None  # the last published, and its fork
+        self.published_layout: tuple[str, Layout] | None = None  # the last published, and its fork's id
+        self._published_fork: TrackedFork | None = None  # the open fork it was for (None: paused between forks)
         self._drawn_width: dict[str, int] = {}
         self._width_redraws = 0
 
@@ -148,9 +149,9 @@ class TuiApp(App[int]):
         if self.own_client:
             await self.client.close()
 
-    def _announce(self, state: str, detail: str) -> None:
+    def _announce(self, state: SourceState, detail: str) -> None:
         try:
-            self.client.publish(SourceStatus(source=self.client.name, state=state, detail=detail))  # type: ignore[arg-type]
+            self.client.publish(SourceStatus(source=self.client.name, state=state, detail=detail))
         except Exception as exc:  # a closed socket at shutdown must not hide the real exit
             log.debug("could not announce %s: %s", state, exc)
 
@@ -203,15 +204,16 @@ class TuiApp(App[int]):
     def choose(self, target: str) -> None:
         """Select ``target``: a candidate by its index (as a number key does), any other target by its id.
 
-        A command needs no fork: with none open (the model writing, or paused between forks) it goes
-        as the command itself."""
+        A command or a quick phrase needs no fork: with none open (the model writing, or paused between
+        forks) it goes as the ``input.command`` that does the same (``cmd:speak_all``: speak "all")."""
         fork = self.state.fork
         parsed = parse_target(target)
         if fork is None:
-            if parsed.kind != "cmd":
+            command = command_of(parsed)
+            if command is None:
                 log.info("click on %s: no open fork", target)
                 return
-            body: Select | Command = Command(command=parsed.value, source=self.client.name)  # type: ignore[arg-type]
+            body: Select | Command = Command(command=command[0], text=command[1], source=self.client.name)
             self.client.publish(body)
         else:
             if parsed.kind == "cand":
@@ -292,16 +294,19 @@ class TuiApp(App[int]):
             region = self.panels[name].content_region
             placed[(region.x, region.y)] = [s for s in self.spots[name]  # a target cut off is not there
                                             if s.y < region.height and shown.contains(region.x + s.x, region.y + s.y)]
-        self.layout_now = board.layout(placed, board.scan_order(self.state), (self.size.width, self.size.height),
+        self.layout_now = board.layout(placed, board.scan_rows(self.state), (self.size.width, self.size.height),
                                        self.client.name)
         fork = self.state.fork
-        if fork is None:
+        # a layout names its fork; paused with none open (paused between forks) the last one, so that a
+        # scanner or a gaze adapter still reaches Resume (the daemon takes cmd:resume for any fork it opened)
+        fork_id = fork.fork_id if fork is not None else self.state.last_fork_id if self.state.paused else None
+        if fork_id is None or not (self.layout_now.boxes or self.layout_now.targets):
             return
         last = self.published_layout
-        if last is not None and last[0] is fork and last[1] == self.layout_now:
+        if last is not None and self._published_fork is fork and last == (fork_id, self.layout_now):
             return  # nothing moved; every fork.open (a reopen too) gets its layout
-        self.published_layout = (fork, self.layout_now)
-        self.client.publish(self.layout_now, fork_id=fork.fork_id)
+        self.published_layout, self._published_fork = (fork_id, self.layout_now), fork
+        self.client.publish(self.layout_now, fork_id=fork_id)
 
     def _refresh_sources(self) -> None:
         roles = {name: peer.role for name, peer in self.client.peers.items()}

@@ -51,10 +51,13 @@ export function forkLine(forkId, body) {
   const page = body.page ? ` page ${body.page + 1}` : "";
   // joins (protocol 1.2): the piece continues the word before ("es" after "Miss"), shown as "‿es"
   const words = body.candidates.map((c) => `${c.index} ${c.joins ? "‿" : ""}${c.word.trim()} ${pct(c.prob)}`).join(" | ");
-  // letters (protocol 1.4): the likeliest next letters of the typed prefix ("␣": the word ends)
+  // letters (protocol 1.4): the likeliest next letters of the typed prefix ("␣": the word ends); from a 1.5
+  // daemon, of a word that is none of the candidates
   const letters = (body.letters ?? []).slice(0, 5).map((l) => `${l.ch === " " ? "␣" : l.ch} ${pct(l.prob)}`).join(" ");
   const typed = body.prefix ? ` typed "${body.prefix}"` : "";
-  return `fork ${forkId}${page}${typed} (${body.compute_ms.toFixed(0)} ms): ${words}${letters ? ` · next: ${letters}` : ""}`;
+  // unseen (protocol 1.5): the mass a top-N backend's rows did not show; 0 (not printed) with full rows
+  const unseen = body.unseen ? ` · unseen ${pct(body.unseen)}` : "";
+  return `fork ${forkId}${page}${typed} (${body.compute_ms.toFixed(0)} ms): ${words}${letters ? ` · next: ${letters}` : ""}${unseen}`;
 }
 
 async function main() {

@@ -4,7 +4,7 @@
 // protocol/vectors/targets.json. A target is `kind:value`:
 //   cand:<i>        candidate i of the open fork (the same as index i)
 //   word:<i>:<n>    candidate i and the first n words of its look-ahead
-//   cmd:<name>      back, more, pause, resume, new; (1.5) speak, repeat, stop_speaking, copy, typeout, settings
+//   cmd:<name>      back, more, pause, resume, new; (1.5) speak, speak_all, repeat, stop_speaking, copy, typeout, settings
 //   phrase:<id>     (1.5) a quick phrase: lower-case Latin letters, digits, _ and -
 //   ui:<id>         (1.5) a renderer's own control (its settings page): the daemon decides nothing by it
 //   key:<ch>        one lower-case Latin or Cyrillic letter, ' or -
@@ -14,7 +14,7 @@ import { ErrorCode, ProtocolError } from "./protocol.js";
 export const TARGET_KINDS = Object.freeze(["cand", "word", "cmd", "key", "phrase", "ui"]);
 export const TARGET_COMMANDS = Object.freeze(["back", "more", "pause", "resume", "new"]);
 /** 1.5: commands that send the text out (the daemon runs them; the fork stays open). */
-export const OUTPUT_COMMANDS = Object.freeze(["speak", "repeat", "stop_speaking", "copy", "typeout"]);
+export const OUTPUT_COMMANDS = Object.freeze(["speak", "speak_all", "repeat", "stop_speaking", "copy", "typeout"]);
 /** 1.5: commands a renderer handles itself (its settings page). */
 export const RENDERER_COMMANDS = Object.freeze(["settings"]);
 export const ALL_COMMANDS = Object.freeze([...TARGET_COMMANDS, ...OUTPUT_COMMANDS, ...RENDERER_COMMANDS]);

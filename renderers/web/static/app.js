@@ -32,7 +32,7 @@
   // The mirror of protocol/targets.py (the one grammar); tests check both agree on
   // protocol/vectors/targets.json.
   const TARGET_COMMANDS = ["back", "more", "pause", "resume", "new"];
-  const OUTPUT_COMMANDS = ["speak", "repeat", "stop_speaking", "copy", "typeout"];   // 1.5: the text goes out
+  const OUTPUT_COMMANDS = ["speak", "speak_all", "repeat", "stop_speaking", "copy", "typeout"];   // 1.5: the text goes out
   const RENDERER_COMMANDS = ["settings"];                                            // 1.5: this page's own
   const ALL_COMMANDS = TARGET_COMMANDS.concat(OUTPUT_COMMANDS, RENDERER_COMMANDS);
   const KEY_NAMES = ["space", "delete", "accept"];
@@ -112,7 +112,7 @@
   // of ALPHABET_COLS. Paused: Resume alone.
   const LIKELY_LETTERS = 7;
   const ALPHABET_COLS = 7;
-  const SCREEN_COMMANDS = ["back", "more", "pause", "new", "speak", "repeat", "stop_speaking", "copy", "typeout", "settings"];
+  const SCREEN_COMMANDS = ["back", "more", "pause", "new", "speak", "speak_all", "repeat", "stop_speaking", "copy", "typeout", "settings"];
   const EDIT_KEYS = ["space", "delete", "accept"];
 
   /** [[target, prob], ...]: fork.open letters folded onto keys (probabilities added), likeliest first,
@@ -161,13 +161,15 @@
   }
 
   // The command row. Adding a command is one line here (its name must be in TARGET_COMMANDS).
-  // `paused` (optional): what the button is while the daemon is paused (Pause turns into Resume).
+  // `paused` (optional): what the button is while the daemon is paused (Pause turns into Resume);
+  // `command` (optional): the input.command [name, text] a click sends (protocol/targets.py COMMAND_TEXT).
   const COMMANDS = [
     { name: "back", label: "⟲ Back" },
     { name: "more", label: "More ⋯" },
     { name: "pause", label: "❚❚ Pause", paused: { name: "resume", label: "▶ Resume" } },
     { name: "new", label: "✚ New" },
     { name: "speak", label: "♪ Speak" },
+    { name: "speak_all", label: "♪ Speak all", command: ["speak", "all"] },   // input.command speak "all"
     { name: "repeat", label: "↻ Repeat" },
     { name: "stop_speaking", label: "■ Stop" },
     { name: "copy", label: "Copy" },
@@ -538,7 +540,7 @@
     const paused = isPaused();
     for (const c of COMMANDS) {
       const shown = paused && c.paused ? c.paused : c;
-      const b = targetButton(`cmd:${shown.name}`, shown.label, "cmd", () => command(shown.name));
+      const b = targetButton(`cmd:${shown.name}`, shown.label, "cmd", () => command(...(shown.command || [shown.name])));
       b.id = c.name;   // stable ids (#back, #more, #pause, #new) whatever the button shows
       nav.append(b);
     }
