@@ -77,8 +77,8 @@ class KeyboardConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The on-screen keyboard the daemon announces with each fork (protocol 1.4 ``fork.open`` script, letters)."""
 
     script: Literal["auto", "latin", "cyrillic"] = "auto"  # auto: the script of the text's letters
-    letter_words: int = 0  # words the next-letter probabilities are counted from; 0 = the fork's own search
-                           # (free: cached); more widens the search (about 2x a fork's time at 32: docs/engine.md)
+    letter_words: int = 0  # no longer used: the letters come from the rows of the fork's own search, every token
+                           # that agrees with the prefix (docs/engine.md, "Letters"); kept so older files still load
 
 
 class RecordConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,10 @@ from razvilka.daemon.backends import open_backend
 from razvilka.daemon.backends.gguf import check_gguf, embedded_model_path
 from razvilka.daemon.config import ModelConfig
 from razvilka.daemon.errors import DaemonRefusal
-from razvilka.daemon.words import Kind, display_word, joins, lstrip_space, trim_to_words
+from razvilka.daemon.words import Kind, Vocab, display_word, joins, lstrip_space, trim_to_words
 from razvilka.protocol.errors import ErrorCode
 
-__all__ = ["Aborted", "ContextFull", "Engine", "LetterDistribution", "WordCandidate", "WordDistribution",
+__all__ = ["Aborted", "ContextFull", "Engine", "LetterDistribution", "NextChars", "WordCandidate", "WordDistribution",
            "check_gguf", "embedded_model_path", "letters_of"]
 
 MIN_MASS = 1e-4          # paths less likely than this are not grown
@@ -48,7 +49,9 @@ ROUND_GAIN = 2.0         # ...clearly: by this factor (near-ties at rank k are n
 ROW_CACHE = 96           # logits rows kept (1 MiB each for a 262k vocabulary)
 DIST_CACHE = 32          # word distributions kept (pre-generated forks)
 GREEDY_CACHE = 256       # look-ahead token runs kept
-LETTER_WORDS = 32        # words a letter distribution is counted from (Engine.letters; docs/engine.md)
+LETTER_ROWS = 8          # rows the next-character walk may decode per level beyond the cached ones (one batch)
+LETTER_MIN = 0.005       # ...and only for paths with at least this share of the prefix's root mass
+LETTER_EPS = 1e-6        # paths of less mass are not followed one by one (their sum is stated as uncovered)
 
 
 @dataclass
@@ -64,6 +67,28 @@ class WordCandidate:
     paths: int = 1       # how many token paths spell this word (merged into ``prob``)
 
 
+@dataclass(frozen=True)
+class NextChars:
+    """What follows the typed prefix, character by character, over ALL the model's mass that agrees with
+    it (not only the words a search found): read from the token rows of the word search (docs/engine.md,
+    "Letters"). Masses are in the units of the search's root probabilities.
+
+    Every token that agrees with the prefix gives its mass to the character after the prefix in its
+    text; a path that ends exactly on the prefix gives its next token's mass to that token's first
+    character when it goes on with the word, else to " " (the word ends); a path still short of the
+    prefix is followed through the row after it. With no prefix only tokens that start a new word
+    count (a piece glued onto the word before is no keyboard letter)."""
+
+    mass: Mapping[str, float]  # next character, lower case (" " = the word ends) -> mass
+    other: float               # mass that agrees with the prefix but whose next character is unknown: paths not
+                               # followed (their rows were not computed), bytes of a split character, glued
+                               # pieces and the top-N rest (no prefix)
+    total: float               # all mass that agrees with the prefix: sum(mass) + other (1 with no prefix)
+    unseen: float = 0.0        # mass the top-N rows did not show along the way (0 with full rows)
+    rows: int = 0              # rows decoded for it beyond those the word search left cached
+    ms: float = 0.0            # time it took
+
+
 @dataclass
 class WordDistribution:
     """The ranked next words at one position."""
@@ -76,47 +101,65 @@ class WordDistribution:
     top_prob: float = 0.0            # p(top1) word, whatever the page
     unseen: float = 0.0              # mass the backend's top-N rows did not show, in the units of ``prob``
                                      # (0 with full rows): the words it could hide, or the share they could gain
+    chars: NextChars | None = None   # the next characters under ``prefix`` (Engine.letters, letters_of); a word's
+                                     # mass in their units is ``prob * chars.total``
 
 
 @dataclass
 class LetterDistribution:
-    """P(next character | the typed prefix) at the end of the document (protocol 1.4 ``fork.open`` letters).
+    """P(next character | the typed prefix, the word is none of the shown candidates) at one fork
+    (protocol 1.4 ``fork.open`` letters): what the on-screen keyboard needs, since a person spells
+    exactly when the word is not on screen.
 
-    Counted from the words of the same word search a fork makes: each word that starts with the
-    prefix gives its probability to the character after the prefix (" " when the word is the prefix
-    itself: the word ends there). ``uncovered`` is the mass these letters do not account for: words the
-    search did not reach or ranked below ``words``, and words whose next character is no keyboard key
-    (a digit, punctuation, a piece glued onto the word before). Under a prefix the engine's probabilities
-    are p(word | it starts with the prefix) over the words it found, so there ``uncovered`` counts the
-    words ranked below ``words`` and the characters that are no keys, not words the search never reached."""
+    From :class:`NextChars` (all the model's mass that agrees with the prefix) less each shown
+    candidate's mass at its own next character, renormalised over what is left. ``uncovered`` is the
+    part of that rest these letters do not account for (characters that are no keys, paths not
+    followed, glued pieces); ``unseen`` the part top-N rows did not show (0 with full rows); ``shown``
+    the share of the prefix's mass the shown candidates take (the sum of their probabilities)."""
 
     letters: list[tuple[str, float]]  # (character, probability), likeliest first; " " = the word ends
     uncovered: float
-    words: int                         # words counted
     prefix: str = ""
+    shown: float = 0.0
+    unseen: float = 0.0
 
 
-def letters_of(candidates: Sequence[WordCandidate], prefix: str, before: str,
+def letters_of(dist: WordDistribution, before: str,
                is_key: Callable[[str], bool] | None = None) -> LetterDistribution:
-    """The next-character distribution the words ``candidates`` (found under ``prefix``, following the
-    text ``before``) imply: each word that starts with the prefix gives its probability to its character
-    after the prefix, folded to lower case (one key per letter), or to " " when it is the prefix itself.
-    ``is_key`` says which characters are keys (default: a letter, ``'`` or ``-``); the rest, and pieces
-    glued onto the word before (no new word's first letter), count as uncovered."""
+    """The next letters at the fork ``dist`` (following the text ``before``) for the word NOT among
+    ``dist.candidates``: ``dist.chars`` less each candidate's mass (``prob * chars.total``) at its next
+    character after the prefix (folded to lower case; " " when it is the prefix itself), renormalised.
+    ``is_key`` says which characters are keys (default: a letter, ``'`` or ``-``); the others, and a
+    candidate glued onto the word before, count as uncovered. No ``chars`` (a fork of the typed word
+    alone): no letters."""
+    chars = dist.chars
+    if chars is None or chars.total <= 0:
+        return LetterDistribution([], 1.0, dist.prefix)
     keyed = is_key or (lambda ch: ch.isalpha() or ch in "'-")
-    mass: dict[str, float] = {}
-    counted = 0
-    for c in candidates:
+    prefix = dist.prefix
+    left = dict(chars.mass)
+    other = chars.other
+    shown = 0.0
+    for c in dist.candidates:
+        m = max(0.0, float(c.prob)) * chars.total
+        shown += m
         word = c.word
         if not word.startswith(prefix) or (not prefix and joins(before, c.text)):
+            other -= m
             continue
         ch = word[len(prefix)].lower() if len(word) > len(prefix) else " "
-        if ch != " " and not keyed(ch):
-            continue
-        mass[ch] = mass.get(ch, 0.0) + float(c.prob)
-        counted += 1
-    ranked = sorted(mass.items(), key=lambda kv: (-kv[1], kv[0]))
-    return LetterDistribution(ranked, max(0.0, 1.0 - sum(p for _, p in ranked)), counted, prefix)
+        if ch in left:
+            left[ch] = max(0.0, left[ch] - m)  # the search's paths are among the walk's: at most rounding over
+        else:
+            other -= m
+    rest = sum(left.values()) + max(0.0, other)
+    share = min(1.0, shown / chars.total)
+    if rest <= 1e-6 * chars.total:  # the candidates hold all the mass the model gives (or top-N rows show) the prefix
+        return LetterDistribution([], 1.0, prefix, share, 1.0 if chars.unseen > 0 else 0.0)
+    ranked = sorted(((ch, m / rest) for ch, m in left.items() if m > 0 and (ch == " " or keyed(ch))),
+                    key=lambda kv: (-kv[1], kv[0]))
+    return LetterDistribution(ranked, max(0.0, 1.0 - sum(p for _, p in ranked)), prefix, share,
+                              min(1.0, chars.unseen / rest))
 
 
 @dataclass
@@ -225,6 +268,7 @@ class Engine:
         self._rows: OrderedDict[tuple[int, ...], Row] = OrderedDict()
         self._dists: OrderedDict[tuple[Any, ...], WordDistribution] = OrderedDict()
         self._greedy: OrderedDict[tuple[int, ...], list[int]] = OrderedDict()
+        self._chars: _CharTables | None = None  # built at the first word search (Engine._char_tables)
         self.reset("")
         self._progress(1.0)
 
@@ -433,15 +477,13 @@ class Engine:
         """The next whole words at the end of the document (see the module doc and docs/gating.md)."""
         return self._distribution(self._main, k, prefix, page, exclude, None)
 
-    def letters(self, prefix: str = "", *, k: int = LETTER_WORDS,
+    def letters(self, prefix: str = "", *, k: int = 8,
                 is_key: Callable[[str], bool] | None = None) -> LetterDistribution:
-        """P(next character | ``prefix``) at the end of the document over the keyboard's keys plus " "
-        (the word ends), likeliest first: :func:`letters_of` the words of ``words(k, prefix=prefix)``.
-
-        The same search as the fork's: with the fork's own ``k`` it is cached and costs nothing; a
-        wider ``k`` covers more of the mass at the cost of a wider search (docs/engine.md, "Letters").
-        """
-        return letters_of(self.words(k, prefix=prefix).candidates, prefix, self.text, is_key)
+        """P(next character | ``prefix``, the word is none of the ``k`` words ``words(k, prefix=prefix)``
+        shows) at the end of the document over the keyboard's keys plus " " (the word ends), likeliest
+        first: :func:`letters_of` that fork. The search reads the characters from its own rows, so with
+        the fork's ``k`` this is cached and costs nothing more (docs/engine.md, "Letters")."""
+        return letters_of(self.words(k, prefix=prefix), self.text, is_key)
 
     def after(self, cand: WordCandidate, k: int, *, abort: threading.Event | None = None) -> WordDistribution:
         """The fork that would follow choosing ``cand``, computed in side sequences; the document is untouched.
@@ -491,8 +533,12 @@ class Engine:
             constrained = np.full_like(logits, -np.inf)
             constrained[allowed] = logits[allowed]
             logits = constrained
+        hid = 0.0  # what the root row hides, for the letters: under a prefix at most its rest over the allowed shown
         if isinstance(row, TopRow):  # under a prefix the rest's share of allowed tokens is unknown: left out
             probs, rest, entropy = _top_softmax(logits, 0.0 if want else row.rest)
+            if want and row.rest > 0:
+                seen = float(np.exp(logits[np.isfinite(logits)].astype(np.float64)).sum())
+                hid = row.rest / seen if seen > 0 else 1.0
         else:
             probs, entropy = _softmax_entropy(logits)
             rest = 0.0
@@ -581,8 +627,11 @@ class Engine:
                 break
             quota = rows(need - found)
         ranked = self._ranked(words, exclude)
-        if want and ranked:  # p(word | it starts with the prefix), over the words found
-            total = sum(w.prob for w in ranked)
+        chars = self._next_chars(base, want, start, probs, rest + hid, abort)  # from the rows just read: cheap
+        if want and ranked:
+            # p(word | it starts with the prefix) over ALL the mass the model gives the prefix (the walk's
+            # total), not only the words found: the candidates' sum is then the chance the word is among them
+            total = max(chars.total, sum(w.prob for w in ranked))
             for w in ranked:
                 w.prob /= total
             unseen[0] /= total
@@ -593,7 +642,97 @@ class Engine:
         return WordDistribution(cands, entropy, float(margin), prefix,
                                 coverage=float(sum(w.prob for w in ranked)),
                                 top_prob=float(ranked[0].prob) if ranked else 0.0,
-                                unseen=float(unseen[0]))
+                                unseen=float(unseen[0]), chars=chars)
+
+    # ------------------------------------------------------------------------------------------- letters
+    def _char_tables(self) -> _CharTables:
+        """Each token's first character and first character after its leading spaces, as ids (built once:
+        about a second over 262k pieces)."""
+        if self._chars is None:
+            self._chars = _CharTables.build(self.vocab)
+        return self._chars
+
+    def _next_chars(self, base: list[int], want: bytes, start: bool, probs: np.ndarray, rest: float,
+                    abort: threading.Event | None) -> NextChars:
+        """The characters after the prefix ``want`` at ``base`` (:class:`NextChars`), from the root
+        ``probs`` the search used (constrained to the prefix) and the rows after the paths that have not
+        yet passed the prefix: cached ones free, up to ``LETTER_ROWS`` more of at least ``LETTER_MIN``
+        mass decoded per level in one batch; the rest of the mass is ``other``. ``rest``: the mass the
+        root row did not show, in the units of ``probs`` (a top-N row's; 0 for a full row)."""
+        t0 = time.perf_counter()
+        tab = self._char_tables()
+        acc = np.zeros(len(tab.names), dtype=np.float64)
+        if not want:  # the first letter of the next word: tokens that start one (no glued piece)
+            ids = tab.new_at_start if start else tab.new_mid
+            acc += np.bincount(tab.lead[ids], weights=probs[ids].astype(np.float64), minlength=len(acc))
+            mass = tab.named(acc)
+            return NextChars(mass, max(0.0, 1.0 - sum(mass.values())), 1.0, unseen=rest,
+                             ms=(time.perf_counter() - t0) * 1000)
+        vocab = self.vocab
+        pending: list[tuple[list[int], bytes, float]] = []
+        found: dict[str, float] = {}  # characters right after the prefix inside a path's text
+        other, unseen, decoded = 0.0, rest, 0
+
+        def place(tokens: list[int], raw: bytes, ids: np.ndarray, weights: np.ndarray) -> None:
+            """Credit each path ``tokens + [t]`` (mass ``weights``) to its character after the prefix, or keep it
+            to follow. Paths below ``LETTER_EPS`` are not looked at: their mass counts as ``other``."""
+            nonlocal other
+            small = weights < LETTER_EPS
+            if small.any():
+                other += float(weights[small].sum())
+            for t, m in zip(ids[~small].tolist(), weights[~small].tolist()):
+                text = raw + vocab.pieces[t]
+                body = lstrip_space(text)
+                if body.startswith(want):
+                    tail = body[len(want):]
+                    ch = _first_char(tail)
+                    if not tail:  # ends on the prefix: the row after it says how the word goes on
+                        pending.append((tokens + [t], text, m))
+                    elif ch is not None:
+                        found[ch] = found.get(ch, 0.0) + m
+                    else:  # a character split across tokens right after the prefix
+                        other += m
+                elif want.startswith(body):
+                    pending.append((tokens + [t], text, m))
+                # else it does not agree with the prefix: no part of its mass
+
+        root = np.flatnonzero(probs > 0)
+        place([], b"", root, probs[root].astype(np.float64))
+        for _level in range(MAX_WORD_TOKENS):
+            if not pending:
+                break
+            pending.sort(key=lambda p: -p[2])
+            follow: list[tuple[list[int], bytes, float]] = []
+            fresh = 0
+            for path in pending:
+                if tuple(base + path[0]) in self._rows:
+                    follow.append(path)
+                elif fresh < LETTER_ROWS and path[2] >= LETTER_MIN:
+                    follow.append(path)
+                    fresh += 1
+                else:
+                    other += path[2]
+            decoded += fresh
+            rows = self._rows_for([base + p[0] for p in follow], abort)
+            pending = []
+            for (tokens, raw, m), row in zip(follow, rows):
+                q, hidden = self._probs(row)
+                unseen += m * hidden
+                body = lstrip_space(raw)
+                if body == want:  # the prefix is typed to its end: the word goes on, or ends (" ")
+                    part = np.bincount(tab.on_ch, weights=q[tab.on_ids].astype(np.float64) * m, minlength=len(acc))
+                    acc += part
+                    acc[tab.space] += max(0.0, m - float(part.sum()))  # the search counts the top-N rest so too
+                else:  # still short of it: only tokens that agree with the rest go on
+                    ids = vocab.matching(want[len(body):])
+                    ids = ids[q[ids] > 0]
+                    place(tokens, raw, ids, q[ids].astype(np.float64) * m)
+        mass = tab.named(acc)
+        other += sum(p[2] for p in pending) + float(acc.sum()) - sum(mass.values())
+        for ch, m in found.items():
+            mass[ch] = mass.get(ch, 0.0) + m
+        return NextChars(mass, other, sum(mass.values()) + other, unseen=unseen, rows=decoded,
+                         ms=(time.perf_counter() - t0) * 1000)
 
     def _grow_paths(self, base: list[int], pending: list[_Path], want: bytes,
                     credit: Callable[[bytes, list[int], float], None], kth: Callable[[], float],
@@ -807,6 +946,75 @@ class Engine:
         self._greedy.clear()
         if row is not None and self._main:
             self._remember(tuple(self._main), row)
+
+
+def _first_char(raw: bytes) -> str | None:
+    """The first character of ``raw`` in lower case (None: empty, or a character split across tokens)."""
+    if not raw:
+        return None
+    b = raw[0]
+    n = 1 if b < 0x80 else 2 if 0xC0 <= b < 0xE0 else 3 if 0xE0 <= b < 0xF0 else 4 if 0xF0 <= b < 0xF8 else 0
+    if not n or len(raw) < n:
+        return None
+    try:
+        ch = raw[:n].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    low = ch.lower()
+    return low if len(low) == 1 else ch
+
+
+@dataclass
+class _CharTables:
+    """Character ids of the vocabulary's tokens for the next-character walk (``Engine._next_chars``)."""
+
+    names: list[str]          # id -> character (id 0: none)
+    lead: np.ndarray          # each token's first character after its leading spaces (0: none)
+    on_ids: np.ndarray        # tokens that go on with a word (a word character or a joiner right away)
+    on_ch: np.ndarray         # their first characters
+    new_at_start: np.ndarray  # tokens that start a new word at a line start (with or without a space)
+    new_mid: np.ndarray       # ... after a word (with a space: a glued piece is no new word)
+    space: int                # the id of " " (the word ends)
+
+    def named(self, acc: np.ndarray) -> dict[str, float]:
+        """Masses by character id -> by character; ids of less than ``LETTER_EPS`` (rare characters
+        spread over many pieces) and id 0 (no character) are left out."""
+        return {self.names[i]: float(acc[i]) for i in (np.flatnonzero(acc[1:] >= LETTER_EPS) + 1).tolist()}
+
+    @classmethod
+    def build(cls, vocab: Vocab) -> _CharTables:
+        ids: dict[str, int] = {" ": 1}
+        known: dict[bytes, int] = {}  # a piece's first 4 bytes -> its first character's id: most pieces share them
+
+        def cid(raw: bytes) -> int:
+            head = raw[:4]
+            i = known.get(head)
+            if i is None:
+                ch = _first_char(head)
+                i = known[head] = 0 if ch is None else ids.setdefault(ch, len(ids) + 1)
+            return i
+
+        first = np.zeros(vocab.n, dtype=np.int32)
+        lead = np.zeros(vocab.n, dtype=np.int32)
+        kinds = vocab.kind.tolist()
+        masked, word_start = int(Kind.MASKED), int(Kind.WORD_START)
+        for t, piece in enumerate(vocab.pieces):
+            kind = kinds[t]
+            if kind == masked:
+                continue
+            first[t] = f = cid(piece)
+            if kind == word_start:
+                body = piece.lstrip(b" ")
+                lead[t] = cid(body if body[:1].isalnum() else lstrip_space(piece))
+            else:
+                lead[t] = f
+        names = [""] * (len(ids) + 1)
+        for ch, i in ids.items():
+            names[i] = ch
+        on_ids = np.flatnonzero(vocab.grows)
+        starts = vocab.kind == Kind.WORD_START
+        return cls(names, lead, on_ids, first[on_ids], np.flatnonzero(starts | vocab.cont),
+                   np.flatnonzero(starts), ids[" "])
 
 
 @dataclass

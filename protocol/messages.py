@@ -9,7 +9,7 @@ Receivers ignore unknown fields (structs do not forbid them) and unknown types
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -24,7 +24,7 @@ PROTOCOL_MAJOR = 1
 #      input.confirm target, input.select target (index optional: exactly one of the two),
 #      render.stimulus targets, fork.open letters/script, fork.decided target.
 # 1.5: input.command speak/repeat/stop_speaking/copy/typeout/phrase/partner; targets cmd:speak ... cmd:settings and
-#      phrase:<id>; config.update / config.state; text.state partner; phrases.state.
+#      phrase:<id>; config.update / config.state; text.state partner; phrases.state; fork.open unseen.
 PROTOCOL_MINOR = 5
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 
@@ -111,7 +111,8 @@ class Candidate(Struct, kw_only=True):
 
 
 class Letter(Struct, kw_only=True):
-    """1.4: the model's probability that the typed word goes on with ``ch`` (" ": the word ends here)."""
+    """1.4: the model's probability that the typed word goes on with ``ch`` (" ": the word ends here); from a 1.5
+    daemon, for a word that is none of the fork's candidates (a person spells when the word is not shown)."""
 
     ch: Annotated[str, Meta(min_length=1, max_length=1)]
     prob: Prob
@@ -136,6 +137,10 @@ class ForkOpen(Body):
     # keyboard layout to show. An older receiver ignores both.
     letters: list[Letter] = field(default_factory=list)
     script: Script = "latin"
+    # 1.5: the probability mass the model's rows did not show the word search (a backend that gives only its
+    # top-N tokens, as a server does), in the units of the candidates' probs: how far they could be off.
+    # 0 with full rows (the embedded model). An older receiver ignores it.
+    unseen: Prob = 0.0
 
 
 class Lookahead(Struct, kw_only=True):
@@ -175,12 +180,16 @@ class ForkDecided(Body):
 
 
 # ---------------------------------------------------------------- daemon: text
+#: Who wrote a span of the text.
+Origin = Literal["prompt", "human", "model"]
+
+
 class Span(Struct, kw_only=True, array_like=False):
     """Characters ``[start, end)`` of the text, and who wrote them."""
 
     start: NonNeg
     end: NonNeg
-    origin: Literal["prompt", "human", "model"]
+    origin: Origin
 
 
 class TextAuto(Body):
@@ -345,8 +354,15 @@ class Select(Body, kw_only=True):
         _one_of("input.select", self.index, self.target, required=True)
 
 
-COMMANDS = ("back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new",
-            "speak", "repeat", "stop_speaking", "copy", "typeout", "phrase", "partner")
+#: What an ``input.command`` asks for.
+CommandName = Literal["back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new",
+                      "speak", "repeat", "stop_speaking", "copy", "typeout", "phrase", "partner"]
+COMMANDS: tuple[CommandName, ...] = get_args(CommandName)
+
+
+def command_name(value: str) -> CommandName | None:
+    """``value`` as an ``input.command`` name, or None when it names no command."""
+    return next((c for c in COMMANDS if c == value), None)
 
 
 class Command(Body):
@@ -354,8 +370,7 @@ class Command(Body):
     stop speaking, copy, type out, a quick phrase, the conversation partner's turn."""
 
     TYPE: ClassVar[str] = "input.command"
-    command: Literal["back", "more", "type", "pause", "resume", "toggle_pause", "regenerate", "bias", "new",
-                     "speak", "repeat", "stop_speaking", "copy", "typeout", "phrase", "partner"]
+    command: CommandName
     source: Name
     text: str = ""
     bias: float = 0.0
@@ -415,11 +430,17 @@ class Stimulus(Body):
 
 
 # ---------------------------------------------------------------- every sender
+#: What a client is on the bus (its heartbeat says it).
+Role = Literal["bus", "daemon", "input", "renderer", "tool"]
+#: An input source's health, as ``source.status`` reports it.
+SourceState = Literal["ok", "lost", "recovered", "stopped", "calibrating", "error"]
+
+
 class Heartbeat(Body):
     """Sent by every client each ``interval_ms``; 3 missed beats = silent; ``state="stopped"`` = goodbye."""
 
     TYPE: ClassVar[str] = "heartbeat"
-    role: Literal["bus", "daemon", "input", "renderer", "tool"]
+    role: Role
     interval_ms: Annotated[int, Meta(gt=0)]
     state: str = "ok"
 
@@ -429,7 +450,7 @@ class SourceStatus(Body):
 
     TYPE: ClassVar[str] = "source.status"
     source: Name
-    state: Literal["ok", "lost", "recovered", "stopped", "calibrating", "error"]
+    state: SourceState
     detail: str = ""
 
 

@@ -27,6 +27,7 @@ from test_eeg import SYN_CH, SYN_RATE, erp, start, synth_config
 from test_web import WORDS as WEB_WORDS
 from test_web import next_msg as web_next
 
+from razvilka.daemon.engine import Engine, letters_of
 from razvilka.inputs.eeg.adapter import SUBSCRIBE, EegAdapter
 from razvilka.inputs.eeg.bayes import Accumulator, item_prior, lm_prior
 from razvilka.inputs.eeg.classifier import P300Model
@@ -49,7 +50,7 @@ from razvilka.protocol.messages import (
     TargetBox,
     TextUndo,
 )
-from razvilka.protocol.targets import ALPHABETS, SCRIPTS
+from razvilka.protocol.targets import ALPHABETS, SCRIPTS, is_key_char
 
 # The EEG suite's fixtures (the Muse recording, models calibrated on it and on synthetic ERPs) and the
 # browser suite's (headless Chromium, a page on a bridge), used here by name.
@@ -108,6 +109,35 @@ def test_one_prior_over_candidates_letters_and_commands() -> None:
     with pytest.raises(ProtocolError) as err:
         item_prior(["cand:0", "cmd:fly"], probs)
     assert err.value.code == ErrorCode.BAD_VALUE and "cmd:fly" in str(err.value)
+
+
+@pytest.mark.model
+def test_under_a_typed_prefix_the_keys_keep_the_share_the_candidates_leave(engine: Engine) -> None:
+    """The real model's fork after "... weekend is" + "s": its candidates hold their share of all the mass
+    the model gives "s", so the letter keys get the rest, P(not shown) x P(letter | not shown), far above
+    the floor; with the candidates renormalised over the words the search found (a 1.4 daemon's numbers)
+    the keys got about the floor alone."""
+    engine.reset("My favourite thing about the weekend is")
+    fork = engine.words(8, prefix="s")
+    letters = dict(letters_of(fork, engine.text, is_key_char).letters)
+    probs = {i: c.prob for i, c in enumerate(fork.candidates)}
+    items, _ = screen(len(probs))
+    keys = [n for n, t in enumerate(items) if t.startswith("key:") and t[4:] not in ("delete", "accept")]
+    c = EegConfig()
+    spell = 1 - sum(probs.values())
+    assert 0.02 < spell < 0.7, probs
+
+    def key_share(cand_probs: dict[int, float]) -> float:
+        prior = item_prior(items, cand_probs, letters, weight=1.0, floor=c.prior_floor, command_share=c.command_prior)
+        return float(prior[keys].sum())
+
+    floor_only = c.prior_floor * len(keys) / len(items)
+    share = key_share(probs)
+    assert share == pytest.approx((1 - c.prior_floor) * (1 - c.command_prior) * spell * sum(letters.values())
+                                  + floor_only, rel=0.05)
+    assert share > 3 * floor_only
+    old = {i: p / sum(probs.values()) for i, p in probs.items()}  # summing to 1, as a 1.4 daemon's did
+    assert key_share(old) == pytest.approx(floor_only, rel=0.05)
 
 
 def test_an_item_first_flashed_late_counts_as_if_there_from_the_start() -> None:

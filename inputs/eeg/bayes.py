@@ -12,7 +12,10 @@ The prior is one function, :func:`item_prior`: candidates by their LM probabilit
 (``ForkOpen.candidates[].prob``), letter keys by the LM's next-letter probabilities
 (``ForkOpen.letters``) times the mass the candidates leave uncovered, commands a small fixed
 share; sharpened or flattened by ``prior_weight`` and mixed with a little uniform mass so no item
-becomes unreachable.
+becomes unreachable. From a protocol 1.5 daemon this is the chain rule: a candidate's prob is its
+share of ALL the model's mass for the typed prefix (so ``1 - sum`` is the chance the word is not
+on screen) and ``letters`` are the next letters of a word that is not on screen, so a key's prior
+is P(the word is not shown) x P(this letter | not shown) (docs/eeg.md, "The prior").
 
 One more hypothesis competes: *none of them* (the person attends to no item, or the headset
 shows no P300). Under it every flash is a non-target, so its odds never move, while an item that
@@ -92,10 +95,11 @@ def item_prior(items: Sequence[str], cand_probs: Mapping[int, float], letters: M
     """The prior over the flashed items (target ids, protocol/targets.py), in their order.
 
     * ``cand:i`` (and ``word:i:n``): candidate i's LM probability, times ``1 - command_share``;
-    * ``key:<ch>``: ``P(next letter = ch | typed prefix)`` (``fork.open`` ``letters``) times the
-      mass the shown candidates leave uncovered (``1 - sum(candidate probs)``: the chance the
-      word must be spelled), times ``1 - command_share``; ``key:space`` is the letter ``" "`` (the
-      word ends);
+    * ``key:<ch>``: ``P(next letter = ch | typed prefix, the word is not shown)`` (``fork.open``
+      ``letters``) times the mass the shown candidates leave uncovered (``1 - sum(candidate probs)``:
+      the chance the word must be spelled), times ``1 - command_share``; ``key:space`` is the letter
+      ``" "`` (the word ends). (A 1.4 daemon's letters counted the shown words too, and under a
+      prefix its candidates summed to about 1: its keys get little more than the floor.);
     * ``cmd:*``, ``key:delete``, ``key:accept``: ``command_share`` split evenly over every such
       item the grammar knows (5 commands + 2 keys: 1/7 of the share each).
 
