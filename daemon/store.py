@@ -16,11 +16,11 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from razvilka.daemon.errors import DaemonRefusal, ErrorCode
 from razvilka.private import private_dir, private_file
@@ -122,6 +122,14 @@ class Document:
     created_ns: int
     closed: bool = False
 
+    #: The columns :meth:`from_row` reads, in its order.
+    COLUMNS: ClassVar[str] = "id, user, prompt, model, created_ns, closed"
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Document:
+        """A row selected with :attr:`COLUMNS` (SQLite stores ``closed`` as 0 or 1)."""
+        return cls(id=row[0], user=row[1], prompt=row[2], model=row[3], created_ns=row[4], closed=bool(row[5]))
+
 
 class Store:
     """One SQLite file; one connection used from the daemon's event-loop thread."""
@@ -186,20 +194,20 @@ class Store:
     def open_document(self, user: str) -> Document | None:
         """The user's document that was still open when the daemon last stopped (or crashed)."""
         row = self.db.execute(
-            "SELECT id, user, prompt, model, created_ns, closed FROM documents WHERE user=? AND closed=0 "
+            f"SELECT {Document.COLUMNS} FROM documents WHERE user=? AND closed=0 "
             "ORDER BY created_ns DESC LIMIT 1",
             (user,),
         ).fetchone()
-        return Document(*row[:5], bool(row[5])) if row else None
+        return Document.from_row(row) if row else None
 
     def documents(self, user: str | None = None) -> list[tuple[Document, int, str]]:
         """(document, number of live entries, text written) newest first."""
-        q = "SELECT id, user, prompt, model, created_ns, closed FROM documents"
+        q = f"SELECT {Document.COLUMNS} FROM documents"
         rows = self.db.execute(q + (" WHERE user=?" if user else "") + " ORDER BY created_ns DESC",
                                (user,) if user else ()).fetchall()
         out = []
         for row in rows:
-            doc = Document(*row[:5], bool(row[5]))
+            doc = Document.from_row(row)
             entries = self.entries(doc.id)
             out.append((doc, len(entries), "".join(e.text for e in entries)))
         return out

@@ -86,10 +86,10 @@ async def _main(config: Config, args: argparse.Namespace, stop: asyncio.Event) -
     device = args.device if args.device is not None else cfg.device
     if args.replay and args.device is None:
         device = ""  # the recording is the device
-    interp, adapter = with_scanning(config.scan, args.scan, make_interpreter(cfg, keymap), "inputs.footswitch.pedals")
+    interp, scanner = with_scanning(config.scan, args.scan, make_interpreter(cfg, keymap), "inputs.footswitch.pedals")
     source = make_source(cfg, keymap, backend, device, args.replay, args.realtime)
     return await serve_source(config, cfg.name, source, interp, stop, drain_s=0.3 if args.replay else 0.0,
-                              adapter=adapter, lsl=bool(args.lsl))
+                              companion=scanner, lsl=bool(args.lsl))
 
 
 def _tools(config: Config, args: argparse.Namespace) -> int | None:

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from razvilka.inputs.keymap import X11_NAMES, KeyEvent, KeyInterpreter, KeyNames, Reaction, StatusEvent
 from razvilka.protocol.client import cancel_and_wait
 from razvilka.protocol.errors import ProtocolError
-from razvilka.protocol.messages import Message, SourceStatus
+from razvilka.protocol.messages import Message, SourceState, SourceStatus
 from razvilka.runtime import serve_until_signal
 
 if TYPE_CHECKING:
@@ -33,27 +33,57 @@ SUBSCRIBE = ("fork.", "input.focus.")
 
 
 class KeySource(Protocol):
-    def events(self) -> AsyncIterator[KeyEvent | StatusEvent]: ...
+    def events(self) -> AsyncGenerator[KeyEvent | StatusEvent, None]: ...
+
+
+#: Publishes a reaction on the bus and logs it; ``cause`` names what caused it (``key=enter``, ``clock``).
+Send = Callable[[Reaction, str], None]
+
+
+class KeyCompanion(Protocol):
+    """A part a :class:`KeyAdapter` runs beside its interpreter (the switch scanner,
+    :class:`razvilka.inputs.scanswitch.ScanCompanion`): the adapter's one seam, so nothing subclasses it."""
+
+    #: Topic prefixes it needs on top of :data:`SUBSCRIBE`.
+    subscribe: tuple[str, ...]
+
+    def observe(self, msg: Message) -> Reaction:
+        """Follow one bus message in the interpreter's stead (it calls the interpreter's ``observe``
+        itself); what to publish."""
+        ...
+
+    def handle(self, ev: KeyEvent | StatusEvent) -> bool:
+        """See a key event before the interpreter does; True when it consumed it (the interpreter never sees it)."""
+        ...
+
+    def tasks(self, send: Send, ready: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        """Coroutines to run beside the bus and the keys; ``ready`` is set once the bus snapshot is applied."""
+        ...
+
+
+def subscriptions(companion: KeyCompanion | None) -> list[str]:
+    """The topic prefixes a key adapter's client subscribes to, with ``companion``'s."""
+    return [*SUBSCRIBE, *(companion.subscribe if companion is not None else ())]
 
 
 class KeyAdapter:
     """Runs one key source against the bus until ``stop`` is set or the source ends."""
 
-    subscribe: ClassVar[tuple[str, ...]] = SUBSCRIBE
-
-    def __init__(self, client: BusClient, source: KeySource, interpreter: KeyInterpreter, *, name: str) -> None:
+    def __init__(self, client: BusClient, source: KeySource, interpreter: KeyInterpreter, *, name: str,
+                 companion: KeyCompanion | None = None) -> None:
         self.client = client
         self.source = source
         self.interp = interpreter
         self.name = name
+        self.companion = companion
         self.state = ""
         self.ready = asyncio.Event()
         self.record: KeyRecord | None = None  # --lsl: key events as LSL markers (docs/research.md)
 
-    def _status(self, state: str, detail: str) -> None:
+    def _status(self, state: SourceState, detail: str) -> None:
         self.state = state
         self.client.state = "lost" if state == "lost" else "ok"
-        self.client.publish(SourceStatus(source=self.name, state=state, detail=detail),  # type: ignore[arg-type]
+        self.client.publish(SourceStatus(source=self.name, state=state, detail=detail),
                             subtopic=(self.name,))
         level = logging.WARNING if state in ("lost", "error") else logging.INFO
         log.log(level, "source=%s state=%s detail=%s", self.name, state, detail)
@@ -69,12 +99,11 @@ class KeyAdapter:
             self._observe(msg)
 
     def _observe(self, msg: Message) -> None:
-        """One message from the bus (a subclass may answer it: the scanner follows layouts)."""
-        self.interp.observe(msg)
-
-    def _more_tasks(self) -> list[Coroutine[Any, Any, None]]:
-        """Coroutines to run beside the bus and the keys (the scanner's clock)."""
-        return []
+        """One message from the bus: the interpreter follows it, or the companion does in its stead."""
+        if self.companion is None:
+            self.interp.observe(msg)
+        else:
+            self._send(self.companion.observe(msg), f"bus={msg.type}")
 
     async def _follow_keys(self) -> None:
         await self.ready.wait()
@@ -84,6 +113,8 @@ class KeyAdapter:
                 self._handle(ev)
 
     def _handle(self, ev: KeyEvent | StatusEvent) -> None:
+        if self.companion is not None and self.companion.handle(ev):
+            return
         if isinstance(ev, StatusEvent):
             if ev.state == "lost":
                 self.interp.release_all()
@@ -114,7 +145,8 @@ class KeyAdapter:
         bus = asyncio.create_task(self._follow_bus(), name=f"{self.name}-bus")
         keys = asyncio.create_task(self._follow_keys(), name=f"{self.name}-keys")
         stopper = asyncio.create_task(stop.wait(), name=f"{self.name}-stop")
-        more = [asyncio.create_task(c, name=f"{self.name}-more") for c in self._more_tasks()]
+        more = [asyncio.create_task(c, name=f"{self.name}-more")
+                for c in (self.companion.tasks(self._send, self.ready) if self.companion is not None else [])]
         lost = False
         try:
             done, _ = await asyncio.wait({bus, keys, stopper, *more}, return_when=asyncio.FIRST_COMPLETED)
@@ -124,8 +156,9 @@ class KeyAdapter:
             with contextlib.suppress(Exception):
                 self._status("stopped", "adapter stopped")
         for task in done:
-            if task is not stopper and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            failure = None if task is stopper or task.cancelled() else task.exception()
+            if failure is not None:
+                raise failure
         return 1 if lost else 0
 
 
@@ -146,8 +179,8 @@ def key_names(backend: str) -> KeyNames:
 
 async def serve_source(config: Config, name: str, source: KeySource, interpreter: KeyInterpreter,
                        stop: asyncio.Event, *, drain_s: float = 0.0,
-                       adapter: type[KeyAdapter] = KeyAdapter, lsl: bool = False) -> int:
-    """Open ``source``, run an ``adapter`` (:class:`KeyAdapter`, or the scanning one) for it on the bus
+                       companion: KeyCompanion | None = None, lsl: bool = False) -> int:
+    """Open ``source``, run a :class:`KeyAdapter` (with ``companion``: the scanner) for it on the bus
     as ``name`` until ``stop``, close it.
 
     ``drain_s``: wait this long before closing, so the last messages leave (closing drops
@@ -158,8 +191,8 @@ async def serve_source(config: Config, name: str, source: KeySource, interpreter
     if hasattr(source, "open"):
         await source.open()  # fail now, with what to do (no X display, no such device)
     try:
-        client = BusClient.from_config(name, config.bus, role="input", subscribe=list(adapter.subscribe))
-        running = adapter(client, source, interpreter, name=name)
+        client = BusClient.from_config(name, config.bus, role="input", subscribe=subscriptions(companion))
+        running = KeyAdapter(client, source, interpreter, name=name, companion=companion)
         if lsl:
             from razvilka.inputs.lslrecord import KeyRecord
 

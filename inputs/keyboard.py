@@ -66,10 +66,10 @@ async def _main(config: Config, args: argparse.Namespace, stop: asyncio.Event) -
     backend = args.backend or cfg.backend
     typing = cfg.typing and not args.no_typing
     keymap = build_keymap(cfg, backend)
-    interp, adapter = with_scanning(config.scan, args.scan, make_interpreter(cfg, keymap, typing),
+    interp, scanner = with_scanning(config.scan, args.scan, make_interpreter(cfg, keymap, typing),
                                     "inputs.keyboard.keys")
     source = make_source(cfg, keymap, backend, args.device if args.device is not None else cfg.device, typing)
-    return await serve_source(config, cfg.name, source, interp, stop, adapter=adapter, lsl=bool(args.lsl))
+    return await serve_source(config, cfg.name, source, interp, stop, companion=scanner, lsl=bool(args.lsl))
 
 
 def run(config: Config, args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from razvilka.protocol.client import ForkTracker, TrackedFork
 from razvilka.protocol.errors import ErrorCode, ProtocolError
-from razvilka.protocol.messages import Body, Command, Confirm, Focus, Message, Select
+from razvilka.protocol.messages import Body, Command, CommandName, Confirm, Focus, Message, Select, SourceState
 
 #: pynput's ``Key`` names that the X11 backend reports (aliases such as ``ctrl_l`` fold
 #: into ``ctrl``: pynput reports the left modifier under the plain name).
@@ -56,6 +56,8 @@ ACTIONS: tuple[str, ...] = (
     "confirm", "phrase", "back", "more", "toggle_pause", "pause", "resume", "regenerate",
     "focus_next", "focus_prev", "mark_more", "mark_fewer", "none",
 )
+#: The actions that are commands, sent as they are (``back`` deletes a typed letter first).
+COMMAND_ACTIONS: tuple[CommandName, ...] = ("back", "more", "toggle_pause", "pause", "resume", "regenerate")
 _SELECT_RE = re.compile(r"^select:([1-9][0-9]{0,2})$")
 _PHRASE_RE = re.compile(r"^phrase:([1-9]|[1-5][0-9]|6[0-4])$")
 _VK_RE = re.compile(r"^vk_[0-9]+$")
@@ -213,7 +215,7 @@ class KeyEvent:
 class StatusEvent:
     """A source's health change, published as SourceStatus."""
 
-    state: str  # "ok" | "lost" | "recovered" | "error"
+    state: SourceState
     detail: str = ""
 
 
@@ -423,11 +425,12 @@ class KeyInterpreter:
         src = self.source
         if action == "none":
             return Reaction(action=action)
-        if action in ("back", "more", "toggle_pause", "pause", "resume", "regenerate"):
-            if action == "back" and self.typed:
+        command = next((c for c in COMMAND_ACTIONS if c == action), None)
+        if command is not None:
+            if command == "back" and self.typed:
                 self.typed = self.typed[:-1]
                 return self._send_prefix("delete")
-            return Reaction([Emit(Command(command=action, source=src), fid)], action=action)  # type: ignore[arg-type]
+            return Reaction([Emit(Command(command=command, source=src), fid)], action=action)
         if fork is None:
             return Reaction(note=f"{action}: no open fork", action=action)
         match = _SELECT_RE.match(action)

@@ -42,6 +42,7 @@ from razvilka.protocol.messages import (
     Header,
     Heartbeat,
     Message,
+    Role,
     TextUndo,
 )
 
@@ -91,7 +92,7 @@ class BusClient:
         name: str,
         endpoints: Endpoints,
         *,
-        role: str = "tool",
+        role: Role = "tool",
         subscribe: Iterable[str] = (),
         heartbeat_ms: int = 1000,
         missed_beats: int = 3,
@@ -173,7 +174,7 @@ class BusClient:
         self._tasks.clear()
         if goodbye and self.pub is not None and not self.pub.closed and self.heartbeat_ms > 0:
             try:
-                self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms, state="stopped"))  # type: ignore[arg-type]
+                self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms, state="stopped"))
             except zmq.ZMQError:
                 pass
         self._pub_sync = self._sub_sync = None  # views of the handles closed below: never reuse them
@@ -210,7 +211,7 @@ class BusClient:
                         # Announce ourselves now: the beat sent at start() was likely dropped
                         # (PUB drops what it sends before it is connected).
                         if self.heartbeat_ms > 0:
-                            self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms,  # type: ignore[arg-type]
+                            self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms,
                                                    state=self.state))
                         return True
                     self._pending.append(frames)
@@ -238,7 +239,7 @@ class BusClient:
 
     async def _beat(self) -> None:
         while True:
-            self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms, state=self.state))  # type: ignore[arg-type]
+            self.publish(Heartbeat(role=self.role, interval_ms=self.heartbeat_ms, state=self.state))
             self._check_peers()
             await asyncio.sleep(self.heartbeat_ms / 1000)
 

@@ -34,11 +34,12 @@ import pylsl
 import pytest
 import zmq
 import zmq.asyncio
+from bus_helpers import B, MessageOf, body_of, message_of
 from daemon_fixtures import daemon_config
 
 from razvilka.protocol.client import BusClient, ForkTracker
 from razvilka.protocol.clock import now_s, unix_to_bus_offset_s
-from razvilka.protocol.messages import Box, Command, Layout, Message, Stimulus
+from razvilka.protocol.messages import Box, Command, ForkDecided, Layout, Message, Role, Stimulus
 
 pytestmark = pytest.mark.model
 
@@ -138,8 +139,9 @@ class Recorded:
     flashed: list[tuple[str, int, float]] = field(default_factory=list)  # fork, candidate index, onset (bus s)
     forks: list[str] = field(default_factory=list)  # the forks the session opened, in order (while recording)
 
-    def of(self, type_: str) -> list[Message]:
-        return [m for m in self.seen if m.type == type_]
+    def of(self, cls: type[B]) -> list[MessageOf[B]]:
+        """The messages seen whose body is a ``cls``, typed so."""
+        return [message_of(m, cls) for m in self.seen if m.type == cls.TYPE]
 
 
 async def _pull_until(inlet: pylsl.StreamInlet, done: Any, timeout: float, out: list[Any] | None = None) -> None:
@@ -200,9 +202,10 @@ async def _session(engine: Any, work: Path) -> Recorded:
     try:
         await daemon.start()
         assert daemon.bus is not None
+        endpoints = daemon.bus.endpoints
 
-        async def client(name: str, subscribe: list[str], role: str = "tool") -> BusClient:
-            c = BusClient(name, daemon.bus.endpoints, subscribe=subscribe, role=role, heartbeat_ms=200)  # type: ignore[union-attr]
+        async def client(name: str, subscribe: list[str], role: Role = "tool") -> BusClient:
+            c = BusClient(name, endpoints, subscribe=subscribe, role=role, heartbeat_ms=200)
             clients.append(c)
             await c.start()
             assert await c.wait_connected(5.0)
@@ -277,11 +280,10 @@ async def _session(engine: Any, work: Path) -> Recorded:
             slot += 1
 
         # ---- everything sent has reached LSL: the last decision in the session stream, the EEG past the last flash
-        last = tracker.last_decided
-        assert last is not None
+        assert tracker.last_decided is not None
+        last_id = body_of(tracker.last_decided, ForkDecided).decision_id
         got: list[Any] = []
-        await _pull_until(session_in, lambda s, t: json.loads(s[0]).get("decision_id") == last.body.decision_id,  # type: ignore[union-attr]
-                          15.0, got)
+        await _pull_until(session_in, lambda s, t: json.loads(s[0]).get("decision_id") == last_id, 15.0, got)
         last_onset = rec.flashed[-1][2]
         await _pull_until(eeg_in, lambda s, t: t > last_onset + 1.0, 30.0)
         # LabRecorder pulls its inlets every 500 ms and writes only when stopped: nothing to watch,
@@ -340,15 +342,14 @@ def test_labrecorder_writes_the_whole_session_into_one_xdf(recorded: Recorded) -
     markers = [json.loads(s[0]) for s in session["time_series"]]
     stamps = np.asarray(session["time_stamps"])
     # every fork, decision, command and stimulus the session made is there, once
-    decided = recorded.of("fork.decided")
+    decided = recorded.of(ForkDecided)
     assert len(decided) == DECISIONS and len(recorded.forks) >= DECISIONS + 1  # a fork reopens after back
     opened = [m["fork_id"] for m in markers if m["type"] == "fork.open"]
     assert opened[: len(recorded.forks)] == recorded.forks  # then at most the fork opened after the last decision
     assert len(opened) <= len(recorded.forks) + 1
     fork_of = {m["fork_id"]: m for m in markers if m["type"] == "fork.open"}
     assert all(len(fork_of[f]["candidates"]) == K and fork_of[f]["candidates"][0]["word"] for f in recorded.forks)
-    assert [m["decision_id"] for m in markers if m["type"] == "fork.decided"] == [
-        d.body.decision_id for d in decided]  # type: ignore[union-attr]
+    assert [m["decision_id"] for m in markers if m["type"] == "fork.decided"] == [d.body.decision_id for d in decided]
     commands = [m["command"] for m in markers if m["type"] == "input.command"]
     assert commands in (["more", "back"], ["back"])  # "more" went out as LabRecorder's inlets were opening
     assert [m["source"] for m in markers if m["type"] == "input.command"][-1] == "keys"
@@ -370,7 +371,7 @@ def test_labrecorder_writes_the_whole_session_into_one_xdf(recorded: Recorded) -
         assert all(t >= t_open for _, t in focus) and any(t <= t_dec for _, t in focus)
         assert any(m["index"] == fork_of[fid]["candidates"][2]["index"] for m, _ in focus)  # the glance first
         assert any(m["source"] == f"gaze-{recorded.tag}" and m["kind"] == "gaze" for m, _ in focus)
-        assert d.body.rule == "dwell"  # type: ignore[union-attr]
+        assert d.body.rule == "dwell"
     # EEG and gaze are there, on the same clock
     eeg = streams[names["eeg"]]
     assert eeg["time_series"].shape[1] == len(CHANNELS) and float(eeg["info"]["nominal_srate"][0]) == RATE
@@ -409,13 +410,13 @@ def test_analyse_writes_the_report_from_the_recorded_xdf(recorded: Recorded, tmp
     assert int(cell("decisions")) == DECISIONS
     assert int(cell("undone")) == 1
     assert float(cell("accuracy")) == pytest.approx((DECISIONS - 1) / DECISIONS, abs=1e-3)
-    per_fork = [sum(f == d.header.fork_id for f, _, _ in recorded.flashed) for d in recorded.of("fork.decided")]
+    per_fork = [sum(f == d.header.fork_id for f, _, _ in recorded.flashed) for d in recorded.of(ForkDecided)]
     with_flashes = [n for n in per_fork if n]
     assert float(cell("flashes_per_selection")) == pytest.approx(np.mean(with_flashes), abs=0.05)
     assert float(cell("itr_bits_per_min")) > 0 and float(cell("words_per_min")) > 0
     # the EEG: a P300 after every flash of the chosen word, so the classifier tells them apart
-    targets = sum(f == d.header.fork_id and i == d.body.index  # type: ignore[union-attr]
-                  for d in recorded.of("fork.decided") for f, i, _ in recorded.flashed)
+    targets = sum(f == d.header.fork_id and i == d.body.index
+                  for d in recorded.of(ForkDecided) for f, i, _ in recorded.flashed)
     assert int(cell("n_target")) == targets and targets >= 3
     assert int(cell("n_target")) + int(cell("n_nontarget")) == len(recorded.flashed)
     assert float(cell("auc")) > 0.8

@@ -7,7 +7,7 @@ import pytest
 from daemon_fixtures import RunningDaemon, next_of
 
 from razvilka.protocol.errors import ErrorCode
-from razvilka.protocol.messages import Confirm, DaemonError, DaemonStatus, Focus, Select
+from razvilka.protocol.messages import Confirm, DaemonError, DaemonStatus, Focus, ForkDecided, Select
 
 pytestmark = pytest.mark.model
 
@@ -43,6 +43,6 @@ async def test_focus_while_paused_is_counted_quietly_other_inputs_are_refused(da
     await next_of(bus, "daemon.status", where=lambda m: isinstance(m.body, DaemonStatus) and m.body.state != "paused")
     bus.publish(Focus(index=1, source="gaze", kind="gaze"), fork_id=fid)
     bus.publish(Select(index=1, source="pedal", kind="switch"), fork_id=fid)
-    done = await next_of(bus, "fork.decided", 20, where=lambda m: m.header.fork_id == fid)
-    assert done.body.index == 1  # type: ignore[union-attr]
+    done = await next_of(bus, ForkDecided, 20, where=lambda m: m.header.fork_id == fid)
+    assert done.body.index == 1
     assert daemon.daemon.paused_focus == 50

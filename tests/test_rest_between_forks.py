@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from bus_helpers import body_of
 from test_gaze_targets import Loop, browser, open_page  # noqa: F401 - the fixtures
 from test_gaze_targets import loop as loop  # the fixture this test takes (re-exported: not unused)
 
@@ -54,5 +55,6 @@ async def test_paused_between_forks_a_dwell_on_resume_resumes(loop: Loop) -> Non
     nxt, _ = await loop.fork(mark, what="the fork after resuming")
     assert nxt != fork_id
     mark = await loop.dwell(nxt, 1, since=len(loop.log))
-    dec = await loop.wait(lambda m: isinstance(m.body, ForkDecided) and m.header.fork_id == nxt, "a decision", mark)
-    assert dec.body.index == 1 and dec.body.sources == ["gaze"]  # type: ignore[union-attr]
+    dec = body_of(await loop.wait(lambda m: isinstance(m.body, ForkDecided) and m.header.fork_id == nxt, "a decision",
+                                  mark), ForkDecided)
+    assert dec.index == 1 and dec.sources == ["gaze"]

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 import test_web
+from bus_helpers import body_of, message_of
 from playwright.async_api import Browser, Page, expect
 from test_web import LOOKS, PROMPT, ROOT, TEXT, WORDS, OpenPage, Rig, changed_pixels, next_msg
 
 from razvilka.protocol.errors import ProtocolError
 from razvilka.protocol.messages import (
     Candidate,
+    Command,
     DaemonStatus,
     Focus,
     ForkLookahead,
@@ -26,6 +28,7 @@ from razvilka.protocol.messages import (
     Layout,
     Letter,
     Lookahead,
+    Select,
 )
 from razvilka.protocol.targets import ALL_COMMANDS, ALPHABETS, parse_target
 from razvilka.renderers.screen import COMMANDS as SCREEN_COMMANDS
@@ -171,37 +174,36 @@ async def test_clicking_keys_selects_them_and_commands_are_commands(rig: Rig, op
     await expect(page.locator("#likely .key")).to_have_count(LIKELY_LETTERS)
     await expect(page.locator("#edit .key")).to_have_count(3)
     await page.locator('#likely [data-target="key:e"]').click()
-    sel = await next_msg(rig.daemon, "input.select")
-    assert (sel.body.target, sel.body.index, sel.body.kind, sel.header.fork_id) == ("key:e", None, "pointer", "f1")  # type: ignore[union-attr]
+    sel = message_of(await next_msg(rig.daemon, "input.select"), Select)
+    assert (sel.body.target, sel.body.index, sel.body.kind, sel.header.fork_id) == ("key:e", None, "pointer", "f1")
     await page.locator('#alpha [data-target="key:z"]').click()
-    sel = await next_msg(rig.daemon, "input.select")
-    assert sel.body.target == "key:z"  # type: ignore[union-attr]
+    assert body_of(await next_msg(rig.daemon, "input.select"), Select).target == "key:z"
     await expect(page.locator('#edit [data-target="key:delete"]')).to_be_disabled()  # nothing typed
     open_fork(rig, "f2", prefix="z")
     await page.locator('#edit [data-target="key:delete"]').click()
-    sel = await next_msg(rig.daemon, "input.select")
-    assert (sel.body.target, sel.header.fork_id) == ("key:delete", "f2")  # type: ignore[union-attr]
+    sel = message_of(await next_msg(rig.daemon, "input.select"), Select)
+    assert (sel.body.target, sel.header.fork_id) == ("key:delete", "f2")
     for name in ("more", "pause", "new"):
         await page.locator(f"#{name}").click()
-        cmd = await next_msg(rig.daemon, "input.command")
-        assert cmd.body.command == name and cmd.body.source == "web"  # type: ignore[union-attr]
+        cmd = body_of(await next_msg(rig.daemon, "input.command"), Command)
+        assert cmd.command == name and cmd.source == "web"
     # a page's event naming a bad target, or a candidate outside the fork, is refused by the bridge
-    def sel(**body: Any) -> dict[str, Any]:
+    def select_event(**body: Any) -> dict[str, Any]:
         return {"type": "input.select", "fork_id": "f2", "body": body}
 
     bad_layout = {"type": "render.layout", "fork_id": "f2", "body": {
         "boxes": [], "screen_w": 9, "screen_h": 9, "targets": [{"target": "cmd:fly", "x": 0, "y": 0, "w": 1, "h": 1}]}}
-    for event, name, says in ((sel(target="key:Q"), "BAD_VALUE", "key:Q"),
-                              (sel(target="word:7:1"), "OUT_OF_RANGE", "word:7:1"),
-                              (sel(target="cmd:back", index=0), "BAD_VALUE", "both"),
+    for event, name, says in ((select_event(target="key:Q"), "BAD_VALUE", "key:Q"),
+                              (select_event(target="word:7:1"), "OUT_OF_RANGE", "word:7:1"),
+                              (select_event(target="cmd:back", index=0), "BAD_VALUE", "both"),
                               (bad_layout, "BAD_VALUE", "cmd:fly")):
         reply = await page.evaluate("(ev) => razvilka.request(ev)", event)
         assert reply["type"] == "error" and reply["name"] == name and says in reply["message"], (event, reply)
     # the keyboard: Enter on a focused key is a select of kind "key"
     await page.locator('#alpha [data-target="key:q"]').focus()
     await page.keyboard.press("Enter")
-    sel = await next_msg(rig.daemon, "input.select")
-    assert (sel.body.target, sel.body.kind) == ("key:q", "key")  # type: ignore[union-attr]
+    key = body_of(await next_msg(rig.daemon, "input.select"), Select)
+    assert (key.target, key.kind) == ("key:q", "key")
 
 
 # ---------------------------------------------------------------------- dwell progress, scan highlights
@@ -260,8 +262,7 @@ async def test_paused_shows_rest_overlay_whose_resume_is_the_only_target(rig: Ri
     await expect(page.locator("#ring")).to_be_visible()
     await expect(page.locator("#pause")).to_have_text("▶ Resume")
     await page.locator("#resume").click()
-    cmd = await next_msg(rig.daemon, "input.command")
-    assert cmd.body.command == "resume"  # type: ignore[union-attr]
+    assert body_of(await next_msg(rig.daemon, "input.command"), Command).command == "resume"
     rig.daemon.publish(DaemonStatus(state="waiting"))
     await expect(rest).to_be_hidden()
     await expect(page.locator("#pause")).to_have_text("❚❚ Pause")

@@ -120,22 +120,25 @@ def _no_events(path: Path | str, where: str, other: Counter, targets: Sequence[f
 
 
 # ---------------------------------------------------------------------------- text input
-def _open_text(path: Path) -> IO[str]:
-    """Open a text file, transparently decompressing .gz, .xz and .bz2 (recordings are stored compressed)."""
+def _open_bytes(path: Path) -> gzip.GzipFile | lzma.LZMAFile | bz2.BZ2File | io.BufferedReader:
+    """Open a file to read, transparently decompressing .gz, .xz and .bz2 (recordings are stored compressed)."""
     suffix = path.suffix.lower()
     if suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8-sig", newline="")
+        return gzip.open(path)
     if suffix == ".xz":
-        return io.TextIOWrapper(lzma.open(path), encoding="utf-8-sig", newline="")
+        return lzma.open(path)
     if suffix == ".bz2":
-        return io.TextIOWrapper(bz2.open(path), encoding="utf-8-sig", newline="")
-    return path.open(encoding="utf-8-sig", newline="")
+        return bz2.open(path)
+    return path.open("rb")
+
+
+def _open_text(path: Path) -> IO[str]:
+    """Open a (perhaps compressed) text file."""
+    return io.TextIOWrapper(_open_bytes(path), encoding="utf-8-sig", newline="")
 
 
 def _head(path: Path) -> bytes:
-    suffix = path.suffix.lower()
-    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(suffix)
-    with (opener(path) if opener else path.open("rb")) as fh:  # type: ignore[operator]
+    with _open_bytes(path) as fh:
         return bytes(fh.read(4096))
 
 

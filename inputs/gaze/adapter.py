@@ -38,6 +38,7 @@ from razvilka.protocol.messages import (
     Focus,
     Layout,
     Message,
+    SourceState,
     SourceStatus,
 )
 from razvilka.runtime import stop_event
@@ -82,7 +83,7 @@ class GazeAdapter:
         self.rests = 0       # pauses asked for by looking away
 
     # ------------------------------------------------------------------ status
-    def status(self, state: str, detail: str = "") -> None:
+    def status(self, state: SourceState, detail: str = "") -> None:
         """Publish SourceStatus when the state or its reason changes (no repeats while retrying)."""
         if (state, detail) == (self.state, self.last_detail):
             return
@@ -90,10 +91,10 @@ class GazeAdapter:
         self.client.state = "ok" if state in ("ok", "recovered") else state
         level = logging.INFO if state in ("ok", "recovered", "stopped") else logging.WARNING
         log.log(level, "gaze %s: %s", state, detail)
-        self.client.publish(SourceStatus(source=self.cfg.name, state=state, detail=detail),  # type: ignore[arg-type]
+        self.client.publish(SourceStatus(source=self.cfg.name, state=state, detail=detail),
                             subtopic=(self.cfg.name,))
 
-    def problem(self, exc: ProtocolError, state: str = "error") -> None:
+    def problem(self, exc: ProtocolError, state: SourceState = "error") -> None:
         self.errors.append(exc)
         del self.errors[:-50]
         self.status(state, str(exc))
@@ -104,6 +105,7 @@ class GazeAdapter:
         if fork_id is None:
             return
         name = self.cfg.name
+        body: Focus | Confirm
         for e in events:
             if isinstance(e, FocusEvent):
                 body = Focus(index=e.index, source=name, confidence=round(e.confidence, 4),
@@ -115,7 +117,7 @@ class GazeAdapter:
                 # candidate) by its "dwell" rule; with one (confirm_index) it decides that candidate,
                 # also by "dwell" (an index with no posterior is a decision, not EEG evidence).
                 # Any other target is always named: a paused daemon takes only a confirm of cmd:resume.
-                body = Confirm(source=name, confidence=round(e.confidence, 4),  # type: ignore[assignment]
+                body = Confirm(source=name, confidence=round(e.confidence, 4),
                                index=e.index if self.cfg.confirm_index else None, kind="gaze", target=e.target)
             elif isinstance(e, RestEvent):
                 if self.paused:
@@ -273,8 +275,9 @@ class GazeAdapter:
         try:
             done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
-                if task in done and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]  # a bug: fail loudly, after cleaning up
+                failure = task.exception() if task in done else None
+                if failure is not None:
+                    raise failure  # a bug: fail loudly, after cleaning up
         finally:
             stop.set()
             await cancel_and_wait((*tasks, waiter))

@@ -35,8 +35,20 @@ from razvilka.inputs.gaze.hittest import Key
 MAX_STEP_S = 0.05
 
 
+class _OnKey:
+    """A focus or confirm names a candidate (``index``) or another target (``target``); ``key`` is that one,
+    as the hit test names it."""
+
+    index: int | None
+    target: str | None
+
+    @property
+    def key(self) -> Key | None:
+        return self.index if self.target is None else self.target
+
+
 @dataclass(frozen=True)
-class FocusEvent:
+class FocusEvent(_OnKey):
     """Focus on a candidate (``index``) or another target (``target``); both None = on none.
     ``dwell`` is progress 0..1 or None."""
 
@@ -48,23 +60,15 @@ class FocusEvent:
     confidence: float = 1.0
     target: str | None = None  # protocol 1.4: a target that is not a candidate (then index is None)
 
-    @property
-    def key(self) -> Key | None:
-        return self.index if self.target is None else self.target
-
 
 @dataclass(frozen=True)
-class ConfirmEvent:
+class ConfirmEvent(_OnKey):
     """A dwell confirmed candidate ``index``, or (``index`` None) the target ``target``."""
 
     t: float
     index: int | None
     confidence: float = 1.0
     target: str | None = None
-
-    @property
-    def key(self) -> Key | None:
-        return self.index if self.target is None else self.target
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,11 @@ from razvilka.protocol.messages import (
     ConfigUpdate,
     Confirm,
     Focus,
+    Header,
     Layout,
     Message,
     Select,
+    SourceState,
     SourceStatus,
     Stimulus,
 )
@@ -113,6 +115,16 @@ class Wire(msgspec.Struct):
 
 _event_decoder = msgspec.json.Decoder(PageEvent)
 _json = msgspec.json.Encoder()
+
+
+def decode_event(text: str) -> PageEvent:
+    """A page's text frame as an event, or a ProtocolError saying what is wrong with it."""
+    try:
+        return _event_decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        raise validation_error("event", exc) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.MALFORMED, f"not a JSON event: {exc}") from None
 
 
 def to_json(msg: Message) -> str:
@@ -302,12 +314,19 @@ class WebBridge:
             return True
         return urlsplit(origin).netloc.lower() == request.host.lower()
 
-    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+    async def _accept(self, request: web.Request, what: str) -> web.WebSocketResponse | None:
+        """The opened WebSocket of a page from this origin; None (logged) for a page from another one."""
         if not self._origin_ok(request):
-            log.warning("web: refused a WebSocket from Origin %r", request.headers.get("Origin"))
-            return web.Response(status=403, text="cross-origin WebSocket refused\n")
+            log.warning("web: refused %s from Origin %r", what, request.headers.get("Origin"))
+            return None
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, heartbeat=20.0)
         await ws.prepare(request)
+        return ws
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = await self._accept(request, "a WebSocket")
+        if ws is None:
+            return web.Response(status=403, text="cross-origin WebSocket refused\n")
         page = Page(ws, self.config.page_queue, str(request.remote))
         # Hello and snapshot are queued before the page joins the broadcast set, with no await
         # in between: nothing the bus says meanwhile can be lost or arrive before the snapshot.
@@ -340,11 +359,9 @@ class WebBridge:
 
     async def _partner_websocket(self, request: web.Request) -> web.StreamResponse:
         """The partner's socket: the text (retained, then live) out; turns in, nothing else."""
-        if not self._origin_ok(request):
-            log.warning("web: refused a partner WebSocket from Origin %r", request.headers.get("Origin"))
+        ws = await self._accept(request, "a partner WebSocket")
+        if ws is None:
             return web.Response(status=403, text="cross-origin WebSocket refused\n")
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, heartbeat=20.0)
-        await ws.prepare(request)
         page = Page(ws, self.config.page_queue, str(request.remote), partner=True)
         page.queue.put_nowait(_json.encode({"type": "hello", "config": {"theme": self.config.theme},
                                             "bus_ns": now_ns()}).decode())
@@ -370,12 +387,7 @@ class WebBridge:
         """One frame from the partner page: ``{"type": "partner", "text", "ref"}`` -> ``input.command partner``."""
         ref: str | int | None = None
         try:
-            try:
-                event = _event_decoder.decode(text)
-            except msgspec.ValidationError as exc:
-                raise validation_error("event", exc) from None
-            except (msgspec.DecodeError, RecursionError) as exc:
-                raise ProtocolError(ErrorCode.MALFORMED, f"not a JSON event: {exc}") from None
+            event = decode_event(text)
             ref = event.ref
             if event.type != "partner":
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE,
@@ -390,14 +402,9 @@ class WebBridge:
             header = self.client.publish(Command(command="partner", source=PARTNER_SOURCE, text=turn),
                                          subtopic=(self.name, PARTNER_SOURCE))
         except ProtocolError as exc:
-            page.rejected += 1
-            self.rejected += 1
-            log.warning("web: refused a partner turn from %s: %s", page.peer, exc)
-            self._reply_error(page, exc, ref)
+            self._refuse(page, exc, ref, "a partner turn")
             return
-        page.published += 1
-        self.published += 1
-        self._send(page, {"type": "ack", "ref": ref, "id": header.id, "event": "partner", "ts_ns": header.ts_ns})
+        self._ack(page, ref, header, "partner")
 
     async def _write(self, page: Page) -> None:
         try:
@@ -417,9 +424,9 @@ class WebBridge:
         elif self.had_page:
             self._status("lost", "no page connected")
 
-    def _status(self, state: str, detail: str) -> None:
+    def _status(self, state: SourceState, detail: str) -> None:
         try:
-            self.client.publish(SourceStatus(source=self.name, state=state, detail=detail), subtopic=(self.name,))  # type: ignore[arg-type]
+            self.client.publish(SourceStatus(source=self.name, state=state, detail=detail), subtopic=(self.name,))
         except Exception as exc:  # the bus going away must not take the pages down
             log.warning("web: could not publish status: %s", exc)
 
@@ -428,12 +435,7 @@ class WebBridge:
         """One text frame from a page: answer a ping, or validate and publish an event."""
         ref: str | int | None = None
         try:
-            try:
-                event = _event_decoder.decode(text)
-            except msgspec.ValidationError as exc:
-                raise validation_error("event", exc) from None
-            except (msgspec.DecodeError, RecursionError) as exc:
-                raise ProtocolError(ErrorCode.MALFORMED, f"not a JSON event: {exc}") from None
+            event = decode_event(text)
             ref = event.ref
             if event.type == "ping":
                 self._send(page, {"type": "pong", "id": event.id, "t0": event.t0, "bus_rx_ns": rx_ns})
@@ -441,16 +443,25 @@ class WebBridge:
             body, fork_id = self.validate(event)
             header = self.client.publish(body, fork_id=fork_id, subtopic=(self.name,))
         except ProtocolError as exc:
-            page.rejected += 1
-            self.rejected += 1
             # A stale fork is the normal race of a page event with a decision; the rest is worth a warning.
-            level = logging.INFO if exc.code == ErrorCode.STALE_FORK else logging.WARNING
-            log.log(level, "web: refused an event from %s: %s", page.peer, exc)
-            self._reply_error(page, exc, ref)
+            stale = exc.code == ErrorCode.STALE_FORK
+            self._refuse(page, exc, ref, "an event", logging.INFO if stale else logging.WARNING)
             return
+        self._ack(page, ref, header, event.type)
+
+    def _refuse(self, page: Page, exc: ProtocolError, ref: str | int | None, what: str,
+                level: int = logging.WARNING) -> None:
+        """Count, log and answer a page's frame that was not published."""
+        page.rejected += 1
+        self.rejected += 1
+        log.log(level, "web: refused %s from %s: %s", what, page.peer, exc)
+        self._reply_error(page, exc, ref)
+
+    def _ack(self, page: Page, ref: str | int | None, header: Header, event: str) -> None:
+        """Count and answer a page's frame that went out on the bus as ``header``."""
         page.published += 1
         self.published += 1
-        self._send(page, {"type": "ack", "ref": ref, "id": header.id, "event": event.type, "ts_ns": header.ts_ns})
+        self._send(page, {"type": "ack", "ref": ref, "id": header.id, "event": event, "ts_ns": header.ts_ns})
 
     def validate(self, event: PageEvent) -> tuple[Body, str | None]:
         """The typed body for a page event, or a ProtocolError saying what is wrong with it."""
