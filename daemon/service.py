@@ -66,6 +66,7 @@ from razvilka.protocol.messages import (
     ConfigState,
     ConfigUpdate,
     Confirm,
+    DaemonState,
     DaemonStatus,
     Focus,
     ForkDecided,
@@ -79,6 +80,7 @@ from razvilka.protocol.messages import (
     TextAuto,
     TextState,
     TextUndo,
+    command_name,
 )
 from razvilka.protocol.messages import (
     DaemonError as DaemonErrorMsg,
@@ -205,7 +207,7 @@ class Daemon:
         self.unpaused = asyncio.Event()
         self.unpaused.set()
         self.pause_detail = ""     # "rest": paused because the person looked away (daemon.status detail)
-        self.state = "loading"
+        self.state: DaemonState = "loading"
         self.last_fork_ms: float | None = None
         self.focus_index: int | None = None
         self.pregen_hits = 0
@@ -360,14 +362,14 @@ class Daemon:
             parts.append(f"paused focus dropped: {self.paused_focus}")
         return "; ".join(parts)
 
-    def _status(self, state: str | None = None, **kw: Any) -> None:
+    def _status(self, state: DaemonState | None = None, **kw: Any) -> None:
         if state is not None:
             self.state = state
         if self.client is None or self.client.pub is None:
             return
         sources = dict(self.client.alive())
         self._publish(DaemonStatus(
-            state=self.state,  # type: ignore[arg-type]
+            state=self.state,
             model=getattr(self.engine, "model_name", "") or "",
             mode=f"{self.config.gating.mode}/{self.config.daemon.input_cost}",
             k=self.config.gating.k,
@@ -833,7 +835,10 @@ class Daemon:
             self._run_target(target, source, msg)  # the fork stays open (a phrase written into the text ends it)
             return
         if target is not None and target.kind == "cmd":
-            self._command(Command(command=target.value, source=source), msg,  # type: ignore[arg-type]
+            name = command_name(target.value)
+            if name is None:
+                raise DaemonRefusal(ErrorCode.BAD_COMMAND, f"target {target.value!r} names no command")
+            self._command(Command(command=name, source=source), msg,
                           rest=target.value == "pause" and self._gaze_source(msg))
             return
         if target is not None and target.kind == "key":
@@ -1160,6 +1165,14 @@ class Daemon:
         await self._commit(text)
         self._publish_text()
 
+    def _undo_last(self) -> Entry:
+        """Take back the newest live entry; ``_back`` calls it only while the store has one."""
+        assert self.doc is not None
+        entry = self.store.undo_last(self.doc.id)
+        if entry is None:
+            raise DaemonRefusal(ErrorCode.BAD_COMMAND, "back: nothing to undo")
+        return entry
+
     async def _back(self) -> None:
         """Undo the model's trailing auto-text if any, else the last human decision; then fork there."""
         assert self.engine is not None and self.doc is not None
@@ -1169,10 +1182,10 @@ class Daemon:
         undone: list[Entry] = []
         if entries[-1].kind == "model":
             while entries and entries[-1].kind == "model":
-                undone.append(self.store.undo_last(self.doc.id))  # type: ignore[arg-type]
+                undone.append(self._undo_last())
                 entries.pop()
         else:
-            undone.append(self.store.undo_last(self.doc.id))  # type: ignore[arg-type]
+            undone.append(self._undo_last())
             entries.pop()
         del self.marks[len(entries):]
         await self._eng(self.engine.rewind, self.marks[-1] if self.marks else self.prompt_mark)

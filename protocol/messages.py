@@ -270,11 +270,14 @@ class ConfigState(Body):
 
 
 # ---------------------------------------------------------------- daemon: itself
+DaemonState = Literal["loading", "ready", "generating", "waiting", "paused", "error", "stopping", "stopped"]
+
+
 class DaemonStatus(Body):
     """The daemon's state, model and input sources; retained for late joiners."""
 
     TYPE: ClassVar[str] = "daemon.status"
-    state: Literal["loading", "ready", "generating", "waiting", "paused", "error", "stopping", "stopped"]
+    state: DaemonState
     model: str = ""
     mode: str = ""
     k: NonNeg = 0

@@ -33,6 +33,7 @@ from razvilka.protocol.messages import (
     ForkOpen,
     Lookahead,
     Message,
+    Select,
     Span,
     TextState,
 )
@@ -95,7 +96,8 @@ class Rig:
         self.bridge = WebBridge(WebConfig(**config), self.web)
         return await self.bridge.start()
 
-    def open_fork(self, fork_id: str, words: list[tuple[str, float]] = WORDS, looks: dict[int, list[str]] = LOOKS) -> None:
+    def open_fork(self, fork_id: str, words: list[tuple[str, float]] = WORDS,
+                  looks: dict[int, list[str]] = LOOKS) -> None:
         cands = [Candidate(index=i, word=w, prob=p) for i, (w, p) in enumerate(words)]
         self.daemon.publish(ForkOpen(candidates=cands, context=PROMPT, reason="uncertain"), fork_id=fork_id)
         entries = [Lookahead(index=i, phrases=ph) for i, ph in looks.items() if i < len(words)]
@@ -121,7 +123,8 @@ async def rig(ipc_clients: Any) -> AsyncIterator[Rig]:
     await r.close()
 
 
-async def next_msg(client: BusClient, type_: str, where: Callable[[Message], bool] | None = None, timeout: float = 10.0) -> Message:
+async def next_msg(client: BusClient, type_: str, where: Callable[[Message], bool] | None = None,
+                   timeout: float = 10.0) -> Message:
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         msg = await client.recv(left)
@@ -178,7 +181,8 @@ async def page_rects(page: Page) -> dict[int, dict[str, float]]:
 
 
 # ---------------------------------------------------------------------- the cloud, hover, click, decide
-async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, browser: Browser, open_page: OpenPage) -> None:
+async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, browser: Browser,
+                                                                   open_page: OpenPage) -> None:
     # The fork is open before the bridge starts: the bridge seeds itself from the bus snapshot.
     rig.daemon.publish(DaemonStatus(state="waiting", model="gemma-3-270m", mode="entropy", k=5, last_fork_ms=84.0))
     rig.text(TEXT)
@@ -197,7 +201,8 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
     await expect(page.locator("#text .origin-human")).to_have_text(["thank", "tulips"])
     await expect(page.locator("#text .origin-model")).to_have_text(["you for the", "."])
     sizes = await page.evaluate(
-        "() => Object.fromEntries([...document.querySelectorAll('#cloud .cand')].map(b => [b.dataset.index, parseFloat(b.style.fontSize)]))"
+        "() => Object.fromEntries([...document.querySelectorAll('#cloud .cand')]"
+        ".map(b => [b.dataset.index, parseFloat(b.style.fontSize)]))"
     )
     by_prob = [sizes[str(i)] for i in range(len(WORDS))]  # WORDS is sorted by probability
     assert by_prob == sorted(by_prob, reverse=True) and by_prob[0] > by_prob[-1], by_prob
@@ -254,8 +259,9 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
     await page.keyboard.press("ArrowDown")
     await page.keyboard.press("ArrowRight")
     await expect(la.nth(1)).to_be_focused()
-    rig.daemon.publish(ForkLookahead(entries=[Lookahead(index=0, phrases=["whole flat smells of them today"], long=True)]),
-                       fork_id="f2")  # a redraw while the person is in it keeps their place
+    long = Lookahead(index=0, phrases=["whole flat smells of them today"], long=True)
+    # a redraw while the person is in it keeps their place
+    rig.daemon.publish(ForkLookahead(entries=[long]), fork_id="f2")
     await expect(page.locator("#peek-long")).to_contain_text("today")
     await expect(la.nth(1)).to_be_focused()
     await page.keyboard.press("Enter")
@@ -391,7 +397,7 @@ async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on
     gaps_ms = [(b - a) / 1e6 for a, b in zip(onsets, onsets[1:])]
     assert min(gaps_ms) > on_ms * 0.8, gaps_ms
     assert statistics.median(gaps_ms) == pytest.approx(on_ms + off_ms, abs=40), gaps_ms
-    assert statistics.mean(gaps_ms) == pytest.approx(on_ms + off_ms, abs=35), gaps_ms  # (a stalled frame lengthens one gap)
+    assert statistics.mean(gaps_ms) == pytest.approx(on_ms + off_ms, abs=35), gaps_ms  # a stalled frame: one long gap
     clock = await page.evaluate("() => ({offset: razvilka.clock.offsetMs, rtt: razvilka.clock.rttMs})")
     assert clock["rtt"] < 50, clock
     # The page's idea of "now" on the bus clock falls between two bus-clock readings around it.
@@ -400,7 +406,8 @@ async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on
     after = now_ns()
     slack = (clock["rtt"] / 2 + 1) * 1e6  # the offset is known to within half the best round trip
     assert before - slack <= page_now <= after + slack, ((page_now - before) / 1e6, (after - before) / 1e6, clock)
-    print(f"\nP300: {len(gaps_ms) + 1} flashes, inter-onset median {statistics.median(gaps_ms):.1f} ms, mean {statistics.mean(gaps_ms):.1f} ms "
+    print(f"\nP300: {len(gaps_ms) + 1} flashes, inter-onset median {statistics.median(gaps_ms):.1f} ms, "
+          f"mean {statistics.mean(gaps_ms):.1f} ms "
           f"(min {min(gaps_ms):.1f}, max {max(gaps_ms):.1f}), clock RTT {clock['rtt']:.2f} ms, orders {len(orders)}")
 
 
@@ -432,7 +439,8 @@ async def test_forged_and_malformed_events_get_errors_and_publish_nothing(rig: R
         "BAD_VALUE": {"type": "input.command", "body": {"command": "self-destruct"}},
         "BAD_LAYOUT": {"type": "render.layout", "fork_id": "f1", "body": {
             "boxes": [{"index": 0, "x": 0, "y": 0, "w": 9, "h": 9}] * 2, "screen_w": 100, "screen_h": 100}},
-        "UNKNOWN_TYPE": {"type": "fork.decided", "fork_id": "f1", "body": {"index": 0, "words": ["They"], "sources": []}},
+        "UNKNOWN_TYPE": {"type": "fork.decided", "fork_id": "f1",
+                         "body": {"index": 0, "words": ["They"], "sources": []}},
     }
     for name, event in cases.items():
         reply = await ask(event)
@@ -440,7 +448,8 @@ async def test_forged_and_malformed_events_get_errors_and_publish_nothing(rig: R
     raw = await page.evaluate(
         """() => new Promise(resolve => {
              const ws = new WebSocket(`ws://${location.host}/ws`);
-             ws.onmessage = (e) => { const m = JSON.parse(e.data); if (m.type === 'error') { resolve(m); ws.close(); } };
+             ws.onmessage = (e) => {
+               const m = JSON.parse(e.data); if (m.type === 'error') { resolve(m); ws.close(); } };
              ws.onopen = () => ws.send('{"type": "input.select", "fork_id": "f1" body: {}}');
            })"""
     )
@@ -517,7 +526,8 @@ async def test_touch_long_press_peeks_and_tap_selects_once(rig: Rig, open_page: 
     got: list[tuple[str, Any]] = []
     while len(got) < 2:
         msg = await next_msg(rig.daemon, "", lambda m: m.header.type in ("input.select", "input.command"))
-        got.append((msg.header.type, getattr(msg.body, "index", None) if msg.header.type == "input.select" else msg.body.command))  # type: ignore[union-attr]
+        body = msg.body
+        got.append((msg.header.type, body.index if isinstance(body, Select) else getattr(body, "command", None)))
     assert got == [("input.select", 3), ("input.command", "back")]
 
 
@@ -610,7 +620,8 @@ async def test_end_to_end_with_the_real_daemon(daemon: Any, open_page: OpenPage)
         decided = await next_of(watcher, "fork.decided", 60, lambda m: m.header.fork_id == fork_id)
         assert decided.body.index == index and "web" in decided.body.sources  # type: ignore[union-attr]
         await expect(page.locator("#text .origin-human")).to_have_count(1, timeout=60_000)
-        await page.wait_for_function("(old) => razvilka.state.fork && razvilka.state.fork.id !== old", arg=fork_id, timeout=60_000)
+        await page.wait_for_function("(old) => razvilka.state.fork && razvilka.state.fork.id !== old",
+                                     arg=fork_id, timeout=60_000)
         await expect(cands.first).to_be_visible()
     finally:
         await bridge.close()
@@ -640,15 +651,19 @@ async def changed_pixels(browser: Browser, old: bytes, new: bytes) -> int:
     try:
         return await page.evaluate(
             """async ([a, b]) => {
-                 const load = (src) => new Promise((ok, bad) => { const i = new Image(); i.onload = () => ok(i); i.onerror = bad; i.src = src; });
+                 const load = (src) => new Promise((ok, bad) => {
+                   const i = new Image(); i.onload = () => ok(i); i.onerror = bad; i.src = src; });
                  const [ia, ib] = await Promise.all([load(a), load(b)]);
                  if (ia.naturalWidth !== ib.naturalWidth || ia.naturalHeight !== ib.naturalHeight) return 160 * 100;
                  const px = (img) => { const c = document.createElement('canvas'); c.width = 160; c.height = 100;
-                   const g = c.getContext('2d'); g.drawImage(img, 0, 0, 160, 100); return g.getImageData(0, 0, 160, 100).data; };
+                   const g = c.getContext('2d'); g.drawImage(img, 0, 0, 160, 100);
+                   return g.getImageData(0, 0, 160, 100).data; };
                  const da = px(ia), db = px(ib);
                  let n = 0;
                  for (let i = 0; i < da.length; i += 4) {
-                   if (Math.max(Math.abs(da[i] - db[i]), Math.abs(da[i+1] - db[i+1]), Math.abs(da[i+2] - db[i+2])) > 16) n++;
+                   const d = Math.max(Math.abs(da[i] - db[i]), Math.abs(da[i+1] - db[i+1]),
+                                      Math.abs(da[i+2] - db[i+2]));
+                   if (d > 16) n++;
                  }
                  return n;
                }""",
