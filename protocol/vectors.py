@@ -98,7 +98,7 @@ def sample_bodies() -> dict[str, Body]:
             context="She walked down to the", position=5, prefix="", reason="uncertain",
             entropy=1.75, margin=0.125, page=0, pregenerated=True, compute_ms=24.5,
             letters=[Letter(ch="r", prob=0.5), Letter(ch="f", prob=0.25), Letter(ch=" ", prob=0.125)],
-            script="latin",
+            script="latin", unseen=0.0625,
         ),
         "fork.lookahead": ForkLookahead(
             entries=[Lookahead(index=1, phrases=["road home", "road to town"]),
@@ -441,6 +441,19 @@ def _v15_valid(b: _Builder) -> None:
          "and kept; a renderer shows it as a quick phrase",
          b.frames("phrases.state.", make_header("phrases.state", 54, version="1.6"),
                   {"phrases": [{"id": "hi", "text": "Hi!", "kind": "recent"}]}))
+    b.ok("v15/fork-open-unseen", "1.5: a fork from top-N rows (a server's backend) stating the mass they did not "
+         "show; under the typed prefix 'sh' the candidates' probs are their share of all the mass the model gives "
+         "'sh' (0.75 together: the letters, for a word not shown, share the rest)",
+         b.frames("fork.open.", make_header("fork.open", 56, fork_id=fork),
+                  {"candidates": [{"index": 0, "word": "shop", "prob": 0.5},
+                                  {"index": 1, "word": "show", "prob": 0.25}],
+                   "prefix": "sh", "letters": [{"ch": "e", "prob": 0.5}, {"ch": "i", "prob": 0.25}],
+                   "unseen": 0.125}))
+    b.ok("older-minor-fork-open-unseen", "a 1.4 daemon's fork.open, without unseen: accepted, the default (0.0) "
+         "filled in",
+         b.frames("fork.open.", make_header("fork.open", 57, version="1.4", fork_id=fork),
+                  {"candidates": [{"index": 0, "word": "yes", "prob": 0.5}], "prefix": "y",
+                   "letters": [{"ch": "e", "prob": 0.5}]}))
     b.ok("older-minor-text-state", "a 1.4 daemon's text.state, without partner: accepted, the default ('') "
          "filled in",
          b.frames("text.state.", make_header("text.state", 55, version="1.4"),
@@ -614,6 +627,8 @@ def build_invalid() -> list[dict[str, Any]]:
     b.error("v15/phrase-empty-text", "1.5: a phrase with no text",
             b.frames("phrases.state.", make_header("phrases.state", 1), {"phrases": [{"id": "yes", "text": ""}]}),
             E.BAD_VALUE)
+    b.error("v15/fork-open-unseen-above-one", "1.5: an unseen mass above 1",
+            b.frames("fork.open.", fo_h, {**fo_b, "unseen": 1.5}), E.BAD_VALUE)
     b.error("v15/command-settings", "1.5: 'settings' is a target a renderer handles (cmd:settings), not a command",
             b.frames("input.command.", make_header("input.command", 1), {"command": "settings", "source": "web"}),
             E.BAD_VALUE)
