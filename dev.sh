@@ -18,7 +18,7 @@ say() { printf '\033[1m[razvilka]\033[0m %s\n' "$*" >&2; }
 apt_packages_for() {
   case "$1" in
     run)  echo "python3-venv espeak-ng xclip xdotool" ;;
-    test) echo "python3-venv xvfb xdotool x11-utils chromium espeak-ng xclip python3-tk pulseaudio" ;;
+    test) echo "python3-venv xvfb xdotool x11-utils chromium espeak-ng xclip python3-tk pulseaudio stunnel4 openssl" ;;
   esac
 }
 
@@ -84,7 +84,7 @@ case "$cmd" in
     exec "$VENV/bin/razvilka" up "$@"
     ;;
   test)
-    ensure_apt test; ensure_venv "test,learn,bench"; ensure_node
+    ensure_apt test; ensure_venv "test,learn,bench,serve"; ensure_node
     lint || exit 1
     set +e
     "$PY" -m pytest -q -p no:cacheprovider "$@"
@@ -95,7 +95,7 @@ case "$cmd" in
     exit $rc
     ;;
   lint)
-    ensure_venv "test,learn,bench"
+    ensure_venv "test,learn,bench,serve"
     lint
     ;;
   *)

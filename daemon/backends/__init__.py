@@ -21,6 +21,10 @@ def open_backend(cfg: ModelConfig, *, progress: Callable[[float], None] | None =
         from razvilka.daemon.backends.llama_server import LlamaServerBackend
 
         return LlamaServerBackend(cfg, progress=progress)
+    if cfg.backend in ("openai", "vllm"):  # an OpenAI-compatible /v1/completions server (openai_compat.py)
+        from razvilka.daemon.backends.openai_compat import OpenAIBackend
+
+        return OpenAIBackend(cfg, progress=progress)
     from razvilka.daemon.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(cfg, progress=progress, reserve_rows=reserve_rows)
