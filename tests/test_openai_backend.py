@@ -247,8 +247,8 @@ async def test_simulated_person_writes_through_it(server: ServerProcess, runtime
                            daemon={"prompt": "", "pregenerate": True, "profile": False})
     d = build_daemon(config, resume=False)  # opens its own backend from model.backend, as `razvilka daemon` does
     await d.start()
-    assert d.bus is not None and isinstance(d.engine.backend, OpenAIBackend)
     engine = d.engine
+    assert d.bus is not None and engine is not None and isinstance(engine.backend, OpenAIBackend)
     client = BusClient("simuser", d.bus.endpoints, subscribe=["fork.", "text.", "daemon.error."],
                        heartbeat_ms=config.bus.heartbeat_ms)
     try:

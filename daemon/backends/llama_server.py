@@ -83,7 +83,7 @@ class LlamaServerBackend(RemoteBackend):
         progress(0.95)
 
     # ------------------------------------------------------------------------------------------- rows
-    def _ask(self, paths: Sequence[Sequence[int]], abort: threading.Event | None,
+    def ask(self, paths: Sequence[Sequence[int]], abort: threading.Event | None,
              slot: int) -> list[TopRow | None]:
         """The top-N row after each path: one request to /completion, the paths spread over the slots."""
         n = self.capabilities.max_top_n

@@ -106,7 +106,7 @@ class OpenAIBackend(RemoteBackend):
         return None
 
     # ------------------------------------------------------------------------------------------- rows
-    def _ask(self, paths: Sequence[Sequence[int]], abort: threading.Event | None,
+    def ask(self, paths: Sequence[Sequence[int]], abort: threading.Event | None,
              slot: int) -> list[TopRow | None]:
         """The top-N row after each path: one streamed /v1/completions request with every path in it."""
         n = self.capabilities.max_top_n

@@ -293,7 +293,7 @@ class RemoteBackend:
     """The part of an ``LMBackend`` over HTTP that is the same for every server: the document is only
     remembered (the server evaluates it with the next path that starts with it), rows and picks come from
     one streamed request per batch, and the counters. A subclass sets ``http``, the vocabulary and
-    ``capabilities``, and implements :meth:`_ask` and :meth:`tokenize`."""
+    ``capabilities``, and implements :meth:`ask` and :meth:`tokenize`."""
 
     http: HttpClient
     capabilities: Capabilities
@@ -310,14 +310,14 @@ class RemoteBackend:
         self.stats: dict[str, float] = {"decodes": 0, "rows": 0, "tokens": 0, "decode_ms": 0.0, "requests": 0}
         self._doc: list[int] = []
 
-    def _ask(self, paths: Sequence[Sequence[int]], abort: threading.Event | None,
+    def ask(self, paths: Sequence[Sequence[int]], abort: threading.Event | None,
              slot: int) -> list[TopRow | None]:
         """The top-N row after each path, from one request (None where the answer had none)."""
         raise NotImplementedError
 
     def _rows(self, paths: Sequence[Sequence[int]], abort: threading.Event | None, slot: int = -1) -> list[TopRow]:
         t0 = time.perf_counter()
-        out = self._ask(paths, abort, slot)
+        out = self.ask(paths, abort, slot)
         missing = [i for i, row in enumerate(out) if row is None]
         if missing or len(out) != len(paths):
             self.http.close()
