@@ -15,30 +15,37 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast, overload
 
 import aiohttp
 import pytest
-from bus_helpers import wait_retained
+from bus_helpers import MessageOf, wait_retained
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.clock import now_ns
 from razvilka.protocol.messages import (
+    Body,
     Candidate,
+    Command,
     DaemonStatus,
     Focus,
     ForkDecided,
     ForkLookahead,
     ForkOpen,
+    Layout,
     Lookahead,
     Message,
+    Origin,
     Select,
     Span,
+    Stimulus,
     TextState,
 )
 from razvilka.renderers.config import WebConfig
 from razvilka.renderers.web.bridge import SUBSCRIBE, WebBridge
+
+B = TypeVar("B", bound=Body)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -106,7 +113,7 @@ class Rig:
     def text(self, parts: list[tuple[str, str]]) -> None:
         text, spans, at = "", [], 0
         for chunk, origin in parts:
-            spans.append(Span(start=at, end=at + len(chunk), origin=origin))  # type: ignore[arg-type]
+            spans.append(Span(start=at, end=at + len(chunk), origin=cast(Origin, origin)))
             text += chunk
             at += len(chunk)
         self.daemon.publish(TextState(text=text, spans=spans, position=at))
@@ -123,14 +130,24 @@ async def rig(ipc_clients: Any) -> AsyncIterator[Rig]:
     await r.close()
 
 
+@overload
+async def next_msg(client: BusClient, type_: type[B], where: Callable[[MessageOf[B]], bool] | None = None,
+                   timeout: float = 10.0) -> MessageOf[B]: ...
+@overload
 async def next_msg(client: BusClient, type_: str, where: Callable[[Message], bool] | None = None,
-                   timeout: float = 10.0) -> Message:
+                   timeout: float = 10.0) -> Message: ...
+async def next_msg(client: BusClient, type_: str | type[Body], where: Callable[[Any], bool] | None = None,
+                   timeout: float = 10.0) -> Any:
+    """The next message of a type (a body class types the result; "" takes any) for which ``where`` holds."""
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         msg = await client.recv(left)
-        if msg is not None and (not type_ or msg.header.type == type_) and (where is None or where(msg)):
+        if msg is None:
+            continue
+        kind = (not type_ or msg.header.type == type_) if isinstance(type_, str) else isinstance(msg.body, type_)
+        if kind and (where is None or where(msg)):
             return msg
-    raise AssertionError(f"no {type_} within {timeout}s")
+    raise AssertionError(f"no {type_ if isinstance(type_, str) else type_.TYPE} within {timeout}s")
 
 
 async def until(holds: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -231,8 +248,8 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
 
     # Click: a select on the bus; the daemon decides; the page draws the decision, the text and the next fork.
     await page.locator('#cloud .cand[data-index="0"]').click()
-    sel = await next_msg(rig.daemon, "input.select")
-    assert sel.body.index == 0 and sel.body.source == "web" and sel.header.fork_id == "f1"  # type: ignore[union-attr]
+    sel = await next_msg(rig.daemon, Select)
+    assert sel.body.index == 0 and sel.body.source == "web" and sel.header.fork_id == "f1"
     assert sel.header.sender == "web" and sel.topic == "input.select.web."
     rig.daemon.publish(ForkDecided(index=0, words=["They"], sources=["web"], rule="select"), fork_id="f1")
     await expect(page.locator("#cloud .cand.decided")).to_have_text("1They")
@@ -252,8 +269,8 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
                                  ".map(e => getComputedStyle(e).backgroundColor)")
     assert marked[0] == marked[1] == marked[2] != marked[3] == marked[4], marked  # what a click would take
     await la.nth(2).click()
-    sel = await next_msg(rig.daemon, "input.select")
-    assert sel.body.index == 0 and sel.body.phrase_words == 3 and not sel.body.phrase  # type: ignore[union-attr]
+    sel = await next_msg(rig.daemon, Select)
+    assert sel.body.index == 0 and sel.body.phrase_words == 3 and not sel.body.phrase
     # The same by keyboard: Down from the word into its look-ahead, Right to the next word, Enter.
     await page.locator('#cloud .cand[data-index="0"]').focus()
     await page.keyboard.press("ArrowDown")
@@ -265,21 +282,21 @@ async def test_page_draws_fork_hover_shows_lookahead_click_selects(rig: Rig, bro
     await expect(page.locator("#peek-long")).to_contain_text("today")
     await expect(la.nth(1)).to_be_focused()
     await page.keyboard.press("Enter")
-    sel = await next_msg(rig.daemon, "input.select")
-    assert sel.body.index == 0 and sel.body.phrase_words == 2  # type: ignore[union-attr]
+    sel = await next_msg(rig.daemon, Select)
+    assert sel.body.index == 0 and sel.body.phrase_words == 2
 
     # Shift+click: the word with its look-ahead phrase, one action.
     await page.locator('#cloud .cand[data-index="0"]').click(modifiers=["Shift"])
-    sel = await next_msg(rig.daemon, "input.select")
-    assert sel.body.index == 0 and sel.body.phrase and sel.header.fork_id == "f2"  # type: ignore[union-attr]
+    sel = await next_msg(rig.daemon, Select)
+    assert sel.body.index == 0 and sel.body.phrase and sel.header.fork_id == "f2"
 
     # Back and More are commands on the bus, tied to the open fork.
     await page.locator("#more").click()
-    more = await next_msg(rig.daemon, "input.command")
-    assert more.body.command == "more" and more.header.fork_id == "f2"  # type: ignore[union-attr]
+    more = await next_msg(rig.daemon, Command)
+    assert more.body.command == "more" and more.header.fork_id == "f2"
     await page.locator("#back").click()
-    back = await next_msg(rig.daemon, "input.command")
-    assert back.body.command == "back" and back.body.source == "web"  # type: ignore[union-attr]
+    back = await next_msg(rig.daemon, Command)
+    assert back.body.command == "back" and back.body.source == "web"
 
 
 # ---------------------------------------------------------------------- layout boxes
@@ -288,8 +305,8 @@ async def test_layout_boxes_are_the_elements_screen_positions(rig: Rig, open_pag
     page = await open_page(url, viewport={"width": 1000, "height": 700}, device_scale_factor=2)
     rig.open_fork("f1")
 
-    async def check(where: Callable[[Message], bool] = lambda m: True) -> Message:
-        msg = await next_msg(rig.observer, "render.layout", where)
+    async def check(where: Callable[[MessageOf[Layout]], bool] = lambda m: True) -> MessageOf[Layout]:
+        msg = await next_msg(rig.observer, Layout, where)
         env = await page.evaluate(
             "() => ({sx: screenX, sy: screenY, ow: outerWidth, iw: innerWidth, oh: outerHeight, ih: innerHeight,"
             " dpr: devicePixelRatio, sw: screen.width, sh: screen.height})"
@@ -299,10 +316,10 @@ async def test_layout_boxes_are_the_elements_screen_positions(rig: Rig, open_pag
         assert env["ow"] == env["iw"] and env["oh"] == env["ih"]
         assert env["dpr"] == 2
         body = msg.body
-        assert msg.header.fork_id == "f1" and body.renderer == "web"  # type: ignore[union-attr]
-        assert (body.screen_w, body.screen_h) == (env["sw"] * 2, env["sh"] * 2)  # type: ignore[union-attr]
-        assert sorted(b.index for b in body.boxes) == list(range(len(WORDS)))  # type: ignore[union-attr]
-        for box in body.boxes:  # type: ignore[union-attr]
+        assert msg.header.fork_id == "f1" and body.renderer == "web"
+        assert (body.screen_w, body.screen_h) == (env["sw"] * 2, env["sh"] * 2)
+        assert sorted(b.index for b in body.boxes) == list(range(len(WORDS)))
+        for box in body.boxes:
             r = rects[box.index]
             assert box.x == pytest.approx((env["sx"] + r["left"]) * 2, abs=0.5)
             assert box.y == pytest.approx((env["sy"] + r["top"]) * 2, abs=0.5)
@@ -313,18 +330,18 @@ async def test_layout_boxes_are_the_elements_screen_positions(rig: Rig, open_pag
     first = await check()
     # Resize: the cloud re-centres and a new layout follows.
     await page.set_viewport_size({"width": 700, "height": 600})
-    await check(lambda m: m.body.boxes != first.body.boxes)  # type: ignore[union-attr]
+    await check(lambda m: m.body.boxes != first.body.boxes)
     # Scroll: a short window scrolls; the boxes move up by the scrolled distance (device pixels).
     await page.set_viewport_size({"width": 700, "height": 300})
     before = await page_rects(page)
     sy = await page.evaluate("() => screenY")
     # the page has reported the resized, unscrolled boxes (any earlier layouts are passed over)
-    settled = await next_msg(rig.observer, "render.layout", lambda m: all(
-        b.y == pytest.approx((sy + before[b.index]["top"]) * 2, abs=0.5) for b in m.body.boxes))  # type: ignore[union-attr]
+    settled = await next_msg(rig.observer, Layout, lambda m: all(
+        b.y == pytest.approx((sy + before[b.index]["top"]) * 2, abs=0.5) for b in m.body.boxes))
     scrolled_by = await page.evaluate("() => { window.scrollTo(0, 120); return window.scrollY; }")
     assert scrolled_by > 0
-    moved = await check(lambda m: m.body.boxes != settled.body.boxes)  # type: ignore[union-attr]
-    for box in moved.body.boxes:  # type: ignore[union-attr]
+    moved = await check(lambda m: m.body.boxes != settled.body.boxes)
+    for box in moved.body.boxes:
         assert box.y == pytest.approx((sy + before[box.index]["top"] - scrolled_by) * 2, abs=1)
 
 
@@ -368,17 +385,17 @@ async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on
     from razvilka.renderers.screen import COMMANDS
     assert len(every) == len(WORDS) + len(COMMANDS) + 28 and len(groups) == len(rows) + len(COMMANDS) == 18
     g = len(groups)
-    stimuli: list[tuple[Message, int]] = []
+    stimuli: list[tuple[MessageOf[Stimulus], int]] = []
     while len(stimuli) < rounds * g:
-        msg = await next_msg(rig.observer, "render.stimulus", timeout=10)
+        msg = await next_msg(rig.observer, Stimulus, timeout=10)
         stimuli.append((msg, now_ns()))
     extra = await next_msg_or_none(rig.observer, "render.stimulus", timeout=4 * (on_ms + off_ms) / 1000)
     assert extra is None, "flashing went on past the configured rounds"
     assert await page.evaluate("() => razvilka.p300.order.length") == g  # the page's round: the groups
 
     bodies = [m.body for m, _ in stimuli]
-    assert [b.flash for b in bodies] == list(range(rounds * g))  # type: ignore[union-attr]
-    lit = [frozenset([f"cand:{i}" for i in b.indices] + list(b.targets)) for b in bodies]  # type: ignore[union-attr]
+    assert [b.flash for b in bodies] == list(range(rounds * g))
+    lit = [frozenset([f"cand:{i}" for i in b.indices] + list(b.targets)) for b in bodies]
     for r in range(rounds):
         one = lit[r * g:(r + 1) * g]
         assert set(one) == groups and len(set(one)) == g, f"round {r}: not each row and column once"
@@ -388,12 +405,12 @@ async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on
             assert one[0] != lit[r * g - 1], "a round began with the group that ended the one before"
     orders = {tuple(lit[r * g:(r + 1) * g]) for r in range(rounds)}
     for m, received in stimuli:
-        assert m.header.fork_id == "f1" and m.body.renderer == "web" and m.body.duration_ms == on_ms  # type: ignore[union-attr]
+        assert m.header.fork_id == "f1" and m.body.renderer == "web" and m.body.duration_ms == on_ms
         # Another clock domain would be off by minutes or days; a loaded machine only by a little: the page's
         # estimate of the bus clock may err by half a sync round trip, which is tens of ms under heavy load.
-        lag_ms = (received - m.body.onset_ns) / 1e6  # type: ignore[union-attr]
+        lag_ms = (received - m.body.onset_ns) / 1e6
         assert -50 < lag_ms < 2000, f"onset {lag_ms:.1f} ms from arrival: not on the bus clock"
-    onsets = [b.onset_ns for b in bodies]  # type: ignore[union-attr]
+    onsets = [b.onset_ns for b in bodies]
     gaps_ms = [(b - a) / 1e6 for a, b in zip(onsets, onsets[1:])]
     assert min(gaps_ms) > on_ms * 0.8, gaps_ms
     assert statistics.median(gaps_ms) == pytest.approx(on_ms + off_ms, abs=40), gaps_ms
@@ -424,7 +441,7 @@ async def test_forged_and_malformed_events_get_errors_and_publish_nothing(rig: R
     page = await open_page(url)
     rig.open_fork("f1")
     await expect(page.locator("#cloud .cand")).to_have_count(len(WORDS))
-    await next_msg(rig.observer, "render.layout")
+    await next_msg(rig.observer, Layout)
     await drain(rig.observer)
 
     async def ask(event: dict[str, Any]) -> dict[str, Any]:
@@ -460,12 +477,12 @@ async def test_forged_and_malformed_events_get_errors_and_publish_nothing(rig: R
     # A page also cannot pose as another source: the bridge stamps its own name.
     ok = await ask({"type": "input.focus", "fork_id": "f1", "body": {"index": 1, "source": "gaze"}})
     assert ok["type"] == "ack"
-    first = await next_msg(rig.observer, "input.focus", lambda m: True)
-    assert first.header.id == ok["id"] and first.body.source == "web" and first.body.index == 1  # type: ignore[union-attr]
+    first = await next_msg(rig.observer, Focus)
+    assert first.header.id == ok["id"] and first.body.source == "web" and first.body.index == 1
     # The page stays connected and working after the refusals.
     await page.locator('#cloud .cand[data-index="3"]').click()
-    sel = await next_msg(rig.daemon, "input.select")
-    assert sel.body.index == 3  # type: ignore[union-attr]
+    sel = await next_msg(rig.daemon, Select)
+    assert sel.body.index == 3
 
 
 async def test_late_page_draws_open_fork_and_decided_fork_is_stale(rig: Rig, open_page: OpenPage) -> None:
@@ -503,8 +520,8 @@ async def test_page_reconnects_after_a_bridge_restart_and_draws_the_current_fork
     await expect(page.locator("#conn")).to_have_text("connected", timeout=10_000)
     await expect(page.locator("#cloud .cand .word")).to_have_text(["was", "am"])
     await page.locator('#cloud .cand[data-index="1"]').click()
-    sel = await next_msg(rig.daemon, "input.select")
-    assert sel.header.fork_id == "f2" and sel.body.index == 1  # type: ignore[union-attr]
+    sel = await next_msg(rig.daemon, Select)
+    assert sel.header.fork_id == "f2" and sel.body.index == 1
 
 
 async def test_touch_long_press_peeks_and_tap_selects_once(rig: Rig, open_page: OpenPage) -> None:
@@ -536,8 +553,8 @@ async def test_gaze_focus_draws_dwell_ring_and_cursor(rig: Rig, open_page: OpenP
     url = await rig.start_bridge()
     page = await open_page(url + "?cursor=1")
     rig.open_fork("f1")
-    layout = await next_msg(rig.observer, "render.layout")
-    box = next(b for b in layout.body.boxes if b.index == 3)  # type: ignore[union-attr]
+    layout = await next_msg(rig.observer, Layout)
+    box = next(b for b in layout.body.boxes if b.index == 3)
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
     gaze = await rig.clients("gaze", role="input")
     gaze.publish(Focus(index=3, source="gaze", dwell=0.5, x=cx, y=cy), fork_id="f1", subtopic=("gaze",))
@@ -583,7 +600,8 @@ async def test_cli_serves_the_page_and_stops_on_sigterm(ipc_bus: Any, runtime_di
     try:
         url, said = "", []
         while not url:
-            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()  # type: ignore[union-attr]
+            assert proc.stderr is not None
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
             said.append(line)
             assert line, "razvilka render web exited before serving:\n" + "".join(said[-15:])
             if "open http" in line:
@@ -615,10 +633,10 @@ async def test_end_to_end_with_the_real_daemon(daemon: Any, open_page: OpenPage)
         await cands.nth(0).hover()
         await expect(page.locator("#peek")).to_be_visible()
         await expect(page.locator("#peek-short li").first).not_to_have_class("thinking", timeout=60_000)
-        index = int(await cands.nth(0).get_attribute("data-index"))  # type: ignore[arg-type]
+        index = int(await cands.nth(0).get_attribute("data-index") or "-1")
         await cands.nth(0).click()
-        decided = await next_of(watcher, "fork.decided", 60, lambda m: m.header.fork_id == fork_id)
-        assert decided.body.index == index and "web" in decided.body.sources  # type: ignore[union-attr]
+        decided = await next_of(watcher, ForkDecided, 60, lambda m: m.header.fork_id == fork_id)
+        assert decided.body.index == index and "web" in decided.body.sources
         await expect(page.locator("#text .origin-human")).to_have_count(1, timeout=60_000)
         await page.wait_for_function("(old) => razvilka.state.fork && razvilka.state.fork.id !== old",
                                      arg=fork_id, timeout=60_000)
@@ -697,8 +715,8 @@ async def test_a_piece_that_joins_the_word_before_is_drawn_with_it(rig: Rig, ope
     await joined.hover()
     await expect(page.locator("#peek-short li")).to_have_text(["Misses Bennet were"])
     await joined.click()
-    sel = await next_msg(rig.daemon, "input.select")
-    assert sel.body.index == 1 and sel.header.fork_id == "j1"  # type: ignore[union-attr]
+    sel = await next_msg(rig.daemon, Select)
+    assert sel.body.index == 1 and sel.header.fork_id == "j1"
 
 
 # ---------------------------------------------------------------------- paused between forks
@@ -708,15 +726,15 @@ async def test_paused_between_forks_the_rest_layout_names_the_last_fork(rig: Rig
     and draws a gaze dwell on it."""
     page = await open_page(await rig.start_bridge())
     rig.open_fork("f1")
-    await next_msg(rig.observer, "render.layout", lambda m: m.header.fork_id == "f1")
+    await next_msg(rig.observer, Layout, lambda m: m.header.fork_id == "f1")
     rig.daemon.publish(ForkDecided(index=0, words=["They"], sources=["keyboard"], rule="select"), fork_id="f1")
     await expect(page.locator("#cloud.done")).to_be_attached()
     await drain(rig.observer)
     rig.daemon.publish(DaemonStatus(state="paused"))
     await expect(page.locator("#rest")).to_be_visible()
-    msg = await next_msg(rig.observer, "render.layout")
-    assert msg.header.fork_id == "f1" and not msg.body.boxes  # type: ignore[union-attr]
-    assert [t.target for t in msg.body.targets] == ["cmd:resume"]  # type: ignore[union-attr]
+    msg = await next_msg(rig.observer, Layout)
+    assert msg.header.fork_id == "f1" and not msg.body.boxes
+    assert [t.target for t in msg.body.targets] == ["cmd:resume"]
     gaze = await rig.clients("gaze", role="input")
     gaze.publish(Focus(index=None, target="cmd:resume", source="gaze", kind="gaze", dwell=0.5), fork_id="f1")
     await expect(page.locator("#ring")).to_be_visible()
@@ -756,7 +774,9 @@ async def test_the_pages_scan_rows_are_renderers_screen_rows(rig: Rig, open_page
                         letters=[Letter(ch=c, prob=p) for c, p in letters])
         rig.daemon.publish(body, fork_id=fork_id)
         want = target_rows(fork_rows(body))
-        msg = await next_msg(rig.observer, "render.layout", lambda m, f=fork_id: m.header.fork_id == f)  # type: ignore[misc]
+        def of_fork(m: MessageOf[Layout], f: str = fork_id) -> bool:
+            return m.header.fork_id == f
+        msg = await next_msg(rig.observer, Layout, of_fork)
         assert layout_rows(msg.body) == want, (fork_id, layout_rows(msg.body), want)
         # the page's own mirror, called directly, agrees too
         js = await page.evaluate("(b) => window.razvilka.screenRows(b).map(r => [r.name, r.targets])",
@@ -769,10 +789,10 @@ async def test_the_pages_scan_rows_are_renderers_screen_rows(rig: Rig, open_page
                        fork_id="f4")
     gaze = await rig.clients("gaze", role="input")
     gaze.publish(Focus(index=1, source="gaze", kind="gaze"), fork_id="f4")
-    msg = await next_msg(rig.observer, "render.layout",
-                         lambda m: any(t.target.startswith("word:") for t in m.body.targets))  # type: ignore[union-attr]
+    msg = await next_msg(rig.observer, Layout,
+                         lambda m: any(t.target.startswith("word:") for t in m.body.targets))
     assert layout_rows(msg.body) == target_rows(fork_rows(body, lookahead=(1, 3)))
     # paused: Resume alone
     rig.daemon.publish(DaemonStatus(state="paused"))
-    msg = await next_msg(rig.observer, "render.layout", lambda m: not m.body.boxes)  # type: ignore[union-attr]
+    msg = await next_msg(rig.observer, Layout, lambda m: not m.body.boxes)
     assert layout_rows(msg.body) == target_rows(fork_rows(body, paused=True)) == (("cmd:resume",),)

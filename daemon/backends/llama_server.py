@@ -32,8 +32,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from razvilka.daemon.backend import Capabilities, Row, TopRow
-from razvilka.daemon.backends.remote import HttpClient, RemoteBackend, ServerUnavailable, local_vocab, server_row
+from razvilka.daemon.backend import Row, TopRow
+from razvilka.daemon.backends.remote import HttpClient, RemoteBackend, ServerUnavailable, server_row
 from razvilka.daemon.config import ModelConfig
 from razvilka.daemon.errors import DaemonRefusal
 from razvilka.protocol.errors import ErrorCode
@@ -67,15 +67,7 @@ class LlamaServerBackend(RemoteBackend):
         adapters = self.http.get("/lora-adapters")
         self._adapters: list[dict[str, Any]] = adapters if isinstance(adapters, list) else []
         progress(0.3)
-        self.vocab, self.bos, self.add_bos = local_vocab(cfg, progress)
-        if self.n_vocab and self.vocab.n != self.n_vocab:
-            raise DaemonRefusal(ErrorCode.BAD_CONFIG,
-                                f"the server's model has {self.n_vocab} tokens, the local GGUF "
-                                f"({cfg.path or 'the embedded model'}) {self.vocab.n}: model.path must name the "
-                                "GGUF the server runs")
-        self.n_vocab = self.vocab.n
-        self.capabilities = Capabilities(full_rows=False, max_top_n=min(cfg.top_n, self.n_vocab),
-                                         runtime_lora=False, paths=max(1, int(cfg.side_sequences)))
+        self.attach_local_vocab(cfg, progress, "the GGUF the server runs")
         self._lora: list[dict[str, float]] = []
         self.lora_path = ""
         if cfg.lora_path:

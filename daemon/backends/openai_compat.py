@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from razvilka.daemon.backend import Capabilities, Row, TopRow
-from razvilka.daemon.backends.remote import HttpClient, RemoteBackend, ServerUnavailable, local_vocab, server_row
+from razvilka.daemon.backend import Row, TopRow
+from razvilka.daemon.backends.remote import HttpClient, RemoteBackend, ServerUnavailable, server_row
 from razvilka.daemon.config import ModelConfig
 from razvilka.daemon.errors import DaemonRefusal
 from razvilka.protocol.errors import ErrorCode
@@ -83,15 +83,7 @@ class OpenAIBackend(RemoteBackend):
         self.http.n_ctx = self.n_ctx
         self._salt = os.urandom(16).hex() if self.flavor == "vllm" else ""
         progress(0.3)
-        self.vocab, self.bos, self.add_bos = local_vocab(cfg, progress)
-        if self.n_vocab and self.vocab.n != self.n_vocab:
-            raise DaemonRefusal(ErrorCode.BAD_CONFIG,
-                                f"the server's model has {self.n_vocab} tokens, the local GGUF "
-                                f"({cfg.path or 'the embedded model'}) {self.vocab.n}: model.path must name a GGUF "
-                                "with the tokenizer the server runs")
-        self.n_vocab = self.vocab.n
-        self.capabilities = Capabilities(full_rows=False, max_top_n=min(cfg.top_n, self.n_vocab),
-                                         runtime_lora=False, paths=max(1, int(cfg.side_sequences)))
+        self.attach_local_vocab(cfg, progress, "a GGUF with the tokenizer the server runs")
         self.lora_path = ""
         if cfg.lora_path:
             self.set_adapter(cfg.lora_path, cfg.lora_scale)

@@ -310,6 +310,18 @@ class RemoteBackend:
         self.stats: dict[str, float] = {"decodes": 0, "rows": 0, "tokens": 0, "decode_ms": 0.0, "requests": 0}
         self._doc: list[int] = []
 
+    def attach_local_vocab(self, cfg: ModelConfig, progress: Callable[[float], None], what: str) -> None:
+        """Read the tokenizer from the local GGUF (no server lists its vocabulary), check it against the
+        server's token count, and state what a remote backend can do (top-N rows only)."""
+        self.vocab, self.bos, self.add_bos = local_vocab(cfg, progress)
+        if self.n_vocab and self.vocab.n != self.n_vocab:
+            raise DaemonRefusal(ErrorCode.BAD_CONFIG,
+                                f"the server's model has {self.n_vocab} tokens, the local GGUF "
+                                f"({cfg.path or 'the embedded model'}) {self.vocab.n}: model.path must name {what}")
+        self.n_vocab = self.vocab.n
+        self.capabilities = Capabilities(full_rows=False, max_top_n=min(cfg.top_n, self.n_vocab),
+                                         runtime_lora=False, paths=max(1, int(cfg.side_sequences)))
+
     def ask(self, paths: Sequence[Sequence[int]], abort: threading.Event | None,
              slot: int) -> list[TopRow | None]:
         """The top-N row after each path, from one request (None where the answer had none)."""
