@@ -63,6 +63,7 @@ class X11KeySource:
         self.queue: asyncio.Queue[KeyEvent] | None = None
         self._down_by_code: dict[int, tuple[str, str | None]] = {}
         self._x_offset: int | None = None
+        self._last_ns = 0  # the last stamp given: stamps never go backwards
         self.display = ""
 
     async def open(self) -> None:
@@ -132,7 +133,10 @@ class X11KeySource:
         # (every 49.7 days) or a new server: start again.
         if self._x_offset is None or lag < self._x_offset or lag - self._x_offset > 5_000_000_000:
             self._x_offset = lag
-        return x_ms * 1_000_000 + self._x_offset
+        # a smaller offset found later must not put this event before one already stamped
+        t = max(x_ms * 1_000_000 + self._x_offset, self._last_ns)
+        self._last_ns = t
+        return t
 
     def _ready(self) -> bool:
         # pynput's wait() blocks forever if the listener thread dies first, so poll its flag.
