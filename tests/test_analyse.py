@@ -62,6 +62,8 @@ def test_a_recording_of_markers_only_reports_what_it_has_and_says_what_is_missin
     assert found
     xdf = tmp_path / "markers-only.xdf"
     rec = labrecorder.Recording(str(xdf), found)
+    # LabRecorder gets only what is sent after its inlet opens: wait until it is the outlet's consumer
+    assert outlet.outlet is not None and outlet.outlet.wait_for_consumers(10.0), "LabRecorder never connected"
     probe = pylsl.StreamInlet(found[0])
     probe.open_stream(5.0)
     t0 = pylsl.local_clock()
