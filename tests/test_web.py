@@ -159,9 +159,14 @@ async def until(holds: Callable[[], bool], what: str, timeout: float = 5.0) -> N
         await asyncio.sleep(0.02)
 
 
-async def drain(client: BusClient) -> None:
-    while await client.recv(0.05) is not None:
-        pass
+async def drain(client: BusClient, quiet: float = 0.05) -> None:
+    """Drop what arrives until ``quiet`` s pass with nothing but heartbeats (they never stop, so they
+    must not extend the wait)."""
+    deadline = time.monotonic() + quiet
+    while (left := deadline - time.monotonic()) > 0:
+        msg = await client.recv(left)
+        if msg is not None and msg.type != "heartbeat":
+            deadline = time.monotonic() + quiet
 
 
 OpenPage = Callable[..., Awaitable[Page]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import tomllib
 import uuid
 from collections.abc import AsyncIterator
@@ -158,10 +159,19 @@ async def test_settings_open_by_gaze_change_by_gaze_and_mouse_and_show_the_daemo
     assert rig.bridge is not None and not [m for m in await drained(rig.daemon) if m.type == "input.command"]
 
 
-async def drained(client: Any) -> list[Message]:
-    out = []
-    while (msg := await client.recv(0.2)) is not None:
-        out.append(msg)
+async def drained(client: Any, quiet: float = 0.2) -> list[Message]:
+    """What arrives until ``quiet`` s pass with nothing but heartbeats.
+
+    Heartbeats are left out and do not extend the wait: every client here beats every 200 ms, so the bus is
+    never silent for ``quiet`` s and waiting for silence would never end.
+    """
+    out: list[Message] = []
+    deadline = time.monotonic() + quiet
+    while (left := deadline - time.monotonic()) > 0:
+        msg = await client.recv(left)
+        if msg is not None and msg.type != "heartbeat":
+            out.append(msg)
+            deadline = time.monotonic() + quiet
     return out
 
 
