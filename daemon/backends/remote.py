@@ -19,6 +19,7 @@ such as vLLM (``openai_compat.py``). One place for each rule of the wire:
 """
 from __future__ import annotations
 
+import abc
 import http.client
 import json
 import logging
@@ -289,7 +290,7 @@ def server_row(ids: Sequence[int], logprobs: Sequence[float], n: int) -> TopRow:
     return TopRow(i, lp, max(0.0, 1.0 - float(np.exp(lp.astype(np.float64)).sum())))
 
 
-class RemoteBackend:
+class RemoteBackend(abc.ABC):
     """The part of an ``LMBackend`` over HTTP that is the same for every server: the document is only
     remembered (the server evaluates it with the next path that starts with it), rows and picks come from
     one streamed request per batch, and the counters. A subclass sets ``http``, the vocabulary and
@@ -322,10 +323,10 @@ class RemoteBackend:
         self.capabilities = Capabilities(full_rows=False, max_top_n=min(cfg.top_n, self.n_vocab),
                                          runtime_lora=False, paths=max(1, int(cfg.side_sequences)))
 
+    @abc.abstractmethod
     def ask(self, paths: Sequence[Sequence[int]], abort: threading.Event | None,
              slot: int) -> list[TopRow | None]:
         """The top-N row after each path, from one request (None where the answer had none)."""
-        raise NotImplementedError
 
     def _rows(self, paths: Sequence[Sequence[int]], abort: threading.Event | None, slot: int = -1) -> list[TopRow]:
         t0 = time.perf_counter()
@@ -342,8 +343,9 @@ class RemoteBackend:
         self.stats["decode_ms"] += (time.perf_counter() - t0) * 1000.0
         return [row for row in out if row is not None]
 
+    @abc.abstractmethod
     def tokenize(self, text: str) -> list[int]:
-        raise NotImplementedError
+        """The server's token ids for ``text`` (each server has its own endpoint and body)."""
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.vocab.text(tokens)
@@ -378,6 +380,7 @@ class RemoteBackend:
 
     def forget(self) -> None:
         """Nothing to free here: the server keeps or evicts cached prefixes itself."""
+        return
 
     def close(self) -> None:
         self.http.close()
