@@ -56,8 +56,27 @@ async def receive(client: BusClient, until: Callable[[list[Message]], bool], *,
         msg = await client.recv(timeout=left)
         if msg is not None:
             out.append(msg)
-    while (msg := await client.recv(timeout=quiet)) is not None:
-        out.append(msg)
+    return out + await drained(client, quiet, heartbeats=True)
+
+
+async def drained(client: BusClient, quiet: float = 0.2, *, heartbeats: bool = False,
+                  limit: float = 30.0) -> list[Message]:
+    """What arrives until ``quiet`` s pass with nothing but heartbeats (at most ``limit`` s).
+
+    Heartbeats never extend the wait: every client beats, so a bus with a few of them is never silent
+    for ``quiet`` s and waiting for silence would never end. They are left out unless ``heartbeats``.
+    """
+    out: list[Message] = []
+    end = time.monotonic() + limit
+    deadline = time.monotonic() + quiet
+    while (left := min(deadline, end) - time.monotonic()) > 0:
+        msg = await client.recv(timeout=left)
+        if msg is None:
+            continue
+        if msg.type != "heartbeat":
+            deadline = time.monotonic() + quiet
+        if heartbeats or msg.type != "heartbeat":
+            out.append(msg)
     return out
 
 

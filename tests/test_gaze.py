@@ -669,7 +669,8 @@ def _start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
         pytest.fail("Xvfb is not installed: the calibration routine draws real targets. "
                     "Install it with `apt-get install -y xvfb`.", pytrace=False)
     read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24", "-nolisten", "tcp",
+                             "-noreset"],
                             pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
     with os.fdopen(read) as f:

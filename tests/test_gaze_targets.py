@@ -20,7 +20,7 @@ import numpy as np
 import pylsl
 import pytest
 import test_web
-from bus_helpers import body_of
+from bus_helpers import body_of, drained
 from test_gaze import RATE, close_outlet, push, status_is, stream_cfg, tobii_info, until
 from test_gaze import expect as expect_msg
 
@@ -211,9 +211,7 @@ class Loop:
 
     async def mark(self) -> int:
         """Everything the bus said so far is in the log; its length, to look for what follows."""
-        while (msg := await self.watcher.recv(0.05)) is not None:
-            if msg.type != "heartbeat":
-                self.log.append(msg)
+        self.log += await drained(self.watcher, 0.05)
         return len(self.log)
 
     async def wait(self, pred: Callable[[Message], bool], what: str, since: int = 0, timeout: float = 90.0) -> Message:

@@ -34,7 +34,7 @@ import pylsl
 import pytest
 import zmq
 import zmq.asyncio
-from bus_helpers import B, MessageOf, body_of, message_of
+from bus_helpers import B, MessageOf, body_of, drained, message_of
 from daemon_fixtures import daemon_config
 
 from razvilka.protocol.client import BusClient, ForkTracker
@@ -293,8 +293,7 @@ async def _session(engine: Any, work: Path) -> Recorded:
         box = [recording]
         del recording
         await asyncio.to_thread(box.clear)  # the destructor writes the footers and closes the file (seconds)
-        while (m := await observer.recv(timeout=0.2)) is not None:
-            rec.seen.append(m)
+        rec.seen += await drained(observer, 0.2)
         del session_in, eeg_in
         return rec
     finally:
@@ -412,7 +411,7 @@ def test_analyse_writes_the_report_from_the_recorded_xdf(recorded: Recorded, tmp
     assert float(cell("accuracy")) == pytest.approx((DECISIONS - 1) / DECISIONS, abs=1e-3)
     per_fork = [sum(f == d.header.fork_id for f, _, _ in recorded.flashed) for d in recorded.of(ForkDecided)]
     with_flashes = [n for n in per_fork if n]
-    assert float(cell("flashes_per_selection")) == pytest.approx(np.mean(with_flashes), abs=0.05)
+    assert cell("flashes_per_selection") == f"{np.mean(with_flashes):.1f}"  # the report's one decimal
     assert float(cell("itr_bits_per_min")) > 0 and float(cell("words_per_min")) > 0
     # the EEG: a P300 after every flash of the chosen word, so the classifier tells them apart
     targets = sum(f == d.header.fork_id and i == d.body.index

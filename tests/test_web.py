@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast, overload
 
 import aiohttp
 import pytest
-from bus_helpers import MessageOf, wait_retained
+from bus_helpers import MessageOf, drained, wait_retained
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from razvilka.protocol.client import BusClient
@@ -160,13 +160,8 @@ async def until(holds: Callable[[], bool], what: str, timeout: float = 5.0) -> N
 
 
 async def drain(client: BusClient, quiet: float = 0.05) -> None:
-    """Drop what arrives until ``quiet`` s pass with nothing but heartbeats (they never stop, so they
-    must not extend the wait)."""
-    deadline = time.monotonic() + quiet
-    while (left := deadline - time.monotonic()) > 0:
-        msg = await client.recv(left)
-        if msg is not None and msg.type != "heartbeat":
-            deadline = time.monotonic() + quiet
+    """Drop what arrives until ``quiet`` s pass with nothing but heartbeats."""
+    await drained(client, quiet)
 
 
 OpenPage = Callable[..., Awaitable[Page]]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import tomllib
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ import numpy as np
 import pylsl
 import pytest
 import test_web
-from bus_helpers import body_of
+from bus_helpers import body_of, drained
 from playwright.async_api import expect
 from test_daemon_output import _spoken
 from test_gaze import expect as expect_msg
@@ -45,7 +44,6 @@ from razvilka.protocol.messages import (
     ForkOpen,
     Layout,
     Letter,
-    Message,
     Phrase,
     PhrasesState,
     TextAuto,
@@ -157,22 +155,6 @@ async def test_settings_open_by_gaze_change_by_gaze_and_mouse_and_show_the_daemo
     await page.keyboard.press("Escape")
     await expect(page.locator("#settings-page")).to_be_hidden()
     assert rig.bridge is not None and not [m for m in await drained(rig.daemon) if m.type == "input.command"]
-
-
-async def drained(client: Any, quiet: float = 0.2) -> list[Message]:
-    """What arrives until ``quiet`` s pass with nothing but heartbeats.
-
-    Heartbeats are left out and do not extend the wait: every client here beats every 200 ms, so the bus is
-    never silent for ``quiet`` s and waiting for silence would never end.
-    """
-    out: list[Message] = []
-    deadline = time.monotonic() + quiet
-    while (left := deadline - time.monotonic()) > 0:
-        msg = await client.recv(left)
-        if msg is not None and msg.type != "heartbeat":
-            out.append(msg)
-            deadline = time.monotonic() + quiet
-    return out
 
 
 @pytest.mark.timeout(120)
