@@ -18,7 +18,7 @@ say() { printf '\033[1m[razvilka]\033[0m %s\n' "$*" >&2; }
 apt_packages_for() {
   case "$1" in
     run)  echo "python3-venv espeak-ng xclip xdotool" ;;
-    test) echo "python3-venv xvfb xdotool x11-utils chromium espeak-ng xclip python3-tk pulseaudio stunnel4 openssl" ;;
+    test) echo "python3-venv xvfb xdotool x11-utils chromium espeak-ng speech-dispatcher speech-dispatcher-espeak-ng xclip python3-tk pulseaudio stunnel4 openssl" ;;
   esac
 }
 

@@ -4,6 +4,7 @@ seen to cut off an utterance that is really playing. Missing programs fail with 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -301,3 +302,73 @@ def test_sentence_watcher_hands_out_each_finished_sentence_once() -> None:
     assert w.feed("Hello there. Как жизнь?") == ["Как жизнь?"]
     assert w.feed("") == []
     assert w.feed("New text.") == ["New text."]
+
+
+# ---------------------------------------------------------------- speech-dispatcher, where it runs
+@pytest.fixture(scope="module")
+def speech_dispatcher(audio_server: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A real speech-dispatcher server (Debian's, with its espeak-ng module) on the module's audio server,
+    its socket where razvilka looks for it ($XDG_RUNTIME_DIR/speech-dispatcher/speechd.sock)."""
+    server = _require("speech-dispatcher", "speech-dispatcher speech-dispatcher-espeak-ng")
+    logs = Path(tempfile.mkdtemp(prefix="rz-spd-", dir="/tmp"))
+    proc = subprocess.Popen([server, "-s", "-t", "0", "-L", str(logs)], env=audio_server,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not speechd_reachable(audio_server):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log = (logs / "speech-dispatcher.log")
+            pytest.fail(f"speech-dispatcher did not start: {log.read_text()[-2000:] if log.exists() else ''}",
+                        pytrace=False)
+        time.sleep(0.05)  # the server has no readiness event: poll its socket
+    yield audio_server
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(logs, ignore_errors=True)
+
+
+def stream_clients(env: dict[str, str]) -> list[str]:
+    """The binaries with a stream on the audio server (the sink inputs' application.process.binary)."""
+    out = subprocess.run(["pactl", "list", "sink-inputs"], env=env, capture_output=True, text=True, timeout=10)
+    return re.findall(r'application\.process\.binary = "([^"]*)"', out.stdout)
+
+
+def test_auto_speaks_through_a_running_speech_dispatcher_in_the_texts_language(
+        speech_dispatcher: dict[str, str], tmp_path: Path) -> None:
+    env = speech_dispatcher
+    length = duration(say(tmp_path, RU, "ru"))
+    assert choose_engine(SpeechConfig(), env) == "speech-dispatcher"
+    with Speaker(SpeechConfig(), env=env) as speaker:
+        t0 = time.monotonic()
+        speaker.speak(RU)
+        proc = speaker.wait_started(5)
+        assert proc is not None and isinstance(proc.args, list)
+        assert proc.args[:2] == ["spd-say", "-w"] and proc.args[proc.args.index("-l") + 1] == "ru"
+        assert proc.wait(60) == 0
+        took = time.monotonic() - t0
+    # the server played it (speech-dispatcher 0.11 plays its modules' audio itself), in real time:
+    # ``spd-say -w`` returns when the server has said it all
+    assert "speech-dispatcher" in stream_clients(env), stream_clients(env)
+    assert 0.5 * length < took < 3 * length + 2, (took, length)
+
+
+def test_stop_silences_the_speech_dispatcher_server_too(speech_dispatcher: dict[str, str], tmp_path: Path) -> None:
+    """After stop, the server says the next sentence at once: nothing of the long text is left before it."""
+    env = speech_dispatcher
+    short = duration(say(tmp_path, EN, "en"))
+    assert duration(say(tmp_path, LONG, "long")) > 20
+    with Speaker(SpeechConfig(engine="speech-dispatcher"), env=env) as speaker:
+        speaker.speak(LONG)
+        first = speaker.wait_started(5)
+        assert first is not None
+        wait_for_stream(env)
+        speaker.stop()
+        t0 = time.monotonic()
+        speaker.speak(EN)
+        again = speaker.wait_started(5)
+        assert again is not None and again is not first and again.wait(60) == 0
+        took = time.monotonic() - t0
+    assert took < 3 * short + 2, f"the short sentence took {took:.1f} s: the long one was still being said"
