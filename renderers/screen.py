@@ -28,11 +28,33 @@ The order (rows top to bottom, each row's items left to right), likeliest first 
 
 While the daemon is paused it takes nothing but Resume: one row, ``rest``: ``cmd:resume``.
 A row left empty is left out. docs/renderers.md ("Scan order") says why in more words.
+
+**P300 flashes in levels** (issue 16; :func:`p300_targets`, :func:`flash_groups`). Flashing every
+target on screen costs every selection the rounds of a 50-target grid, even a likely word's. So a P300
+screen flashes part of it at a time, the rest resting:
+
+* **words**: the candidates (and the shown look-ahead's words), Back and More, plus ``ui:spell``,
+  which stands for the keyboard (its prior is the chance the word is not on screen), and ``ui:menu``,
+  which stands for the other commands and the quick phrases;
+* **menu** (``ui:menu`` opens it): the other commands (pause, new, speak, ..., settings) and the quick
+  phrases;
+* **keys** (``ui:spell`` opens it): the likeliest letters, plus ``ui:abc``, which stands for the rest
+  of the alphabet; once a letter is typed also the candidates, narrowing live, and space/delete/accept;
+* **abc** (``ui:abc`` opens it): the whole alphabet (and space/delete/accept once a letter is typed).
+
+``ui:words`` goes back to the words level from the others. A fork with a typed prefix opens on the
+keys level. Each target's prior is the decoder's over what flashes, so opening the keyboard is itself
+the evidence that the word is not on screen (docs/renderers.md, "P300"). The groups are the rows and
+then the columns of a grid ``ceil(sqrt(n))`` wide laid over the flashed targets in screen order (not the
+screen's own rows: a flash group need not be a drawn row, as in the checkerboard paradigm), so ``n``
+targets cost ``rows + cols`` flashes a round and each target lights twice.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from razvilka.protocol.messages import ForkOpen
 from razvilka.protocol.targets import ALPHABETS, KEY_JOINERS, Script, is_key_char
@@ -137,5 +159,106 @@ def target_rows(rows: Sequence[ScreenRow]) -> tuple[tuple[str, ...], ...]:
     return tuple(r.targets for r in rows)
 
 
-__all__ = ["ALPHABET_COLS", "COMMANDS", "EDIT_KEYS", "LIKELY_LETTERS", "PHRASE_COLS", "ScreenRow", "alphabet_rows",
-           "fork_rows", "key_probs", "likely_keys", "screen_rows", "target_rows"]
+# ---------------------------------------------------------------- P300: what flashes, in which groups
+#: A P300 screen's level (module docstring): words (the candidates, Back, More), menu (the other commands,
+#: the quick phrases), keys (the likeliest letters), abc (the whole alphabet).
+P300Level = Literal["words", "menu", "keys", "abc"]
+#: The commands that flash at the P300 words level; the others rest behind :data:`MENU_TARGET`.
+WORDS_COMMANDS = ("back", "more")
+#: The P300 target standing for the keyboard at the words level; choosing it opens the keys level.
+SPELL_TARGET = "ui:spell"
+#: The P300 target standing for the rest of the alphabet at the keys level; choosing it opens the abc level.
+ABC_TARGET = "ui:abc"
+#: The P300 target standing for the other commands and the quick phrases at the words level.
+MENU_TARGET = "ui:menu"
+#: The P300 target at the other levels that goes back to the words level.
+WORDS_TARGET = "ui:words"
+#: Rows whose targets are the keyboard's letter keys (the likeliest letters, the alphabet).
+KEYBOARD_ROWS = ("letters", "abc-")
+#: Where each level's own targets lead (target -> level), for a person finding the way to a target.
+P300_MOVES: dict[str, tuple[tuple[str, P300Level], ...]] = {
+    "words": ((SPELL_TARGET, "keys"), (MENU_TARGET, "menu")),
+    "menu": ((WORDS_TARGET, "words"),),
+    "keys": ((ABC_TARGET, "abc"), (WORDS_TARGET, "words")),
+    "abc": ((WORDS_TARGET, "words"),),
+}
+
+
+def p300_level(prefix: str) -> P300Level:
+    """The level a fork's P300 screen opens on: the keys level once a letter is typed, else the words level."""
+    return "keys" if prefix else "words"
+
+
+def p300_targets(rows: Sequence[ScreenRow], level: P300Level) -> tuple[str, ...]:
+    """The targets a P300 screen flashes at ``level`` (module docstring), each once, in screen order.
+
+    * ``words``: the candidates, the shown look-ahead's words, the edit keys once a letter is typed,
+      the :data:`WORDS_COMMANDS`, then :data:`SPELL_TARGET` and :data:`MENU_TARGET`;
+    * ``menu``: the other commands and the quick phrases, then :data:`WORDS_TARGET`;
+    * ``keys``: once a letter is typed (the ``edit`` row is there) the candidates; the likeliest
+      letters; the edit keys; then :data:`ABC_TARGET` and :data:`WORDS_TARGET`;
+    * ``abc``: the alphabet, the edit keys once a letter is typed, then :data:`WORDS_TARGET`;
+    * paused (the ``rest`` row): ``cmd:resume`` alone, at any level.
+    """
+    if any(r.name == "rest" for r in rows):
+        return tuple(dict.fromkeys(t for r in rows for t in r.targets))
+
+    def named(*names: str) -> list[str]:
+        return [t for r in rows if r.name.startswith(names) for t in r.targets]
+
+    typed = any(r.name == "edit" for r in rows)
+    top = tuple(f"cmd:{c}" for c in WORDS_COMMANDS)
+    if level == "words":
+        out = (named("candidates", "lookahead", "edit") + [t for t in named("commands") if t in top]
+               + [SPELL_TARGET, MENU_TARGET])
+    elif level == "menu":
+        out = [t for t in named("commands") if t not in top] + named("phrases-") + [WORDS_TARGET]
+    elif level == "keys":
+        out = (named("candidates") if typed else []) + named("letters") + named("edit") + [ABC_TARGET, WORDS_TARGET]
+    else:
+        out = named("abc-") + named("edit") + [WORDS_TARGET]
+    return tuple(dict.fromkeys(out))
+
+
+def p300_path(rows: Sequence[ScreenRow], target: str, start: P300Level) -> list[tuple[P300Level, str]]:
+    """The fewest P300 selections from level ``start`` to ``target``: (level, target chosen there) for each
+    level target on the way (:data:`P300_MOVES`), then ``target`` at the level that flashes it.
+    ValueError when no level reachable flashes it."""
+    queue: list[tuple[P300Level, list[tuple[P300Level, str]]]] = [(start, [])]
+    seen = {start}
+    while queue:
+        level, path = queue.pop(0)
+        here = p300_targets(rows, level)
+        if target in here:
+            return [*path, (level, target)]
+        for via, to in P300_MOVES[level]:
+            if to not in seen and via in here:
+                seen.add(to)
+                queue.append((to, [*path, (level, via)]))
+    raise ValueError(f"no P300 level of this screen flashes {target!r}")
+
+
+def flash_groups(targets: Sequence[str]) -> list[tuple[str, ...]]:
+    """The P300 flash groups of ``targets`` (distinct, in screen order): the rows, then the columns, of a
+    grid ``ceil(sqrt(n))`` wide laid over them; one row alone flashes item by item. Each target is the
+    only one in both its row and its column, so a round (each group once, in a random order) lights it
+    twice and singles it out."""
+    n = len(targets)
+    if n == 0:
+        return []
+    cols = math.ceil(math.sqrt(n))
+    if n <= cols:
+        return [(t,) for t in targets]
+    rows = [tuple(targets[i:i + cols]) for i in range(0, n, cols)]
+    return rows + [tuple(targets[i] for i in range(c, n, cols)) for c in range(cols)]
+
+
+def flash_group_count(n: int) -> int:
+    """How many groups :func:`flash_groups` makes of ``n`` targets (a round's flashes)."""
+    return len(flash_groups([str(i) for i in range(n)]))
+
+
+__all__ = ["ABC_TARGET", "ALPHABET_COLS", "COMMANDS", "EDIT_KEYS", "KEYBOARD_ROWS", "LIKELY_LETTERS", "MENU_TARGET",
+           "P300_MOVES", "PHRASE_COLS", "SPELL_TARGET", "WORDS_COMMANDS", "WORDS_TARGET", "P300Level", "ScreenRow",
+           "alphabet_rows", "flash_group_count", "flash_groups", "fork_rows", "key_probs", "likely_keys", "p300_level",
+           "p300_path", "p300_targets", "screen_rows", "target_rows"]

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 from typing import TypeVar
@@ -183,6 +184,23 @@ def test_rows_and_columns_need_far_fewer_flashes_than_one_item_at_a_time(muse_mo
     assert grouped.flashes < single.flashes / 2
 
 
+def test_flash_groups_single_out_every_target_in_few_flashes() -> None:
+    """renderers/screen.py flash_groups (what the browser view flashes, and the benchmark charges): the rows
+    and the columns of a grid ceil(sqrt(n)) wide; each target is in exactly one row and one column, and no
+    two targets share both, so two flashes a round single each out."""
+    from razvilka.renderers.screen import flash_group_count, flash_groups
+
+    for n in range(1, 60):
+        items = [f"key:{i}" for i in range(n)]
+        groups = flash_groups(items)
+        cols = math.ceil(math.sqrt(n))
+        assert len(groups) == flash_group_count(n) == (n if n <= cols else math.ceil(n / cols) + cols)
+        member = {t: frozenset(i for i, g in enumerate(groups) if t in g) for t in items}
+        assert all(len(m) == (1 if n <= cols else 2) for m in member.values())
+        assert len(set(member.values())) == n          # every target has its own pair of groups
+    assert [flash_group_count(n) for n in (9, 12, 20, 29, 36, 47)] == [6, 7, 9, 11, 12, 14]
+
+
 # ---------------------------------------------------------------------------- synthetic ERPs, grouped flashes
 def synth_groups(groups: list[list[int]], target: int, rounds: int, *, soa: float = 0.2, lead: float = 0.5,
                  tail: float = 1.5, seed: int = 0) -> tuple[Recording, list[tuple[float, int]]]:
@@ -249,13 +267,88 @@ async def test_grouped_flashes_select_a_keyboard_key_by_target(ipc_clients, synt
     assert sorted(state.items) == sorted(items)              # every flashed item became a hypothesis
 
 
+def synth_levels(levels: list[tuple[list[list[int]], int, int]], *, soa: float = 0.2, lead: float = 0.5,
+                 tail: float = 1.5, seed: int = 0) -> tuple[Recording, list[list[tuple[float, int]]]]:
+    """:func:`synth_groups` for screens flashed one after the other: ``levels`` is (groups, target, rounds)
+    each; returns the recording and, per level, its (onset s, group)."""
+    rng = np.random.default_rng(seed)
+    plan: list[tuple[int, int]] = []   # (level, group)
+    for n, (groups, _, rounds) in enumerate(levels):
+        plan += [(n, int(g)) for _ in range(rounds) for g in rng.permutation(len(groups))]
+    total = int((lead + len(plan) * soa + tail) * SYN_RATE)
+    t = np.arange(total) / SYN_RATE
+    eeg = rng.normal(0, 6.0, (total, len(SYN_CH))) + 20.0 * np.sin(2 * np.pi * 0.2 * t[:, None])
+    markers = np.zeros(total, dtype=int)
+    w = int(0.8 * SYN_RATE)
+    out: list[list[tuple[float, int]]] = [[] for _ in levels]
+    for i, (level, g) in enumerate(plan):
+        onset = lead + i * soa
+        out[level].append((onset, g))
+        k = int(round(onset * SYN_RATE))
+        hit = levels[level][1] in levels[level][0][g]
+        markers[k] = TARGET if hit else NON_TARGET
+        if hit:
+            m = min(w, total - k)
+            eeg[k:k + m] += erp(w, 10.0)[:, :m].T
+    return Recording(eeg, 1_700_000_000.0 + t, markers, SYN_CH, SYN_RATE, "synthetic"), out
+
+
+async def test_spell_opens_the_keys_level_and_the_adapter_starts_over_on_it(ipc_clients, synth_model,
+                                                                            tmp_path) -> None:
+    """P300 levels (renderers/screen.py p300_targets): the words level flashes the candidates, Back, More,
+    ui:spell and ui:menu; the adapter selects ui:spell (the keyboard: its prior is the mass the candidates
+    leave uncovered). The renderer then flashes the keys level, its flashes numbered from 0 again: the adapter
+    starts over with those items alone as its hypotheses (the candidates, passed over, no longer compete) and
+    selects the letter key."""
+    from razvilka.renderers.screen import flash_groups, p300_targets, screen_rows
+
+    cands = [Candidate(index=i, word=f"w{i}", prob=p) for i, p in enumerate([0.2, 0.1, 0.05, 0.05])]
+    letters = [Letter(ch="e", prob=0.1), Letter(ch="t", prob=0.3), Letter(ch=" ", prob=0.2)]
+    rows = screen_rows([(c.index, c.prob) for c in cands], [(x.ch, x.prob) for x in letters])
+    words, keys = list(p300_targets(rows, "words")), list(p300_targets(rows, "keys"))
+    assert words == ["cand:0", "cand:1", "cand:2", "cand:3", "cmd:back", "cmd:more", "ui:spell", "ui:menu"]
+    assert keys == ["key:t", "key:e", "ui:abc", "ui:words"]
+
+    def index_groups(items: list[str]) -> list[list[int]]:
+        return [[items.index(t) for t in g] for g in flash_groups(items)]
+
+    levels = [(index_groups(words), words.index("ui:spell"), 8), (index_groups(keys), keys.index("key:e"), 8)]
+    rec, flashes = synth_levels(levels, seed=4)
+    start_unix = time.time() + 0.3
+    path = write_playback_file(tmp_path / "levels.csv", rec, -1, start_unix=start_unix)
+    cfg = synth_config(path, tmp_path, max_repetitions=16, fork_timeout_s=60)
+    session = await start(ipc_clients, cfg, synth_model)
+    session.peer.publish(ForkOpen(candidates=cands, letters=letters), fork_id="lv")
+    offset = unix_to_bus_offset_s()
+    for items, (groups, _, _), plan in zip((words, keys), levels, flashes):
+        before = len(session.of(Select))
+        for n, (t, g) in enumerate(plan):   # numbered from 0 on each level, as the browser does
+            onset = start_unix + t + offset
+            if onset - now_s() > 0:
+                await session.pump(onset - now_s())
+            session.peer.publish(stimulus(items, groups[g], onset, n), fork_id="lv")
+            if len(session.of(Select)) > before:
+                break
+        await session.pump(3.0, until=lambda m: isinstance(m.body, Select) and len(session.of(Select)) > before)  # noqa: B023
+    await session.close()
+    selects = session.of(Select)
+    assert [s.target for s in selects] == ["ui:spell", "key:e"], (selects, session.adapter.stats)
+    assert all(s.confidence >= 0.9 and s.index is None for s in selects)
+    state = session.adapter.forks["lv"]
+    assert state.items == keys or sorted(state.items) == sorted(keys)   # the keys level alone
+    assert selects[1].posterior == [0.0] * 4     # no candidate flashed on the keys level
+
+
 # ---------------------------------------------------------------------------- the browser's flashes
 @pytest.mark.browser
 @pytest.mark.timeout(120)
-async def test_browser_flashes_every_target_in_its_row_and_its_column(rig: test_web.Rig,
-                                                                      open_page: test_web.OpenPage) -> None:
-    """The page (headless Chromium) flashes rows and columns of its own layout: each round, every target it
-    publishes in ``render.layout`` lights exactly twice, in the groups ``row_column_sets`` makes of it."""
+async def test_browser_flashes_its_words_level_in_grid_groups(rig: test_web.Rig,
+                                                              open_page: test_web.OpenPage) -> None:
+    """The page (headless Chromium) flashes the words level of its own layout (renderers/screen.py
+    p300_targets: the candidates, Back, More, then its ui:spell and ui:menu targets) in flash_groups' grid:
+    each round, every one of them lights exactly twice; nothing else flashes (the keys rest)."""
+    from razvilka.renderers.screen import ScreenRow, flash_groups, p300_targets
+
     rounds = 2
     url = await rig.start_bridge()
     await open_page(url + f"?p300=1&rounds={rounds}")
@@ -266,12 +359,18 @@ async def test_browser_flashes_every_target_in_its_row_and_its_column(rig: test_
                                     lambda m: isinstance(m.body, Layout) and bool(m.body.targets)), Layout)
     places = sorted([(b.row, b.col, f"cand:{b.index}") for b in layout.boxes]
                     + [(t.row, t.col, t.target) for t in layout.targets])
-    first: dict[str, tuple[int, int]] = {}
-    for r, c, t in places:
-        first.setdefault(t, (r, c))     # a letter drawn twice flashes with its first place's row and column
-    ids = list(first)
-    assert {"cmd:back", "cmd:more", "key:a", "key:t"} <= set(ids), ids
-    want = {frozenset(ids[i] for i in g) for g in row_column_sets(list(first.values()))}
+    by_row: dict[int, list[str]] = {}
+    for r, _, t in places:
+        by_row.setdefault(r, []).append(t)
+    rows = []   # the layout's rows, named as screen_rows names them: candidates, letters, commands, abc-N
+    for r in sorted(by_row):
+        ts = tuple(dict.fromkeys(by_row[r]))
+        kind = ("candidates" if ts[0].startswith("cand:") else "commands" if ts[0].startswith("cmd:")
+                else "letters" if r == 1 else f"abc-{r}")
+        rows.append(ScreenRow(kind, ts))
+    ids = p300_targets(rows, "words")
+    assert ids[-4:] == ("cmd:back", "cmd:more", "ui:spell", "ui:menu"), ids
+    want = {frozenset(g) for g in flash_groups(list(ids))}
     got: list[tuple[frozenset[str], Stimulus]] = []
     while len(got) < rounds * len(want):
         body = body_of(await web_next(rig.observer, "render.stimulus"), Stimulus)

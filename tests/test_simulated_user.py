@@ -355,6 +355,7 @@ from simuser.screen import (  # noqa: E402
     letters_scan_rows,
     p300_items,
     p300_letters_steps,
+    p300_path,
     scan_rows,
     scan_units,
     switch_letters_steps,
@@ -447,27 +448,54 @@ def test_p300_rounds_follow_the_prior_and_fit_the_eeg_benchmark() -> None:
     speller = c * need * 12 * 0.175 + 0.8
     assert P300_SCREEN.prior_flash_time(1 / 36, 36) == pytest.approx(speller)
     assert step_time(p300_letters_steps("a")[0], P300_SCREEN, P) == pytest.approx(speller)
-    # 43 targets on screen flash as a 7x7 grid's rows and columns: 14 groups; the list is still searched
+    # 43 targets flash as a 7-wide grid's 7 rows and 7 columns: 14 groups; the list is still searched
     t = step_time(Step("select", n=8, prior=0.3, items=43), P300_SCREEN, P)
     assert t == pytest.approx(SEARCH8 + P300_SCREEN.rounds_for_prior(0.3) * 14 * 0.175 + 0.8)
+    # 20 (the words level: 8 candidates, 11 commands, ui:spell): 5 wide, 4 rows + 5 columns = 9 groups;
+    # a level step (ui:spell) is one such selection, with no list search of its own
+    t = step_time(Step("level", n=8, prior=0.3, items=20), P300_SCREEN, P)
+    assert t == pytest.approx(P300_SCREEN.rounds_for_prior(0.3) * 9 * 0.175 + 0.8)
     with pytest.raises(ValueError, match="prior"):
         step_time(Step("select", n=8), P300_SCREEN, P)
 
 
 def test_p300_prior_of_a_target_is_the_eeg_adapters() -> None:
-    screen = Screen(candidates=2, letters=[("a", 1.0)], cand_probs={0: 0.6, 1: 0.2})
+    """The P300 screen's levels (renderers/screen.py p300_targets) and the adapter's prior over what flashes."""
+    screen = Screen(candidates=2, letters=[("a", 0.7), ("b", 0.1), ("c", 0.1), ("d", 0.05), ("e", 0.02),
+                                           ("f", 0.01), ("g", 0.01), ("h", 0.01)], cand_probs={0: 0.6, 1: 0.2})
     items = p300_items(screen)
     n, cmds = len(items), len(SCREEN_COMMANDS)
-    assert n == 2 + cmds + 28 and len(set(items)) == n  # nothing typed: no edit keys
-    # raw: cand:0 0.9*0.6, cand:1 0.9*0.2, key:a 0.9*(1-0.8)*1.0, each command 0.1/7 (5 commands + 2 keys
-    # the grammar knows share it); floor 0.02
+    # nothing typed: the words level: the candidates, Back, More, ui:spell (the keyboard), ui:menu (the rest)
+    assert items == ["cand:0", "cand:1", "cmd:back", "cmd:more", "ui:spell", "ui:menu"]
+    # raw: cand:0 0.9*0.6, cand:1 0.9*0.2, ui:spell 0.9*(1-0.8) (what every key together would get), Back and
+    # More 0.1/7 each (5 commands + 2 keys the grammar knows share it), ui:menu 0.1/7 for each of the other
+    # (cmds - 2) commands; floor 0.02
     total = 0.54 + 0.18 + 0.18 + cmds * 0.1 / 7
     assert target_prior(screen, "cand:0") == pytest.approx(0.98 * 0.54 / total + 0.02 / n)
-    assert target_prior(screen, "key:a") == pytest.approx(0.98 * 0.18 / total + 0.02 / n)
-    assert target_prior(screen, "key:b") == pytest.approx(0.02 / n, rel=1e-4)  # no LM mass: the floor alone
-    typed = Screen(candidates=2, letters=[("a", 1.0)], cand_probs={0: 0.6, 1: 0.2}, prefix="z")
-    assert len(p300_items(typed)) == n + 3  # space, delete, accept join
+    assert target_prior(screen, "ui:spell") == pytest.approx(0.98 * 0.18 / total + 0.02 / n)
+    assert target_prior(screen, "ui:menu") == pytest.approx(0.98 * (cmds - 2) * 0.1 / 7 / total + 0.02 / n)
     assert target_prior(screen, "word:0:2") == target_prior(screen, "cand:0")  # a look-ahead word: its candidate
+    # a likely letter is one level down (ui:spell), another letter two (ui:abc), a command behind ui:menu
+    assert p300_path(screen, "cand:1") == [("words", "cand:1")]
+    assert p300_path(screen, "key:a") == [("words", "ui:spell"), ("keys", "key:a")]
+    assert p300_path(screen, "key:z") == [("words", "ui:spell"), ("keys", "ui:abc"), ("abc", "key:z")]
+    assert p300_path(screen, "cmd:new") == [("words", "ui:menu"), ("menu", "cmd:new")]
+    keys = p300_items(screen, "keys")   # the 7 likeliest letters, ui:abc, ui:words: no candidate
+    assert keys == [f"key:{c}" for c in "abcdefg"] + ["ui:abc", "ui:words"]
+    k_total = 0.18 + 0.1 / 7
+    assert target_prior(screen, "key:a", "keys") == pytest.approx(0.98 * 0.18 * 0.7 / k_total + 0.02 / 9)
+    assert target_prior(screen, "ui:abc", "keys") == pytest.approx(0.98 * 0.18 * 0.01 / k_total + 0.02 / 9)
+    abc = p300_items(screen, "abc")
+    assert len(abc) == 28 + 1 and abc[-1] == "ui:words"
+    assert target_prior(screen, "key:z", "abc") == pytest.approx(0.02 / 29, rel=1e-4)  # no LM mass: the floor
+    assert len(p300_items(screen, "menu")) == cmds - 2 + 1
+    # a letter typed: the fork opens on the keys level, with the candidates narrowing live and
+    # space/delete/accept; a command is reached through ui:words
+    typed = Screen(candidates=2, letters=[("a", 1.0)], cand_probs={0: 0.6, 1: 0.2}, prefix="z")
+    assert p300_items(typed) == ["cand:0", "cand:1", "key:a", "key:space", "key:delete", "key:accept",
+                                 "ui:abc", "ui:words"]
+    assert p300_path(typed, "cmd:back") == [("keys", "ui:words"), ("words", "cmd:back")]
+    assert p300_path(typed, "key:delete") == [("keys", "key:delete")]
 
 
 def test_actions_become_targets_and_their_13_equivalents() -> None:

@@ -346,29 +346,35 @@ async def test_layout_boxes_are_the_elements_screen_positions(rig: Rig, open_pag
 
 
 # ---------------------------------------------------------------------- P300 flashes
-def p300_groups(rows: tuple[tuple[str, ...], ...]) -> set[frozenset[str]]:
-    """The flash groups of one P300 round over a screen's rows (docs/eeg.md, "Flashing in groups"): each
-    row, then each column (the n-th item of every row); a target shown twice (a likely letter is in the
-    alphabet too) counts at its first place only."""
-    seen: set[str] = set()
-    by_row: dict[int, list[str]] = {}
-    by_col: dict[int, list[str]] = {}
-    for r, row in enumerate(rows):
-        for c, t in enumerate(row):
-            if t not in seen:
-                seen.add(t)
-                by_row.setdefault(r, []).append(t)
-                by_col.setdefault(c, []).append(t)
-    return {frozenset(g) for g in [*by_row.values(), *by_col.values()]}
+def p300_groups(targets: tuple[str, ...] | list[str]) -> set[frozenset[str]]:
+    """The flash groups of one P300 round over the targets a level flashes (renderers/screen.py flash_groups:
+    the rows, then the columns, of a grid ceil(sqrt(n)) wide laid over them)."""
+    from razvilka.renderers.screen import flash_groups
+
+    return {frozenset(g) for g in flash_groups(list(targets))}
 
 
-async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on_the_bus_clock(
+async def next_round(rig: Rig, groups: set[frozenset[str]], every: set[str], first: int) -> list[MessageOf[Stimulus]]:
+    """The next round of flashes: each of ``groups`` once, numbered from ``first``, every target twice."""
+    got = [await next_msg(rig.observer, Stimulus, timeout=10) for _ in groups]
+    lit = [frozenset([f"cand:{i}" for i in m.body.indices] + list(m.body.targets)) for m in got]
+    assert set(lit) == groups and len(set(lit)) == len(groups), sorted(map(sorted, lit))
+    assert [m.body.flash for m in got] == list(range(first, first + len(groups)))
+    times = {t: sum(t in g for g in lit) for t in every}
+    assert set(times.values()) == {2}, {t: n for t, n in times.items() if n != 2}  # row + column
+    return got
+
+
+async def test_p300_flashes_a_level_at_a_time_in_grid_groups_with_sane_timing_on_the_bus_clock(
         rig: Rig, open_page: OpenPage) -> None:
-    """Every target on the page flashes (protocol 1.4: candidates, commands, keys), a row or a column of
-    renderers/screen.py's rows at a time, each group once a round in a fresh order: every target lights
-    twice a round. The onsets are on the bus clock, the spacing is flash + isi."""
+    """A P300 page flashes one level of the screen at a time (renderers/screen.py p300_targets; protocol 1.4:
+    candidates, commands, keys): the words level first (the candidates, Back, More, ui:spell for the keyboard,
+    ui:menu for the other commands), a row or a column of flash_groups' grid at a time, each group once a round
+    in a fresh order: every target lights twice a round. The onsets are on the bus clock, the spacing is flash
+    + isi. Another source's select of ui:spell (the EEG adapter's) opens the keys level: the likeliest letters
+    and ui:abc flash, numbered from 0 again; ui:abc the whole alphabet; ui:words goes back."""
     from razvilka.protocol.messages import Letter
-    from razvilka.renderers.screen import fork_rows, target_rows
+    from razvilka.renderers.screen import fork_rows, p300_targets
 
     rounds, on_ms, off_ms = 3, 100.0, 75.0
     url = await rig.start_bridge()
@@ -377,14 +383,14 @@ async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on
                     context=PROMPT, reason="uncertain",
                     letters=[Letter(ch=c, prob=p) for c, p in [("a", 0.3), ("o", 0.2), ("h", 0.1), ("w", 0.05)]])
     rig.daemon.publish(body, fork_id="f1")
-    rows = target_rows(fork_rows(body))
-    groups = p300_groups(rows)
-    every = {t for row in rows for t in row}
-    # 5 candidates, 4 likely letters (also in the alphabet), 11 commands (1.5: the widest row), 28 keys in 4 rows
-    # of 7: 7 rows + 11 columns
-    from razvilka.renderers.screen import COMMANDS
-    assert len(every) == len(WORDS) + len(COMMANDS) + 28 and len(groups) == len(rows) + len(COMMANDS) == 18
+    rows = fork_rows(body)
+    words = p300_targets(rows, "words")
+    # 5 candidates, Back, More, Spell, Commands: a grid 3 wide, 3 rows + 3 columns
+    assert words == (*(f"cand:{i}" for i in range(5)), "cmd:back", "cmd:more", "ui:spell", "ui:menu")
+    groups = p300_groups(words)
+    every = set(words)
     g = len(groups)
+    assert g == 6
     stimuli: list[tuple[MessageOf[Stimulus], int]] = []
     while len(stimuli) < rounds * g:
         msg = await next_msg(rig.observer, Stimulus, timeout=10)
@@ -426,6 +432,25 @@ async def test_p300_flashes_rows_and_columns_of_every_target_with_sane_timing_on
     print(f"\nP300: {len(gaps_ms) + 1} flashes, inter-onset median {statistics.median(gaps_ms):.1f} ms, "
           f"mean {statistics.mean(gaps_ms):.1f} ms "
           f"(min {min(gaps_ms):.1f}, max {max(gaps_ms):.1f}), clock RTT {clock['rtt']:.2f} ms, orders {len(orders)}")
+
+    # the letters and the other commands rested (dimmed, unflashed); the level targets are drawn
+    assert await page.locator('#alpha [data-target="key:z"]').evaluate("(el) => el.classList.contains('p300-rest')")
+    await expect(page.locator('#p300-level [data-target="ui:spell"]')).to_be_visible()
+    # the EEG adapter selects ui:spell: the keys level, its flashes numbered afresh
+    eeg = await rig.clients("eeg", role="input")
+    levels = (("ui:spell", "keys", ("key:a", "key:o", "key:h", "key:w", "ui:abc", "ui:words")),
+              ("ui:abc", "abc", None), ("ui:words", "words", words))
+    for target, level, expected in levels:
+        await drain(rig.observer)
+        eeg.publish(Select(target=target, source="eeg", kind="eeg"), fork_id="f1", subtopic=("eeg",))
+        shown = p300_targets(rows, level)  # type: ignore[arg-type]
+        if expected is not None:
+            assert shown == expected
+        await next_round(rig, p300_groups(shown), set(shown), 0)
+        assert await page.evaluate("() => razvilka.p300.level") == level
+        assert await page.evaluate("() => razvilka.p300Now()") == list(shown)   # the page's own rule agrees
+    assert len(p300_groups(p300_targets(rows, "abc"))) == 11     # 28 keys + Words: 6 wide, 5 rows + 6 columns
+    await expect(page.locator('#p300-level [data-target="ui:spell"]')).to_be_visible()
 
 
 async def next_msg_or_none(client: BusClient, type_: str, timeout: float) -> Message | None:

@@ -12,7 +12,9 @@ A step is one thing the person did or read, in order:
 * ``more`` — scanned the list, asked for the next page;
 * ``backspace`` — removed wrong typed letters (``presses``);
 * ``back`` — undid what the model wrote (or a wrong selection);
-* ``read`` — read words the model wrote on its own (``words``), to check them.
+* ``read`` — read words the model wrote on its own (``words``), to check them;
+* ``level`` — (P300 alone) chose the screen's other level first: ``ui:spell`` opens the keyboard,
+  ``ui:words`` goes back (``renderers/screen.py`` :func:`p300_targets`); a selection of its own.
 
 A single-input person (gaze-only, switch-scan, p300-only: docs/simulated_user.md, "Single-input
 people") chooses every one of these as a target on screen; their steps also carry ``scan`` (scan
@@ -29,9 +31,9 @@ from typing import Any
 
 from razvilka.inputs.eeg.config import EegConfig
 
-ACTION_KINDS = ("select", "phrase", "letter", "commit", "more", "backspace", "back")
+ACTION_KINDS = ("select", "phrase", "letter", "commit", "more", "backspace", "back", "level")
 LIST_KINDS = ("select", "phrase", "letter", "commit", "more")   # preceded by a scan of the candidate list
-CHOICE_KINDS = ("select", "phrase", "letter")                    # can land on the wrong item (gaze, P300)
+CHOICE_KINDS = ("select", "phrase", "letter", "level")           # can land on the wrong item (gaze, P300)
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,14 @@ class Modality:
         return min(float(self.max_rounds), max(1.0, self.rounds_per_nat() * self._needed(prior)))
 
     def prior_flash_time(self, prior: float, items: int) -> float:
-        """A P300 selection of a target with ``prior`` among ``items`` on screen (single-input P300)."""
+        """A P300 selection of a target with ``prior`` among ``items`` flashed (single-input P300): the
+        product's groups (``renderers/screen.py`` :func:`flash_group_count`: rows + columns of a square grid)."""
+        from razvilka.renderers.screen import flash_group_count
+
         if items <= 0 or not 0.0 < prior <= 1.0:
             raise ValueError(f"a P300 step needs the targets on screen and the target's prior, got {items} "
                              f"and {prior} (a run before single-input steps were recorded?)")
-        groups = self.groups(items)
+        groups = flash_group_count(items)
         return self.rounds_for_prior(prior) * groups * self.soa_s + self.epoch_s
 
     def command_prior_on(self, items: int) -> float:
@@ -229,7 +234,7 @@ def step_time(step: Step, mod: Modality, params: CostParams) -> float:
         one = mod.choose_s
     elif step.kind == "letter":
         one = mod.letter_s
-    else:
+    else:  # back, more, backspace, commit, level
         one = mod.command_s
     return scan + one * max(1, step.presses) + reading
 

@@ -40,7 +40,7 @@ from razvilka.protocol.messages import (
 # imported with bench/ on sys.path (bench/simulated_user.py and the tests put it there)
 from simuser.costs import PhraseResult, Step
 from simuser.policy import Action, ForkView, PolicyOptions, Status, compare, decide, needs_lookahead, target_words
-from simuser.screen import Screen, key_target, p300_items, scan_rows, scan_units, script_of, target_prior
+from simuser.screen import Screen, key_target, p300_items, p300_path, scan_rows, scan_units, script_of, target_prior
 
 SOURCE = "simuser"
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -368,16 +368,22 @@ class Person:
         """The source kind of this person's messages (protocol 1.3): the single input's, else none said."""
         return SINGLE_KINDS.get(self.opt.single, "")
 
-    @staticmethod
-    def _priced(step: Step, target: str, fork: OpenForkState) -> Step:
+    def _priced(self, step: Step, target: str, fork: OpenForkState) -> list[Step]:
         """``step`` with what choosing ``target`` costs on this fork's screen: the scan steps to reach it
-        (a look-ahead word: its candidate's) and the P300 decoder's prior of it among the targets shown."""
+        (a look-ahead word: its candidate's) and the P300 decoder's prior of it among the targets flashed
+        at its level. The P300 person first chooses the level targets on the way (``ui:spell``, ``ui:abc``,
+        ``ui:words``: a ``level`` step each, priced at the level it is chosen at) when the target does not
+        flash at the level the fork opened on (screen.py, "P300")."""
         from dataclasses import replace
 
         screen = fork.screen()
         scanned = target if not target.startswith("word:") else "cand:" + target.split(":")[1]
-        return replace(step, scan=scan_units(scan_rows(screen), scanned), prior=target_prior(screen, target),
-                       items=len(p300_items(screen)))
+        *ways, (level, _) = p300_path(screen, target)
+        out = [Step("level", n=step.n, typed=step.typed, prior=target_prior(screen, via, at),
+                    items=len(p300_items(screen, at))) for at, via in ways] if self.opt.single == "p300" else []
+        out.append(replace(step, scan=scan_units(scan_rows(screen), scanned), prior=target_prior(screen, target, level),
+                           items=len(p300_items(screen, level))))
+        return out
 
     def _take_auto(self, result: PhraseResult, *, decision: bool) -> None:
         """Book the words the model wrote since the last action: the person reads them."""
@@ -412,7 +418,8 @@ class Person:
                 target = f"cand:{sent_index}"
             if action.kind == "letter" and text != action.text:
                 target = key_target(text[-1])
-            step = self._priced(step, target, fork)
+            *first, step = self._priced(step, target, fork)
+            result.steps += first
             prefix = fork.body.prefix
             if action.kind == "backspace" and SEND_TARGETS:  # one key:delete per letter, each reopening the fork
                 bodies = [target_message(target, prefix[: len(prefix) - i], self._kind())

@@ -10,10 +10,16 @@ ids are protocol/targets.py's.
 * **Scan order** (:func:`scan_rows`): ``renderers/screen.py``'s rows, ordered by the product's own
   ``inputs/scan.py`` :func:`scan_rows`; steps to reach a target are counted by its scanner
   (:func:`cost_to_select`), so the benchmark, the renderers and the switch adapters share one rule.
-* **P300** (:func:`p300_items`, :func:`target_prior`): every distinct target on screen flashes, in
-  rows and columns of a grid; the prior of the target is the EEG adapter's own
-  (``inputs/eeg/bayes.py`` :func:`item_prior`: candidates by their LM probability, letter keys by
-  ``letters`` times the mass the candidates leave uncovered, commands a small fixed share).
+* **P300** (:func:`p300_items`, :func:`target_prior`, :func:`p300_path`): the product's levels
+  (``renderers/screen.py`` :func:`p300_targets`): the words level flashes every target but the letter
+  keys, plus ``ui:spell``; the keys level the likeliest letters and ``ui:abc`` (and, once a letter is
+  typed, the candidates and space/delete/accept); the abc level the whole alphabet; ``ui:words`` goes
+  back; a fork opens on the keys level once a letter is typed. A target not flashed at the level on
+  screen costs the selections of the level targets on the way first.
+  The groups are ``renderers/screen.py`` :func:`flash_groups` (rows + columns of a square grid). The
+  prior of the target is the EEG adapter's own (``inputs/eeg/bayes.py`` :func:`item_prior`: candidates
+  by their LM probability, letter keys by ``letters`` times the mass the candidates leave uncovered,
+  ``ui:spell`` that mass, commands a small fixed share), over the targets flashed at that level.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from dataclasses import dataclass, field
 from razvilka.inputs.scan import Placed, Rows, ScanConfig, cost_to_select
 from razvilka.inputs.scan import scan_rows as product_scan_rows
 from razvilka.protocol.targets import ALPHABETS, KEY_JOINERS, SCRIPTS, Script, is_key_char
-from razvilka.renderers.screen import screen_rows
+from razvilka.renderers.screen import P300Level, ScreenRow, p300_level, p300_targets, screen_rows
 
 # imported with bench/ on sys.path (bench/simulated_user.py and the tests put it there)
 from simuser.costs import Step
@@ -59,11 +65,15 @@ class Screen:
     cand_probs: Mapping[int, float] = field(default_factory=dict)
     prefix: str = ""
 
-    def rows(self) -> Rows:
-        """The screen's rows of target ids in the product's order (``renderers/screen.py``); candidates
-        without a probability given keep index order (index 0 is the likeliest)."""
+    def named_rows(self) -> tuple[ScreenRow, ...]:
+        """The screen's rows (``renderers/screen.py`` ``ScreenRow``: name and target ids) in the product's order;
+        candidates without a probability given keep index order (index 0 is the likeliest)."""
         cands = [(i, float(self.cand_probs.get(i, 0.0))) for i in range(self.candidates)]
-        return tuple(r.targets for r in screen_rows(cands, self.letters, self.script, prefix=self.prefix))
+        return screen_rows(cands, self.letters, self.script, prefix=self.prefix)
+
+    def rows(self) -> Rows:
+        """The screen's rows of target ids in the product's order (``renderers/screen.py``)."""
+        return tuple(r.targets for r in self.named_rows())
 
 
 def scan_rows(screen: Screen) -> Rows:
@@ -86,17 +96,30 @@ def scan_units(rows: Rows, target: str, config: ScanConfig = AUTO_SCAN) -> int:
     return cost.steps + cost.presses
 
 
-def p300_items(screen: Screen) -> list[str]:
-    """The distinct targets a P300 person's screen flashes: every target on screen, once."""
-    return list(dict.fromkeys(t for row in screen.rows() for t in row))
+def p300_items(screen: Screen, level: P300Level | None = None) -> list[str]:
+    """The distinct targets a P300 person's screen flashes at ``level`` (default: the level the fork opens
+    on, ``renderers/screen.py`` :func:`p300_level`), in the product's order (:func:`p300_targets`)."""
+    return list(p300_targets(screen.named_rows(), p300_level(screen.prefix) if level is None else level))
 
 
-def target_prior(screen: Screen, target: str) -> float:
-    """The P300 decoder's prior of ``target`` among :func:`p300_items` (the EEG adapter's rule and defaults)."""
+def p300_path(screen: Screen, target: str) -> list[tuple[P300Level, str]]:
+    """The P300 person's selections to ``target`` from the level the fork opens on (``renderers/screen.py``
+    :func:`p300_path`): (level, ``ui:spell`` / ``ui:abc`` / ``ui:words``) for each level target on the way,
+    then (level, ``target``). A look-ahead word goes with its candidate."""
+    from razvilka.renderers.screen import p300_path as product_path
+
+    probe = target if not target.startswith("word:") else "cand:" + target.split(":")[1]
+    path = product_path(screen.named_rows(), probe, p300_level(screen.prefix))
+    return [*path[:-1], (path[-1][0], target)]
+
+
+def target_prior(screen: Screen, target: str, level: P300Level | None = None) -> float:
+    """The P300 decoder's prior of ``target`` among :func:`p300_items` at ``level`` (the EEG adapter's rule
+    and defaults)."""
     from razvilka.inputs.eeg.bayes import item_prior
     from razvilka.inputs.eeg.config import EegConfig
 
-    items = p300_items(screen)
+    items = p300_items(screen, level)
     if target not in items:  # a look-ahead word is its candidate's prior
         from razvilka.protocol.targets import parse_target
 
@@ -157,6 +180,6 @@ def phrase_script(phrase: str) -> Script:
     return text_script(phrase)
 
 
-__all__ = ["SCRIPTS", "Screen", "scan_rows", "scan_units", "p300_items", "target_prior", "key_target",
+__all__ = ["SCRIPTS", "Screen", "scan_rows", "scan_units", "p300_items", "p300_path", "target_prior", "key_target",
            "letters_scan_rows", "SPELLER_ITEMS", "AUTO_SCAN", "script_of", "phrase_script", "switch_letters_steps",
            "p300_letters_steps"]

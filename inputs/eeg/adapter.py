@@ -5,7 +5,10 @@ next-letter probabilities, and the renderer's flashes (``render.stimulus.``) for
 up when: candidates (``indices``) and any other target (``targets``: commands, keyboard keys),
 one at a time or a row or column at once. It epochs the board's EEG after each flash once the
 whole window is in, scores the epoch, and updates the fork's posterior over every item flashed so
-far. It publishes ``input.select`` (``index`` for a candidate, ``target`` otherwise) when the
+far. A renderer that flashes a new screen of the same fork (a P300 level: ``ui:spell`` opened the
+keyboard, renderers/screen.py ``p300_targets``) numbers its flashes from 0 again; a flash numbered
+no higher than that renderer's last one starts the fork over, the items it flashes from then on
+being the hypotheses. It publishes ``input.select`` (``index`` for a candidate, ``target`` otherwise) when the
 posterior passes ``threshold`` and ``input.confirm`` (with the candidates' posterior, for
 gaze+EEG fusion) when it passes ``confirm_threshold``. Board health goes out as
 ``source.status``. Bad input (a flash for an unknown fork or naming a bad target, a corrupt or
@@ -57,7 +60,7 @@ class ForkState:
 
     fork_id: str
     acc: Accumulator
-    items: list[str] = field(default_factory=list)        # cand:0..cand:K-1 first, then targets as flashed
+    items: list[str] = field(default_factory=list)        # the targets flashed on this screen, as first flashed
     where: dict[str, int] = field(default_factory=dict)   # target id -> position in ``items``
     k: int = 0                                             # candidates of the fork
     probs: dict[int, float] = field(default_factory=dict)  # candidate index -> LM probability
@@ -67,11 +70,14 @@ class ForkState:
     confirmed: set[str] = field(default_factory=set)
     target: str | None = None            # calibration: the target in focus
     warned_no_model: bool = False
+    last_flash: dict[str, int] = field(default_factory=dict)   # renderer -> the number of its last flash
 
     def candidate_posterior(self) -> list[float]:
-        """P(candidate i) for i in 0..K-1: what ``posterior`` carries (the daemon indexes it by candidate)."""
+        """P(candidate i) for i in 0..K-1: what ``posterior`` carries (the daemon indexes it by candidate);
+        0 for a candidate this screen does not flash (a P300 keyboard level)."""
         post = self.acc.posterior
-        return [round(float(post[self.where[f"cand:{i}"]]), 6) for i in range(self.k)]
+        return [round(float(post[self.where[f"cand:{i}"]]), 6) if f"cand:{i}" in self.where else 0.0
+                for i in range(self.k)]
 
 
 @dataclass
@@ -224,11 +230,9 @@ class EegAdapter:
         k = max(c.index for c in body.candidates) + 1 if body.candidates else 0
         probs = dict.fromkeys(range(k), 0.0) | {c.index: float(c.prob) for c in body.candidates}
         letters = {lt.ch: float(lt.prob) for lt in getattr(body, "letters", [])}
-        items = [f"cand:{i}" for i in range(k)]
         state = ForkState(fork_id, Accumulator(np.zeros(0), self.cfg.threshold, self.cfg.min_repetitions,
                                                self.cfg.max_repetitions, self.cfg.null_prior),
                           k=k, probs=probs, letters=letters)
-        self._add_items(state, items)
         self.pending = [f for f in self.pending if f.fork_id != fork_id]   # a re-opened fork starts afresh
         self.forks[fork_id] = state
         while len(self.forks) > 64:  # forget old forks
@@ -269,12 +273,18 @@ class EegAdapter:
             self._ignore(ErrorCode.UNKNOWN_FORK, f"flash {body.flash} of {body.renderer or 'a renderer'} is for fork "
                          f"{fork_id!r}, which this adapter never saw open")
             return
-        if state.done == "timeout":
-            self._start_over(state)
-        if state.done:
-            return
         ids = self._flashed(state, fork_id, body)
         if ids is None:
+            return
+        last = state.last_flash.get(body.renderer)
+        state.last_flash[body.renderer] = body.flash
+        if last is not None and body.flash <= last and state.done != "decided":
+            # the renderer numbered its flashes afresh: it flashes a new screen of this fork (a P300
+            # keyboard level opened or closed, renderers/screen.py), so the hypotheses are what it flashes now
+            self._start_over(state, fresh=True)
+        elif state.done == "timeout":
+            self._start_over(state)
+        if state.done:
             return
         onset = body.onset_ns / 1e9
         if onset - now_ns() / 1e9 > MAX_FUTURE_S:
@@ -296,17 +306,26 @@ class EegAdapter:
                       "targets": list(getattr(body, "targets", [])), "flash": body.flash}, onset)
         self._process()
 
-    def _start_over(self, state: ForkState) -> None:
+    def _start_over(self, state: ForkState, *, fresh: bool = False) -> None:
         """A timed-out fork that still flashes starts over with a fresh posterior from the same prior:
-        a person on P300 alone is never left on a fork that listens no more."""
+        a person on P300 alone is never left on a fork that listens no more. ``fresh``: the renderer
+        flashes a new screen of the fork (it numbered its flashes afresh, e.g. after a ``ui:spell`` this
+        adapter selected opened the keyboard): the evidence and the items start from nothing, and the
+        items it flashes from now on are the hypotheses."""
+        import numpy as np
+
         from razvilka.inputs.eeg.bayes import Accumulator
 
         acc = state.acc
-        state.acc = Accumulator(acc.prior, acc.threshold, acc.min_repetitions, acc.max_repetitions, acc.null_prior)
+        state.acc = Accumulator(np.zeros(0) if fresh else acc.prior, acc.threshold, acc.min_repetitions,
+                                acc.max_repetitions, acc.null_prior)
+        if fresh:
+            state.items, state.where = [], {}
         state.done, state.first_flash = "", None
         state.confirmed.clear()
         self.pending = [f for f in self.pending if f.fork_id != state.fork_id]
-        log.info("fork %s flashes on after its time-out: starting over", state.fork_id)
+        log.info("fork %s %s: starting over", state.fork_id,
+                 "flashes a new screen" if fresh else "flashes on after its time-out")
 
     def _flashed(self, state: ForkState, fork_id: str | None, body: Any) -> list[str] | None:
         """The target ids one flash lit (candidates as ``cand:i``), or None (ignored, saying why) when
@@ -479,7 +498,7 @@ class EegAdapter:
         best = acc.best
         chosen = state.items[best]
         # a candidate goes out as ``index`` (a 1.3 daemon understands it), anything else as ``target``
-        index = best if chosen == f"cand:{best}" else None
+        index = int(chosen[5:]) if chosen.startswith("cand:") else None
         named = {"index": index} if index is not None else {"target": chosen}
         posterior = state.candidate_posterior()
         conf = min(1.0, float(post[best]))

@@ -100,13 +100,21 @@ def item_prior(items: Sequence[str], cand_probs: Mapping[int, float], letters: M
       the chance the word must be spelled), times ``1 - command_share``; ``key:space`` is the letter
       ``" "`` (the word ends). (A 1.4 daemon's letters counted the shown words too, and under a
       prefix its candidates summed to about 1: its keys get little more than the floor.);
-    * ``cmd:*``, ``key:delete``, ``key:accept``: ``command_share`` split evenly over every such
-      item the grammar knows (5 commands + 2 keys: 1/7 of the share each).
+    * ``ui:spell`` (a P300 screen's words level, renderers/screen.py ``SPELL_TARGET``: it stands for
+      the keyboard): the mass the candidates leave uncovered, times ``1 - command_share`` (what every
+      letter key together would get); ``ui:abc`` (the keys level's stand-in for the rest of the
+      alphabet): what the letter keys that are not among ``items`` would get together; ``ui:menu`` (the
+      words level's stand-in for the other commands): a command's share for each of the screen's
+      commands (renderers/screen.py ``COMMANDS``) not among ``items``;
+    * ``cmd:*``, ``key:delete``, ``key:accept`` and any other ``ui:<id>`` (a renderer's own control):
+      ``command_share`` split evenly over the commands and control keys the grammar knows (a fixed
+      share each, whichever of them flash).
 
     Then shaped as :func:`lm_prior` shapes candidates (``weight``, ``floor``). With candidates
     alone it equals ``lm_prior`` of their probabilities. A bad id is ``BAD_VALUE`` (parse_target).
     """
-    from razvilka.protocol.targets import parse_target
+    from razvilka.protocol.targets import is_key_char, parse_target
+    from razvilka.renderers.screen import ABC_TARGET, COMMANDS, MENU_TARGET, SPELL_TARGET
 
     letters = letters or {}
     spell = max(0.0, 1.0 - float(sum(cand_probs.values())))
@@ -116,7 +124,16 @@ def item_prior(items: Sequence[str], cand_probs: Mapping[int, float], letters: M
         t = parse_target(item)
         if t.index is not None:
             raw[n] = (1 - command_share) * cand_probs.get(t.index, 0.0)
-        elif t.kind == "cmd" or t.value in CONTROL_KEYS:
+        elif item == SPELL_TARGET:  # the whole keyboard: the chance the word must be spelled
+            raw[n] = (1 - command_share) * spell
+        elif item == ABC_TARGET:  # the letters of the alphabet that do not flash with it
+            shown = {parse_target(k).value for k in items if k.startswith("key:")}
+            rest = sum(p for ch, p in letters.items() if ch not in shown and is_key_char(ch))
+            raw[n] = (1 - command_share) * spell * rest
+        elif item == MENU_TARGET:  # the screen's commands that do not flash with it, a control share each
+            flashed = {k for k in items if k.startswith("cmd:")}
+            raw[n] = per_control * sum(1 for c in COMMANDS if f"cmd:{c}" not in flashed)
+        elif t.kind in ("cmd", "ui") or t.value in CONTROL_KEYS:
             raw[n] = per_control
         else:  # a letter key, or space
             raw[n] = (1 - command_share) * spell * letters.get(" " if t.value == "space" else t.value, 0.0)

@@ -343,6 +343,7 @@
     }
     S.hover = null; S.remote = null; S.decided = null; S.chosen = null;
     S.lastLayout = "";
+    P.level = p300Level(body);
     renderCloud();
     renderKeyboard();
     updateFocus();
@@ -583,6 +584,7 @@
       alpha.replaceChildren(...alphabetRows(script).flat().map((t) => targetButton(t, t.slice(4), "key", keyPress(t))));
     }
     for (const b of alpha.children) { b.disabled = !open; b.classList.remove("chosen"); }
+    renderP300Level();
     layoutSoon();
   }
 
@@ -602,7 +604,7 @@
     $("rest-why").textContent = S.status && S.status.detail === "rest"
       ? "You looked away, so nothing is chosen. Look at Resume to go on."
       : "Nothing is chosen while paused. Resume to go on.";
-    if (paused !== was) { renderCommands(); S.lastLayout = ""; layoutSoon(); }
+    if (paused !== was) { renderCommands(); renderP300Level(); S.lastLayout = ""; layoutSoon(); }
   }
 
   // ------------------------------------------------------------------ focus, look-ahead, dwell ring, cursor
@@ -865,18 +867,22 @@
    * now, each target mapped to its element (a likely letter is drawn in the alphabet too: the row says
    * which). Targets not drawn or disabled are left out.
    */
-  function scanRows() {
-    if (SAY.open && !isPaused()) return settingsRows();   // 1.5: the settings overlay alone
+  function scanRows() { return namedScanRows().map((row) => row.els); }
+
+  /** scanRows with each row's name (renderers/screen.py's: candidates, letters, edit, commands, abc-N, ...;
+   *  "settings" for the settings overlay's rows): [{name, els}]. */
+  function namedScanRows() {
+    if (SAY.open && !isPaused()) return settingsRows().map((els) => ({ name: "settings", els }));   // 1.5: the overlay alone
     const usable = (el) => !!el && !el.disabled && el.getClientRects().length > 0;
     const where = { lookahead: "#peek-short", letters: "#likely", edit: "#edit", commands: "#controls" };
     const words = $("peek").hidden || S.peekIndex === null ? 0 : $("peek-short").querySelectorAll(".la-word").length;
     const open = S.fork && S.decided === null ? S.fork.body : null;
     const rows = screenRows(open, { paused: isPaused(), lookahead: words ? [S.peekIndex, words] : null, phrases: SAY.phrases.map((p) => p.id) });
-    return rows.map((row) => row.targets.map((t) => {
+    return rows.map((row) => ({ name: row.name, els: row.targets.map((t) => {
       if (row.name === "rest") return $("resume");
       if (row.name === "candidates") return button(targetIndex(t));
       return document.querySelector(`${row.name.startsWith("phrases-") ? "#phrases" : where[row.name] || "#alpha"} [data-target="${CSS.escape(t)}"]`);
-    }).filter(usable)).filter((row) => row.length);
+    }).filter(usable) })).filter((row) => row.els.length);
   }
 
   /** Every target on screen, in screen pixels: candidates in `boxes` (a 1.3 gaze adapter reads those),
@@ -921,13 +927,95 @@
   // ------------------------------------------------------------------ P300 flashing
   // Each flash is switched on inside a requestAnimationFrame callback; its onset is that
   // callback's timestamp (the start of the frame that draws it), put on the bus clock.
-  const P = { running: false, gen: 0, forkId: null, order: [], pos: 0, lit: null, nextOn: -Infinity, nextOff: 0, flash: 0, round: 0, frameMs: 1000 / 60, lastTs: null };
+  const P = { running: false, gen: 0, forkId: null, order: [], pos: 0, lit: null, nextOn: -Infinity, nextOff: 0, flash: 0, round: 0, frameMs: 1000 / 60, lastTs: null, level: "words" };
 
-  // Every target on the page flashes (candidates, commands, keys; protocol 1.4), a group at a time:
-  // each row of the scan layout (scanRows), then each column (the n-th item of every row), so two
-  // flashes a round single a target out (docs/eeg.md, "Flashing in groups"). A target drawn twice
-  // (a likely letter is in the alphabet too) belongs to the row and column of its first place and
-  // lights in both places. P.order is one round of groups (lists of target ids); P.lit the lit elements.
+  // Levels (renderers/screen.py p300_targets, issue 16): a P300 screen flashes part of the page at a time,
+  // the rest resting (dimmed). words: the candidates (and a shown look-ahead's words), Back, More, ui:spell
+  // (the keyboard) and ui:menu (the other commands and the quick phrases); menu: those; keys (ui:spell): the
+  // likeliest letters and ui:abc (the rest of the alphabet), and once a letter is typed the candidates,
+  // narrowing live, and space/delete/accept; abc (ui:abc): the whole alphabet. ui:words goes back to words.
+  // A fork with a typed prefix opens on the keys level; the settings overlay and the rest screen flash whole.
+  // The flashed targets (in scan order, a target drawn twice once) are flashed a group at a time: the rows,
+  // then the columns, of a grid ceil(sqrt(n)) wide laid over them (flashGroups), so two flashes a round single
+  // a target out (docs/eeg.md, "Flashing in groups"). A new level starts the flashes over, numbered from 0:
+  // the EEG adapter takes that as a new screen. P.order is one round of groups (lists of target ids); P.lit
+  // the lit elements.
+  const SPELL_TARGET = "ui:spell", MENU_TARGET = "ui:menu", ABC_TARGET = "ui:abc", WORDS_TARGET = "ui:words";
+  const WORDS_COMMANDS = ["back", "more"];   // renderers/screen.py WORDS_COMMANDS
+  const LEVEL_TARGETS = { [SPELL_TARGET]: "keys", [MENU_TARGET]: "menu", [ABC_TARGET]: "abc", [WORDS_TARGET]: "words" };
+  const LEVEL_LABELS = { [SPELL_TARGET]: "⌨ Spell", [MENU_TARGET]: "⋯ Commands", [ABC_TARGET]: "abc… all letters", [WORDS_TARGET]: "☰ Words" };
+
+  /** renderers/screen.py p300_level: the level a fork opens on. */
+  function p300Level(body) { return body && body.prefix ? "keys" : "words"; }
+
+  /** renderers/screen.py p300_targets over [{name, targets}] rows. */
+  function p300Targets(rows, level) {
+    const uniq = (ts) => Array.from(new Set(ts));
+    if (rows.some((r) => r.name === "rest" || r.name === "settings")) return uniq(rows.flatMap((r) => r.targets));
+    const named = (...names) => rows.filter((r) => names.some((n) => r.name.startsWith(n))).flatMap((r) => r.targets);
+    const typed = rows.some((r) => r.name === "edit");
+    const top = WORDS_COMMANDS.map((c) => `cmd:${c}`);
+    if (level === "words") {
+      return uniq([...named("candidates", "lookahead", "edit"), ...named("commands").filter((t) => top.includes(t)), SPELL_TARGET, MENU_TARGET]);
+    }
+    if (level === "menu") return uniq([...named("commands").filter((t) => !top.includes(t)), ...named("phrases-"), WORDS_TARGET]);
+    if (level === "keys") return uniq([...(typed ? named("candidates") : []), ...named("letters"), ...named("edit"), ABC_TARGET, WORDS_TARGET]);
+    return uniq([...named("abc-"), ...named("edit"), WORDS_TARGET]);
+  }
+
+  /** renderers/screen.py flash_groups: rows, then columns, of a grid ceil(sqrt(n)) wide; one row: item by item. */
+  function flashGroups(targets) {
+    const n = targets.length;
+    if (!n) return [];
+    const cols = Math.ceil(Math.sqrt(n));
+    if (n <= cols) return targets.map((t) => [t]);
+    const groups = [];
+    for (let i = 0; i < n; i += cols) groups.push(targets.slice(i, i + cols));
+    for (let c = 0; c < cols; c++) {
+      const col = [];
+      for (let i = c; i < n; i += cols) col.push(targets[i]);
+      groups.push(col);
+    }
+    return groups;
+  }
+
+  /** The P300 level targets (this page's own ui: targets, drawn with --p300 only), each shown at the levels
+   *  that flash it; a click (or another source's select of one, e.g. the EEG adapter's) opens its level. */
+  function renderP300Level() {
+    const on = !!(S.cfg && S.cfg.p300);
+    let bar = $("p300-level");
+    if (!bar && on) {
+      bar = document.createElement("div");
+      bar.id = "p300-level";
+      bar.className = "krow";
+      bar.append(...Object.keys(LEVEL_TARGETS).map((t) => targetButton(t, LEVEL_LABELS[t], "key named p300-ui", () => setP300Level(LEVEL_TARGETS[t]))));
+      $("keyboard").prepend(bar);
+    }
+    if (!bar) return;
+    bar.hidden = !on;
+    const open = on && !!S.fork && S.decided === null && !isPaused() && !SAY.open;
+    const here = open ? p300Targets([], P.level) : [];
+    for (const b of bar.children) b.hidden = !here.includes(b.dataset.target);
+  }
+
+  /** Dim what does not flash now (P300): every target of the page not in `targets`. */
+  function markResting(targets) {
+    const lit = new Set(targets);
+    const on = !!(S.cfg && S.cfg.p300);
+    for (const el of document.querySelectorAll("[data-target], #cloud .cand")) {
+      const t = el.dataset.target || `cand:${el.dataset.index}`;
+      el.classList.toggle("p300-rest", on && !lit.has(t));
+    }
+  }
+
+  /** Open a P300 level: its targets flash from now on, numbered afresh. */
+  function setP300Level(level) {
+    if (!S.fork || S.decided !== null || P.level === level) return;
+    P.level = level;
+    renderP300Level();
+    afterPaint(p300Restart);
+  }
+
   function p300Restart() {
     p300Stop();
     if (!S.cfg || !S.cfg.p300 || !S.fork || S.decided !== null || clock.offsetMs === null) return;
@@ -943,27 +1031,21 @@
     P.gen += 1;
     if (P.lit !== null) for (const el of P.lit) el.classList.remove("flash");
     P.lit = null;
+    for (const el of document.querySelectorAll(".p300-rest")) el.classList.remove("p300-rest");
   }
 
-  /** One round of flash groups (rows, then columns, of target ids) in a fresh random order, taken from
-   *  the page as it is now; it does not start with the group `avoidFirst` (the last one flashed). */
-  function shuffled(avoidFirst) {
+  /** The targets flashed now: p300Targets of the page's rows (as it is now) at the current level. */
+  function p300Now() {
     const id = (el) => el.dataset.target || `cand:${el.dataset.index}`;
-    const seen = new Set(), rows = new Map(), cols = new Map();
-    scanRows().forEach((row, r) => row.forEach((el, c) => {
-      const t = id(el);
-      if (seen.has(t)) return;
-      seen.add(t);
-      if (!rows.has(r)) rows.set(r, []);
-      if (!cols.has(c)) cols.set(c, []);
-      rows.get(r).push(t);
-      cols.get(c).push(t);
-    }));
-    const keys = new Set(), order = [];
-    for (const g of [...rows.values(), ...cols.values()]) {   // a one-item row may be its own column too
-      const key = g.join(" ");
-      if (!keys.has(key)) { keys.add(key); order.push(g); }
-    }
+    return p300Targets(namedScanRows().map((r) => ({ name: r.name, targets: r.els.map(id) })), P.level);
+  }
+
+  /** One round of flash groups (flashGroups of p300Now) in a fresh random order, taken from the page as it
+   *  is now; it does not start with the group `avoidFirst` (the last one flashed). */
+  function shuffled(avoidFirst) {
+    const now = p300Now();
+    markResting(now);
+    const order = flashGroups(now);
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];
@@ -1073,6 +1155,7 @@
   function onRendererTarget(body) {
     if (S.cfg && body.source === S.cfg.name) return;
     if (body.target === "cmd:settings") showSettings(true);
+    else if (Object.hasOwn(LEVEL_TARGETS, body.target || "") && !SAY.open) setP300Level(LEVEL_TARGETS[body.target]);   // P300 levels
     else if (body.target && body.target.startsWith("ui:")) runUi(body.target.slice(3));
   }
 
@@ -1091,6 +1174,7 @@
     S.lastLayout = "";
     layoutSoon();
     updateFocus();
+    if (S.cfg && S.cfg.p300) { renderP300Level(); afterPaint(p300Restart); }   // a new screen: its flashes start over
   }
 
   function updateSetting(setting, value) {
@@ -1181,6 +1265,6 @@
   }, 1000);
 
   // For tests and debugging from the console.
-  window.razvilka = { state: S, clock, p300: P, request, send, collectLayout, screenTransform, busNs, parseTarget, COMMANDS, screenRows, say: SAY };
+  window.razvilka = { state: S, clock, p300: P, p300Targets, flashGroups, p300Now, setP300Level, request, send, collectLayout, screenTransform, busNs, parseTarget, COMMANDS, screenRows, say: SAY };
   connect();
 })();
