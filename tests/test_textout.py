@@ -49,8 +49,8 @@ class TextWindow:
     """The Tk window, in its own process; ``wait_for`` reads its reports until the text matches."""
 
     def __init__(self, x: XServer, slow_s: float = 0.0) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", TK_WINDOW, str(slow_s)], env=x.env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, encoding="utf-8")
+        self.proc = subprocess.Popen([sys.executable, "-c", TK_WINDOW, str(slow_s)], env=x.env(),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
         self.lines: queue.Queue[dict[str, object]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.text = ""
