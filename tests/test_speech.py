@@ -197,10 +197,11 @@ def audio_server() -> Iterator[dict[str, str]]:
     home = Path(tempfile.mkdtemp(prefix="rz-pa-", dir="/tmp"))
     sock = home / "native"
     env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home), "XDG_CONFIG_HOME": str(home)}
-    proc = subprocess.Popen([pulseaudio, "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
-                             "--log-target=stderr", "-L", "module-null-sink",
-                             "-L", f"module-native-protocol-unix socket={sock} auth-anonymous=1"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(home / "pulseaudio.log", "wb") as log:  # a file, not a pipe: nobody reads it until it fails
+        proc = subprocess.Popen([pulseaudio, "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
+                                 "--log-target=stderr", "-L", "module-null-sink",
+                                 "-L", f"module-native-protocol-unix socket={sock} auth-anonymous=1"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and proc.poll() is None:
         with socket.socket(socket.AF_UNIX) as s:
@@ -211,15 +212,22 @@ def audio_server() -> Iterator[dict[str, str]]:
                 time.sleep(0.05)
     else:
         proc.kill()
-        log = proc.communicate()[1].decode(errors="replace")[-2000:]
-        pytest.fail(f"pulseaudio did not start: {log}", pytrace=False)
+        proc.wait()
+        pytest.fail(f"pulseaudio did not start: {(home / 'pulseaudio.log').read_text(errors='replace')[-2000:]}",
+                    pytrace=False)
     yield {**env, "PULSE_SERVER": f"unix:{sock}"}
+    end(proc)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def end(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server the test started; kill it if it has not gone in 5 s."""
     proc.terminate()
     try:
         proc.wait(5)
     except subprocess.TimeoutExpired:
         proc.kill()
-    shutil.rmtree(home, ignore_errors=True)
+        proc.wait()
 
 
 def playing_streams(env: dict[str, str]) -> int:
@@ -322,11 +330,7 @@ def speech_dispatcher(audio_server: dict[str, str]) -> Iterator[dict[str, str]]:
                         pytrace=False)
         time.sleep(0.05)  # the server has no readiness event: poll its socket
     yield audio_server
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    end(proc)
     shutil.rmtree(logs, ignore_errors=True)
 
 
