@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -278,29 +279,34 @@ class Loop:
         return mark
 
 
-@pytest.fixture
-async def loop(start_daemon: Any, open_page: Any) -> AsyncIterator[Loop]:
+L = TypeVar("L", bound=Loop)
+
+
+@asynccontextmanager
+async def gaze_loop(daemon: Any, open_page: Any, watch: list[str], cls: type[L], *, page: dict[str, Any] | None = None,
+                    **gaze: Any) -> AsyncIterator[L]:
+    """The real loop around a started daemon: the browser view (web bridge, headless Chromium), an LSL outlet
+    shaped like the Tobii connector, and the real gaze adapter against the page's layout (``gaze``: its config),
+    with a watcher on the bus subscribed to ``watch``; ``cls`` the loop's helper class."""
     from razvilka.renderers.config import WebConfig
     from razvilka.renderers.web.bridge import SUBSCRIBE as WEB_SUBSCRIBE
     from razvilka.renderers.web.bridge import WebBridge
 
-    daemon = await start_daemon(daemon={"prompt": PROMPT})
-    watcher = await daemon.client("watcher", subscribe=["fork.", "text.", "daemon.status.", "input.confirm.",
-                                                        "input.command.", "render.layout.", "source.status."])
+    watcher = await daemon.client("watcher", subscribe=watch)
     web = await daemon.client("web", subscribe=list(WEB_SUBSCRIBE), role="renderer")
     bridge = WebBridge(WebConfig(port=0), web)
     url = await bridge.start()
     sid = f"tobii-{uuid.uuid4().hex[:8]}"
     outlet = pylsl.StreamOutlet(tobii_info(sid))
     client = await daemon.client("gaze", subscribe=list(GAZE_SUBSCRIBE), role="input")
-    adapter = GazeAdapter(stream_cfg(sid, resolve_timeout_s=5.0, renderer="web"), client)
+    adapter = GazeAdapter(stream_cfg(sid, resolve_timeout_s=5.0, renderer="web", **gaze), client)
     stop = asyncio.Event()
     task = asyncio.create_task(adapter.run(stop))
     try:
         await expect_msg(watcher, status_is("ok", contains="Tobii"), timeout=15)
-        page = await open_page(url)
+        shown = await open_page(url, **(page or {}))
         # the first fork may have opened before the watcher joined: the retained state first, then live
-        loop = Loop(daemon, page, adapter, watcher, outlet, Synth(pylsl.local_clock()))
+        loop = cls(daemon, shown, adapter, watcher, outlet, Synth(pylsl.local_clock()))
         loop.log.extend(m for m in await watcher.snapshot(timeout=5.0) if m.type != "heartbeat")
         yield loop
         assert not task.done(), "the gaze adapter stopped"
@@ -309,6 +315,14 @@ async def loop(start_daemon: Any, open_page: Any) -> AsyncIterator[Loop]:
         await asyncio.wait_for(task, 10)
         await close_outlet([outlet])
         await bridge.close()
+
+
+@pytest.fixture
+async def loop(start_daemon: Any, open_page: Any) -> AsyncIterator[Loop]:
+    daemon = await start_daemon(daemon={"prompt": PROMPT})
+    async with gaze_loop(daemon, open_page, ["fork.", "text.", "daemon.status.", "input.confirm.", "input.command.",
+                                             "render.layout.", "source.status."], Loop) as loop:
+        yield loop
 
 
 @pytest.mark.model

@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 import tomllib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,8 @@ import test_web
 from bus_helpers import body_of, drained
 from playwright.async_api import expect
 from test_daemon_output import _spoken
-from test_gaze import expect as expect_msg
-from test_gaze import push, status_is, stream_cfg, tobii_info, until
-from test_gaze_targets import SCREEN, Loop, Synth
+from test_gaze import push, until
+from test_gaze_targets import SCREEN, Loop, gaze_loop
 from test_partner import model_reads
 from test_speech import audio_server, wait_for_stream  # noqa: F401 - the module's audio server
 from test_web import PROMPT, Rig, next_msg
@@ -270,42 +268,15 @@ class LiveGaze(Loop):
 @pytest.fixture
 async def live(start_daemon: Any, open_page: Any, runtime_dir: Path,
                audio_server: dict[str, str]) -> AsyncIterator[LiveGaze]:  # noqa: F811
-    from razvilka.inputs.gaze.adapter import SUBSCRIBE as GAZE_SUBSCRIBE
-    from razvilka.inputs.gaze.adapter import GazeAdapter
-    from razvilka.renderers.config import WebConfig
-    from razvilka.renderers.web.bridge import SUBSCRIBE as WEB_SUBSCRIBE
-    from razvilka.renderers.web.bridge import WebBridge
-
     (runtime_dir / "phrases.toml").write_text('[phrases]\nyes = "Yes."\ntea = "Tea, please."\n', encoding="utf-8")
     config_file = runtime_dir / "config.toml"
     daemon = await start_daemon(daemon={"prompt": "My favourite animal at the zoo is the"},
                                 speech={"engine": "espeak-ng", "rate": 300},
                                 build={"output_env": audio_server, "config_file": config_file})
-    watcher = await daemon.client("watcher", subscribe=["fork.", "text.", "daemon.", "input.", "render.layout.",
-                                                        "source.status.", "config.state.", "phrases.state."])
-    web = await daemon.client("web", subscribe=list(WEB_SUBSCRIBE), role="renderer")
-    bridge = WebBridge(WebConfig(port=0), web)
-    url = await bridge.start()
-    sid = f"tobii-{uuid.uuid4().hex[:8]}"
-    outlet = pylsl.StreamOutlet(tobii_info(sid))
-    client = await daemon.client("gaze", subscribe=list(GAZE_SUBSCRIBE), role="input")
-    adapter = GazeAdapter(stream_cfg(sid, resolve_timeout_s=5.0, renderer="web", dwell_ms=600, rest_ms=0.0), client)
-    stop = asyncio.Event()
-    task = asyncio.create_task(adapter.run(stop))
-    try:
-        await expect_msg(watcher, status_is("ok", contains="Tobii"), timeout=15)
-        page = await open_page(url, viewport={"width": 1280, "height": 1500})
-        loop = LiveGaze(daemon, page, adapter, watcher, outlet, Synth(pylsl.local_clock()))
-        loop.log.extend(m for m in await watcher.snapshot(timeout=5.0) if m.type != "heartbeat")
+    async with gaze_loop(daemon, open_page, ["fork.", "text.", "daemon.", "input.", "render.layout.", "source.status.",
+                                             "config.state.", "phrases.state."], LiveGaze,
+                         page={"viewport": {"width": 1280, "height": 1500}}, dwell_ms=600, rest_ms=0.0) as loop:
         yield loop
-        assert not task.done(), "the gaze adapter stopped"
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        from test_gaze import close_outlet
-
-        await close_outlet([outlet])
-        await bridge.close()
 
 
 @pytest.mark.model
