@@ -181,7 +181,6 @@
   const sentTypes = new Map(); // ref -> event type, until the bridge answers
   const myIds = [];            // bus ids of this page's recent selects and commands
   let nextRef = 1;
-  let retryMs = 500;
 
   // ------------------------------------------------------------------ settings
   function settings(base) {
@@ -201,23 +200,17 @@
 
   // ------------------------------------------------------------------ socket
   function connect() {
-    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-    S.ws = ws;
-    ws.onopen = () => { retryMs = 500; };
-    ws.onmessage = (ev) => {
-      let msg;
-      try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.topic !== undefined) onProtocol(msg); else onControl(msg);
-    };
-    ws.onclose = () => {
-      setConn(false);
-      p300Stop();
-      for (const resolve of waiting.values()) resolve({ type: "error", name: "DISCONNECTED", message: "connection closed" });
-      waiting.clear();
-      sentTypes.clear();
-      setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, 5000);
-    };
+    window.razvilkaSocket("/ws", {
+      onSocket: (ws) => { S.ws = ws; },
+      onProtocol, onControl,
+      onClose: () => {
+        setConn(false);
+        p300Stop();
+        for (const resolve of waiting.values()) resolve({ type: "error", name: "DISCONNECTED", message: "connection closed" });
+        waiting.clear();
+        sentTypes.clear();
+      },
+    });
   }
 
   function send(ev) {

@@ -6,22 +6,12 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const P = { ws: null, text: "", partner: "", sent: 0, refused: 0, nextRef: 1 };
-  let retryMs = 500;
 
   function connect() {
-    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/partner/ws`);
-    P.ws = ws;
-    ws.onopen = () => { retryMs = 500; setConn(true); };
-    ws.onmessage = (ev) => {
-      let msg;
-      try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.topic !== undefined) onProtocol(msg); else onControl(msg);
-    };
-    ws.onclose = () => {
-      setConn(false);
-      setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, 5000);
-    };
+    window.razvilkaSocket("/partner/ws", {
+      onSocket: (ws) => { P.ws = ws; }, onProtocol, onControl,
+      onOpen: () => setConn(true), onClose: () => setConn(false),
+    });
   }
 
   function setConn(up) {
