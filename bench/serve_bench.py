@@ -7,7 +7,8 @@ server"; docs/deployment.md, "Capacity").
     python bench/serve_bench.py --counts 1,4 --phrases-per-person 5
 
 One ``razvilka serve`` (llama-server from xllamacpp, ``--parallel`` slots) is started once. For each N, N
-daemons are started as separate processes (``razvilka daemon``, each with its own runtime directory, bus,
+daemons are started as separate processes (on the server each pinned to its own ``--parallel // N`` slots:
+``model.slot``, ``model.slots``) (``razvilka daemon``, each with its own runtime directory, bus,
 store and profile directory) on ``model.backend = "llama-server"``, and N simulated people (the
 simulated-user benchmark's ``Person``, the headline configuration auto-k8) write different phrases at the
 same time, one person per daemon; then the same with N daemons that embed the model. Reported per row:
@@ -131,6 +132,8 @@ class Server:
         paths = [[2] + [1000 + 37 * i + j for j in range(96)] for i in range(8)]
         body = json.dumps({"prompt": paths, "n_predict": 1, "cache_prompt": False}).encode()
         req = urllib.request.Request(self.url + "/completion", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as r:  # once to warm up (the first decode is slow)
+            r.read()
         t0 = time.monotonic()
         with urllib.request.urlopen(req, timeout=300) as r:
             answers = json.loads(r.read())
@@ -219,8 +222,12 @@ async def phase(kind: str, n: int, jobs: list[list[tuple[str, str]]], args: argp
     procs: list[subprocess.Popen[bytes]] = []
     clients: list[Any] = []
     try:
-        for home in homes:
-            env = daemon_env(home, model, cfg.gating(), {**cfg.daemon(), "profile": False, "prompt": ""})
+        for i, home in enumerate(homes):
+            # on the server each person has their own slot (model.slot; docs/deployment.md), as deployed
+            # and an equal share of the slots (model.slots: a person's paths are decoded together there)
+            share = max(1, args.parallel // n)
+            own = {**model, "slot": (i * share) % args.parallel, "slots": share} if kind == "server" else model
+            env = daemon_env(home, own, cfg.gating(), {**cfg.daemon(), "profile": False, "prompt": ""})
             procs.append(await asyncio.to_thread(start_daemon, home, env))
         t_load = time.monotonic()
         clients = [await join(h, p, 300.0) for h, p in zip(homes, procs)]
@@ -454,7 +461,8 @@ def save(out: Path, args: argparse.Namespace, rows: list[dict[str, Any]], skippe
         "phrases_per_person": per, "phrases": [[p for p, _ in j] for j in jobs], "think_ms": args.think_ms,
         "configuration": known()[HEADLINE].to_json(), "daemon_profile": False,
         "server": {"parallel": args.parallel, "ctx_per_slot": args.ctx_size, "threads": args.server_threads or cores,
-                   "model": "embedded Gemma 3 270M (Q4_K_M)"},
+                   "model": "embedded Gemma 3 270M (Q4_K_M)",
+                   "slots_per_person": {str(n): max(1, args.parallel // n) for n in counts}},
         "embedded_threads": {str(n): max(1, cores // n) for n in counts},
         "gpu_tokens_per_s_assumed": args.gpu_tokens_per_s, "total_s": round(time.monotonic() - started, 1),
         "budget_s": args.budget_s, "not_run": skipped,
@@ -478,7 +486,9 @@ def main() -> None:
     p.add_argument("--offset", type=int, default=0, help="first phrase of the file to use")
     p.add_argument("--think-ms", type=int, default=1000, help="a selection takes at least this long (default 1000)")
     p.add_argument("--parallel", type=int, default=8, help="the server's slots (default 8: one per person at N=8)")
-    p.add_argument("--ctx-size", type=int, default=2048, help="context per server slot, tokens (default 2048)")
+    p.add_argument("--ctx-size", type=int, default=512,
+                   help="context per server slot, tokens (default 512: a KV pool of 8 x 512 = 4096 tokens, shared by "
+                        "the slots, each of which may use all of it: the embedded daemon's own n_ctx)")
     p.add_argument("--server-threads", type=int, default=0, help="the server's threads (default: every core)")
     p.add_argument("--gpu-tokens-per-s", type=float, default=20000.0,
                    help="assumed prompt throughput of one GPU for the extrapolation (default 20000: an assumption)")

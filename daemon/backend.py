@@ -27,6 +27,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -180,20 +181,70 @@ def top_row(logits: np.ndarray, n: int) -> TopRow:
     return TopRow(ids, lp, rest)
 
 
+def _vocab_cache(tag: str) -> Path:
+    """Where the vocabulary table of the model ``tag`` names is cached (``.npz``; ``.json`` beside it)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "razvilka" / "vocab"
+    return cache / (hashlib.sha1(f"{tag}:{Vocab.FORMAT}".encode()).hexdigest()[:20] + ".npz")
+
+
 def cached_vocab(tag: str, n_vocab: int, read: Callable[[], Vocab]) -> Vocab:
     """The vocabulary table for the model that ``tag`` names, from the cache when it was seen before.
 
     ``tag`` must change when the model does (the embedded backend: the file's path, size and mtime;
     a server: the model it reports). A read-only cache costs only start-up time."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "razvilka" / "vocab"
-    path = cache / (hashlib.sha1(f"{tag}:{Vocab.FORMAT}".encode()).hexdigest()[:20] + ".npz")
+    path = _vocab_cache(tag)
     vocab = Vocab.load(path) if path.exists() else None
     if vocab is not None and vocab.n == n_vocab:
         return vocab
     vocab = read()
     try:
-        cache.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         vocab.save(path)
     except OSError as exc:
         log.warning("could not cache the vocabulary table at %s: %s", path, exc)
     return vocab
+
+
+def cached_tokenizer(tag: str) -> tuple[Vocab, int, bool] | None:
+    """(vocabulary, BOS token, whether a document starts with it) of the model ``tag`` names, from the cache
+    alone, or None when it was never saved (:func:`save_tokenizer`). A remote backend reads it this way so
+    that the daemon never loads llama.cpp (its library, and a vocabulary-only model: ~90 MiB at peak)."""
+    path = _vocab_cache(tag)
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        n, bos, add_bos = int(meta["n_vocab"]), int(meta["bos"]), bool(meta["add_bos"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    vocab = _load_lean(path)
+    return (vocab, bos, add_bos) if vocab is not None and vocab.n == n else None
+
+
+def _load_lean(path: Path) -> Vocab | None:
+    """``Vocab.load`` without its two transient lists of 262,144 Python ints (~20 MiB of peak memory, which a
+    daemon on a server keeps as its high-water mark): the pieces are cut from the blob one by one."""
+    try:
+        with np.load(path) as z:
+            if int(z["format"][0]) != Vocab.FORMAT:
+                return None
+            blob, ends = z["blob"].tobytes(), z["ends"]
+            kinds, order = z["kinds"].copy(), z["order"].copy()
+    except (OSError, KeyError, ValueError):
+        return None
+    pieces: list[bytes] = []
+    start = 0
+    for end in ends.flat:  # numpy scalars, one at a time
+        pieces.append(blob[start:int(end)])
+        start = int(end)
+    return Vocab(pieces, kinds=kinds, order=order)
+
+
+def save_tokenizer(tag: str, vocab: Vocab, bos: int, add_bos: bool) -> None:
+    """Remember what :func:`cached_tokenizer` gives (the table itself is saved by :func:`cached_vocab`)."""
+    path = _vocab_cache(tag).with_suffix(".json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"n_vocab": vocab.n, "bos": int(bos), "add_bos": bool(add_bos)}))
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("could not cache the tokenizer's settings at %s: %s", path, exc)

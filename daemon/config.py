@@ -30,7 +30,9 @@ class ModelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     api_key_file: str = ""      # a 0600 file with the server's key (razvilka serve --api-key-file); "" = none
     top_n: int = 256            # tokens per row a server returns (n_probs): the rest's mass is carried, unseen
     timeout_s: float = 30.0     # a server that does not answer within this is reported down
-    slot: int = -1              # server slot for this daemon's document (id_slot); -1 = the server picks by prefix
+    slot: int = -1              # llama-server: this daemon's own slot, every request pinned there (id_slot); -1 = the
+                                # server spreads paths over its free slots (fine for one person; several thrash)
+    slots: int = 1              # llama-server, with slot: use slots slot .. slot+slots-1 (a path stays in one of them)
 
 
 def _default_cost_weights() -> dict[str, float]:

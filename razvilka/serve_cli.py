@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: model.n_threads, 0 = all)")
     p.add_argument("--lora", action="append", default=[], metavar="GGUF",
                    help="a LoRA adapter to load, off until a daemon selects it (repeatable; id = order given)")
+    p.add_argument("--cache-ram-mib", type=int, default=0, metavar="MIB",
+                   help="llama-server's host-memory prompt cache, MiB (default 0: off, for daemons pinned to their own "
+                        "slots with model.slot; unpinned daemons sharing slots want it, e.g. 8192; -1: no limit)")
     p.add_argument("--api-key-file", metavar="FILE",
                    help="a file (mode 0600) with a key every request must carry; daemons: model.api_key_file")
     p.set_defaults(handler=run)
@@ -40,7 +43,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         model=args.model or config.model.path, host=args.host, port=args.port, parallel=args.parallel,
         ctx_per_slot=args.ctx_size or config.model.n_ctx, threads=config.model.n_threads
         if args.threads is None else args.threads, loras=list(args.lora), api_key_file=args.api_key_file or "",
-        verbose=args.verbose > 0)
+        cache_ram_mib=args.cache_ram_mib, verbose=args.verbose > 0)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_a: stop.set())

@@ -119,7 +119,8 @@ def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def server_engine(llama_server: ServerProcess, model_path: Path) -> Iterator[Any]:
     from razvilka.daemon.engine import Engine
 
-    eng = Engine(ModelConfig(path=str(model_path), top_n=TOP_N, timeout_s=60.0, **llama_server.model()))
+    # pinned to two of the four slots, as each person's daemon is deployed (docs/deployment.md)
+    eng = Engine(ModelConfig(path=str(model_path), top_n=TOP_N, timeout_s=60.0, **llama_server.model(slot=0, slots=2)))
     yield eng
     eng.close()
 
@@ -481,3 +482,61 @@ async def test_simulated_person_writes_through_the_server(llama_server: ServerPr
     finally:
         await asyncio.wait_for(client.close(), timeout=5)
         await asyncio.wait_for(d.close(), timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------- one slot per person
+@pytest.mark.parametrize("slots", [1, 2])
+def test_a_pinned_slot_reads_the_document_once(llama_server: ServerProcess, model_path: Path, slots: int) -> None:
+    """With ``model.slot`` every request of the daemon goes to that slot (``id_slot``; with ``model.slots`` to
+    those slots, one request each at once), so paths that extend the document cost their new token only, one
+    request after another. Unpinned, the paths of one request spread over slots that hold other documents, and
+    each of those slots re-reads this one from its start (measured here: 172 tokens for these four paths instead
+    of 4; docs/deployment.md, "Capacity")."""
+    from razvilka.daemon.backends.llama_server import LlamaServerBackend
+
+    b = LlamaServerBackend(ModelConfig(path=str(model_path), top_n=TOP_N, timeout_s=60.0,
+                                       **llama_server.model(slot=4 - slots, slots=slots)))
+    try:
+        doc = [b.bos] + b.tokenize(f"A slot of its own keeps this document ({slots}), " * 6)
+        b.set_document(doc)
+        ends = b.tokenize(" red green blue black")
+        for step in range(3):  # three rounds of four paths: each path one token past the document
+            before = b.stats["prompt_tokens"]
+            rows = b.rows([doc + [t] for t in ends])
+            assert len(rows) == len(ends) and all(isinstance(r, TopRow) for r in rows)
+            if step > 0 or slots == 1:  # (a second slot reads the document once, in the first round)
+                assert b.stats["prompt_tokens"] - before == len(ends), step
+        alone = b.rows([doc + [ends[2]]])[0]  # the same row through one slot as through two
+        assert isinstance(alone, TopRow) and isinstance(rows[2], TopRow)
+        assert alone.ids[:5].tolist() == rows[2].ids[:5].tolist()
+        picked = b.pick([doc + [t] for t in ends], lambda r: int(r.ids[0]), keep=[True] * len(ends))  # type: ignore[union-attr]
+        assert len(picked) == len(ends)
+    finally:
+        b.close()
+    with pytest.raises(DaemonRefusal, match="has slots 0..3"):
+        LlamaServerBackend(ModelConfig(path=str(model_path), **llama_server.model(slot=3, slots=2)))
+
+
+def test_the_backend_never_loads_llama_cpp(llama_server: ServerProcess, model_path: Path) -> None:
+    """The daemon of a remote backend reads its vocabulary table and BOS from the cache (written the first time
+    the GGUF was read), so it never loads llama.cpp's library and a vocabulary-only model (~60 MiB of peak
+    memory per person on a shared server)."""
+    from razvilka.daemon.backends.llama_server import LlamaServerBackend
+
+    cfg = dict(path=str(model_path), top_n=TOP_N, timeout_s=60.0, **llama_server.model())
+    LlamaServerBackend(ModelConfig(**cfg)).close()  # the cache is warm from here on
+    code = ("import json, sys\n"
+            "from razvilka.daemon.config import ModelConfig\n"
+            "from razvilka.daemon.backends.llama_server import LlamaServerBackend\n"
+            "b = LlamaServerBackend(ModelConfig(**json.loads(sys.argv[1])))\n"
+            "print(json.dumps([b.vocab.n, b.bos, b.add_bos, sorted(m for m in sys.modules if 'llama_cpp' in m)]))\n"
+            "b.close()\n")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(cfg)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120, check=True).stdout
+    n, bos, add_bos, loaded = json.loads(out.strip().splitlines()[-1])
+    b = LlamaServerBackend(ModelConfig(**cfg))
+    try:
+        assert (n, bos, add_bos) == (b.vocab.n, b.bos, b.add_bos) == (262144, 2, True)
+    finally:
+        b.close()
+    assert loaded == []
