@@ -8,7 +8,7 @@ learner, kept in the test's own runtime directory, unless a test turns ``daemon.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -18,7 +18,7 @@ from bus_helpers import B, MessageOf, message_of
 
 from razvilka.config import Config
 from razvilka.protocol.client import BusClient
-from razvilka.protocol.messages import Body, Message
+from razvilka.protocol.messages import Body, ForkDecided, ForkOpen, Message
 
 DEFAULT_PROMPT = "My favourite thing about the weekend is"
 
@@ -115,3 +115,17 @@ async def next_of(client: BusClient, type_: str | type[Body], timeout: float = 3
         msg = await client.recv(left)
         if msg is not None and msg.type == name and (where is None or where(msg)):
             return msg if isinstance(type_, str) else message_of(msg, type_)
+
+
+async def current_fork(bus: BusClient, done: Collection[str] = (), timeout: float = 120.0) -> MessageOf[ForkOpen]:
+    """The open fork: the one the bus retains if it is still open, else the next to open.
+
+    The bus retains the last ``fork.open`` until the next fork opens, so a fork already decided (in the
+    snapshot, or one of ``done``: the caller saw it decided, and the bus may not have retained that
+    yet) is never taken for the open one."""
+    snap = await bus.snapshot()
+    closed = set(done) | {m.header.fork_id for m in snap if m.type == ForkDecided.TYPE and m.header.fork_id}
+    opened = [m for m in snap if m.type == ForkOpen.TYPE and m.header.fork_id not in closed]
+    if opened:
+        return message_of(opened[-1], ForkOpen)
+    return await next_of(bus, ForkOpen, timeout, where=lambda m: m.header.fork_id not in closed)

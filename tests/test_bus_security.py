@@ -218,15 +218,14 @@ async def test_hmac_snapshot_then_live_copy_is_no_replay(signed_bus) -> None:
 async def test_daemon_refuses_a_replayed_signed_select(start_daemon) -> None:
     """The real daemon, signing on: a select captured off the bus and sent again decides nothing
     and gets daemon.error REPLAYED (before 1.3 it was decoded again, as a select for a stale fork)."""
-    from daemon_fixtures import next_of
+    from daemon_fixtures import current_fork, next_of
 
     d = await start_daemon(bus={"hmac_key": KEY})
     bus = await d.client("t", ["fork.", "daemon.error."])
     assert bus.codec.key == KEY.encode()
     tap = await eavesdrop(d.endpoints.sub, b"input.select.", bus)
     try:
-        snap = [m for m in await bus.snapshot() if m.type == "fork.open"]
-        fork_msg = snap[-1] if snap else await next_of(bus, "fork.open", 60)
+        fork_msg = await current_fork(bus)
         fid = fork_msg.header.fork_id
         bus.publish(Select(index=0, source="keyboard", kind="key"), fork_id=fid)
         frames = await captured(tap, b"input.select.")

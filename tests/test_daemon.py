@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from bus_helpers import MessageOf, message_of, until
-from daemon_fixtures import RunningDaemon, StartDaemon, next_of
+from daemon_fixtures import RunningDaemon, StartDaemon, current_fork, next_of
 
 from razvilka.daemon.gating import thresholds
 from razvilka.protocol.client import BusClient
@@ -67,7 +67,7 @@ async def test_fork_words_first_then_lookaheads_stream(daemon: RunningDaemon) ->
 
 async def test_select_commits_word_and_opens_next_fork(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork.", "text.", "daemon.error."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     chosen = fork.body.candidates[1].word
     bus.publish(Select(index=1, source="keyboard"), fork_id=fork.header.fork_id)
     decided = await next_of(bus, ForkDecided)
@@ -86,16 +86,10 @@ async def test_select_commits_word_and_opens_next_fork(daemon: RunningDaemon) ->
     assert entries[-1].fork_id == fork.header.fork_id and entries[-1].words == [chosen]
 
 
-async def _current_fork(bus: BusClient) -> MessageOf[ForkOpen]:
-    """The open fork: from the snapshot if it already went out, else the next one."""
-    snap = [m for m in await bus.snapshot() if m.type == ForkOpen.TYPE]
-    return message_of(snap[-1], ForkOpen) if snap else await open_fork(bus)
-
-
 async def test_fusion_rules(start_daemon: StartDaemon) -> None:
     d = await start_daemon(daemon={"stale_focus_ms": 400})
     bus = await d.client("t", ["fork.", "daemon.error."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     fid = fork.header.fork_id
     # confirm with no focus: nothing happens, and it says why
     bus.publish(Confirm(source="footswitch"), fork_id=fid)
@@ -123,7 +117,7 @@ async def test_fusion_rules(start_daemon: StartDaemon) -> None:
 async def test_gaze_dwell_and_gaze_eeg(start_daemon: StartDaemon) -> None:
     d = await start_daemon()
     bus = await d.client("t", ["fork."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     bus.publish(Focus(index=2, source="gaze", dwell=0.5), fork_id=fork.header.fork_id)
     bus.publish(Confirm(source="gaze"), fork_id=fork.header.fork_id)  # dwell complete
     decided = await next_of(bus, ForkDecided)
@@ -142,7 +136,7 @@ async def test_gaze_dwell_and_gaze_eeg(start_daemon: StartDaemon) -> None:
 
 async def test_back_more_type_bias_regenerate(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork.", "text.", "daemon.error."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     first_words = [c.word for c in fork.body.candidates]
     before = daemon.daemon._spans()[0]
     bus.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
@@ -185,7 +179,7 @@ async def test_back_more_type_bias_regenerate(daemon: RunningDaemon) -> None:
 
 async def test_phrase_selection_commits_several_words(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     done = await lookahead_done(bus, fork.header.fork_id)
     phrase = done.body.entries[0].phrases[0]
     bus.publish(Select(index=0, source="web", phrase=True), fork_id=fork.header.fork_id)
@@ -200,7 +194,7 @@ async def test_phrase_selection_commits_several_words(daemon: RunningDaemon) -> 
 async def test_a_click_on_a_look_ahead_word_takes_the_phrase_up_to_it(daemon: RunningDaemon) -> None:
     """Protocol 1.1 ``phrase_words``: the candidate and the look-ahead's first N words, no more."""
     bus = await daemon.client("t", ["fork.", "text."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     done = await lookahead_done(bus, fork.header.fork_id)
     entry = max(done.body.entries, key=lambda e: len(e.phrases[0].split()))
     words = entry.phrases[0].split()
@@ -220,7 +214,7 @@ async def test_a_phrase_after_the_long_look_ahead_commits_what_was_shown(daemon:
     """Focus computes the longer look-ahead on the same candidate; the phrase selected is still the
     short one shown, and the model's text is the document's text, token for token."""
     bus = await daemon.client("t", ["fork."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     fid = fork.header.fork_id
     done = await lookahead_done(bus, fid)
     short = done.body.entries[0].phrases[0]
@@ -237,7 +231,7 @@ async def test_a_phrase_after_the_long_look_ahead_commits_what_was_shown(daemon:
 
 async def test_pause_and_resume(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork.", "daemon."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     bus.publish(Command(command="pause", source="keyboard"))
     await next_of(bus, DaemonStatus, where=lambda m: m.body.state == "paused")
     bus.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
@@ -252,7 +246,7 @@ async def test_pause_and_resume(daemon: RunningDaemon) -> None:
 
 async def test_new_text_from_prompt(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork.", "text."])
-    await _current_fork(bus)
+    await current_fork(bus)
     bus.publish(Command(command="new", source="keyboard", text="Dear Anna, thank you for"))
     state = await next_of(bus, TextState, where=lambda m: m.body.text == "Dear Anna, thank you for")
     assert [s.origin for s in state.body.spans] == ["prompt"]
@@ -262,7 +256,7 @@ async def test_new_text_from_prompt(daemon: RunningDaemon) -> None:
 
 async def test_bad_requests_get_errors_and_daemon_keeps_serving(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork.", "daemon.error."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     fid = fork.header.fork_id
     k = len(fork.body.candidates)
     bus.publish(Select(index=0, source="keyboard"), fork_id="no-such-fork")
@@ -288,7 +282,7 @@ async def test_bad_requests_get_errors_and_daemon_keeps_serving(daemon: RunningD
 
 async def test_pregeneration_hit_and_cancel(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     fid = fork.header.fork_id
     await lookahead_done(bus, fid)
     # focus 1, then move to 3 at once: work for 1 is cancelled, 3 is prepared
@@ -310,7 +304,7 @@ async def test_auto_mode_writes_while_sure_and_forks_when_unsure(start_daemon: S
     d = await start_daemon(gating={"mode": "auto", "max_auto_words": 6},
                            daemon={"prompt": "One, two, three, four, five, six, seven,"})
     bus = await d.client("t", ["fork.", "text."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     state = d.daemon._spans()
     written = state[0][len("One, two, three, four, five, six, seven,"):]
     assert "eight" in written.split()[0], written  # the model is sure of the count, so it wrote on alone
@@ -331,7 +325,7 @@ async def test_back_after_an_auto_run_is_not_written_again(start_daemon: StartDa
     d = await start_daemon(gating={"mode": "auto", "max_entropy_bits": 100.0, "min_margin": 0.0,
                                    "max_auto_words": 3}, daemon={"prompt": prompt})
     bus = await d.client("t", ["fork.", "text."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     entries = d.daemon.store.entries(d.daemon.doc.id)
     run = [e.words[0] for e in entries]
     assert len(run) == 3 and fork.body.reason.startswith("max_auto_words"), (run, fork.body.reason)
@@ -365,7 +359,7 @@ async def test_a_piece_that_continues_the_last_word_is_marked_joins(start_daemon
     and taking one writes the longer word, with no space."""
     d = await start_daemon(daemon={"prompt": "The quick brown fox jumps over the lazy d"})
     bus = await d.client("t", ["fork.", "text."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     joined = [c for c in fork.body.candidates if c.joins]
     assert joined, [(c.word, c.joins) for c in fork.body.candidates]
     assert all(c.word[:1].isalnum() for c in joined)
@@ -382,7 +376,7 @@ async def test_a_stale_focus_is_counted_quietly_a_stale_select_or_confirm_is_ref
     they are counted (``daemon.status`` detail) and not answered; a stale select or confirm is the
     person's action lost, and gets a STALE_FORK error naming it."""
     bus = await daemon.client("t", ["fork.", "daemon."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     fid = fork.header.fork_id
     bus.publish(Select(index=0, source="keyboard"), fork_id=fid)
     await next_of(bus, ForkDecided, where=lambda m: m.header.fork_id == fid)
@@ -411,7 +405,7 @@ async def test_a_store_that_cannot_write_is_a_store_error_and_the_fork_opens_aga
     learner = d.learner
     assert isinstance(learner, ProfileLearner), "the tests run the daemon as it ships: with the profile"
     bus = await daemon.client("t", ["fork.", "daemon.error.", "text."])
-    fork = await _current_fork(bus)
+    fork = await current_fork(bus)
     fid = fork.header.fork_id
     assert d.doc is not None
     await lookahead_done(bus, fid)  # its look-aheads are stored: the decision is the only write left

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from bus_helpers import MessageOf, message_of
-from daemon_fixtures import next_of
+from bus_helpers import message_of
+from daemon_fixtures import current_fork, next_of
 
 from razvilka.daemon.learn.text import words_of
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.discovery import read_discovery
-from razvilka.protocol.messages import DaemonStatus, ForkDecided, ForkOpen, Select, TextState
+from razvilka.protocol.messages import DaemonStatus, ForkDecided, Select, TextState
 
 pytestmark = pytest.mark.model
 
@@ -55,22 +55,19 @@ async def _connect(runtime_dir: Path, proc: subprocess.Popen[bytes]) -> BusClien
     return client
 
 
-async def _fork(client: BusClient) -> MessageOf[ForkOpen]:
-    snap = [m for m in await client.snapshot() if m.type == ForkOpen.TYPE]
-    return message_of(snap[-1], ForkOpen) if snap else await next_of(client, ForkOpen, 120)
-
-
 async def test_kill_9_then_resume_same_text(runtime_dir: Path) -> None:
     proc = _start(runtime_dir, "--prompt", PROMPT)
     client = await _connect(runtime_dir, proc)
     try:
         chosen: list[str] = []
+        done: set[str] = set()
         for index in (1, 0, 2):
-            fork = await _fork(client)
+            fork = await current_fork(client, done)
             client.publish(Select(index=index, source="keyboard"), fork_id=fork.header.fork_id)
             decided = await next_of(client, ForkDecided, 60,
                                     where=lambda m: m.header.fork_id == fork.header.fork_id)  # noqa: B023 - awaited here
             chosen += decided.body.words
+            done.add(str(fork.header.fork_id))
         # kill -9 right after the last acknowledgement: nothing acknowledged may be lost
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -87,7 +84,7 @@ async def test_kill_9_then_resume_same_text(runtime_dir: Path) -> None:
         assert text.startswith(PROMPT)
         # word for word (a chosen "," is written glued to the word before it)
         assert words_of(text[len(PROMPT):]) == words_of(" ".join(chosen)), (text, chosen)
-        fork = await _fork(client2)
+        fork = await current_fork(client2)
         assert fork.body.context.endswith(chosen[-1])
         # and it keeps working from there
         client2.publish(Select(index=0, source="keyboard"), fork_id=fork.header.fork_id)
@@ -107,7 +104,7 @@ async def test_sigterm_says_goodbye_and_cleans_up(runtime_dir: Path) -> None:
     proc = _start(runtime_dir, "--prompt", PROMPT)
     client = await _connect(runtime_dir, proc)
     try:
-        await _fork(client)
+        await current_fork(client)
         proc.send_signal(signal.SIGTERM)
         bye = await next_of(client, DaemonStatus, 30, where=lambda m: m.body.state == "stopped")
         assert bye.header.sender == "daemon"

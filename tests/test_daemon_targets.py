@@ -6,6 +6,7 @@ from typing import TypeVar
 
 import pytest
 from daemon_fixtures import RunningDaemon, StartDaemon, next_of
+from daemon_fixtures import current_fork as open_fork_now
 
 from razvilka.protocol.client import BusClient
 from razvilka.protocol.errors import ErrorCode
@@ -41,11 +42,10 @@ async def open_fork(bus: BusClient, timeout: float = 60.0) -> tuple[str, ForkOpe
 
 
 async def current_fork(bus: BusClient) -> tuple[str, ForkOpen]:
-    """The open fork: from the snapshot if it already went out, else the next one."""
-    snap = [m for m in await bus.snapshot() if m.type == "fork.open"]
-    if snap and snap[-1].header.fork_id:
-        return snap[-1].header.fork_id, typed(snap[-1], ForkOpen)
-    return await open_fork(bus)
+    """The open fork (daemon_fixtures.current_fork): its id and body."""
+    msg = await open_fork_now(bus)
+    assert msg.header.fork_id
+    return msg.header.fork_id, msg.body
 
 
 async def decided(bus: BusClient) -> tuple[str | None, ForkDecided]:

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import test_eeg
 import test_web
-from daemon_fixtures import StartDaemon, next_of
+from daemon_fixtures import StartDaemon, current_fork, next_of
 from test_eeg import SYN_CH, SYN_RATE, erp, start, synth_config
 from test_web import WORDS as WEB_WORDS
 from test_web import next_msg as web_next
@@ -406,8 +406,7 @@ async def test_playback_board_selects_back_and_the_daemon_undoes(start_daemon: S
     a group without it. The adapter must select ``cmd:back``; the daemon must take the last word back."""
     d = await start_daemon()
     bus = await d.client("t", ["fork.", "text.", "input.", "daemon.error."])
-    snap = [m for m in await bus.snapshot() if m.type == "fork.open"]
-    first = snap[-1] if snap else await next_of(bus, "fork.open", 60)
+    first = await current_fork(bus)
     bus.publish(Select(index=0, source="keyboard", kind="key"), fork_id=first.header.fork_id)
     decided = await next_of(bus, "fork.decided", 60, where=lambda m: m.header.fork_id == first.header.fork_id)
     fork = await next_of(bus, "fork.open", 60)

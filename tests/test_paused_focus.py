@@ -4,7 +4,7 @@ action that is not resume (a select, a confirm) is still refused, naming itself.
 from __future__ import annotations
 
 import pytest
-from daemon_fixtures import RunningDaemon, next_of
+from daemon_fixtures import RunningDaemon, current_fork, next_of
 
 from razvilka.protocol.errors import ErrorCode
 from razvilka.protocol.messages import Confirm, DaemonError, DaemonStatus, Focus, ForkDecided, Select
@@ -14,8 +14,7 @@ pytestmark = pytest.mark.model
 
 async def test_focus_while_paused_is_counted_quietly_other_inputs_are_refused(daemon: RunningDaemon) -> None:
     bus = await daemon.client("t", ["fork.", "daemon."])
-    snap = [m for m in await bus.snapshot() if m.type == "fork.open"]
-    fork = snap[-1] if snap else await next_of(bus, "fork.open", 60)
+    fork = await current_fork(bus)
     fid = fork.header.fork_id
     # a switch's pause (no rest), so daemon.status shows the counts in its detail
     bus.publish(Select(target="cmd:pause", source="pedal", kind="switch"), fork_id=fid)
