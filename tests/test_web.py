@@ -374,7 +374,7 @@ async def test_p300_flashes_a_level_at_a_time_in_grid_groups_with_sane_timing_on
     + isi. Another source's select of ui:spell (the EEG adapter's) opens the keys level: the likeliest letters
     and ui:abc flash, numbered from 0 again; ui:abc the whole alphabet; ui:words goes back."""
     from razvilka.protocol.messages import Letter
-    from razvilka.renderers.screen import fork_rows, p300_targets
+    from razvilka.renderers.screen import P300Level, fork_rows, p300_targets
 
     rounds, on_ms, off_ms = 3, 100.0, 75.0
     url = await rig.start_bridge()
@@ -438,12 +438,13 @@ async def test_p300_flashes_a_level_at_a_time_in_grid_groups_with_sane_timing_on
     await expect(page.locator('#p300-level [data-target="ui:spell"]')).to_be_visible()
     # the EEG adapter selects ui:spell: the keys level, its flashes numbered afresh
     eeg = await rig.clients("eeg", role="input")
-    levels = (("ui:spell", "keys", ("key:a", "key:o", "key:h", "key:w", "ui:abc", "ui:words")),
-              ("ui:abc", "abc", None), ("ui:words", "words", words))
+    Step = tuple[str, P300Level, tuple[str, ...] | None]
+    levels: tuple[Step, ...] = (("ui:spell", "keys", ("key:a", "key:o", "key:h", "key:w", "ui:abc", "ui:words")),
+                                ("ui:abc", "abc", None), ("ui:words", "words", words))
     for target, level, expected in levels:
         await drain(rig.observer)
         eeg.publish(Select(target=target, source="eeg", kind="eeg"), fork_id="f1", subtopic=("eeg",))
-        shown = p300_targets(rows, level)  # type: ignore[arg-type]
+        shown = p300_targets(rows, level)
         if expected is not None:
             assert shown == expected
         await next_round(rig, p300_groups(shown), set(shown), 0)
